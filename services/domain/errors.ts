@@ -1,0 +1,50 @@
+/**
+ * The one error type of the domain. Each carries a gRPC code name and a stable
+ * reason from the spec's error table (§14); the handler edge maps it to a
+ * ConnectError with a google.rpc.ErrorInfo detail, once.
+ */
+export type ErrorCodeName =
+  | "INVALID_ARGUMENT"
+  | "ALREADY_EXISTS"
+  | "NOT_FOUND"
+  | "FAILED_PRECONDITION"
+  | "RESOURCE_EXHAUSTED"
+  | "OUT_OF_RANGE"
+  | "UNAVAILABLE";
+
+export type Reason =
+  | "INVALID_KEY"
+  | "INVALID_EXPRESSION"
+  | "INVALID_LABEL"
+  | "INVALID_OPTION"
+  | "INVALID_VALUE"
+  | "INVALID_FILTER"
+  | "BATCH_SIZE"
+  | "ITEM_TOO_LARGE"
+  | "ITEM_EXISTS"
+  | "ITEM_NOT_FOUND"
+  | "CREATED_MISMATCH"
+  | "NOT_A_SIMPLE_VALUE"
+  | "NOT_A_NUMBER"
+  | "TOKEN_EXPIRED"
+  | "SUBSCRIBER_TOO_SLOW"
+  | "STORE_UNAVAILABLE";
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCodeName,
+    readonly reason: Reason,
+    message: string,
+  ) {
+    super(message);
+    this.name = "DomainError";
+  }
+}
+
+export function invalidArgument(reason: Reason, message: string): DomainError {
+  return new DomainError("INVALID_ARGUMENT", reason, message);
+}
+
+export function failedPrecondition(reason: Reason, message: string): DomainError {
+  return new DomainError("FAILED_PRECONDITION", reason, message);
+}

@@ -1,0 +1,34 @@
+import type { JsonValue } from "./json.js";
+import type { Key } from "./keys.js";
+
+/** The five label slots of an item (L1); index 0 is label1. */
+export type LabelSlots = readonly [Key | undefined, Key | undefined, Key | undefined, Key | undefined, Key | undefined];
+
+export const LABEL_COUNT = 5;
+export const NO_LABELS: LabelSlots = [undefined, undefined, undefined, undefined, undefined];
+
+/** One stored item with its metadata (M1-M4). Times are epoch milliseconds (M3). */
+export interface ItemRecord {
+  readonly key: Key;
+  readonly value: JsonValue;
+  readonly created: number;
+  readonly modified: number;
+  readonly expires?: number;
+  readonly labels: LabelSlots;
+}
+
+/** T6: an item is expired from the instant its expiry time is reached. */
+export function isLive(item: ItemRecord, now: number): boolean {
+  return item.expires === undefined || item.expires > now;
+}
+
+export type ChangeName = "created" | "updated" | "deleted";
+
+/** What a write did to one item: the input of the change log (EV4, EV5). */
+export interface Change {
+  readonly name: ChangeName;
+  readonly item: ItemRecord;
+  readonly previous?: ItemRecord;
+  /** A `deleted` caused by expiry (EV6). */
+  readonly expired?: boolean;
+}

@@ -1,0 +1,94 @@
+import { invalidArgument } from "./errors.js";
+import { utf8Length } from "./json.js";
+
+/**
+ * A parsed, trimmed key (K1-K2). A simple key has `ns` = the whole key and
+ * `part` = "": collection key parts are never empty (K3), so the pair
+ * (ns, part) orders a simple key right before the collection of the same name
+ * (SC2) and keeps it apart from every member of that collection (K8).
+ */
+export interface Key {
+  readonly full: string;
+  readonly ns: string;
+  readonly part: string;
+}
+
+export const MAX_KEY_BYTES = 256;
+
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/** Splits at every colon, trims each piece and validates the shape (K1-K5). */
+export function parseKey(raw: string): Key {
+  if (typeof raw !== "string") throw invalidArgument("INVALID_KEY", "Invalid key");
+  const pieces = raw.split(":").map((piece) => piece.trim());
+  if (LONE_SURROGATE.test(raw)) {
+    throw invalidArgument("INVALID_KEY", "Invalid key: keys must be valid Unicode text");
+  }
+  if (pieces.length === 1) {
+    const full = pieces[0];
+    if (full === "") throw invalidArgument("INVALID_KEY", "Invalid key");
+    if (utf8Length(full) > MAX_KEY_BYTES) {
+      throw invalidArgument("INVALID_KEY", "Invalid key: Maximum Key size is 256 bytes");
+    }
+    return { full, ns: full, part: "" };
+  }
+  const [ns, second] = pieces;
+  if (ns === "" || second === "") throw invalidArgument("INVALID_KEY", "Invalid key");
+  const part = pieces.slice(1).join(":");
+  if (utf8Length(ns) > MAX_KEY_BYTES) {
+    throw invalidArgument("INVALID_KEY", "Invalid key: Maximum collection name size is 256 bytes");
+  }
+  if (utf8Length(part) > MAX_KEY_BYTES) {
+    throw invalidArgument("INVALID_KEY", "Invalid key: Maximum Key size is 256 bytes");
+  }
+  return { full: `${ns}:${part}`, ns, part };
+}
+
+export function isSimpleKey(key: Key): boolean {
+  return key.part === "";
+}
+
+/** A key that is written (set, batch set, seed, label values) may not look like an expression (K6). */
+export function parseWritableKey(raw: string): Key {
+  const key = parseKey(raw);
+  if (!isSimpleKey(key)) {
+    if (key.part.includes("*") || key.part.includes("|")) {
+      throw invalidArgument(
+        "INVALID_KEY",
+        "Invalid key: Key names in collections cannot contain the '|' or the '*' characters.",
+      );
+    }
+    if (key.part.startsWith("<") || key.part.startsWith(">")) {
+      throw invalidArgument(
+        "INVALID_KEY",
+        "Invalid key: Key names in collections cannot start with the '>' or '<' characters.",
+      );
+    }
+  }
+  return key;
+}
+
+/** Whether a key part would be read as an expression (Q1). Simple keys never are. */
+export function looksLikeExpression(key: Key): boolean {
+  if (isSimpleKey(key)) return false;
+  const { part } = key;
+  return part.includes("*") || part.includes("|") || part.startsWith("<") || part.startsWith(">");
+}
+
+export function keyFromParts(ns: string, part: string): Key {
+  return { full: part === "" ? ns : `${ns}:${part}`, ns, part };
+}
+
+/**
+ * Orders keys as every engine stores them (K7, SC2): namespace, then key part,
+ * by UTF-8 bytes. Buffer.compare is bytewise; JavaScript's `<` on strings is
+ * UTF-16 order and puts U+1F600 before U+FF5E, which is wrong here.
+ */
+export function compareKeys(a: Key, b: Key): number {
+  return compareUtf8(a.ns, b.ns) || compareUtf8(a.part, b.part);
+}
+
+export function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0;
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}

@@ -1,0 +1,78 @@
+import type { KeyRange } from "../domain/expressions.js";
+import type { ItemRecord } from "../domain/item.js";
+import type { Key } from "../domain/keys.js";
+import type { SetOutcome, SetPlan } from "../domain/set-plan.js";
+
+/**
+ * The port every engine implements, and the only way the service reaches
+ * data. Stores do I/O only: key expressions arrive parsed as ranges, writes
+ * arrive planned; `now` (epoch ms) comes from the caller so every read hides
+ * items expired at that instant (T7) and tests can control the clock.
+ */
+export interface Store {
+  /** For the startup line: the engine and where its data lives. */
+  describe(): string;
+
+  get(key: Key, now: number): Promise<ItemRecord | undefined>;
+  /** The live items among the keys, in any order. */
+  getMany(keys: readonly Key[], now: number): Promise<ItemRecord[]>;
+  /** Up to `limit` live items of a key range, in key order (K7, P3). */
+  queryKeys(query: KeyQuery, now: number): Promise<ItemRecord[]>;
+  /** Up to `limit` live items whose label lies in a range, by label then key (L5). */
+  queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]>;
+  /** Up to `limit` live items of the environment, by key (SC2) or by a label (SC3). */
+  scan(query: ScanQuery, now: number): Promise<ItemRecord[]>;
+  /** The number of live items a scan would return, ignoring limit and start (SC6). */
+  count(query: ScanFilter, now: number): Promise<number>;
+
+  /** One atomic write with its checks (S4, E1, E2, C1). */
+  set(plan: SetPlan, now: number): Promise<SetOutcome>;
+  /** Atomic writes that commit together or not at all (BS3). */
+  setMany(plans: readonly SetPlan[], now: number): Promise<SetOutcome[]>;
+  /** Removes the keys together; returns those that held a live item (R2, R5). */
+  remove(keys: readonly Key[], now: number): Promise<Key[]>;
+  /** Removes every item of the environment, each with its `deleted` event (SE2). */
+  clear(now: number): Promise<number>;
+  /** Deletes items expired at `now`, each with one `deleted` event (T7, EV6). */
+  purgeExpired(now: number): Promise<number>;
+
+  close(): Promise<void>;
+}
+
+/** Where a page continues: strictly after this position in the query's direction (P4). */
+export interface KeyQuery {
+  readonly range: KeyRange;
+  readonly reverse: boolean;
+  readonly limit: number;
+  readonly after?: Key;
+}
+
+/** A label slot, 1 to 5. */
+export type LabelNumber = 1 | 2 | 3 | 4 | 5;
+
+/** A position in a label index: the label value, then the item key as tie-breaker (L5). */
+export interface LabelPosition {
+  readonly label: Key;
+  readonly item: Key;
+}
+
+export interface LabelQuery {
+  readonly label: LabelNumber;
+  readonly range: KeyRange;
+  readonly reverse: boolean;
+  readonly limit: number;
+  readonly after?: LabelPosition;
+}
+
+export interface ScanFilter {
+  /** Only items with this label, in label order (SC3). */
+  readonly label?: LabelNumber;
+  /** SC5: this segment of `total`; an item's segment is segmentOf(key, total). */
+  readonly segment?: { readonly index: number; readonly total: number };
+}
+
+export interface ScanQuery extends ScanFilter {
+  readonly limit: number;
+  /** A key for key order, a label position for label order. */
+  readonly after?: Key | LabelPosition;
+}
