@@ -2,6 +2,7 @@ import type { KeyRange } from "../domain/expressions.js";
 import type { ItemRecord } from "../domain/item.js";
 import type { Key } from "../domain/keys.js";
 import type { SetOutcome, SetPlan } from "../domain/set-plan.js";
+import type { ChangeFeed } from "../feed/change-feed.js";
 
 /**
  * The port every engine implements, and the only way the service reaches
@@ -12,6 +13,9 @@ import type { SetOutcome, SetPlan } from "../domain/set-plan.js";
 export interface Store {
   /** For the startup line: the engine and where its data lives. */
   describe(): string;
+
+  /** The environment's change log, in commit order (EV7). */
+  readonly feed: ChangeFeed;
 
   get(key: Key, now: number): Promise<ItemRecord | undefined>;
   /** The live items among the keys, in any order. */

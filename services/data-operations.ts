@@ -1,0 +1,201 @@
+import { decodeLabelCursor, encodeLabelCursor } from "./domain/cursor.js";
+import { invalidArgument } from "./domain/errors.js";
+import { parseKeyExpression } from "./domain/expressions.js";
+import type { ItemRecord } from "./domain/item.js";
+import { isJsonObject, hasOwn, setOwn, type JsonObject } from "./domain/json.js";
+import { looksLikeExpression, parseKey, type Key } from "./domain/keys.js";
+import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
+import { cutPage } from "./domain/paging.js";
+import { planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
+import type { LabelNumber, LabelPosition, ScanFilter, Store } from "./stores/store.js";
+
+/**
+ * The operations of the data API in domain terms: each validates and plans
+ * with the pure domain, makes its store calls, and shapes the result. The
+ * handlers only translate protobuf to and from these.
+ */
+
+export interface PageResult {
+  readonly items: ItemRecord[];
+  readonly lastKey?: string;
+}
+
+export interface QueryInput {
+  readonly expression: string;
+  readonly label: string;
+  readonly limit: number;
+  readonly reverse: boolean;
+  readonly start: string;
+}
+
+export interface ScanInput {
+  readonly limit: number;
+  readonly start: string;
+  readonly label: string;
+  readonly attributes: readonly string[];
+  readonly segment?: number;
+  readonly totalSegments?: number;
+  readonly count: boolean;
+}
+
+export type Clock = () => number;
+
+/** Seed writes in chunks so one huge import never holds one huge transaction. */
+const SEED_CHUNK = 100;
+
+export class DataOperations {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock = Date.now,
+  ) {}
+
+  async get(rawKey: string): Promise<ItemRecord | undefined> {
+    const key = parseKey(rawKey);
+    if (looksLikeExpression(key)) {
+      parseKeyExpression(rawKey); // a malformed expression gets its own message (Q2-Q4)
+      throw invalidArgument("INVALID_KEY", "Get takes an exact key: use Query for key expressions");
+    }
+    return this.store.get(key, this.clock());
+  }
+
+  /** B1-B3: live items in the order of their first mention. */
+  async batchGet(rawKeys: readonly string[]): Promise<ItemRecord[]> {
+    checkBatchSize(rawKeys.length, "keys", "batch get");
+    const keys = uniqueKeys(rawKeys.map(exactKey));
+    const found = await this.store.getMany(keys, this.clock());
+    const byKey = new Map(found.map((item) => [item.key.full, item]));
+    return keys.flatMap((key) => byKey.get(key.full) ?? []);
+  }
+
+  async query(input: QueryInput): Promise<PageResult> {
+    const limit = resolveLimit(input.limit);
+    const range = parseKeyExpression(input.expression);
+    const now = this.clock();
+    if (input.label === "") {
+      let after: Key | undefined;
+      if (input.start !== "") {
+        after = parseKey(input.start);
+        if (after.ns !== range.ns) {
+          throw invalidArgument("INVALID_OPTION", "'start' must be a key in the queried namespace");
+        }
+      }
+      const fetched = await this.store.queryKeys({ range, reverse: input.reverse, limit: limit + 1, after }, now);
+      const page = cutPage(fetched, limit);
+      return { items: page.items, lastKey: page.continueAfter?.key.full };
+    }
+    const label = parseLabelName(input.label);
+    const after = input.start === "" ? undefined : decodeLabelCursor(input.start);
+    const fetched = await this.store.queryLabel({ label, range, reverse: input.reverse, limit: limit + 1, after }, now);
+    const page = cutPage(fetched, limit);
+    return { items: page.items, lastKey: page.continueAfter && labelCursor(page.continueAfter, label) };
+  }
+
+  async set(input: SetInput): Promise<ItemRecord> {
+    const now = this.clock();
+    const outcome = await this.store.set(planSet(input, now), now);
+    return outcome.item;
+  }
+
+  async batchSet(
+    items: readonly SetInput[],
+    options: { overwrite?: boolean; removeNulls: boolean },
+  ): Promise<ItemRecord[]> {
+    const now = this.clock();
+    const outcomes = await this.store.setMany(planBatchSet(items, options, now), now);
+    return outcomes.map((outcome) => outcome.item);
+  }
+
+  async add(input: { key: string; attribute?: string; amount: number; overwrite: boolean }): Promise<ItemRecord> {
+    const now = this.clock();
+    const outcome = await this.store.set(planAdd(input, now), now);
+    return outcome.item;
+  }
+
+  /** R1-R5: returns the keys that held a live item. */
+  async remove(rawKeys: readonly string[]): Promise<Key[]> {
+    checkBatchSize(rawKeys.length, "keys", "batch remove");
+    const keys = uniqueKeys(
+      rawKeys.map((raw) => {
+        const key = parseKey(raw);
+        if (looksLikeExpression(key)) {
+          throw invalidArgument(
+            "INVALID_KEY",
+            "You cannot delete items using conditionals. Please remove each item separately.",
+          );
+        }
+        return key;
+      }),
+    );
+    return this.store.remove(keys, this.clock());
+  }
+
+  async scan(input: ScanInput): Promise<PageResult & { count?: number }> {
+    const limit = resolveLimit(input.limit);
+    const filter = scanFilter(input);
+    const now = this.clock();
+    if (input.count) return { items: [], count: await this.store.count(filter, now) };
+    let after: Key | LabelPosition | undefined;
+    if (input.start !== "") after = filter.label ? decodeLabelCursor(input.start) : parseKey(input.start);
+    const fetched = await this.store.scan({ ...filter, limit: limit + 1, after }, now);
+    const page = cutPage(fetched, limit);
+    const items = input.attributes.length > 0 ? page.items.map((item) => project(item, input.attributes)) : page.items;
+    const last = page.continueAfter;
+    return { items, lastKey: last && (filter.label ? labelCursor(last, filter.label) : last.key.full) };
+  }
+
+  /** SE1-SE3: everything is validated before the environment is touched. */
+  async seed(items: readonly SetInput[], overwrite: boolean): Promise<number> {
+    const now = this.clock();
+    const plans = planSeed(items, now);
+    if (overwrite) await this.store.clear(now);
+    for (let i = 0; i < plans.length; i += SEED_CHUNK) {
+      await this.store.setMany(plans.slice(i, i + SEED_CHUNK), this.clock());
+    }
+    return plans.length;
+  }
+}
+
+function exactKey(raw: string): Key {
+  const key = parseKey(raw);
+  if (looksLikeExpression(key)) {
+    // B2 [L]: the published client would run the expression as a literal key.
+    throw invalidArgument("INVALID_KEY", "Batch get takes exact keys only: use one query per key expression");
+  }
+  return key;
+}
+
+function uniqueKeys(keys: readonly Key[]): Key[] {
+  const seen = new Set<string>();
+  return keys.filter((key) => !seen.has(key.full) && seen.add(key.full));
+}
+
+function labelCursor(item: ItemRecord, label: LabelNumber): string {
+  return encodeLabelCursor({ label: item.labels[label - 1]!, item: item.key });
+}
+
+/** SC5: segment and totalSegments go together, 0 <= segment < totalSegments <= 1000. */
+function scanFilter(input: ScanInput): ScanFilter {
+  const label = input.label === "" ? undefined : parseLabelName(input.label);
+  const { segment, totalSegments } = input;
+  if (segment === undefined && totalSegments === undefined) return { label };
+  if (segment === undefined || totalSegments === undefined) {
+    throw invalidArgument("INVALID_OPTION", "'segment' and 'totalSegments' must be given together");
+  }
+  if (!Number.isInteger(totalSegments) || totalSegments < 1 || totalSegments > MAX_SEGMENTS) {
+    throw invalidArgument("INVALID_OPTION", "'totalSegments' must be between 1 and 1000");
+  }
+  if (!Number.isInteger(segment) || segment < 0 || segment >= totalSegments) {
+    throw invalidArgument("INVALID_OPTION", "'segment' must be at least 0 and less than 'totalSegments'");
+  }
+  return { label, segment: { index: segment, total: totalSegments } };
+}
+
+/** SC4: object values keep only the named root attributes; single values stay whole. */
+function project(item: ItemRecord, attributes: readonly string[]): ItemRecord {
+  if (!isJsonObject(item.value)) return item;
+  const value: JsonObject = {};
+  for (const attribute of attributes) {
+    if (hasOwn(item.value, attribute)) setOwn(value, attribute, item.value[attribute]);
+  }
+  return { ...item, value };
+}

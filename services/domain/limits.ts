@@ -1,0 +1,36 @@
+import { invalidArgument } from "./errors.js";
+import type { LabelNumber } from "../stores/store.js";
+
+/** The limits of spec §13, in one place. */
+export const MAX_BATCH = 25;
+export const DEFAULT_LIMIT = 100;
+export const MAX_LIMIT = 1000;
+/** P7: a page ends early rather than carry more than this many bytes of JSON values. */
+export const MAX_PAGE_BYTES = 1024 * 1024;
+export const MAX_SEGMENTS = 1000;
+
+/** P2: 1 to 1000; 0 (proto3's unset value, and the published client's) means the default. */
+export function resolveLimit(limit: number | undefined): number {
+  if (limit === undefined || limit === 0) return DEFAULT_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+    throw invalidArgument("INVALID_OPTION", "'limit' must be between 1 and 1000");
+  }
+  return limit;
+}
+
+/** L4: `label1`..`label5` or the bare digits `1`..`5`. */
+export function parseLabelName(name: string): LabelNumber {
+  const match = /^(?:label)?([1-5])$/.exec(name);
+  if (!match) throw invalidArgument("INVALID_LABEL", "Labels must be specified as 'label1' through 'label5'.");
+  return Number(match[1]) as LabelNumber;
+}
+
+/** B1, R2, BS1: between 1 and 25 entries, with the published client's messages. */
+export function checkBatchSize(count: number, what: "keys" | "items", request: string): void {
+  if (count === 0) {
+    throw invalidArgument("BATCH_SIZE", `You must provide at least one ${what === "keys" ? "key" : "item"}`);
+  }
+  if (count > MAX_BATCH) {
+    throw invalidArgument("BATCH_SIZE", `You may only provide a maximum of 25 ${what} in one ${request} request`);
+  }
+}

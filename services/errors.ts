@@ -1,0 +1,48 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { DomainError, type ErrorCodeName, type Reason } from "./domain/errors.js";
+
+/** The domain of every google.rpc.ErrorInfo Larder sends (§14). */
+export const ERROR_DOMAIN = "larder.dev";
+
+const CODES: Record<ErrorCodeName, Code> = {
+  INVALID_ARGUMENT: Code.InvalidArgument,
+  ALREADY_EXISTS: Code.AlreadyExists,
+  NOT_FOUND: Code.NotFound,
+  FAILED_PRECONDITION: Code.FailedPrecondition,
+  RESOURCE_EXHAUSTED: Code.ResourceExhausted,
+  OUT_OF_RANGE: Code.OutOfRange,
+  UNAVAILABLE: Code.Unavailable,
+};
+
+/** SQLite result codes that say the disk, not the request, is the problem. */
+const STORAGE_CODES: Record<string, [Code, Reason, string]> = {
+  SQLITE_FULL: [Code.ResourceExhausted, "STORE_UNAVAILABLE", "The data directory is full"],
+  SQLITE_READONLY: [Code.Unavailable, "STORE_UNAVAILABLE", "The data directory is read-only"],
+  SQLITE_IOERR: [Code.Unavailable, "STORE_UNAVAILABLE", "The data store could not be read or written"],
+  SQLITE_BUSY: [Code.Unavailable, "STORE_UNAVAILABLE", "The data store is busy; retry"],
+  SQLITE_CANTOPEN: [Code.Unavailable, "STORE_UNAVAILABLE", "The data store could not be opened"],
+};
+
+/**
+ * Maps any failure to the one error type of the wire, once, at the edge:
+ * domain errors keep their code, message and reason (as google.rpc.ErrorInfo);
+ * anything unexpected becomes INTERNAL without leaking internals.
+ */
+export function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof DomainError) return withReason(error.message, CODES[error.code], error.reason);
+  const sqliteCode = (error as { code?: unknown })?.code;
+  if (typeof sqliteCode === "string") {
+    const storage = STORAGE_CODES[sqliteCode] ?? STORAGE_CODES[sqliteCode.replace(/_[A-Z]+$/, "")];
+    if (storage) return withReason(storage[2], storage[0], storage[1]);
+  }
+  if ((error as { name?: unknown })?.name === "AbortError") return new ConnectError("The call was cancelled", Code.Canceled);
+  return new ConnectError("Internal error", Code.Internal, undefined, undefined, error);
+}
+
+export function withReason(message: string, code: Code, reason: Reason): ConnectError {
+  return new ConnectError(message, code, undefined, [
+    { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN } },
+  ]);
+}

@@ -1,0 +1,53 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { WatchRequest, WatchResponseSchema } from "../../gen/larder/data/v1/data_pb.js";
+import { anyFilterMatches, parseEventFilter } from "../domain/filters.js";
+import { toItem } from "../item-message.js";
+import { toConnectError } from "../errors.js";
+import type { ChangeFeed } from "./change-feed.js";
+
+export type { ChangeFeed } from "./change-feed.js";
+
+/**
+ * One Watch stream: the `started` message with the position it starts after,
+ * then every matching change in commit order. Non-matching changes are read
+ * and passed over, so each event's token resumes exactly after it. The stream
+ * ends when the caller goes away or the server shuts down.
+ */
+export async function* watchChanges(
+  feed: ChangeFeed,
+  request: WatchRequest,
+  callSignal: AbortSignal,
+  shutdownSignal: AbortSignal,
+): AsyncGenerator<MessageInitShape<typeof WatchResponseSchema>> {
+  const signal = AbortSignal.any([callSignal, shutdownSignal]);
+  let start: string;
+  try {
+    const filters = (request.filters.length === 0 ? ["*"] : request.filters).map(parseEventFilter);
+    start =
+      request.resumeToken ||
+      (request.subscription && (await feed.acknowledged(request.subscription))) ||
+      (await feed.head());
+    yield { kind: { case: "started", value: { resumeToken: start } } };
+    for await (const event of feed.follow(start, signal)) {
+      if (!anyFilterMatches(filters, event.name, event.item.key)) continue;
+      yield {
+        kind: {
+          case: "event",
+          value: {
+            id: event.id,
+            name: event.name,
+            item: toItem(event.item),
+            previous: event.previous && toItem(event.previous),
+            time: timestampFromMs(event.time),
+            resumeToken: event.token,
+            expired: event.expired ?? false,
+          },
+        },
+      };
+    }
+  } catch (error) {
+    if (signal.aborted) return;
+    throw toConnectError(error);
+  }
+}

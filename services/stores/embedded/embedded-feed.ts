@@ -1,0 +1,76 @@
+import { on } from "node:events";
+import { DomainError, invalidArgument } from "../../domain/errors.js";
+import type { ChangeFeed, FeedEvent } from "../../feed/change-feed.js";
+import type { EmbeddedStore } from "./embedded-store.js";
+
+const BATCH = 256;
+const TOKEN = /^1\.(\d+)$/;
+
+/**
+ * The embedded change feed reads the `changes` table, which every write
+ * appends to in its own transaction: commit order is the log's order (EV7),
+ * and each subscriber reads at its own pace straight from the log, so a slow
+ * one costs the server nothing but its position.
+ */
+export class EmbeddedFeed implements ChangeFeed {
+  constructor(private readonly store: EmbeddedStore) {}
+
+  async head(): Promise<string> {
+    return encodeToken(this.store.headSequence());
+  }
+
+  async *follow(token: string, signal: AbortSignal): AsyncIterable<FeedEvent> {
+    let after = this.decode(token);
+    // Listen before reading, so a commit between an empty read and the wait is not missed.
+    const commits = on(this.store.commits, "commit", { signal });
+    try {
+      while (!signal.aborted) {
+        this.checkRetained(after);
+        const rows = this.store.readChanges(after, BATCH);
+        for (const row of rows) {
+          after = row.sequence;
+          yield { ...row, id: String(row.sequence), token: encodeToken(row.sequence) };
+        }
+        if (rows.length < BATCH) await commits.next();
+      }
+    } catch (error) {
+      if (signal.aborted && (error as Error).name === "AbortError") return;
+      throw error;
+    } finally {
+      await commits.return?.();
+    }
+  }
+
+  async acknowledge(subscription: string, token: string): Promise<void> {
+    if (subscription === "") throw invalidArgument("INVALID_OPTION", "Ack needs the subscription name given to Watch");
+    this.store.saveSubscription(subscription, this.decode(token), Date.now());
+  }
+
+  async acknowledged(subscription: string): Promise<string | undefined> {
+    const sequence = this.store.loadSubscription(subscription);
+    return sequence === undefined ? undefined : encodeToken(sequence);
+  }
+
+  private decode(token: string): number {
+    const match = TOKEN.exec(token);
+    const sequence = match ? Number(match[1]) : NaN;
+    if (!Number.isSafeInteger(sequence) || sequence > this.store.headSequence()) {
+      throw invalidArgument("INVALID_OPTION", "Invalid resume token");
+    }
+    return sequence;
+  }
+
+  private checkRetained(after: number): void {
+    if (after < this.store.prunedThrough()) {
+      throw new DomainError(
+        "OUT_OF_RANGE",
+        "TOKEN_EXPIRED",
+        "The resume token is older than the retained change history; start a new subscription",
+      );
+    }
+  }
+}
+
+function encodeToken(sequence: number): string {
+  return `1.${sequence}`;
+}

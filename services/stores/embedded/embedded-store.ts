@@ -1,0 +1,437 @@
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { EventEmitter } from "node:events";
+import type { KeyRange } from "../../domain/expressions.js";
+import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../domain/item.js";
+import { keyFromParts, type Key } from "../../domain/keys.js";
+import { segmentHash } from "../../domain/segments.js";
+import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
+import type { KeyQuery, LabelPosition, LabelQuery, ScanFilter, ScanQuery, Store } from "../store.js";
+import { SCHEMA, labelColumns } from "./schema.js";
+import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
+import { EmbeddedFeed } from "./embedded-feed.js";
+import type { ChangeFeed } from "../../feed/change-feed.js";
+
+/**
+ * How much a commit survives (see docs/durability.md): `normal` survives a
+ * crash of the process (WAL, synchronous=NORMAL), `full` also survives a
+ * crash of the machine or power loss, at the cost of an fsync per commit.
+ */
+export type Durability = "normal" | "full";
+
+export interface EmbeddedStoreOptions {
+  readonly dataDir: string;
+  readonly environment: string;
+  readonly durability: Durability;
+  /** How often expired items are deleted in the background (T7: within a minute). */
+  readonly sweepIntervalMs: number;
+  /** How long the change log keeps changes for resuming subscribers. */
+  readonly changeRetentionMs: number;
+}
+
+type Row = {
+  ns: string;
+  part: string;
+  value: string;
+  created: number;
+  modified: number;
+  expires: number | null;
+  l1ns: string | null;
+  l1part: string | null;
+  l2ns: string | null;
+  l2part: string | null;
+  l3ns: string | null;
+  l3part: string | null;
+  l4ns: string | null;
+  l4part: string | null;
+  l5ns: string | null;
+  l5part: string | null;
+};
+
+const ITEM_COLUMNS =
+  "ns, part, value, created, modified, expires, l1ns, l1part, l2ns, l2part, l3ns, l3part, l4ns, l4part, l5ns, l5part";
+const LIVE = "(expires IS NULL OR expires > @now)";
+
+/**
+ * The embedded engine: one SQLite file per environment. SQLite's BINARY
+ * collation compares TEXT as UTF-8 bytes, which is the order K7 asks for, and
+ * better-sqlite3 runs each write as one synchronous transaction, so applying
+ * the domain's pure applySet inside it is atomic (S4) without any lock of ours.
+ * Every change is appended to the `changes` table in the same transaction.
+ */
+export class EmbeddedStore implements Store {
+  private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+  private readonly sweeper: NodeJS.Timeout;
+  /** Emits "commit" after each transaction that appended changes. */
+  readonly commits = new EventEmitter();
+  readonly feed: ChangeFeed = new EmbeddedFeed(this);
+
+  constructor(private readonly options: EmbeddedStoreOptions) {
+    mkdirSync(options.dataDir, { recursive: true });
+    this.db = new Database(join(options.dataDir, `${options.environment}.sqlite`));
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
+    this.db.pragma("busy_timeout = 5000");
+    this.db.exec(SCHEMA);
+    this.commits.setMaxListeners(0);
+    this.sweeper = setInterval(() => {
+      try {
+        this.purgeExpiredNow(Date.now());
+        this.pruneChanges(Date.now() - options.changeRetentionMs);
+      } catch {
+        // A failed sweep is retried at the next tick; reads hide expired items regardless (T7).
+      }
+    }, options.sweepIntervalMs);
+    this.sweeper.unref();
+  }
+
+  describe(): string {
+    return `embedded, data ${this.options.dataDir}`;
+  }
+
+  async get(key: Key, now: number): Promise<ItemRecord | undefined> {
+    const row = this.statement(`SELECT ${ITEM_COLUMNS} FROM items WHERE ns = @ns AND part = @part AND ${LIVE}`).get({
+      ns: key.ns,
+      part: key.part,
+      now,
+    }) as Row | undefined;
+    return row && toRecord(row);
+  }
+
+  async getMany(keys: readonly Key[], now: number): Promise<ItemRecord[]> {
+    const found: ItemRecord[] = [];
+    const read = this.db.transaction(() => {
+      for (const key of keys) {
+        const row = this.statement(`SELECT ${ITEM_COLUMNS} FROM items WHERE ns = @ns AND part = @part AND ${LIVE}`).get({
+          ns: key.ns,
+          part: key.part,
+          now,
+        }) as Row | undefined;
+        if (row) found.push(toRecord(row));
+      }
+    });
+    read();
+    return found;
+  }
+
+  async queryKeys(query: KeyQuery, now: number): Promise<ItemRecord[]> {
+    const where = ["ns = @ns", ...rangeConditions("part", query.range), LIVE];
+    const params: Record<string, unknown> = { ns: query.range.ns, lower: query.range.lower.value, now, limit: query.limit };
+    if (query.range.upper) params.upper = query.range.upper.value;
+    if (query.after) {
+      where.push(`part ${query.reverse ? "<" : ">"} @after`);
+      params.after = query.after.part;
+    }
+    const direction = query.reverse ? "DESC" : "ASC";
+    const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY part ${direction} LIMIT @limit`;
+    return (this.statement(sql).all(params) as Row[]).map(toRecord);
+  }
+
+  async queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]> {
+    const { ns, part } = labelColumns(query.label);
+    const where = [`${ns} = @lns`, ...rangeConditions(part, query.range), LIVE];
+    const params: Record<string, unknown> = { lns: query.range.ns, lower: query.range.lower.value, now, limit: query.limit };
+    if (query.range.upper) params.upper = query.range.upper.value;
+    if (query.after) {
+      // Row values let SQLite continue inside the index (label part, item ns, item part).
+      where.push(`(${part}, ns, part) ${query.reverse ? "<" : ">"} (@alpart, @ans, @apart)`);
+      Object.assign(params, { alpart: query.after.label.part, ans: query.after.item.ns, apart: query.after.item.part });
+    }
+    const d = query.reverse ? "DESC" : "ASC";
+    const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY ${part} ${d}, ns ${d}, part ${d} LIMIT @limit`;
+    return (this.statement(sql).all(params) as Row[]).map(toRecord);
+  }
+
+  async scan(query: ScanQuery, now: number): Promise<ItemRecord[]> {
+    const { where, params, order } = scanShape(query, now);
+    if (query.after) {
+      if (query.label) {
+        const { ns, part } = labelColumns(query.label);
+        const after = query.after as LabelPosition;
+        where.push(`(${ns}, ${part}, ns, part) > (@alns, @alpart, @ans, @apart)`);
+        Object.assign(params, {
+          alns: after.label.ns,
+          alpart: after.label.part,
+          ans: after.item.ns,
+          apart: after.item.part,
+        });
+      } else {
+        const after = query.after as Key;
+        where.push("(ns, part) > (@ans, @apart)");
+        Object.assign(params, { ans: after.ns, apart: after.part });
+      }
+    }
+    params.limit = query.limit;
+    const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT @limit`;
+    return (this.statement(sql).all(params) as Row[]).map(toRecord);
+  }
+
+  async count(filter: ScanFilter, now: number): Promise<number> {
+    const { where, params } = scanShape(filter, now);
+    const row = this.statement(`SELECT count(*) AS n FROM items WHERE ${where.join(" AND ")}`).get(params) as { n: number };
+    return row.n;
+  }
+
+  async set(plan: SetPlan, now: number): Promise<SetOutcome> {
+    return this.write((changes) => this.applyPlan(plan, now, changes));
+  }
+
+  async setMany(plans: readonly SetPlan[], now: number): Promise<SetOutcome[]> {
+    return this.write((changes) => plans.map((plan) => this.applyPlan(plan, now, changes)));
+  }
+
+  async remove(keys: readonly Key[], now: number): Promise<Key[]> {
+    return this.write((changes) => {
+      const removed: Key[] = [];
+      for (const key of keys) {
+        const row = this.readRow(key);
+        if (!row) continue;
+        const item = toRecord(row);
+        this.deleteRow(key);
+        const expired = !isLive(item, now);
+        changes.push({ name: "deleted", item, expired });
+        if (!expired) removed.push(item.key);
+      }
+      return removed;
+    });
+  }
+
+  async clear(now: number): Promise<number> {
+    return this.write((changes) => {
+      const rows = this.statement(`SELECT ${ITEM_COLUMNS} FROM items ORDER BY ns, part`).all() as Row[];
+      this.statement("DELETE FROM items").run();
+      let live = 0;
+      for (const row of rows) {
+        const item = toRecord(row);
+        const expired = !isLive(item, now);
+        if (!expired) live++;
+        changes.push({ name: "deleted", item, expired });
+      }
+      return live;
+    });
+  }
+
+  async purgeExpired(now: number): Promise<number> {
+    return this.purgeExpiredNow(now);
+  }
+
+  /** Reads the change log after a position, for change feeds (EV7: commit order). */
+  readChanges(afterSequence: number, limit: number): ChangeRow[] {
+    return (
+      this.statement("SELECT seq, time, body FROM changes WHERE seq > @after ORDER BY seq LIMIT @limit").all({
+        after: afterSequence,
+        limit,
+      }) as { seq: number; time: number; body: string }[]
+    ).map(decodeChange);
+  }
+
+  /** The sequence of the newest change ever written (0 when none). */
+  headSequence(): number {
+    const row = this.statement("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get() as
+      | { seq: number }
+      | undefined;
+    return row?.seq ?? 0;
+  }
+
+  /** Changes up to this sequence have been pruned: a reader behind it has a gap. */
+  prunedThrough(): number {
+    const row = this.statement("SELECT value FROM meta WHERE name = 'pruned_through'").get() as
+      | { value: number }
+      | undefined;
+    return row?.value ?? 0;
+  }
+
+  /** Drops changes older than the retention period (the change log is not a history). */
+  pruneChanges(before: number): number {
+    const prune = this.db.transaction(() => {
+      const last = this.statement("SELECT max(seq) AS seq FROM changes WHERE time < @before").get({ before }) as {
+        seq: number | null;
+      };
+      if (last.seq === null) return 0;
+      const { changes } = this.statement("DELETE FROM changes WHERE seq <= @seq").run({ seq: last.seq });
+      this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_through', @seq)").run({ seq: last.seq });
+      return changes;
+    });
+    return prune.immediate();
+  }
+
+  saveSubscription(name: string, sequence: number, now: number): void {
+    this.statement(
+      "INSERT INTO subscriptions (name, seq, updated) VALUES (@name, @seq, @now) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated = excluded.updated",
+    ).run({ name, seq: sequence, now });
+  }
+
+  loadSubscription(name: string): number | undefined {
+    const row = this.statement("SELECT seq FROM subscriptions WHERE name = @name").get({ name }) as
+      | { seq: number }
+      | undefined;
+    return row?.seq;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.db.close();
+  }
+
+  private purgeExpiredNow(now: number): number {
+    return this.write((changes) => {
+      const rows = this.statement(
+        `SELECT ${ITEM_COLUMNS} FROM items WHERE expires IS NOT NULL AND expires <= @now ORDER BY expires LIMIT 1000`,
+      ).all({ now }) as Row[];
+      for (const row of rows) {
+        const item = toRecord(row);
+        this.deleteRow(item.key);
+        changes.push({ name: "deleted", item, expired: true });
+      }
+      return rows.length;
+    });
+  }
+
+  /**
+   * Runs one write transaction and appends its changes to the log before it
+   * commits, so a change and its event are durable together or not at all.
+   */
+  private write<T>(body: (changes: Change[]) => T): T {
+    const changes: Change[] = [];
+    const now = Date.now();
+    const run = this.db.transaction(() => {
+      const result = body(changes);
+      const append = this.statement("INSERT INTO changes (time, body) VALUES (@time, @body)");
+      for (const change of changes) append.run({ time: now, body: encodeChangeBody(change) });
+      return result;
+    });
+    const result = run.immediate();
+    if (changes.length > 0) this.commits.emit("commit");
+    return result;
+  }
+
+  private applyPlan(plan: SetPlan, now: number, changes: Change[]): SetOutcome {
+    const row = this.readRow(plan.key);
+    let live: ItemRecord | undefined;
+    if (row) {
+      const stored = toRecord(row);
+      if (isLive(stored, now)) {
+        live = stored;
+      } else {
+        // EV6: the expiry of an item not yet purged is emitted before the write that replaces it.
+        this.deleteRow(stored.key);
+        changes.push({ name: "deleted", item: stored, expired: true });
+      }
+    }
+    const outcome = applySet(live, plan, now);
+    this.upsertRow(outcome.item);
+    changes.push(
+      outcome.previous
+        ? { name: "updated", item: outcome.item, previous: outcome.previous }
+        : { name: "created", item: outcome.item },
+    );
+    if (!isLive(outcome.item, now)) {
+      // EV6: a write whose ttl is already past is created, then expires at once.
+      this.deleteRow(outcome.item.key);
+      changes.push({ name: "deleted", item: outcome.item, expired: true });
+    }
+    return outcome;
+  }
+
+  private readRow(key: Key): Row | undefined {
+    return this.statement(`SELECT ${ITEM_COLUMNS} FROM items WHERE ns = @ns AND part = @part`).get({
+      ns: key.ns,
+      part: key.part,
+    }) as Row | undefined;
+  }
+
+  private deleteRow(key: Key): void {
+    this.statement("DELETE FROM items WHERE ns = @ns AND part = @part").run({ ns: key.ns, part: key.part });
+  }
+
+  private upsertRow(item: ItemRecord): void {
+    const labels = item.labels;
+    this.statement(
+      `INSERT OR REPLACE INTO items (${ITEM_COLUMNS}, seg) VALUES
+       (@ns, @part, @value, @created, @modified, @expires, @l1ns, @l1part, @l2ns, @l2part, @l3ns, @l3part, @l4ns, @l4part, @l5ns, @l5part, @seg)`,
+    ).run({
+      ns: item.key.ns,
+      part: item.key.part,
+      value: JSON.stringify(item.value),
+      created: item.created,
+      modified: item.modified,
+      expires: item.expires ?? null,
+      l1ns: labels[0]?.ns ?? null,
+      l1part: labels[0]?.part ?? null,
+      l2ns: labels[1]?.ns ?? null,
+      l2part: labels[1]?.part ?? null,
+      l3ns: labels[2]?.ns ?? null,
+      l3part: labels[2]?.part ?? null,
+      l4ns: labels[3]?.ns ?? null,
+      l4part: labels[3]?.part ?? null,
+      l5ns: labels[4]?.ns ?? null,
+      l5part: labels[4]?.part ?? null,
+      seg: segmentHash(item.key),
+    });
+  }
+
+  /** Prepared statements are cached by their SQL: each query shape is compiled once. */
+  private statement(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+}
+
+function rangeConditions(column: string, range: KeyRange): string[] {
+  const conditions = [`${column} ${range.lower.inclusive ? ">=" : ">"} @lower`];
+  if (range.upper) conditions.push(`${column} ${range.upper.inclusive ? "<=" : "<"} @upper`);
+  return conditions;
+}
+
+function scanShape(filter: ScanFilter, now: number) {
+  const where = [LIVE];
+  const params: Record<string, unknown> = { now };
+  let order = "ns, part";
+  if (filter.label) {
+    const { ns, part } = labelColumns(filter.label);
+    where.push(`${ns} IS NOT NULL`);
+    order = `${ns}, ${part}, ns, part`;
+  }
+  if (filter.segment) {
+    where.push("seg % @total = @index");
+    Object.assign(params, { total: filter.segment.total, index: filter.segment.index });
+  }
+  return { where, params, order };
+}
+
+function toRecord(row: Row): ItemRecord {
+  const labels: LabelSlots = [
+    labelKey(row.l1ns, row.l1part),
+    labelKey(row.l2ns, row.l2part),
+    labelKey(row.l3ns, row.l3part),
+    labelKey(row.l4ns, row.l4part),
+    labelKey(row.l5ns, row.l5part),
+  ];
+  return {
+    key: keyFromParts(row.ns, row.part),
+    value: JSON.parse(row.value),
+    created: row.created,
+    modified: row.modified,
+    ...(row.expires === null ? {} : { expires: row.expires }),
+    labels,
+  };
+}
+
+function labelKey(ns: string | null, part: string | null): Key | undefined {
+  return ns === null ? undefined : keyFromParts(ns, part ?? "");
+}
+
+function encodeChangeBody(change: Change): string {
+  return JSON.stringify({
+    name: change.name,
+    item: encodeItem(change.item),
+    previous: change.previous && encodeItem(change.previous),
+    expired: change.expired ?? false,
+  });
+}

@@ -1,0 +1,51 @@
+import type { LabelNumber } from "../store.js";
+
+/**
+ * Items are keyed by (ns, part) in a WITHOUT ROWID table, so the primary key
+ * is the clustered index that every key range scans. Each label has a partial
+ * index (label ns, label part, item ns, item part): a label query is one range
+ * scan in the order L5 asks for. TEXT compares with the BINARY collation,
+ * i.e. as UTF-8 bytes (K7).
+ */
+export const SCHEMA = `
+CREATE TABLE IF NOT EXISTS items (
+  ns TEXT NOT NULL,
+  part TEXT NOT NULL,
+  value TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL,
+  expires INTEGER,
+  l1ns TEXT, l1part TEXT,
+  l2ns TEXT, l2part TEXT,
+  l3ns TEXT, l3part TEXT,
+  l4ns TEXT, l4part TEXT,
+  l5ns TEXT, l5part TEXT,
+  seg INTEGER NOT NULL,
+  PRIMARY KEY (ns, part)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_label1 ON items (l1ns, l1part, ns, part) WHERE l1ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_label2 ON items (l2ns, l2part, ns, part) WHERE l2ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_label3 ON items (l3ns, l3part, ns, part) WHERE l3ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_label4 ON items (l4ns, l4part, ns, part) WHERE l4ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_label5 ON items (l5ns, l5part, ns, part) WHERE l5ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_expires ON items (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  time INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_time ON changes (time);
+CREATE TABLE IF NOT EXISTS meta (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriptions (
+  name TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  updated INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+export function labelColumns(label: LabelNumber): { ns: string; part: string } {
+  return { ns: `l${label}ns`, part: `l${label}part` };
+}
