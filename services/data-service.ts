@@ -12,7 +12,7 @@ import {
 import { DataOperations, type Clock } from "./data-operations.js";
 import type { JsonValue } from "./domain/json.js";
 import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
-import { toConnectError } from "./errors.js";
+import { guarded, toConnectError } from "./errors.js";
 import type { Store } from "./stores/store.js";
 import { watchChanges } from "./feed/watch.js";
 import { toItem } from "./item-message.js";
@@ -109,14 +109,6 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
       return {};
     },
   };
-}
-
-async function guarded<T>(body: () => Promise<T>): Promise<T> {
-  try {
-    return await body();
-  } catch (error) {
-    throw toConnectError(error);
-  }
 }
 
 function jsonOf(value: Value | undefined): JsonValue | undefined {

@@ -46,3 +46,12 @@ export function withReason(message: string, code: Code, reason: Reason): Connect
     { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN } },
   ]);
 }
+
+/** Runs a unary handler body so that whatever it throws leaves as a ConnectError. */
+export async function guarded<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}

@@ -32,15 +32,20 @@ export interface Store {
   /** One atomic write with its checks (S4, E1, E2, C1). */
   set(plan: SetPlan, now: number): Promise<SetOutcome>;
   /** Atomic writes that commit together or not at all (BS3). */
-  setMany(plans: readonly SetPlan[], now: number): Promise<SetOutcome[]>;
+  setMany(plans: readonly SetPlan[], now: number, options?: WriteOptions): Promise<SetOutcome[]>;
   /** Removes the keys together; returns those that held a live item (R2, R5). */
   remove(keys: readonly Key[], now: number): Promise<Key[]>;
   /** Removes every item of the environment, each with its `deleted` event (SE2). */
-  clear(now: number): Promise<number>;
+  clear(now: number, options?: WriteOptions): Promise<number>;
   /** Deletes items expired at `now`, each with one `deleted` event (T7, EV6). */
   purgeExpired(now: number): Promise<number>;
 
   close(): Promise<void>;
+}
+
+export interface WriteOptions {
+  /** false: write without change events (imports and clones that ask to skip them). */
+  readonly events?: boolean;
 }
 
 /** Where a page continues: strictly after this position in the query's direction (P4). */

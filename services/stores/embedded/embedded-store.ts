@@ -7,7 +7,7 @@ import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../dom
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { segmentHash } from "../../domain/segments.js";
 import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
-import type { KeyQuery, LabelPosition, LabelQuery, ScanFilter, ScanQuery, Store } from "../store.js";
+import type { KeyQuery, LabelPosition, LabelQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
 import { SCHEMA, labelColumns } from "./schema.js";
 import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
@@ -178,8 +178,8 @@ export class EmbeddedStore implements Store {
     return this.write((changes) => this.applyPlan(plan, now, changes));
   }
 
-  async setMany(plans: readonly SetPlan[], now: number): Promise<SetOutcome[]> {
-    return this.write((changes) => plans.map((plan) => this.applyPlan(plan, now, changes)));
+  async setMany(plans: readonly SetPlan[], now: number, options: WriteOptions = {}): Promise<SetOutcome[]> {
+    return this.write((changes) => plans.map((plan) => this.applyPlan(plan, now, changes)), options);
   }
 
   async remove(keys: readonly Key[], now: number): Promise<Key[]> {
@@ -198,7 +198,7 @@ export class EmbeddedStore implements Store {
     });
   }
 
-  async clear(now: number): Promise<number> {
+  async clear(now: number, options: WriteOptions = {}): Promise<number> {
     return this.write((changes) => {
       const rows = this.statement(`SELECT ${ITEM_COLUMNS} FROM items ORDER BY ns, part`).all() as Row[];
       this.statement("DELETE FROM items").run();
@@ -210,7 +210,7 @@ export class EmbeddedStore implements Store {
         changes.push({ name: "deleted", item, expired });
       }
       return live;
-    });
+    }, options);
   }
 
   async purgeExpired(now: number): Promise<number> {
@@ -293,11 +293,12 @@ export class EmbeddedStore implements Store {
    * Runs one write transaction and appends its changes to the log before it
    * commits, so a change and its event are durable together or not at all.
    */
-  private write<T>(body: (changes: Change[]) => T): T {
+  private write<T>(body: (changes: Change[]) => T, options: WriteOptions = {}): T {
     const changes: Change[] = [];
     const now = Date.now();
     const run = this.db.transaction(() => {
       const result = body(changes);
+      if (options.events === false) changes.length = 0;
       const append = this.statement("INSERT INTO changes (time, body) VALUES (@time, @body)");
       for (const change of changes) append.run({ time: now, body: encodeChangeBody(change) });
       return result;

@@ -1,0 +1,40 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { authenticate, type StoredKey } from "./api-keys.js";
+import { principalKey } from "./principal.js";
+import { roleAllows } from "./roles.js";
+
+export interface AuthOptions {
+  /** undefined: no keys configured, every caller is local (loopback only). */
+  readonly keys?: readonly StoredKey[];
+  /** Services callable without a key (reflection and health, so grpcurl works). */
+  readonly publicServices: ReadonlySet<string>;
+}
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
+/**
+ * Resolves the caller's API key to an environment and a role before any
+ * handler runs. The same header works on gRPC, gRPC-Web and Connect. Neither
+ * the key nor its hash ever appears in an error.
+ */
+export function authInterceptor({ keys, publicServices }: AuthOptions): Interceptor {
+  return (next) => async (request) => {
+    const service = request.service.typeName;
+    if (keys === undefined || publicServices.has(service)) return next(request);
+    const header = request.header.get("authorization");
+    if (!header) {
+      throw new ConnectError("Missing API key: send the header 'authorization: Bearer <key>'", Code.Unauthenticated);
+    }
+    const presented = BEARER.exec(header)?.[1];
+    const principal = presented === undefined ? undefined : authenticate(keys, presented);
+    if (!principal) throw new ConnectError("Unknown API key", Code.Unauthenticated);
+    if (!roleAllows(principal.role, service, request.method.name)) {
+      throw new ConnectError(
+        `The API key '${principal.keyId}' has the role '${principal.role}', which may not call ${service}/${request.method.name}`,
+        Code.PermissionDenied,
+      );
+    }
+    request.contextValues.set(principalKey, principal);
+    return next(request);
+  };
+}

@@ -1,0 +1,168 @@
+import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import {
+  AdminService,
+  type ExportedItem,
+  type ExportedItemSchema,
+} from "../gen/larder/admin/v1/admin_pb.js";
+import { isEnvironmentName } from "./access/api-keys.js";
+import { DomainError, invalidArgument } from "./domain/errors.js";
+import type { ItemRecord } from "./domain/item.js";
+import type { JsonValue } from "./domain/json.js";
+import { planSeed, type SetInput } from "./domain/set-plan.js";
+import { guarded, toConnectError } from "./errors.js";
+import type { Engine } from "./stores/engine.js";
+import type { Key } from "./domain/keys.js";
+import type { Store, WriteOptions } from "./stores/store.js";
+
+/** Exports stream in chunks of this many items; imports write in chunks of this many. */
+const CHUNK = 500;
+
+export interface AdminServiceDeps {
+  readonly engine: Engine;
+  readonly clock?: () => number;
+}
+
+export function registerAdminService(router: ConnectRouter, deps: AdminServiceDeps): void {
+  router.service(AdminService, createAdminService(deps));
+}
+
+/** Environments as a whole: list, create, drop, and moving data in the shape of Ampt's data.json. */
+export function createAdminService({ engine, clock = Date.now }: AdminServiceDeps): ServiceImpl<typeof AdminService> {
+  async function describe(name: string) {
+    const store = await engine.environment(name);
+    return { name, items: BigInt(await store.count({}, clock())) };
+  }
+
+  async function existing(name: string): Promise<Store> {
+    checkName(name);
+    if (!(await engine.list()).includes(name)) {
+      throw new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", `There is no environment named '${name}'`);
+    }
+    return engine.environment(name);
+  }
+
+  async function importInto(store: Store, items: readonly SetInput[], overwrite: boolean, options: WriteOptions) {
+    const plans = planSeed(items, clock());
+    if (overwrite) await store.clear(clock(), options);
+    for (let i = 0; i < plans.length; i += CHUNK) await store.setMany(plans.slice(i, i + CHUNK), clock(), options);
+    return plans.length;
+  }
+
+  return {
+    async listEnvironments() {
+      return guarded(async () => ({ environments: await Promise.all((await engine.list()).map(describe)) }));
+    },
+    async createEnvironment(request) {
+      return guarded(async () => {
+        checkName(request.name);
+        if ((await engine.list()).includes(request.name)) {
+          throw new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", `The environment '${request.name}' already exists`);
+        }
+        return { environment: await describe(request.name) };
+      });
+    },
+    async dropEnvironment(request) {
+      return guarded(async () => {
+        await existing(request.name);
+        await engine.drop(request.name);
+        return {};
+      });
+    },
+    async *exportEnvironment(request) {
+      try {
+        const store = await existing(request.name);
+        for await (const chunk of readAll(store, clock)) yield { items: chunk.map(toExported) };
+      } catch (error) {
+        throw toConnectError(error);
+      }
+    },
+    async importEnvironment(request) {
+      return guarded(async () => {
+        checkName(request.name);
+        const store = await engine.environment(request.name);
+        const written = await importInto(store, request.items.map(fromExported), request.overwrite, {
+          events: !request.skipEvents,
+        });
+        return { items: BigInt(written) };
+      });
+    },
+    async cloneEnvironment(request) {
+      return guarded(async () => {
+        const source = await existing(request.source);
+        checkName(request.target);
+        if (request.target === request.source) {
+          throw invalidArgument("INVALID_OPTION", "An environment cannot be cloned into itself");
+        }
+        const target = await engine.environment(request.target);
+        const options = { events: !request.skipEvents };
+        await target.clear(clock(), options);
+        let copied = 0;
+        for await (const chunk of readAll(source, clock)) {
+          copied += await importInto(target, chunk.map(toSetInput), false, options);
+        }
+        return { items: BigInt(copied) };
+      });
+    },
+  };
+}
+
+function checkName(name: string): void {
+  if (!isEnvironmentName(name)) {
+    throw invalidArgument(
+      "INVALID_OPTION",
+      "Environment names are 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
+    );
+  }
+}
+
+/** Every live item, in scan order, in chunks. */
+async function* readAll(store: Store, clock: () => number): AsyncGenerator<ItemRecord[]> {
+  let after: Key | undefined;
+  for (;;) {
+    const items = await store.scan({ limit: CHUNK, after }, clock());
+    if (items.length > 0) yield items;
+    if (items.length < CHUNK) return;
+    after = items[items.length - 1].key;
+  }
+}
+
+function toExported(item: ItemRecord): MessageInitShape<typeof ExportedItemSchema> {
+  return {
+    key: item.key.full,
+    value: fromJson(ValueSchema, item.value),
+    ttl: item.expires === undefined ? undefined : timestampFromMs(item.expires),
+    label1: item.labels[0]?.full,
+    label2: item.labels[1]?.full,
+    label3: item.labels[2]?.full,
+    label4: item.labels[3]?.full,
+    label5: item.labels[4]?.full,
+  };
+}
+
+function fromExported(item: ExportedItem): SetInput {
+  return {
+    key: item.key,
+    value: item.value === undefined ? undefined : (toJson(ValueSchema, item.value) as JsonValue),
+    unsetAttributes: [],
+    overwrite: true,
+    ttl: item.ttl && { at: timestampDate(item.ttl).getTime() },
+    labels: [item.label1, item.label2, item.label3, item.label4, item.label5].map((label) =>
+      label === undefined ? undefined : { set: label },
+    ),
+    removeNulls: false,
+  };
+}
+
+function toSetInput(item: ItemRecord): SetInput {
+  return {
+    key: item.key.full,
+    value: item.value,
+    unsetAttributes: [],
+    overwrite: true,
+    ttl: item.expires === undefined ? undefined : { at: item.expires },
+    labels: item.labels.map((label) => label && { set: label.full }),
+    removeNulls: false,
+  };
+}
