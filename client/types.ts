@@ -1,0 +1,210 @@
+/**
+ * The public types of the drop-in `data` object. They follow @ampt/data 1.0.27's
+ * `types/index.d.ts` overload for overload, so that our `Data` is assignable to
+ * theirs (test/client/types-compat.ts checks it); where Larder accepts more (a
+ * `Date` as ttl, `count` on scans) the types say so without narrowing anything.
+ */
+
+/** `label1` … `label5` (L4 also accepts the bare digits as strings). */
+export type LabelName = "label1" | "label2" | "label3" | "label4" | "label5";
+
+export interface GetOptions {
+  /** Return `{ key, value, created, modified, ttl?, labelN? }` objects (M4). */
+  meta?: boolean;
+  /** Descending order (P3). */
+  reverse?: boolean;
+  /** Page size, 1 to 1000; 0 or absent means 100 (P2). */
+  limit?: number;
+  /** Continue after this key, or after a label page's `lastKey` (P4, P5). */
+  start?: string;
+  /** Query this label's values instead of keys (L3). */
+  label?: LabelName;
+}
+
+export interface GetOptionsMeta extends GetOptions {
+  meta: true;
+}
+
+/** A label in a set: a value, `[value]` to set it only when absent, `null` to remove it (L2). */
+export type LabelSetting = string | [string] | null;
+
+export interface SetOptions {
+  /** Seconds (relative, or absolute epoch seconds), an ISO 8601 string, a Date, or null to remove (T1-T4). */
+  ttl?: number | string | Date | null;
+  /** Replace the item and its metadata instead of merging (M2). */
+  overwrite?: boolean;
+  label1?: LabelSetting;
+  label2?: LabelSetting;
+  label3?: LabelSetting;
+  label4?: LabelSetting;
+  label5?: LabelSetting;
+  /** Values used where the item has none (D1-D5). */
+  default?: any;
+  /** The integrity check: the item's `created` in epoch seconds or milliseconds (C1, C2). */
+  created?: number;
+  /** false stores null root attributes; defaults to `data.removeNulls` (V6, V9). */
+  removeNulls?: boolean;
+  /** false: only create; true: only update an existing item (E1, E2). */
+  exists?: boolean;
+  /** Return the meta form (M4). */
+  meta?: boolean;
+}
+
+export interface SetOptionsMeta extends SetOptions {
+  meta: true;
+}
+
+export interface ScanOptions {
+  meta?: boolean;
+  limit?: number;
+  /** A previous scan page's `lastKey`. */
+  start?: string;
+  /** Only items with this label, in label order (SC3). */
+  label?: LabelName;
+  /** Only these root attributes of object values (SC4). */
+  attributes?: string[];
+  /** With `totalSegments`: this segment, from 0 (SC5). */
+  segment?: number;
+  totalSegments?: number;
+  /** Return `{ items: [], count }` instead of items (SC6). */
+  count?: boolean;
+}
+
+export interface SeedOptions {
+  /** Remove every item of the environment first (SE2). */
+  overwrite?: boolean;
+}
+
+export type SetBatchOptions =
+  | {
+      /** Return the meta form of each written item. */
+      meta?: boolean;
+      removeNulls?: boolean;
+      /** Batch items are always overwritten (BS2); false is refused. */
+      overwrite?: boolean;
+    }
+  | boolean;
+
+export interface AddOptions {
+  /** Set the counter to the number instead of adding (A5). */
+  overwrite?: boolean;
+  meta?: boolean;
+}
+
+export interface Metadata {
+  created?: Date;
+  modified?: Date;
+  ttl?: Date;
+  label1?: string;
+  label2?: string;
+  label3?: string;
+  label4?: string;
+  label5?: string;
+}
+
+export interface KeyValue<T> {
+  key: string;
+  value: T;
+}
+
+export type KeyValueMeta<T> = KeyValue<T> & Metadata;
+
+export type GetResponse<T> = T | undefined;
+export type GetResponseMeta<T> = KeyValueMeta<T> | undefined;
+
+/** A page of results: `lastKey` and `next` are present iff more items match (P6, P8). */
+export interface GetBatchResponse<T> {
+  items: KeyValue<T>[];
+  lastKey?: string;
+  next?: () => Promise<GetBatchResponse<T>>;
+}
+
+export interface GetBatchResponseMeta<T> {
+  items: KeyValueMeta<T>[];
+  lastKey?: string;
+  next?: () => Promise<GetBatchResponseMeta<T>>;
+}
+
+export type ScanResponse<T> =
+  | {
+      items: KeyValue<T>[];
+      lastKey?: string;
+      next?: () => Promise<ScanResponse<T>>;
+      /** With `count: true`: the number of live items (SC6). */
+      count?: number;
+    }
+  | undefined;
+
+export interface BatchSetItem<T> {
+  key: string;
+  value: T;
+  default?: Partial<T>;
+  ttl?: number | string | Date | null;
+  label1?: string;
+  label2?: string;
+  label3?: string;
+  label4?: string;
+  label5?: string;
+}
+
+export type SetResponse<T> = T;
+export type SetResponseMeta<T> = KeyValueMeta<T>;
+
+/** `unprocessed` is never returned: a Larder batch is all or nothing (BS3). */
+export interface SetBatchResponse<T> {
+  items: KeyValue<T>[];
+  unprocessed?: KeyValue<T>[];
+}
+
+export type AddResponse<T> = KeyValue<T> | T | undefined;
+
+type Whitespace = "\n" | " ";
+type Trim<T> = T extends `${Whitespace}${infer U}` ? Trim<U> : T extends `${infer U}${Whitespace}` ? Trim<U> : T;
+type WildcardQuery = `${string}:${string | ""}*`;
+type ComparisonQuery = `${string}:${string | ""}${Trim<"<"> | Trim<">"> | Trim<"<="> | Trim<">=">}${string}`;
+type RangeQuery = `${string}:${string}${Trim<"|">}${string}`;
+/** A key expression (Q1): `ns:*`, `ns:prefix*`, `ns:>x`, `ns:a|b` … */
+export type Query = WildcardQuery | ComparisonQuery | RangeQuery;
+
+export type EventName = "created" | "updated" | "deleted" | "*";
+/** An event specifier (EV2): `created`, `updated:users:*`, `*:order_*:item_*` … */
+export type ListenerPath = EventName | `${EventName}:${string}` | `${EventName}:${WildcardQuery}`;
+export type DataEventHandler = (event: { previous?: any; item: any; name: EventName }) => void;
+
+/** The `data` object: @ampt/data's `Data` interface plus the global `removeNulls` switch (V9). */
+export interface Data {
+  get<T>(keys: Query | string[], options: false): Promise<GetBatchResponse<T>>;
+  get<T>(keys: Query | string[], options: true): Promise<GetBatchResponseMeta<T>>;
+  get<T>(keys: Query | string[], options: GetOptionsMeta): Promise<GetBatchResponseMeta<T>>;
+  get<T>(keys: Query | string[], options?: GetOptions): Promise<GetBatchResponse<T>>;
+  get<T>(keys: string, options: false): Promise<GetResponse<T>>;
+  get<T>(keys: string, options: true): Promise<GetResponseMeta<T>>;
+  get<T>(keys: string, options: GetOptionsMeta): Promise<GetResponseMeta<T>>;
+  get<T>(keys: string, options?: GetOptions): Promise<GetResponse<T>>;
+  getByLabel<T>(
+    label: LabelName,
+    keys: Query | string[] | string,
+    options?: GetOptions | boolean,
+  ): Promise<GetBatchResponse<T>>;
+  getByLabel<T>(label: LabelName, keys: Query | string[] | string, options: GetOptionsMeta): Promise<GetBatchResponseMeta<T>>;
+  getByLabel<T>(label: LabelName, keys: Query | string[] | string, options: true): Promise<GetBatchResponseMeta<T>>;
+  getByLabel<T>(label: LabelName, keys: Query | string[] | string, options: false): Promise<GetBatchResponse<T>>;
+  scan<T>(options: ScanOptions | boolean): Promise<ScanResponse<T>>;
+  set<T>(keys: BatchSetItem<T>[], opts?: SetBatchOptions | boolean): Promise<SetBatchResponse<T>>;
+  set<T>(keys: string, value: T | Partial<T>, options: false): Promise<SetResponse<T>>;
+  set<T>(keys: string, value: T | Partial<T>, options: true): Promise<SetResponseMeta<T>>;
+  set<T>(keys: string, value: T | Partial<T>, options: SetOptionsMeta): Promise<SetResponseMeta<T>>;
+  set<T>(keys: string, value: T | Partial<T>, options?: SetOptions): Promise<SetResponse<T>>;
+  seed(data: any[] | string, options?: SeedOptions | boolean): Promise<{ items: number }>;
+  remove(keys: string | string[]): Promise<boolean>;
+  add<T>(key: string, value: number, opts?: AddOptions | boolean): Promise<AddResponse<T>>;
+  add<T>(
+    key: string,
+    attribute: number | string,
+    value: number | AddOptions | boolean,
+    opts?: AddOptions | boolean,
+  ): Promise<AddResponse<T>>;
+  on: (name: ListenerPath | ListenerPath[], ...handler: [{ timeout: number }, DataEventHandler] | [DataEventHandler]) => void;
+  /** The default of `removeNulls` for every later set (V9); assigning a non-boolean throws. */
+  removeNulls: boolean;
+}

@@ -1,0 +1,158 @@
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { expect } from "chai";
+import type { ChangeEvent, DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { describeContract, expectFailure } from "./harness.js";
+import { json, plain } from "./values.js";
+
+/** A Watch stream read in the background, with its events collected in order. */
+function subscribe(client: Client<typeof DataService>, request: { filters?: string[]; resumeToken?: string; subscription?: string } = {}) {
+  const abort = new AbortController();
+  const events: ChangeEvent[] = [];
+  let startedToken: string | undefined;
+  let failure: unknown;
+  let markStarted!: () => void;
+  const started = new Promise<void>((resolve) => (markStarted = resolve));
+  const done = (async () => {
+    try {
+      for await (const message of client.watch(request, { signal: abort.signal })) {
+        if (message.kind.case === "started") {
+          startedToken = message.kind.value.resumeToken;
+          markStarted();
+        } else if (message.kind.case === "event") {
+          events.push(message.kind.value);
+        }
+      }
+    } catch (error) {
+      if (!abort.signal.aborted) failure = error;
+      markStarted();
+    }
+  })();
+  return {
+    events,
+    started,
+    get token() {
+      return startedToken;
+    },
+    get failure() {
+      return failure;
+    },
+    async until(count: number, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      while (events.length < count && Date.now() < deadline && failure === undefined) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      if (failure) throw failure;
+      expect(events.length, "events received").to.be.at.least(count);
+      return events;
+    },
+    async close() {
+      abort.abort();
+      await done;
+    },
+  };
+}
+
+describeContract("contract: change events", ({ client }) => {
+  it("EV4/EV5: created, updated with previous, no event for a missing remove, deleted with the item", async () => {
+    const watch = subscribe(client, { filters: ["*"] });
+    await watch.started;
+    await client.set({ key: "ev:a", value: json(1) });
+    await client.set({ key: "ev:a", value: json(2) });
+    await client.remove({ keys: ["ev:nothing"] });
+    await client.remove({ keys: ["ev:a"] });
+    const events = await watch.until(3);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await watch.close();
+    expect(events.map((e) => [e.name, e.item?.key, plain(e.item?.value), plain(e.previous?.value)])).to.deep.equal([
+      ["created", "ev:a", 1, undefined],
+      ["updated", "ev:a", 2, 1],
+      ["deleted", "ev:a", 2, undefined],
+    ]);
+    expect(new Set(events.map((e) => e.id)).size).to.equal(3);
+  });
+
+  it("EV7: one subscriber sees concurrent writes across namespaces in commit order", async () => {
+    const watch = subscribe(client);
+    await watch.started;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, ns) => {
+        for (let i = 0; i < 10; i++) await client.set({ key: `o${ns}:k`, value: json(i) });
+      }),
+    );
+    const events = await watch.until(80);
+    await watch.close();
+    for (let ns = 0; ns < 8; ns++) {
+      const values = events.filter((e) => e.item?.key === `o${ns}:k`).map((e) => plain(e.item?.value));
+      expect(values).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    }
+    const second = subscribe(client, { resumeToken: watch.token });
+    const replay = await second.until(80);
+    await second.close();
+    expect(replay.map((e) => e.id)).to.deep.equal(events.map((e) => e.id));
+  });
+
+  it("resume: a token resumes right after its event, with nothing lost or repeated", async () => {
+    const first = subscribe(client, { filters: ["created:r:*", "updated:r:*"] });
+    await first.started;
+    for (let i = 0; i < 5; i++) await client.set({ key: `r:${i}`, value: json(i) });
+    const seen = await first.until(5);
+    await first.close();
+    const resumeAfter = seen[2].resumeToken;
+    for (let i = 5; i < 8; i++) await client.set({ key: `r:${i}`, value: json(i) });
+    const second = subscribe(client, { filters: ["created:r:*", "updated:r:*"], resumeToken: resumeAfter });
+    const rest = await second.until(5);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await second.close();
+    expect(rest.map((e) => e.item?.key)).to.deep.equal(["r:3", "r:4", "r:5", "r:6", "r:7"]);
+  });
+
+  it("durable subscriptions: a named subscription resumes after its acknowledged position", async () => {
+    const first = subscribe(client, { subscription: "mailer" });
+    await first.started;
+    await client.set({ key: "d:1", value: json(1) });
+    await client.set({ key: "d:2", value: json(2) });
+    const [one] = await first.until(2);
+    await client.ack({ subscription: "mailer", resumeToken: one.resumeToken });
+    await first.close();
+    await client.set({ key: "d:3", value: json(3) });
+    const again = subscribe(client, { subscription: "mailer" });
+    const events = await again.until(2);
+    await again.close();
+    expect(events.map((e) => e.item?.key)).to.deep.equal(["d:2", "d:3"]);
+  });
+
+  it("EV1: an unknown event name → INVALID_ARGUMENT INVALID_FILTER", async () => {
+    const watch = subscribe(client, { filters: ["changed"] });
+    await watch.started;
+    await watch.close();
+    const failure = ConnectError.from(watch.failure);
+    expect(failure.code).to.equal(Code.InvalidArgument);
+    expect(failure.rawMessage).to.equal("Invalid event name: changed");
+  });
+
+  it("a malformed resume token → INVALID_ARGUMENT", async () => {
+    const watch = subscribe(client, { resumeToken: "not-a-token" });
+    await watch.started;
+    await watch.close();
+    expect(ConnectError.from(watch.failure).code).to.equal(Code.InvalidArgument);
+    await expectFailure(client.ack({ subscription: "", resumeToken: "x" }), Code.InvalidArgument, "INVALID_OPTION");
+  });
+
+  it("EV6: an expiry emits one deleted event marked expired; a write onto it emits deleted then created", async () => {
+    const watch = subscribe(client, { filters: ["*:x:*"] });
+    await watch.started;
+    await client.set({ key: "x:a", value: json(1), ttl: { kind: { case: "seconds", value: -1 } } });
+    await client.set({ key: "x:b", value: json(1), ttl: { kind: { case: "seconds", value: 1 } } });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await client.set({ key: "x:b", value: json(2) });
+    const events = await watch.until(5);
+    await watch.close();
+    expect(events.map((e) => [e.name, e.item?.key, e.expired])).to.deep.equal([
+      ["created", "x:a", false],
+      ["deleted", "x:a", true],
+      ["created", "x:b", false],
+      ["deleted", "x:b", true],
+      ["created", "x:b", false],
+    ]);
+  });
+});

@@ -1,0 +1,96 @@
+import { createClient, ConnectError, Code, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { expect } from "chai";
+import { DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { useServer } from "../support/server.js";
+
+/**
+ * The contract suite: one set of tests that every engine must pass, run over
+ * gRPC against the real server. The embedded engine always runs; MongoDB runs
+ * when LARDER_TEST_ENGINES names it and MONGODB_URI points at a replica set,
+ * and is reported as skipped otherwise, never as passed.
+ */
+export interface EngineUnderTest {
+  readonly name: "embedded" | "mongodb";
+  readonly env: Record<string, string>;
+  readonly skipReason?: string;
+}
+
+export function enginesUnderTest(): EngineUnderTest[] {
+  const wanted = (process.env.LARDER_TEST_ENGINES ?? "embedded,mongodb").split(",").map((s) => s.trim());
+  const engines: EngineUnderTest[] = [];
+  if (wanted.includes("embedded")) engines.push({ name: "embedded", env: { LARDER_ENGINE: "embedded" } });
+  if (wanted.includes("mongodb")) {
+    const uri = process.env.MONGODB_URI;
+    engines.push({
+      name: "mongodb",
+      env: uri
+        ? { LARDER_ENGINE: "mongodb", MONGODB_URI: uri, LARDER_MONGODB_DB_PREFIX: `larder_test_${process.pid}_${Date.now()}_` }
+        : {},
+      skipReason: uri ? undefined : "MONGODB_URI is not set: the MongoDB contract run is skipped",
+    });
+  }
+  return engines;
+}
+
+export interface ContractContext {
+  readonly engine: EngineUnderTest;
+  /** A DataService client over gRPC (HTTP/2) to the server of this engine. */
+  readonly client: Client<typeof DataService>;
+  /** Removes every item, so a test starts from an empty environment. */
+  clear(): Promise<void>;
+}
+
+/** Declares a contract suite once per engine under test. */
+export function describeContract(title: string, body: (context: ContractContext) => void): void {
+  for (const engine of enginesUnderTest()) {
+    describe(`${title} [${engine.name}]`, function () {
+      if (engine.skipReason) {
+        before(function () {
+          this.skip();
+        });
+      }
+      const server = engine.skipReason ? undefined : useServer({ env: engine.env });
+      let client: Client<typeof DataService> | undefined;
+      const context: ContractContext = {
+        engine,
+        get client() {
+          if (!client) {
+            client = createClient(DataService, createGrpcTransport({ baseUrl: server!.url }));
+          }
+          return client;
+        },
+        async clear() {
+          await context.client.seed({ items: [], overwrite: true });
+        },
+      };
+      beforeEach(async function () {
+        if (!engine.skipReason) await context.clear();
+      });
+      body(context);
+    });
+  }
+}
+
+/** Asserts a call fails with this code, reason (§14) and, if given, message text. */
+export async function expectFailure(
+  call: Promise<unknown>,
+  code: Code,
+  reason: string,
+  message?: string,
+): Promise<ConnectError> {
+  let failure: ConnectError | undefined;
+  try {
+    await call;
+  } catch (error) {
+    failure = ConnectError.from(error);
+  }
+  expect(failure, "the call should have failed").to.be.instanceOf(ConnectError);
+  expect(Code[failure!.code], failure!.rawMessage).to.equal(Code[code]);
+  const details = failure!.findDetails(ErrorInfoSchema);
+  expect(details.map((d) => d.reason)).to.deep.equal([reason]);
+  expect(details[0].domain).to.equal("larder.dev");
+  if (message !== undefined) expect(failure!.rawMessage).to.equal(message);
+  return failure!;
+}

@@ -1,0 +1,162 @@
+import { Code } from "@connectrpc/connect";
+import { expect } from "chai";
+import fc from "fast-check";
+import { describeContract, expectFailure } from "./harness.js";
+import { json, plain } from "./values.js";
+
+const utf8Order = (a: string, b: string) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+
+describeContract("contract: queries", ({ client }) => {
+  async function seed(keys: string[], extra: (key: string, i: number) => object = () => ({})) {
+    for (let i = 0; i < keys.length; i += 25) {
+      await client.batchSet({
+        items: keys.slice(i, i + 25).map((key, j) => ({ key, value: json(i + j), ...extra(key, i + j) })),
+      });
+    }
+  }
+
+  async function collect(expression: string, options: { limit?: number; reverse?: boolean; label?: string } = {}) {
+    const keys: string[] = [];
+    let start = "";
+    for (let pages = 0; pages < 1000; pages++) {
+      const page = await client.query({ expression, start, ...options });
+      if (page.lastKey !== undefined) expect(page.items, "P6: a page with a lastKey is never empty").to.not.be.empty;
+      keys.push(...page.items.map((item) => item.key));
+      if (page.lastKey === undefined) return keys;
+      start = page.lastKey;
+    }
+    throw new Error("pagination did not end");
+  }
+
+  it("K7: keys beyond ASCII sort by UTF-8 bytes (fixed example)", async () => {
+    const parts = ["😀", "～", "ä", "a", "B", "9", "10"];
+    await seed(parts.map((p) => `u:${p}`));
+    expect(await collect("u:*")).to.deep.equal(["10", "9", "B", "a", "ä", "～", "😀"].map((p) => `u:${p}`));
+  });
+
+  it("K7 property: any unicode keys come back in UTF-8 byte order, forward and reverse, in pages", async () => {
+    const keyPart = fc
+      .string({ unit: "grapheme", minLength: 1, maxLength: 6 })
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0 && !/[*|:]/.test(s) && !/^[<>]/.test(s));
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(keyPart, { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 7 }), async (parts, limit) => {
+        await client.seed({ items: [], overwrite: true });
+        await seed(parts.map((p) => `p:${p}`));
+        const expected = parts.map((p) => `p:${p}`).sort(utf8Order);
+        expect(await collect("p:*", { limit })).to.deep.equal(expected);
+        expect(await collect("p:*", { limit, reverse: true })).to.deep.equal([...expected].reverse());
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it("Q1-Q5: every expression form, as a range over whole keys", async () => {
+    await seed(["b", "a", "az", "b", "ba", "c", "2021-05-31", "2021-05-31T10:00"].filter((k, i, all) => all.indexOf(k) === i).map((k) => `q:${k}`));
+    const parts = async (expression: string) => (await collect(expression)).map((key) => key.slice(2));
+    expect(await parts("q:<b")).to.deep.equal(["2021-05-31", "2021-05-31T10:00", "a", "az"]);
+    expect(await parts("q:<=b")).to.deep.equal(["2021-05-31", "2021-05-31T10:00", "a", "az", "b"]);
+    expect(await parts("q:>b")).to.deep.equal(["ba", "c"]);
+    expect(await parts("q:>=b")).to.deep.equal(["b", "ba", "c"]);
+    expect(await parts("q:a|b")).to.deep.equal(["a", "az", "b"]);
+    expect(await parts("q:2021-05-01|2021-05-31")).to.deep.equal(["2021-05-31"]);
+    expect(await parts("q:b*")).to.deep.equal(["b", "ba"]);
+    expect(await parts("q:zz*")).to.deep.equal([]);
+  });
+
+  it("K8: a simple key is not a member of the collection of the same name", async () => {
+    await client.set({ key: "users", value: json("simple") });
+    await client.set({ key: "users:0", value: json("member") });
+    expect(await collect("users:*")).to.deep.equal(["users:0"]);
+    expect(plain((await client.get({ key: "users" })).item?.value)).to.equal("simple");
+  });
+
+  it("P6: expired items never leave short or empty pages, and the last page carries no lastKey", async () => {
+    await seed(
+      Array.from({ length: 30 }, (_, i) => `e:${String(i).padStart(2, "0")}`),
+      (_, i) => (i % 3 === 0 ? {} : { ttl: { kind: { case: "seconds" as const, value: -1 } } }),
+    );
+    for (let start = "", pages = 0; ; pages++) {
+      const page = await client.query({ expression: "e:*", limit: 3, start });
+      if (page.lastKey === undefined) {
+        expect(page.items.length).to.be.at.most(3);
+        expect(pages).to.equal(3);
+        break;
+      }
+      expect(page.items).to.have.length(3);
+      start = page.lastKey;
+    }
+    expect(await collect("e:*", { limit: 10 })).to.have.length(10);
+  });
+
+  it("P7: a page stops at 1 MiB of values, with at least one item, and pagination still visits all", async () => {
+    const big = "x".repeat(300_000);
+    for (let i = 0; i < 8; i++) await client.set({ key: `big:${i}`, value: json(big) });
+    const first = await client.query({ expression: "big:*", limit: 100 });
+    expect(first.items).to.have.length(3);
+    expect(first.lastKey).to.equal("big:2");
+    expect(await collect("big:*")).to.have.length(8);
+  });
+
+  it("P2: limit outside 1..1000 → INVALID_ARGUMENT INVALID_OPTION; 0 means 100", async () => {
+    await expectFailure(client.query({ expression: "x:*", limit: 1001 }), Code.InvalidArgument, "INVALID_OPTION", "'limit' must be between 1 and 1000");
+    await seed(Array.from({ length: 120 }, (_, i) => `d:${String(i).padStart(3, "0")}`));
+    const page = await client.query({ expression: "d:*", limit: 0 });
+    expect(page.items).to.have.length(100);
+    expect(page.lastKey).to.equal("d:099");
+  });
+
+  it("P4: start must be in the queried namespace → INVALID_ARGUMENT INVALID_OPTION", async () => {
+    await expectFailure(client.query({ expression: "p:*", start: "other:b" }), Code.InvalidArgument, "INVALID_OPTION");
+  });
+
+  it("Q2-Q4: malformed expressions → INVALID_ARGUMENT INVALID_EXPRESSION", async () => {
+    for (const expression of ["q:a*b", "q:>", "q:a|", "q:a|b|c", "q:b|a"]) {
+      await expectFailure(client.query({ expression }), Code.InvalidArgument, "INVALID_EXPRESSION");
+    }
+  });
+
+  it("Get refuses expressions, pointing at Query", async () => {
+    await expectFailure(client.get({ key: "q:a*" }), Code.InvalidArgument, "INVALID_KEY");
+  });
+
+  it("B1-B3: batch get keeps request order, leaves out missing keys, returns duplicates once", async () => {
+    await seed(["bg:a", "bg:b", "bg:c"]);
+    const result = await client.batchGet({ keys: ["bg:c", "bg:missing", " bg:a", "bg:c"] });
+    expect(result.items.map((item) => item.key)).to.deep.equal(["bg:c", "bg:a"]);
+    await expectFailure(client.batchGet({ keys: [] }), Code.InvalidArgument, "BATCH_SIZE", "You must provide at least one key");
+    await expectFailure(client.batchGet({ keys: ["bg:*"] }), Code.InvalidArgument, "INVALID_KEY");
+  });
+
+  describe("labels", () => {
+    it("L3/L5: label queries order by label value, ties by item key, and reverse both", async () => {
+      const labelled: [string, string][] = [["l:c", "t:1"], ["l:a", "t:2"], ["l:b", "t:1"], ["solo", "t:1"], ["l:d", "other"]];
+      for (const [key, label] of labelled) {
+        await client.set({ key, value: json(key), label2: { action: { case: "set", value: label } } });
+      }
+      expect(await collect("t:*", { label: "label2" })).to.deep.equal(["l:b", "l:c", "solo", "l:a"]);
+      expect(await collect("t:*", { label: "2", reverse: true, limit: 1 })).to.deep.equal(["l:a", "solo", "l:c", "l:b"]);
+      expect(await collect("t:1", { label: "label2", limit: 2 })).to.deep.equal(["l:b", "l:c", "solo"]);
+      expect(await collect("other", { label: "label2" })).to.deep.equal([]);
+    });
+
+    it("L2: set-if-absent and remove", async () => {
+      await client.set({ key: "lb:x", value: json(1), label1: { action: { case: "setIfAbsent", value: "first" } } });
+      await client.set({ key: "lb:x", value: json(2), label1: { action: { case: "setIfAbsent", value: "second" } } });
+      expect((await client.get({ key: "lb:x" })).item?.label1).to.equal("first");
+      await client.set({ key: "lb:x", value: json(3), label1: { action: { case: "remove", value: true } } });
+      expect((await client.get({ key: "lb:x" })).item?.label1).to.equal(undefined);
+      expect(await collect("first", { label: "label1" })).to.deep.equal([]);
+    });
+
+    it("L4: bad label names → INVALID_ARGUMENT INVALID_LABEL; a bad label cursor → INVALID_OPTION", async () => {
+      await expectFailure(
+        client.query({ expression: "a", label: "label6" }),
+        Code.InvalidArgument,
+        "INVALID_LABEL",
+        "Labels must be specified as 'label1' through 'label5'.",
+      );
+      await expectFailure(client.query({ expression: "a", label: "label1", start: "garbage" }), Code.InvalidArgument, "INVALID_OPTION");
+    });
+  });
+});

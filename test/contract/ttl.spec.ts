@@ -1,0 +1,54 @@
+import { expect } from "chai";
+import { describeContract } from "./harness.js";
+import { json, plain } from "./values.js";
+
+describeContract("contract: ttl", ({ client }) => {
+  const past = { kind: { case: "seconds" as const, value: -1 } };
+
+  it("T7: an expired item is invisible to get, batch get, key and label queries, scan and count", async () => {
+    await client.set({ key: "t:live", value: json(1), label1: { action: { case: "set", value: "l:x" } } });
+    await client.set({ key: "t:gone", value: json(2), ttl: past, label1: { action: { case: "set", value: "l:x" } } });
+    await client.set({ key: "gone", value: json(3), ttl: past });
+    expect((await client.get({ key: "t:gone" })).item).to.equal(undefined);
+    expect((await client.get({ key: "gone" })).item).to.equal(undefined);
+    expect((await client.batchGet({ keys: ["t:gone", "t:live", "gone"] })).items.map((i) => i.key)).to.deep.equal(["t:live"]);
+    expect((await client.query({ expression: "t:*" })).items.map((i) => i.key)).to.deep.equal(["t:live"]);
+    expect((await client.query({ expression: "t:gone" })).items).to.deep.equal([]);
+    expect((await client.query({ expression: "l:*", label: "label1" })).items.map((i) => i.key)).to.deep.equal(["t:live"]);
+    expect((await client.scan({})).items.map((i) => i.key)).to.deep.equal(["t:live"]);
+    expect((await client.scan({ label: "label1" })).items.map((i) => i.key)).to.deep.equal(["t:live"]);
+    expect((await client.scan({ count: true })).count).to.equal(1n);
+  });
+
+  it("T7: writes treat an expired item as absent: exists, merge, add and created start fresh", async () => {
+    await client.set({ key: "t:w", value: json({ old: true }), ttl: { kind: { case: "seconds", value: 1 } }, label2: { action: { case: "set", value: "old" } } });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const fresh = (await client.set({ key: "t:w", value: json({ new: true }), exists: false })).item!;
+    expect(plain(fresh.value)).to.deep.equal({ new: true });
+    expect(fresh.label2).to.equal(undefined);
+    expect(fresh.ttl).to.equal(undefined);
+    await client.set({ key: "t:c", value: json(5), ttl: past });
+    expect(plain((await client.add({ key: "t:c", amount: 1 })).item?.value)).to.equal(1);
+  });
+
+  it("T1/T3: relative and absolute ttl, ttl removal, merges keep the ttl", async () => {
+    const before = Date.now();
+    const relative = (await client.set({ key: "t:r", value: json(1), ttl: { kind: { case: "seconds", value: 3600 } } })).item!;
+    const expires = Number(relative.ttl!.seconds) * 1000;
+    expect(expires).to.be.within(before + 3600_000 - 1000, Date.now() + 3600_000 + 1000);
+    const merged = (await client.set({ key: "t:r", value: json(2) })).item!;
+    expect(merged.ttl).to.deep.equal(relative.ttl);
+    const absolute = (await client.set({ key: "t:r", value: json(3), ttl: { kind: { case: "seconds", value: 4102444800 } } })).item!;
+    expect(Number(absolute.ttl!.seconds)).to.equal(4102444800);
+    const removed = (await client.set({ key: "t:r", value: json(4), ttl: { kind: { case: "remove", value: true } } })).item!;
+    expect(removed.ttl).to.equal(undefined);
+  });
+
+  it("T2: ISO dates without an offset are UTC, partial dates work, and expiries past 2038 stay in the future", async () => {
+    const item = (await client.set({ key: "t:iso", value: json(1), ttl: { kind: { case: "date", value: "2040-01-01T10:00" } } })).item!;
+    expect(new Date(Number(item.ttl!.seconds) * 1000).toISOString()).to.equal("2040-01-01T10:00:00.000Z");
+    const year = (await client.set({ key: "t:iso", value: json(1), ttl: { kind: { case: "date", value: "2045" } } })).item!;
+    expect(new Date(Number(year.ttl!.seconds) * 1000).toISOString()).to.equal("2045-01-01T00:00:00.000Z");
+    expect((await client.get({ key: "t:iso" })).item).to.not.equal(undefined);
+  });
+});
