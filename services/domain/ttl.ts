@@ -1,0 +1,54 @@
+import { invalidArgument } from "./errors.js";
+import type { TtlChange, TtlInput } from "./set-plan.js";
+
+/**
+ * T2: ISO 8601 dates and date-times, full or partial. Without an offset the
+ * time is UTC (unlike Date.parse, which reads date-times as local time).
+ */
+const ISO_8601 =
+  /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?$/i;
+
+function invalidTtl(): Error {
+  return invalidArgument("INVALID_OPTION", "Invalid ttl value.");
+}
+
+/** T2: epoch milliseconds of an ISO 8601 string, or undefined if it is not one. */
+export function parseIsoDate(text: string): number | undefined {
+  const match = ISO_8601.exec(text.trim());
+  if (!match) return undefined;
+  const [, year, month = "01", day = "01", hour = "00", minute = "00", second = "00", fraction = "", offset] = match;
+  const parts = [year, month, day, hour, minute, second].map(Number);
+  const [y, mo, d, h, mi, s] = parts;
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return undefined;
+  const millis = Number((fraction + "000").slice(0, 3));
+  const utc = Date.UTC(y, mo - 1, d, h, mi, s, millis);
+  // Date.UTC rolls 2030-02-31 over into March; a real date round-trips.
+  if (new Date(utc).getUTCDate() !== d) return undefined;
+  return utc - offsetMinutes(offset) * 60_000;
+}
+
+function offsetMinutes(offset: string | undefined): number {
+  if (!offset || offset.toUpperCase() === "Z") return 0;
+  const sign = offset.startsWith("-") ? -1 : 1;
+  const digits = offset.slice(1).replace(":", "");
+  return sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || "0"));
+}
+
+/** T1-T4: what a set does to the expiry, resolved against now (epoch ms). */
+export function resolveTtl(input: TtlInput | undefined, now: number): TtlChange {
+  if (input === undefined) return { op: "keep" };
+  if ("remove" in input) return { op: "remove" };
+  if ("at" in input) {
+    if (!Number.isFinite(input.at)) throw invalidTtl();
+    return { op: "set", expires: input.at };
+  }
+  if ("date" in input) {
+    const expires = parseIsoDate(input.date);
+    if (expires === undefined) throw invalidTtl();
+    return { op: "set", expires };
+  }
+  const seconds = input.seconds;
+  if (!Number.isSafeInteger(seconds)) throw invalidTtl();
+  // T1: a number past the current epoch second is an absolute time, anything else is relative.
+  return { op: "set", expires: seconds > Math.floor(now / 1000) ? seconds * 1000 : now + seconds * 1000 };
+}

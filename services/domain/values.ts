@@ -1,0 +1,80 @@
+import { DomainError, invalidArgument, type ErrorCodeName } from "./errors.js";
+import { isJsonObject, utf8Length, type JsonValue } from "./json.js";
+import type { LabelSlots } from "./item.js";
+import type { Key } from "./keys.js";
+
+/** V1: containers may nest this deep; deeper values are refused before anything is read. */
+export const MAX_DEPTH = 32;
+/** V8: 400 KB of JSON for { key, value, label1..label5 }. */
+export const MAX_ITEM_BYTES = 400 * 1024;
+
+const ADD = "$add";
+
+/**
+ * V1, A3: a value must be finite JSON no deeper than MAX_DEPTH, and `$add`
+ * may only appear as a whole root attribute (or the whole value), which the
+ * set planner takes apart before this check sees the rest.
+ */
+export function validateValue(value: JsonValue, what = "value"): void {
+  visit(value, 0);
+
+  function visit(node: JsonValue, depth: number): void {
+    if (typeof node === "number") {
+      if (!Number.isFinite(node)) throw invalidArgument("INVALID_VALUE", `'${what}' may only hold finite numbers`);
+      return;
+    }
+    if (node === null || typeof node !== "object") return;
+    if (depth >= MAX_DEPTH) {
+      throw invalidArgument("INVALID_VALUE", `'${what}' is nested deeper than ${MAX_DEPTH} levels`);
+    }
+    if (Array.isArray(node)) {
+      for (const element of node) visit(element, depth + 1);
+      return;
+    }
+    for (const attribute of Object.keys(node)) {
+      if (attribute === ADD) {
+        throw invalidArgument("INVALID_VALUE", "'$add' can only be used on a root attribute or on the whole value");
+      }
+      visit(node[attribute], depth + 1);
+    }
+  }
+}
+
+/**
+ * A2: `{ $add: n }` and nothing else. Returns the amount, or undefined when
+ * the object is not an `$add` at all.
+ */
+export function addAmount(value: JsonValue, attribute: string): number | undefined {
+  if (!isJsonObject(value) || !Object.prototype.hasOwnProperty.call(value, ADD)) return undefined;
+  if (Object.keys(value).length !== 1) {
+    throw invalidArgument(
+      "INVALID_VALUE",
+      "'$add' is a reserved keyword and must be in an object with a single key of $add",
+    );
+  }
+  const amount = value[ADD];
+  if (typeof amount !== "number" || !Number.isFinite(amount)) {
+    throw invalidArgument("INVALID_VALUE", `'${attribute}' must be a number when using $add`);
+  }
+  return amount;
+}
+
+/** V8: the UTF-8 bytes of the JSON of { key, value, label1..label5 }. */
+export function itemSize(key: Key, value: JsonValue, labels: LabelSlots): number {
+  let size = utf8Length(JSON.stringify({ key: key.full, value }));
+  for (const label of labels) {
+    // `,"labelN":"…"` around the label's own JSON string.
+    if (label) size += utf8Length(JSON.stringify(label.full)) + 10;
+  }
+  return size;
+}
+
+/** V8: refuses an item over the limit, with INVALID_ARGUMENT for a request and FAILED_PRECONDITION for a merge. */
+export function checkItemSize(size: number, code: Extract<ErrorCodeName, "INVALID_ARGUMENT" | "FAILED_PRECONDITION">): void {
+  if (size <= MAX_ITEM_BYTES) return;
+  throw new DomainError(
+    code,
+    "ITEM_TOO_LARGE",
+    `Item size of ${(size / 1024).toFixed(2)} KB is greater than the maximum size of 400 KB.`,
+  );
+}

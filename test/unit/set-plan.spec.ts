@@ -1,0 +1,260 @@
+import { expect } from "chai";
+import fc from "fast-check";
+import { DomainError } from "../../services/domain/errors.js";
+import type { ItemRecord } from "../../services/domain/item.js";
+import { NO_LABELS } from "../../services/domain/item.js";
+import type { JsonValue } from "../../services/domain/json.js";
+import { parseKey } from "../../services/domain/keys.js";
+import { applySet, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../../services/domain/set-plan.js";
+import { parseIsoDate, resolveTtl } from "../../services/domain/ttl.js";
+import { itemSize, validateValue } from "../../services/domain/values.js";
+
+const NOW = Date.UTC(2026, 10, 25, 12, 0, 0, 123);
+
+function input(key: string, value: JsonValue | undefined, options: Partial<SetInput> = {}): SetInput {
+  return { key, value, unsetAttributes: [], overwrite: false, labels: [], removeNulls: true, ...options };
+}
+
+/** Runs set calls one after another on one item, as the store would. */
+function run(...inputs: SetInput[]): ItemRecord | undefined {
+  let live: ItemRecord | undefined;
+  for (const each of inputs) live = applySet(live, planSet(each, NOW), NOW).item;
+  return live;
+}
+
+function failure(action: () => unknown): DomainError {
+  try {
+    action();
+  } catch (error) {
+    expect(error).to.be.instanceOf(DomainError);
+    return error as DomainError;
+  }
+  throw new Error("expected a DomainError");
+}
+
+describe("set planning (domain)", () => {
+  describe("values V3-V7", () => {
+    it("V4 merges root attributes and replaces nested objects; V6 null removes", () => {
+      const item = run(input("k", { a: 1, n: { x: 1, y: 2 }, c: 3 }), input("k", { n: { x: 5 }, c: null, d: 4 }));
+      expect(item!.value).to.deep.equal({ a: 1, n: { x: 5 }, d: 4 });
+    });
+    it("V6 an undefined root attribute (unsetAttributes) removes it, nulls below the root stay", () => {
+      const item = run(input("k", { a: 1, b: 2 }), input("k", { c: { x: null } }, { unsetAttributes: ["b"] }));
+      expect(item!.value).to.deep.equal({ a: 1, c: { x: null } });
+    });
+    it("V6 removeNulls false stores null attributes; V7 and a whole null value", () => {
+      expect(run(input("k", { a: null }, { removeNulls: false }))!.value).to.deep.equal({ a: null });
+      expect(run(input("k", null, { removeNulls: false }))!.value).to.equal(null);
+    });
+    it("V7 a missing or null value without a default is INVALID_VALUE", () => {
+      for (const value of [undefined, null]) {
+        const error = failure(() => planSet(input("k", value), NOW));
+        expect([error.code, error.reason, error.message]).to.deep.equal([
+          "INVALID_ARGUMENT",
+          "INVALID_VALUE",
+          "Value can not be undefined without setting a 'default'",
+        ]);
+      }
+    });
+    it("V5 a single value onto an object is FAILED_PRECONDITION unless overwrite", () => {
+      const stored = run(input("k", { a: 1 }));
+      const error = failure(() => applySet(stored, planSet(input("k", "x"), NOW), NOW));
+      expect([error.code, error.reason]).to.deep.equal(["FAILED_PRECONDITION", "NOT_A_SIMPLE_VALUE"]);
+      expect(applySet(stored, planSet(input("k", "x", { overwrite: true }), NOW), NOW).item.value).to.equal("x");
+    });
+    it("V2 attribute names such as __proto__ are data", () => {
+      const value = JSON.parse('{"__proto__":{"x":1},"a.b":2,"$y":3,"":4}') as JsonValue;
+      const item = run(input("k", value), input("k", JSON.parse('{"constructor":5}') as JsonValue));
+      expect(Object.keys(item!.value as object)).to.deep.equal(["__proto__", "a.b", "$y", "", "constructor"]);
+      expect(Object.getPrototypeOf(item!.value)).to.equal(Object.prototype);
+    });
+    it("V1 refuses non-finite numbers and nesting deeper than 32", () => {
+      let deep: JsonValue = 1;
+      for (let i = 0; i < 33; i++) deep = [deep];
+      expect(failure(() => validateValue(deep)).reason).to.equal("INVALID_VALUE");
+      expect(failure(() => planSet(input("k", { a: Number.NaN }), NOW)).reason).to.equal("INVALID_VALUE");
+    });
+    it("V8 measures { key, value, labels } as JSON and names the size", () => {
+      expect(itemSize(parseKey("k"), "v", NO_LABELS)).to.equal(JSON.stringify({ key: "k", value: "v" }).length);
+      const error = failure(() => planSet(input("big", "x".repeat(409_600)), NOW));
+      expect([error.code, error.reason]).to.deep.equal(["INVALID_ARGUMENT", "ITEM_TOO_LARGE"]);
+      expect(error.message).to.equal("Item size of 400.02 KB is greater than the maximum size of 400 KB.");
+      const stored = run(input("k", { a: "x".repeat(300_000) }));
+      const merged = failure(() => applySet(stored, planSet(input("k", { b: "y".repeat(300_000) }), NOW), NOW));
+      expect([merged.code, merged.reason]).to.deep.equal(["FAILED_PRECONDITION", "ITEM_TOO_LARGE"]);
+    });
+  });
+
+  describe("defaults D1-D5", () => {
+    it("D2 default attributes fill only what is missing; the input wins; arrays are not merged", () => {
+      const item = run(
+        input("k", { a: 1, n: { x: 1 }, t: ["a"] }, { defaultValue: { b: 2, n: { y: 2 }, t: ["x", "y"] } }),
+        input("k", { a: 2 }, { defaultValue: { b: 9 } }),
+      );
+      expect(item!.value).to.deep.equal({ a: 2, n: { x: 1, y: 2 }, t: ["a"], b: 2 });
+    });
+    it("D3 a single-value default is written only when there is no item", () => {
+      const first = run(input("k", undefined, { defaultValue: "d" }));
+      expect(first!.value).to.equal("d");
+      const kept = applySet(
+        { ...first!, value: "real" },
+        planSet(input("k", null, { defaultValue: "other" }), NOW),
+        NOW,
+      );
+      expect(kept.item.value).to.equal("real");
+    });
+    it("D3 an object default onto a single value replaces it, onto an object fills it (D5)", () => {
+      expect(run(input("k", "s"), input("k", undefined, { defaultValue: { a: 1 } }))!.value).to.deep.equal({ a: 1 });
+      expect(run(input("k", { a: 1 }), input("k", {}, { defaultValue: { a: 2, b: 2 } }))!.value).to.deep.equal({
+        a: 1,
+        b: 2,
+      });
+    });
+    it("D4 a default of another kind and D1 $add in a default are INVALID_OPTION", () => {
+      const cases: [JsonValue, JsonValue, string][] = [
+        ["x", 5, "'default' must be of the same type as the value"],
+        [{ a: 1 }, [1], "'default' must be of the same type as the value"],
+        [{ a: 1 }, { c: { $add: 1 } }, "'$add' cannot be used as a default (c)"],
+      ];
+      for (const [value, defaultValue, message] of cases) {
+        const error = failure(() => planSet(input("k", value, { defaultValue }), NOW));
+        expect([error.reason, error.message]).to.deep.equal(["INVALID_OPTION", message]);
+      }
+      expect(failure(() => planSet(input("k", undefined, { defaultValue: { $add: 1 } }), NOW)).message).to.equal(
+        "'default' cannot use the $add keyword",
+      );
+    });
+  });
+
+  describe("counters A1-A6, AD1-AD5", () => {
+    it("A1 adds to root attributes, missing ones counting as 0", () => {
+      const item = run(input("k", { c: { $add: 1 }, s: "x" }), input("k", { c: { $add: 5 }, d: { $add: -2 } }));
+      expect(item!.value).to.deep.equal({ c: 6, s: "x", d: -2 });
+    });
+    it("A2 malformed $add objects and A3 nested $add are INVALID_VALUE", () => {
+      expect(failure(() => planSet(input("k", { c: { $add: 1, x: 2 } }), NOW)).message).to.equal(
+        "'$add' is a reserved keyword and must be in an object with a single key of $add",
+      );
+      expect(failure(() => planSet(input("k", { c: { $add: "1" } }), NOW)).message).to.equal(
+        "'c' must be a number when using $add",
+      );
+      expect(failure(() => planSet(input("k", { $add: "x" }), NOW)).message).to.equal(
+        "'value' must be a number when using $add",
+      );
+      expect(failure(() => planSet(input("k", { a: { b: { $add: 1 } } }), NOW)).reason).to.equal("INVALID_VALUE");
+    });
+    it("A4 adding onto a non-number is FAILED_PRECONDITION naming the attribute", () => {
+      const stored = run(input("k", { c: "text" }));
+      const error = failure(() => applySet(stored, planSet(input("k", { c: { $add: 1 } }), NOW), NOW));
+      expect([error.code, error.reason, error.message]).to.deep.equal([
+        "FAILED_PRECONDITION",
+        "NOT_A_NUMBER",
+        "'c' is not a number",
+      ]);
+    });
+    it("A5 with overwrite $add stores the number", () => {
+      expect(run(input("k", { c: { $add: 7 } }), input("k", { c: { $add: 3 } }, { overwrite: true }))!.value).to.deep.equal({
+        c: 3,
+      });
+    });
+    it("AD1/AD2 add to a value and to an attribute; AD4 non-numeric amounts; AD5 onto an object", () => {
+      let live = applySet(undefined, planAdd({ key: "c", amount: 1, overwrite: false }, NOW), NOW).item;
+      live = applySet(live, planAdd({ key: "c", amount: 0.5, overwrite: false }, NOW), NOW).item;
+      expect(live.value).to.equal(1.5);
+      const single = run(input("s", 5));
+      expect(applySet(single, planAdd({ key: "s", attribute: "c", amount: 1, overwrite: false }, NOW), NOW).item.value).to.deep.equal({ c: 1 });
+      expect(failure(() => planAdd({ key: "c", amount: Number.NaN, overwrite: false }, NOW)).message).to.equal("Values must be numeric");
+      const object = run(input("o", { a: 1 }));
+      expect(failure(() => applySet(object, planAdd({ key: "o", amount: 1, overwrite: false }, NOW), NOW)).reason).to.equal(
+        "NOT_A_SIMPLE_VALUE",
+      );
+    });
+    it("A6 N adds of random amounts equal their double sum", () => {
+      fc.assert(
+        fc.property(fc.array(fc.integer({ min: -1000, max: 1000 }), { maxLength: 30 }), (amounts) => {
+          let live: ItemRecord | undefined;
+          for (const amount of amounts) live = applySet(live, planAdd({ key: "n", amount, overwrite: false }, NOW), NOW).item;
+          expect(live?.value ?? 0).to.equal(amounts.reduce((sum, n) => sum + n, 0));
+        }),
+      );
+    });
+  });
+
+  describe("existence, created check, metadata", () => {
+    it("E1/E2 exists checks with their codes", () => {
+      const stored = run(input("k", 1));
+      expect(failure(() => applySet(stored, planSet(input("k", 2, { exists: false }), NOW), NOW)).code).to.equal("ALREADY_EXISTS");
+      expect(failure(() => applySet(undefined, planSet(input("k", 2, { exists: true }), NOW), NOW)).code).to.equal("NOT_FOUND");
+    });
+    it("C1/C2 created accepts epoch seconds or milliseconds and overwrite keeps it", () => {
+      const created = Date.UTC(2023, 5, 30, 3, 51, 48, 250);
+      const stored: ItemRecord = { key: parseKey("k"), value: 1, created, modified: created, labels: NO_LABELS };
+      const bySeconds = applySet(stored, planSet(input("k", 2, { overwrite: true, created: 1688097108 }), NOW), NOW);
+      expect(bySeconds.item.created).to.equal(created);
+      expect(applySet(stored, planSet(input("k", 3, { created }), NOW), NOW).item.value).to.equal(3);
+      const error = failure(() => applySet(stored, planSet(input("k", 2, { created: created + 1 }), NOW), NOW));
+      expect([error.code, error.reason]).to.deep.equal(["FAILED_PRECONDITION", "CREATED_MISMATCH"]);
+      expect(failure(() => applySet(undefined, planSet(input("k", 2, { created: 1 }), NOW), NOW)).reason).to.equal("CREATED_MISMATCH");
+    });
+    it("S5 exists is checked before created, created before V5", () => {
+      const stored = run(input("k", { a: 1 }));
+      expect(failure(() => applySet(stored, planSet(input("k", "x", { exists: false, created: 1 }), NOW), NOW)).reason).to.equal("ITEM_EXISTS");
+      expect(failure(() => applySet(stored, planSet(input("k", "x", { created: 1 }), NOW), NOW)).reason).to.equal("CREATED_MISMATCH");
+    });
+    it("M1/M2 merges keep created, labels and ttl; overwrite drops them", () => {
+      const later = NOW + 1000;
+      const first = applySet(undefined, planSet(input("k", 1, { labels: [{ set: "l:1" }], ttl: { seconds: 60 } }), NOW), NOW).item;
+      const merged = applySet(first, planSet(input("k", 2), later), later).item;
+      expect([merged.created, merged.modified, merged.expires, merged.labels[0]?.full]).to.deep.equal([NOW, later, NOW + 60_000, "l:1"]);
+      const replaced = applySet(merged, planSet(input("k", 3, { overwrite: true }), later), later).item;
+      expect([replaced.created, replaced.expires, replaced.labels[0]]).to.deep.equal([later, undefined, undefined]);
+    });
+    it("L2 labels: set, set only if absent, remove, keep; K6 applies to label values", () => {
+      const first = run(input("k", 1, { labels: [{ set: "a" }, { setIfAbsent: "b" }] }));
+      const second = applySet(first, planSet(input("k", 1, { labels: [{ remove: true }, { setIfAbsent: "c" }, { setIfAbsent: "d" }] }), NOW), NOW).item;
+      expect(second.labels.map((label) => label?.full)).to.deep.equal([undefined, "b", "d", undefined, undefined]);
+      expect(failure(() => planSet(input("k", 1, { labels: [{ set: "ns:a*" }] }), NOW)).reason).to.equal("INVALID_KEY");
+    });
+  });
+
+  describe("batches BS1-BS3 and seed SE3", () => {
+    it("BS3 duplicate keys, BS2 overwrite false, BS1 sizes", () => {
+      expect(failure(() => planBatchSet([input("a", 1), input(" a ", 2)], { removeNulls: true }, NOW)).message).to.contain("'a'");
+      expect(failure(() => planBatchSet([input("a", 1)], { overwrite: false, removeNulls: true }, NOW)).reason).to.equal("INVALID_OPTION");
+      expect(failure(() => planBatchSet([], { removeNulls: true }, NOW)).message).to.equal("You must provide at least one item");
+      const plans = planBatchSet([input("a", 1)], { overwrite: true, removeNulls: true }, NOW);
+      expect(plans[0].overwrite).to.equal(true);
+    });
+    it("SE3 names every bad index", () => {
+      const error = failure(() => planSeed([input("ok", 1), input("ns:", 1), input("x", undefined)], NOW));
+      expect(error.message).to.contain("item 1: Invalid key").and.to.contain("item 2:");
+    });
+  });
+
+  describe("ttl T1-T4", () => {
+    it("T1 relative seconds, absolute epoch seconds and past values", () => {
+      expect(resolveTtl({ seconds: 3600 }, NOW)).to.deep.equal({ op: "set", expires: NOW + 3_600_000 });
+      expect(resolveTtl({ seconds: 4102444800 }, NOW)).to.deep.equal({ op: "set", expires: 4102444800000 });
+      expect(resolveTtl({ seconds: -5 }, NOW)).to.deep.equal({ op: "set", expires: NOW - 5000 });
+    });
+    it("T2 full and partial ISO 8601, UTC without an offset", () => {
+      const cases: [string, string][] = [
+        ["2030", "2030-01-01T00:00:00.000Z"],
+        ["2030-02", "2030-02-01T00:00:00.000Z"],
+        ["2030-01-01T10:00", "2030-01-01T10:00:00.000Z"],
+        ["2100-01-01T10:00:00.000+02:00", "2100-01-01T08:00:00.000Z"],
+        ["2030-01-01T10:00:00.5Z", "2030-01-01T10:00:00.500Z"],
+      ];
+      for (const [text, iso] of cases) expect(new Date(parseIsoDate(text)!).toISOString(), text).to.equal(iso);
+      for (const bad of ["soon", "2030-13", "2030-02-30", "30-01-01", ""]) expect(parseIsoDate(bad), bad).to.equal(undefined);
+    });
+    it("T3 remove and keep; T4 everything else is INVALID_OPTION 'Invalid ttl value.'", () => {
+      expect(resolveTtl(undefined, NOW)).to.deep.equal({ op: "keep" });
+      expect(resolveTtl({ remove: true }, NOW)).to.deep.equal({ op: "remove" });
+      for (const bad of [{ seconds: 1.5 }, { seconds: Number.NaN }, { date: "soon" }]) {
+        const error = failure(() => resolveTtl(bad, NOW));
+        expect([error.reason, error.message]).to.deep.equal(["INVALID_OPTION", "Invalid ttl value."]);
+      }
+    });
+  });
+});
