@@ -158,24 +158,32 @@ export function planBatchSet(
   return plans;
 }
 
-/** SE1, SE3: any number of items, each an overwrite; every invalid item is named by its index. */
+/**
+ * SE1, SE3: any number of items, each an overwrite; every invalid item is
+ * named by its index. Of two items with one key the later wins, so each key
+ * is planned once, at its last position.
+ */
 export function planSeed(items: readonly SetInput[], now: number): SetPlan[] {
-  const plans: SetPlan[] = [];
+  const byKey = new Map<string, SetPlan>();
   const problems: string[] = [];
+  let firstProblem: DomainError | undefined;
   items.forEach((item, index) => {
     try {
-      plans.push(planSet(batchItem(item, item.removeNulls), now));
+      const plan = planSet(batchItem(item, item.removeNulls), now);
+      byKey.delete(plan.key.full);
+      byKey.set(plan.key.full, plan);
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
+      firstProblem ??= error;
       problems.push(`item ${index}: ${error.message}`);
     }
   });
-  if (problems.length > 0) {
+  if (firstProblem) {
     const shown = problems.slice(0, 10).join("; ");
     const more = problems.length > 10 ? `; and ${problems.length - 10} more` : "";
-    throw invalidArgument("INVALID_VALUE", `Invalid items in seed, nothing was written: ${shown}${more}`);
+    throw invalidArgument(firstProblem.reason, `Invalid items in seed, nothing was written: ${shown}${more}`);
   }
-  return plans;
+  return [...byKey.values()];
 }
 
 function batchItem(item: SetInput, removeNulls: boolean): SetInput {

@@ -21,7 +21,9 @@ export interface ChangeFeed {
   /**
    * Every change after `token`, in commit order, waiting for new ones until
    * `signal` aborts. A token older than the retained history is refused with
-   * OUT_OF_RANGE, never silently skipped.
+   * OUT_OF_RANGE, never silently skipped. A token the engine can check
+   * without I/O should be refused when follow is called, so the Watch fails
+   * before its `started` message.
    */
   follow(token: string, signal: AbortSignal): AsyncIterable<FeedEvent>;
   /** Stores the position a named subscription has processed up to. */

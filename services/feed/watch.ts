@@ -28,8 +28,9 @@ export async function* watchChanges(
       request.resumeToken ||
       (request.subscription && (await feed.acknowledged(request.subscription))) ||
       (await feed.head());
+    const changes = feed.follow(start, signal);
     yield { kind: { case: "started", value: { resumeToken: start } } };
-    for await (const event of feed.follow(start, signal)) {
+    for await (const event of changes) {
       if (!anyFilterMatches(filters, event.name, event.item.key)) continue;
       yield {
         kind: {

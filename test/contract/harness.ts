@@ -52,17 +52,20 @@ export function describeContract(title: string, body: (context: ContractContext)
         });
       }
       const server = engine.skipReason ? undefined : useServer({ env: engine.env });
-      let client: Client<typeof DataService> | undefined;
+      let connected: Client<typeof DataService> | undefined;
+      // Suites take `client` while mocha is still collecting tests, before the
+      // server has a port, so the real client is created on the first call.
+      const client = new Proxy({} as Client<typeof DataService>, {
+        get(_, method: string) {
+          connected ??= createClient(DataService, createGrpcTransport({ baseUrl: server!.url }));
+          return connected[method as keyof Client<typeof DataService>];
+        },
+      });
       const context: ContractContext = {
         engine,
-        get client() {
-          if (!client) {
-            client = createClient(DataService, createGrpcTransport({ baseUrl: server!.url }));
-          }
-          return client;
-        },
+        client,
         async clear() {
-          await context.client.seed({ items: [], overwrite: true });
+          await client.seed({ items: [], overwrite: true });
         },
       };
       beforeEach(async function () {

@@ -137,7 +137,8 @@ describeContract("contract: queries", ({ client }) => {
       expect(await collect("t:*", { label: "label2" })).to.deep.equal(["l:b", "l:c", "solo", "l:a"]);
       expect(await collect("t:*", { label: "2", reverse: true, limit: 1 })).to.deep.equal(["l:a", "solo", "l:c", "l:b"]);
       expect(await collect("t:1", { label: "label2", limit: 2 })).to.deep.equal(["l:b", "l:c", "solo"]);
-      expect(await collect("other", { label: "label2" })).to.deep.equal([]);
+      expect(await collect("other", { label: "label2" })).to.deep.equal(["l:d"]);
+      expect(await collect("t:3", { label: "label2" })).to.deep.equal([]);
     });
 
     it("L2: set-if-absent and remove", async () => {

@@ -112,11 +112,15 @@ describeContract("contract: writes", ({ client }) => {
       expect(failure.rawMessage).to.match(/^Item size of \d+\.\d\d KB is greater than the maximum size of 400 KB\.$/);
     });
     it("V8: a merge whose result is over 400 KB → FAILED_PRECONDITION ITEM_TOO_LARGE", async () => {
-      await expectFailure(
-        client.set({ key: "w:keep", value: json({ big: "x".repeat(409_580) }) }),
+      await client.set({ key: "w:merge", value: json({ a: "x".repeat(300_000) }) });
+      const failure = await expectFailure(
+        client.set({ key: "w:merge", value: json({ b: "y".repeat(200_000) }) }),
         Code.FailedPrecondition,
         "ITEM_TOO_LARGE",
       );
+      expect(failure.rawMessage).to.equal("Item size of 488.32 KB is greater than the maximum size of 400 KB.");
+      expect(Object.keys((await valueOf("w:merge")) as object)).to.deep.equal(["a"]);
+      await client.remove({ keys: ["w:merge"] });
     });
     it("V5: a single value onto an object → FAILED_PRECONDITION NOT_A_SIMPLE_VALUE", async () => {
       await expectFailure(

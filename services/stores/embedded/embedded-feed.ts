@@ -19,8 +19,14 @@ export class EmbeddedFeed implements ChangeFeed {
     return encodeToken(this.store.headSequence());
   }
 
-  async *follow(token: string, signal: AbortSignal): AsyncIterable<FeedEvent> {
-    let after = this.decode(token);
+  /** Checks the token at once, so a bad or expired one fails the Watch before it starts. */
+  follow(token: string, signal: AbortSignal): AsyncIterable<FeedEvent> {
+    const after = this.decode(token);
+    this.checkRetained(after);
+    return this.changesAfter(after, signal);
+  }
+
+  private async *changesAfter(after: number, signal: AbortSignal): AsyncIterable<FeedEvent> {
     // Listen before reading, so a commit between an empty read and the wait is not missed.
     const commits = on(this.store.commits, "commit", { signal });
     try {
