@@ -43,7 +43,11 @@ export interface ContractContext {
 }
 
 /** Declares a contract suite once per engine under test. */
-export function describeContract(title: string, body: (context: ContractContext) => void): void {
+export function describeContract(
+  title: string,
+  body: (context: ContractContext) => void,
+  options: { readonly env?: Record<string, string> } = {},
+): void {
   for (const engine of enginesUnderTest()) {
     describe(`${title} [${engine.name}]`, function () {
       if (engine.skipReason) {
@@ -51,7 +55,7 @@ export function describeContract(title: string, body: (context: ContractContext)
           this.skip();
         });
       }
-      const server = engine.skipReason ? undefined : useServer({ env: engine.env });
+      const server = engine.skipReason ? undefined : useServer({ env: { ...engine.env, ...options.env } });
       let connected: Client<typeof DataService> | undefined;
       // Suites take `client` while mocha is still collecting tests, before the
       // server has a port, so the real client is created on the first call.
