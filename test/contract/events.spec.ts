@@ -3,6 +3,7 @@ import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { subscribe } from "./watching.js";
 import { json, plain } from "./values.js";
+import vectors from "../fixtures/vectors.json" with { type: "json" };
 
 describeContract("contract: change events", ({ client }) => {
   it("EV4/EV5: created, updated with previous, no event for a missing remove, deleted with the item", async () => {
@@ -107,4 +108,62 @@ describeContract("contract: change events", ({ client }) => {
       ["created", "x:b", false],
     ]);
   });
+
+  it("EV2/EV3: the spec's filter table, applied by Watch to real changes", async () => {
+    const table = vectors.filters as [string | string[], string, string, boolean][];
+    const watches = table.map(([specifier]) => subscribe(client, { filters: [specifier].flat() }));
+    await Promise.all(watches.map((watch) => watch.started));
+    const keys = [...new Set(table.map(([, , key]) => key))];
+    for (const key of keys) {
+      await client.set({ key, value: json(1) });
+      await client.set({ key, value: json(2) });
+      await client.remove({ keys: [key] });
+    }
+    // Every Watch sees the commit order, so once a catch-all has seen the last change, all have passed it.
+    const all = subscribe(client, { resumeToken: watches[0].token });
+    await all.until(keys.length * 3);
+    await all.close();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    table.forEach(([specifier, name, key, receives], row) => {
+      const received = watches[row].events.some((event) => event.name === name && event.item?.key === key);
+      expect(received, `row ${row}: ${JSON.stringify(specifier)} ${name} ${key}`).to.equal(receives);
+    });
+    await Promise.all(watches.map((watch) => watch.close()));
+  });
+
+  it("a slow subscriber loses nothing: it reads at its own pace, or is ended resumably (SUBSCRIBER_TOO_SLOW)", async () => {
+    const total = 1_000;
+    const fast = subscribe(client, { filters: ["created:slow:*"] });
+    await fast.started;
+    const received: string[] = [];
+    let token = fast.token!;
+    let endings = 0;
+    const reader = (async () => {
+      while (received.length < total) {
+        try {
+          for await (const message of client.watch({ filters: ["created:slow:*"], resumeToken: token })) {
+            if (message.kind.case !== "event") continue;
+            received.push(message.kind.value.item!.key);
+            token = message.kind.value.resumeToken;
+            if (received.length === total) break;
+            await new Promise((resolve) => setTimeout(resolve, received.length % 50 === 0 ? 50 : 0));
+          }
+        } catch (error) {
+          const failure = ConnectError.from(error);
+          expect(Code[failure.code]).to.equal("ResourceExhausted");
+          endings++;
+        }
+      }
+    })();
+    for (let batch = 0; batch < total / 25; batch++) {
+      const items = Array.from({ length: 25 }, (_, i) => ({ key: `slow:${String(batch * 25 + i).padStart(4, "0")}`, value: json(i) }));
+      await client.batchSet({ items, overwrite: true });
+    }
+    await fast.until(total, 30_000);
+    await fast.close();
+    await reader;
+    const expected = Array.from({ length: total }, (_, i) => `slow:${String(i).padStart(4, "0")}`);
+    expect(fast.events.map((event) => event.item?.key)).to.deep.equal(expected);
+    expect(received, `ended ${endings} times and resumed`).to.deep.equal(expected);
+  }).timeout(60_000);
 });
