@@ -144,11 +144,13 @@ export class DataOperations {
   }
 
   /** SE1-SE3: everything is validated before the environment is touched. */
-  async seed(items: readonly SetInput[], overwrite: boolean): Promise<number> {
+  async seed(items: readonly SetInput[], overwrite: boolean, signal?: AbortSignal): Promise<number> {
     const now = this.clock();
     const plans = planSeed(items, now);
     if (overwrite) await this.store.clear(now);
     for (let i = 0; i < plans.length; i += SEED_CHUNK) {
+      // A cancelled or timed-out call stops between chunks instead of writing on for no one.
+      signal?.throwIfAborted();
       await this.store.setMany(plans.slice(i, i + SEED_CHUNK), this.clock());
     }
     return plans.length;

@@ -1,6 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate, ValueSchema, type Timestamp, type Value } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
   DataService,
@@ -13,12 +13,15 @@ import { DataOperations, type Clock } from "./data-operations.js";
 import type { JsonValue } from "./domain/json.js";
 import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
 import { guarded, toConnectError } from "./errors.js";
+import type { Engine } from "./stores/engine.js";
 import type { Store } from "./stores/store.js";
+import { principalKey } from "./access/principal.js";
 import { watchChanges } from "./feed/watch.js";
 import { toItem } from "./item-message.js";
 
 export interface DataServiceDeps {
-  readonly store: Store;
+  /** Every call runs in its caller's environment (from the API key), never in one the request names. */
+  readonly engine: Engine;
   readonly shutdownSignal: AbortSignal;
   readonly log: Logger;
   readonly clock?: Clock;
@@ -33,28 +36,47 @@ export function registerDataService(router: ConnectRouter, deps: DataServiceDeps
 }
 
 export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof DataService> {
-  const operations = new DataOperations(deps.store, deps.clock);
+  const operationsByStore = new WeakMap<Store, DataOperations>();
+  async function environmentOf(context: HandlerContext): Promise<Store> {
+    return deps.engine.environment(context.values.get(principalKey).environment);
+  }
+  async function operationsOf(context: HandlerContext): Promise<DataOperations> {
+    const store = await environmentOf(context);
+    let operations = operationsByStore.get(store);
+    if (!operations) {
+      operations = new DataOperations(store, deps.clock);
+      operationsByStore.set(store, operations);
+    }
+    return operations;
+  }
   return {
-    async get(request) {
+    async get(request, context) {
       return guarded(async () => {
-        const item = await operations.get(request.key);
+        const item = await (await operationsOf(context)).get(request.key);
         return { item: item && toItem(item) };
       });
     },
-    async batchGet(request) {
-      return guarded(async () => ({ items: (await operations.batchGet(request.keys)).map(toItem) }));
-    },
-    async query(request) {
+    async batchGet(request, context) {
       return guarded(async () => {
-        const page = await operations.query(request);
+        const items = await (await operationsOf(context)).batchGet(request.keys);
+        return { items: items.map(toItem) };
+      });
+    },
+    async query(request, context) {
+      return guarded(async () => {
+        const page = await (await operationsOf(context)).query(request);
         return { items: page.items.map(toItem), lastKey: page.lastKey };
       });
     },
-    async set(request) {
-      return guarded(async () => ({ item: toItem(await operations.set(toSetInput(request))) }));
-    },
-    async batchSet(request) {
+    async set(request, context) {
       return guarded(async () => {
+        const item = await (await operationsOf(context)).set(toSetInput(request));
+        return { item: toItem(item) };
+      });
+    },
+    async batchSet(request, context) {
+      return guarded(async () => {
+        const operations = await operationsOf(context);
         const items = await operations.batchSet(request.items.map((item) => toBatchInput(item, request.removeNulls)), {
           overwrite: request.overwrite,
           removeNulls: request.removeNulls ?? true,
@@ -62,24 +84,26 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
         return { items: items.map(toItem) };
       });
     },
-    async add(request) {
-      return guarded(async () => ({
-        item: toItem(
-          await operations.add({
-            key: request.key,
-            attribute: request.attribute,
-            amount: request.amount,
-            overwrite: request.overwrite,
-          }),
-        ),
-      }));
-    },
-    async remove(request) {
-      return guarded(async () => ({ removedKeys: (await operations.remove(request.keys)).map((key) => key.full) }));
-    },
-    async scan(request) {
+    async add(request, context) {
       return guarded(async () => {
-        const page = await operations.scan(request);
+        const item = await (await operationsOf(context)).add({
+          key: request.key,
+          attribute: request.attribute,
+          amount: request.amount,
+          overwrite: request.overwrite,
+        });
+        return { item: toItem(item) };
+      });
+    },
+    async remove(request, context) {
+      return guarded(async () => {
+        const removed = await (await operationsOf(context)).remove(request.keys);
+        return { removedKeys: removed.map((key) => key.full) };
+      });
+    },
+    async scan(request, context) {
+      return guarded(async () => {
+        const page = await (await operationsOf(context)).scan(request);
         return {
           items: page.items.map(toItem),
           lastKey: page.lastKey,
@@ -87,21 +111,24 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
         };
       });
     },
-    async seed(request) {
+    async seed(request, context) {
       return guarded(async () => {
+        const operations = await operationsOf(context);
         const written = await operations.seed(
           request.items.map((item) => toBatchInput(item, undefined)),
           request.overwrite,
+          context.signal,
         );
         return { items: BigInt(written) };
       });
     },
     async *watch(request, context) {
-      yield* watchChanges(deps.store.feed, request, context.signal, deps.shutdownSignal);
+      const store = await guarded(() => environmentOf(context));
+      yield* watchChanges(store.feed, request, context.signal, deps.shutdownSignal);
     },
-    async ack(request) {
+    async ack(request, context) {
       return guarded(async () => {
-        await deps.store.feed.acknowledge(request.subscription, request.resumeToken);
+        await (await environmentOf(context)).feed.acknowledge(request.subscription, request.resumeToken);
         return {};
       });
     },

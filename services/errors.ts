@@ -37,7 +37,9 @@ export function toConnectError(error: unknown): ConnectError {
     const storage = STORAGE_CODES[sqliteCode] ?? STORAGE_CODES[sqliteCode.replace(/_[A-Z]+$/, "")];
     if (storage) return withReason(storage[2], storage[0], storage[1]);
   }
-  if ((error as { name?: unknown })?.name === "AbortError") return new ConnectError("The call was cancelled", Code.Canceled);
+  const name = (error as { name?: unknown })?.name;
+  if (name === "TimeoutError") return new ConnectError("The deadline passed before the call finished", Code.DeadlineExceeded);
+  if (name === "AbortError") return new ConnectError("The call was cancelled", Code.Canceled);
   return new ConnectError("Internal error", Code.Internal, undefined, undefined, error);
 }
 

@@ -1,0 +1,144 @@
+import { isIP } from "node:net";
+
+/** Everything the server reads from its environment, validated once at start. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly engine: "embedded" | "mongodb";
+  readonly dataDir: string;
+  readonly mongodbUri?: string;
+  readonly mongodbDbPrefix: string;
+  readonly logLevel: string;
+  readonly maxMessageBytes: number;
+  readonly shutdownGraceMs: number;
+  readonly keysFile?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly publicServices: readonly string[];
+  readonly changeRetentionMs: number;
+  readonly sweepIntervalMs: number;
+  readonly durability: "normal" | "full";
+  readonly maxInFlight: number;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const MIB = 1024 * 1024;
+/** V8: a batch of 25 items of 400 KB, with room for protobuf framing. */
+const MIN_MESSAGE_BYTES = 11 * MIB;
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+interface Setting {
+  readonly name: string;
+  readonly fallback: string;
+  readonly about: string;
+}
+
+/** The documented settings, in the order `--help` and the README show them. */
+export const SETTINGS: readonly Setting[] = [
+  { name: "LARDER_HOST", fallback: "127.0.0.1", about: "Address to listen on. Non-loopback needs LARDER_KEYS_FILE." },
+  { name: "LARDER_PORT", fallback: "4150", about: "TCP port for gRPC, gRPC-Web and Connect (0: any free port)." },
+  { name: "LARDER_ENGINE", fallback: "embedded", about: "`embedded` (SQLite files in LARDER_DATA_DIR) or `mongodb`." },
+  { name: "LARDER_DATA_DIR", fallback: "./.larder", about: "Where the embedded engine keeps one SQLite file per environment." },
+  { name: "MONGODB_URI", fallback: "", about: "MongoDB connection string (replica set, 6.0+) for LARDER_ENGINE=mongodb." },
+  { name: "LARDER_MONGODB_DB_PREFIX", fallback: "larder_", about: "Database name prefix: environment `prod` is database `larder_prod`." },
+  { name: "LARDER_LOG_LEVEL", fallback: "info", about: "fatal, error, warn, info, debug (one line per call), trace or silent." },
+  { name: "LARDER_MAX_MESSAGE_BYTES", fallback: String(16 * MIB), about: "Largest request or response message (at least 11 MiB: 25 items of 400 KB)." },
+  { name: "LARDER_SHUTDOWN_GRACE_MS", fallback: "10000", about: "How long in-flight calls may finish after SIGTERM/SIGINT." },
+  { name: "LARDER_KEYS_FILE", fallback: "", about: "API keys file (JSON, hashed keys). Unset: no keys, loopback only, environment `default`." },
+  { name: "LARDER_TLS_CERT", fallback: "", about: "PEM certificate file; with LARDER_TLS_KEY the port speaks TLS (h2 and HTTP/1.1 by ALPN)." },
+  { name: "LARDER_TLS_KEY", fallback: "", about: "PEM private key file for LARDER_TLS_CERT." },
+  {
+    name: "LARDER_PUBLIC_SERVICES",
+    fallback: "grpc.reflection.v1.ServerReflection,grpc.reflection.v1alpha.ServerReflection,grpc.health.v1.Health",
+    about: "Services callable without an API key (comma-separated; empty: none).",
+  },
+  { name: "LARDER_CHANGE_RETENTION_MS", fallback: String(24 * 60 * 60 * 1000), about: "How long change events stay resumable (embedded engine)." },
+  { name: "LARDER_SWEEP_INTERVAL_MS", fallback: "5000", about: "How often expired items are deleted (each with a `deleted` event)." },
+  { name: "LARDER_DURABILITY", fallback: "normal", about: "`normal`: acknowledged writes survive a process crash; `full`: also power loss (slower)." },
+  { name: "LARDER_MAX_IN_FLIGHT", fallback: "1024", about: "Calls served at once; past it calls get RESOURCE_EXHAUSTED." },
+];
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const read = (name: string): string => {
+    const setting = SETTINGS.find((each) => each.name === name)!;
+    const value = env[name];
+    return value === undefined || value.trim() === "" ? setting.fallback : value.trim();
+  };
+  const optional = (name: string): string | undefined => read(name) || undefined;
+
+  const engine = oneOf(read("LARDER_ENGINE"), ["embedded", "mongodb"] as const, "LARDER_ENGINE");
+  const mongodbUri = optional("MONGODB_URI");
+  if (engine === "mongodb" && !mongodbUri) {
+    throw new ConfigError("LARDER_ENGINE=mongodb needs MONGODB_URI, e.g. mongodb://127.0.0.1:27017/?replicaSet=rs0");
+  }
+  const tlsCert = optional("LARDER_TLS_CERT");
+  const tlsKey = optional("LARDER_TLS_KEY");
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new ConfigError("LARDER_TLS_CERT and LARDER_TLS_KEY go together: set both or neither");
+  }
+  const host = read("LARDER_HOST");
+  if (host !== "localhost" && isIP(host) === 0) {
+    throw new ConfigError(`LARDER_HOST must be an IP address or 'localhost', not '${host}'`);
+  }
+  const maxMessageBytes = integer(read("LARDER_MAX_MESSAGE_BYTES"), "LARDER_MAX_MESSAGE_BYTES", MIN_MESSAGE_BYTES, 1024 * MIB);
+  return {
+    host,
+    port: integer(read("LARDER_PORT"), "LARDER_PORT", 0, 65535),
+    engine,
+    dataDir: read("LARDER_DATA_DIR"),
+    mongodbUri,
+    mongodbDbPrefix: read("LARDER_MONGODB_DB_PREFIX"),
+    logLevel: oneOf(read("LARDER_LOG_LEVEL"), LOG_LEVELS, "LARDER_LOG_LEVEL"),
+    maxMessageBytes,
+    shutdownGraceMs: integer(read("LARDER_SHUTDOWN_GRACE_MS"), "LARDER_SHUTDOWN_GRACE_MS", 0, 10 * 60_000),
+    keysFile: optional("LARDER_KEYS_FILE"),
+    tlsCert,
+    tlsKey,
+    publicServices: (env.LARDER_PUBLIC_SERVICES ?? SETTINGS.find((s) => s.name === "LARDER_PUBLIC_SERVICES")!.fallback)
+      .split(",")
+      .map((name) => name.trim())
+      .filter(Boolean),
+    changeRetentionMs: integer(read("LARDER_CHANGE_RETENTION_MS"), "LARDER_CHANGE_RETENTION_MS", 100, 365 * 24 * 3_600_000),
+    sweepIntervalMs: integer(read("LARDER_SWEEP_INTERVAL_MS"), "LARDER_SWEEP_INTERVAL_MS", 50, 60 * 60_000),
+    durability: oneOf(read("LARDER_DURABILITY"), ["normal", "full"] as const, "LARDER_DURABILITY"),
+    maxInFlight: integer(read("LARDER_MAX_IN_FLIGHT"), "LARDER_MAX_IN_FLIGHT", 1, 1_000_000),
+  };
+}
+
+/** Loopback addresses are the only ones a server without API keys may listen on. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function integer(text: string, name: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, not '${text}'`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(text: string, allowed: readonly T[], name: string): T {
+  if (!(allowed as readonly string[]).includes(text)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, not '${text}'`);
+  }
+  return text as T;
+}
+
+/** `--help`: every setting with its default. */
+export function helpText(): string {
+  const lines = [
+    "larder: the @ampt/data programming model as a gRPC / Connect service.",
+    "",
+    "Configuration (environment variables):",
+    "",
+  ];
+  for (const setting of SETTINGS) {
+    lines.push(`  ${setting.name.padEnd(28)} ${setting.about}`);
+    if (setting.fallback) lines.push(`  ${"".padEnd(28)} default: ${setting.fallback}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,206 @@
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { AdminService } from "../gen/larder/admin/v1/admin_pb.js";
+import { DataService } from "../gen/larder/data/v1/data_pb.js";
+import type { StoredKey } from "./access/api-keys.js";
+import { authInterceptor } from "./access/auth-interceptor.js";
+import { principalKey } from "./access/principal.js";
+import { registerAdminService } from "./admin-service.js";
+import type { Config } from "./config.js";
+import { registerDataService } from "./data-service.js";
+import { HealthStatus } from "./health.js";
+import type { Logger } from "./log.js";
+import { registerReflection } from "./reflection.js";
+import type { Engine } from "./stores/engine.js";
+
+/** What every HTTP/2 connection starts with (RFC 9113 §3.4); HTTP/1.1 never does. */
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export interface LarderServer {
+  /** Starts listening; resolves with the bound address (the real port when 0 was asked). */
+  listen(): Promise<{ host: string; port: number }>;
+  /**
+   * Graceful stop: report NOT_SERVING, stop accepting, end Watch streams, let
+   * unary calls finish within the grace period, then close connections and
+   * the engine.
+   */
+  close(): Promise<void>;
+}
+
+export interface ServerOptions {
+  readonly config: Config;
+  readonly engine: Engine;
+  readonly log: Logger;
+  /** undefined: no keys configured (loopback only, environment `default`). */
+  readonly keys?: readonly StoredKey[];
+  /** Extra interceptors, outermost first (overload limits). */
+  readonly interceptors?: readonly Interceptor[];
+}
+
+export function createLarderServer({ config, engine, log, keys, interceptors = [] }: ServerOptions): LarderServer {
+  const shutdown = new AbortController();
+  const served = [DataService, AdminService, Health];
+  const health = new HealthStatus(new Set(served.map((service) => service.typeName)));
+  const inFlight = new InFlight();
+
+  const routes = (router: ConnectRouter) => {
+    registerDataService(router, { engine, shutdownSignal: shutdown.signal, log });
+    registerAdminService(router, { engine });
+    health.register(router, shutdown.signal);
+    // google.rpc.ErrorInfo travels in error details; tools decode it by asking reflection for its type.
+    registerReflection(router, served, [file_google_rpc_error_details]);
+  };
+  const handler = connectNodeAdapter({
+    routes,
+    readMaxBytes: config.maxMessageBytes,
+    writeMaxBytes: config.maxMessageBytes,
+    interceptors: [
+      inFlight.interceptor(),
+      callLog(log),
+      ...interceptors,
+      authInterceptor({ keys, publicServices: new Set(config.publicServices) }),
+    ],
+  });
+
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.Http2Session>();
+  const trackSession = (session: http2.Http2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  };
+  // h2c and HTTP/1.1 share the port: each connection goes where its first bytes say it belongs.
+  let listener: net.Server;
+  if (config.tlsCert && config.tlsKey) {
+    const secure = http2.createSecureServer(
+      { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), allowHTTP1: true },
+      handler,
+    );
+    secure.on("session", trackSession);
+    listener = secure;
+  } else {
+    const h2 = http2.createServer({}, handler);
+    h2.on("session", trackSession);
+    const h1 = http.createServer({ keepAliveTimeout: 60_000 }, handler);
+    listener = net.createServer((socket) => {
+      socket.once("data", (first: Buffer) => {
+        socket.pause();
+        socket.unshift(first);
+        const compared = Math.min(first.length, HTTP2_PREFACE.length);
+        const isHttp2 = first.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared));
+        // Both servers read what was put back (http2 on its next tick), so the socket stays paused here.
+        (isHttp2 ? h2 : h1).emit("connection", socket);
+      });
+    });
+  }
+  listener.on("connection", (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    // A socket that errors (a client resetting mid-request) must not take the process down.
+    socket.on("error", (error) => log.debug({ err: error }, "connection error"));
+  });
+
+  return {
+    listen() {
+      return new Promise((resolve, reject) => {
+        listener.once("error", reject);
+        listener.listen(config.port, config.host, () => {
+          listener.off("error", reject);
+          health.setServing(true);
+          const address = listener.address() as net.AddressInfo;
+          resolve({ host: config.host, port: address.port });
+        });
+      });
+    },
+    async close() {
+      health.setServing(false);
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      shutdown.abort();
+      for (const session of sessions) session.close();
+      await inFlight.drained(config.shutdownGraceMs);
+      for (const socket of sockets) socket.destroy();
+      await closed;
+      await engine.close();
+    },
+  };
+}
+
+/** Counts calls in progress, so shutdown can wait for them (bounded by the grace period). */
+class InFlight {
+  private count = 0;
+  private idle?: () => void;
+
+  interceptor(): Interceptor {
+    return (next) => async (request) => {
+      this.count++;
+      let response;
+      try {
+        response = await next(request);
+      } catch (error) {
+        this.done();
+        throw error;
+      }
+      if (!response.stream) {
+        this.done();
+        return response;
+      }
+      // A stream counts until its last message has been sent.
+      return { ...response, message: countedStream(response.message, () => this.done()) };
+    };
+  }
+
+  private done(): void {
+    this.count--;
+    if (this.count === 0) this.idle?.();
+  }
+
+  async drained(graceMs: number): Promise<void> {
+    if (this.count === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, graceMs);
+      this.idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+async function* countedStream<T>(messages: AsyncIterable<T>, finish: () => void): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } finally {
+    finish();
+  }
+}
+
+/** One log line per call: method, status, duration, environment; never keys or payloads. */
+function callLog(log: Logger): Interceptor {
+  return (next) => async (request) => {
+    const started = performance.now();
+    const fields = () => ({
+      method: `${request.service.typeName}/${request.method.name}`,
+      environment: request.contextValues.get(principalKey).environment,
+      ms: Math.round((performance.now() - started) * 100) / 100,
+    });
+    try {
+      const response = await next(request);
+      log.debug({ ...fields(), code: "ok" }, "call");
+      return response;
+    } catch (error) {
+      const failure = ConnectError.from(error);
+      const entry = { ...fields(), code: Code[failure.code] };
+      if (failure.code === Code.Internal || failure.code === Code.Unknown) {
+        log.error({ ...entry, err: failure.cause ?? failure }, "call failed");
+      } else {
+        log.debug({ ...entry, message: failure.rawMessage }, "call");
+      }
+      throw error;
+    }
+  };
+}
