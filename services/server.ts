@@ -78,23 +78,29 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
   let listener: net.Server;
   if (config.tlsCert && config.tlsKey) {
     const secure = http2.createSecureServer(
-      { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), allowHTTP1: true },
+      { ...http2Options(config), cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), allowHTTP1: true },
       handler,
     );
     secure.on("session", trackSession);
     listener = secure;
   } else {
-    const h2 = http2.createServer({}, handler);
+    const h2 = http2.createServer(http2Options(config), handler);
     h2.on("session", trackSession);
     const h1 = http.createServer({ keepAliveTimeout: 60_000 }, handler);
     listener = net.createServer((socket) => {
       socket.once("data", (first: Buffer) => {
         socket.pause();
-        socket.unshift(first);
         const compared = Math.min(first.length, HTTP2_PREFACE.length);
-        const isHttp2 = first.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared));
-        // Both servers read what was put back (http2 on its next tick), so the socket stays paused here.
-        (isHttp2 ? h2 : h1).emit("connection", socket);
+        if (first.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared))) {
+          // http2 reads what is buffered on the socket when its session starts.
+          socket.unshift(first);
+          h2.emit("connection", socket);
+        } else {
+          // The HTTP/1 parser takes bytes from 'data' events, so the first chunk is replayed as one.
+          h1.emit("connection", socket);
+          socket.emit("data", first);
+          socket.resume();
+        }
       });
     });
   }
@@ -128,6 +134,15 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
       await engine.close();
     },
   };
+}
+
+/**
+ * nghttp2 refuses streams (ENHANCE_YOUR_CALM) once a session buffers more
+ * than maxSessionMemory (10 MB by default): allow a few maximal messages in
+ * flight so that an oversize message gets our RESOURCE_EXHAUSTED instead.
+ */
+function http2Options(config: Config): http2.ServerOptions {
+  return { maxSessionMemory: Math.ceil(config.maxMessageBytes / (1024 * 1024)) * 4 + 16 };
 }
 
 /** Counts calls in progress, so shutdown can wait for them (bounded by the grace period). */
