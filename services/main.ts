@@ -32,12 +32,7 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const engine = await openEngine(config, log);
   const server = createLarderServer({ config, engine, log, keys });
-  const { host, port } = await server.listen();
-  const scheme = config.tlsCert ? "https" : "http";
-  const where = config.engine === "embedded" ? `data ${config.dataDir}` : `database prefix ${config.mongodbDbPrefix}`;
-  log.info({ host, port, engine: config.engine, keys: keys ? keys.length : "none" }, "listening");
-  console.log(`larder listening on ${scheme}://${host}:${port} (engine ${config.engine}, ${where})`);
-
+  // Signals are handled before the port opens: whoever sees the listening line may stop the server.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -56,6 +51,11 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  const { host, port } = await server.listen();
+  const scheme = config.tlsCert ? "https" : "http";
+  const where = config.engine === "embedded" ? `data ${config.dataDir}` : `database prefix ${config.mongodbDbPrefix}`;
+  log.info({ host, port, engine: config.engine, keys: keys ? keys.length : "none" }, "listening");
+  console.log(`larder listening on ${scheme}://${host}:${port} (engine ${config.engine}, ${where})`);
 }
 
 main().catch((error: unknown) => {

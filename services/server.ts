@@ -126,14 +126,21 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     async close() {
       health.setServing(false);
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      // GOAWAY first: clients stop starting calls here, and each session closes once its streams are done.
+      const sessionsClosed = [...sessions].map((session) => new Promise<void>((resolve) => session.close(resolve)));
       shutdown.abort();
-      for (const session of sessions) session.close();
+      const deadline = Date.now() + config.shutdownGraceMs;
       await inFlight.drained(config.shutdownGraceMs);
+      await Promise.race([Promise.all(sessionsClosed), delay(Math.max(0, deadline - Date.now()))]);
       for (const socket of sockets) socket.destroy();
       await closed;
       await engine.close();
     },
   };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 /**

@@ -1,0 +1,110 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { expect } from "chai";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
+import { DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { REPO_ROOT, runServerToExit, startServer } from "../support/server.js";
+
+describe("e2e: start, configuration and graceful shutdown", () => {
+  it("SIGTERM ends open Watch and health streams cleanly, exits 0, and the data is there after a restart", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "larder-restart-"));
+    try {
+      const first = await startServer({ dataDir });
+      const transport = createGrpcTransport({ baseUrl: first.url });
+      const data = createClient(DataService, transport);
+      const health = createClient(Health, transport);
+      await data.set({ key: "keep:a", value: { kind: { case: "stringValue", value: "durable" } } });
+
+      const watched: string[] = [];
+      const watchEnded = (async () => {
+        for await (const message of data.watch({ filters: ["*"] })) watched.push(message.kind.case!);
+        return "ended";
+      })();
+      const statuses: Status[] = [];
+      const healthEnded = (async () => {
+        for await (const message of health.watch({ service: "" })) statuses.push(message.status);
+        return "ended";
+      })();
+      while (watched.length === 0 || statuses.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+
+      expect(await first.stop("SIGTERM")).to.equal(0);
+      expect(await watchEnded).to.equal("ended");
+      expect(await healthEnded).to.equal("ended");
+      expect(watched).to.deep.equal(["started"]);
+      expect(statuses[0]).to.equal(Status.SERVING);
+
+      const second = await startServer({ dataDir });
+      try {
+        const again = createClient(DataService, createGrpcTransport({ baseUrl: second.url }));
+        expect((await again.get({ key: "keep:a" })).item?.value?.kind).to.deep.equal({ case: "stringValue", value: "durable" });
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }).timeout(60_000);
+
+  it("SIGINT stops the server the same way (exit 0)", async () => {
+    const server = await startServer();
+    expect(await server.stop("SIGINT")).to.equal(0);
+  }).timeout(30_000);
+
+  it("prints the listening line with the engine and data directory", async () => {
+    const server = await startServer();
+    try {
+      expect(server.output()).to.match(/larder listening on http:\/\/127\.0\.0\.1:\d+ \(engine embedded, data .+\)/);
+    } finally {
+      await server.stop();
+    }
+  }).timeout(30_000);
+
+  it("health Check: SERVING for the server and its services, NOT_FOUND for an unknown service", async () => {
+    const server = await startServer();
+    try {
+      const health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
+      expect((await health.check({})).status).to.equal(Status.SERVING);
+      expect((await health.check({ service: "larder.data.v1.DataService" })).status).to.equal(Status.SERVING);
+      const failure = await health.check({ service: "nope.Service" }).catch((error: unknown) => ConnectError.from(error));
+      expect((failure as ConnectError).code).to.equal(Code.NotFound);
+    } finally {
+      await server.stop();
+    }
+  }).timeout(30_000);
+
+  describe("configurations the server refuses, with exit code 2 and a message saying what to do", () => {
+    const cases: [string, Record<string, string>, RegExp][] = [
+      ["a port that is not a number", { LARDER_PORT: "http" }, /LARDER_PORT must be a whole number from 0 to 65535, not 'http'/],
+      ["an unknown engine", { LARDER_ENGINE: "redis" }, /LARDER_ENGINE must be one of embedded, mongodb, not 'redis'/],
+      ["mongodb without MONGODB_URI", { LARDER_ENGINE: "mongodb", MONGODB_URI: "" }, /LARDER_ENGINE=mongodb needs MONGODB_URI/],
+      ["a message limit too small for a batch of 25 items of 400 KB", { LARDER_MAX_MESSAGE_BYTES: "1000" }, /LARDER_MAX_MESSAGE_BYTES must be a whole number/],
+      ["a non-loopback address without API keys", { LARDER_HOST: "0.0.0.0" }, /Refusing to listen on 0\.0\.0\.0 without API keys.*LARDER_KEYS_FILE/],
+      ["a keys file that does not exist", { LARDER_KEYS_FILE: "/nonexistent/keys.json" }, /cannot read the keys file \/nonexistent\/keys.json/],
+      ["only half of the TLS settings", { LARDER_TLS_CERT: "/tmp/cert.pem" }, /LARDER_TLS_CERT and LARDER_TLS_KEY go together/],
+    ];
+    for (const [what, env, message] of cases) {
+      it(what, async () => {
+        const { code, output } = await runServerToExit(env);
+        expect(code, output).to.equal(2);
+        expect(output).to.match(message);
+      }).timeout(30_000);
+    }
+  });
+
+  it("--help lists every setting with its default", async () => {
+    const result = spawnSync(process.execPath, ["--import", "tsx", "services/main.ts", "--help"], {
+      cwd: REPO_ROOT,
+      encoding: "utf8",
+    });
+    const [code, output] = [result.status, result.stdout];
+    expect(code).to.equal(0);
+    for (const name of ["LARDER_HOST", "LARDER_PORT", "LARDER_ENGINE", "LARDER_DATA_DIR", "MONGODB_URI", "LARDER_KEYS_FILE"]) {
+      expect(output).to.contain(name);
+    }
+    expect(output).to.contain("default: 127.0.0.1");
+  }).timeout(30_000);
+});
