@@ -1,0 +1,195 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { expect } from "chai";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
+import { DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import type { Role } from "../../services/access/roles.js";
+import { useServer } from "../support/server.js";
+
+/** One key per (environment, role) this suite uses. */
+const KEYS: Record<string, { environment: string; role: Role; key: string }> = {
+  prodWrite: { environment: "prod", role: "write", key: generateKey() },
+  stageWrite: { environment: "stage", role: "write", key: generateKey() },
+  prodRead: { environment: "prod", role: "read", key: generateKey() },
+  prodWatch: { environment: "prod", role: "watch", key: generateKey() },
+  admin: { environment: "prod", role: "admin", key: generateKey() },
+};
+
+function keysFile(): string {
+  const path = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
+  const keys = Object.entries(KEYS).map(([id, { environment, role, key }]) => ({ id, sha256: hashKey(key), environment, role }));
+  writeFileSync(path, JSON.stringify({ keys }));
+  return path;
+}
+
+const bearer = (key: string): Interceptor => (next) => (request) => {
+  request.header.set("authorization", `Bearer ${key}`);
+  return next(request);
+};
+
+const value = (text: string) => ({ kind: { case: "stringValue" as const, value: text } });
+
+async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  throw new Error("the call should have failed");
+}
+
+describe("e2e: API keys, roles and environments (issue 7)", () => {
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile() } });
+  type MakeTransport = (options: { baseUrl: string; interceptors: Interceptor[] }) => Transport;
+  const transport = (key?: string, make: MakeTransport = createGrpcTransport): Transport =>
+    make({ baseUrl: running.url, interceptors: key ? [bearer(key)] : [] });
+  const data = (key?: string) => createClient(DataService, transport(key));
+
+  it("the same key in two environments stays separate in get, query, label query and scan", async () => {
+    const prod = data(KEYS.prodWrite.key);
+    const stage = data(KEYS.stageWrite.key);
+    await prod.set({ key: "users:jane", value: value("prod"), label1: { action: { case: "set", value: "team:a" } } });
+    await stage.set({ key: "users:jane", value: value("stage"), label1: { action: { case: "set", value: "team:a" } } });
+    expect((await prod.get({ key: "users:jane" })).item?.value?.kind).to.deep.equal(value("prod").kind);
+    expect((await stage.get({ key: "users:jane" })).item?.value?.kind).to.deep.equal(value("stage").kind);
+    for (const [client, expected] of [[prod, "prod"], [stage, "stage"]] as const) {
+      const byKey = await client.query({ expression: "users:*" });
+      expect(byKey.items.map((item) => item.value?.kind)).to.deep.equal([value(expected).kind]);
+      const byLabel = await client.query({ expression: "team:a", label: "label1" });
+      expect(byLabel.items.map((item) => item.value?.kind)).to.deep.equal([value(expected).kind]);
+      expect((await client.scan({ count: true })).count).to.equal(1n);
+    }
+  });
+
+  it("the same key in two environments stays separate in watch", async () => {
+    const watcher = createClient(DataService, transport(KEYS.prodWatch.key));
+    const abort = new AbortController();
+    const seen: string[] = [];
+    let started!: () => void;
+    const ready = new Promise<void>((resolve) => (started = resolve));
+    const reading = (async () => {
+      try {
+        for await (const message of watcher.watch({ filters: ["*:w:*"] }, { signal: abort.signal })) {
+          if (message.kind.case === "started") started();
+          if (message.kind.case === "event") seen.push(message.kind.value.item!.value!.kind.value as string);
+        }
+      } catch {
+        // aborted below
+      }
+    })();
+    await ready;
+    await data(KEYS.stageWrite.key).set({ key: "w:1", value: value("stage") });
+    await data(KEYS.prodWrite.key).set({ key: "w:1", value: value("prod") });
+    const deadline = Date.now() + 5_000;
+    while (seen.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    abort.abort();
+    await reading;
+    expect(seen).to.deep.equal(["prod"]);
+  });
+
+  describe("every RPC: no key and an unknown key → UNAUTHENTICATED; a role that does not allow it → PERMISSION_DENIED", () => {
+    const dataCalls: [string, Role[], (client: ReturnType<typeof data>) => Promise<unknown>][] = [
+      ["Get", ["read", "write", "watch"], (c) => c.get({ key: "a" })],
+      ["BatchGet", ["read", "write", "watch"], (c) => c.batchGet({ keys: ["a"] })],
+      ["Query", ["read", "write", "watch"], (c) => c.query({ expression: "a:*" })],
+      ["Scan", ["read", "write", "watch"], (c) => c.scan({})],
+      ["Ping", ["read", "write", "watch"], (c) => c.ping({})],
+      ["Set", ["write"], (c) => c.set({ key: "a", value: value("x") })],
+      ["BatchSet", ["write"], (c) => c.batchSet({ items: [{ key: "a", value: value("x") }], overwrite: true })],
+      ["Add", ["write"], (c) => c.add({ key: "n", amount: 1 })],
+      ["Remove", ["write"], (c) => c.remove({ keys: ["a"] })],
+      ["Seed", ["write"], (c) => c.seed({ items: [] })],
+      ["Ack", ["watch"], (c) => c.ack({ subscription: "s", resumeToken: "1.0" })],
+      [
+        "Watch",
+        ["watch"],
+        async (c) => {
+          for await (const message of c.watch({})) if (message.kind.case === "started") return;
+        },
+      ],
+    ];
+    const keyByRole: Record<Exclude<Role, "admin">, string> = {
+      read: KEYS.prodRead.key,
+      write: KEYS.prodWrite.key,
+      watch: KEYS.prodWatch.key,
+    };
+    for (const [method, allowed, call] of dataCalls) {
+      it(`DataService/${method}`, async () => {
+        expect((await failureOf(call(data()))).code, "no key").to.equal(Code.Unauthenticated);
+        expect((await failureOf(call(data(generateKey())))).code, "unknown key").to.equal(Code.Unauthenticated);
+        for (const [role, key] of Object.entries(keyByRole)) {
+          if (allowed.includes(role as Role)) {
+            await call(data(key));
+          } else {
+            const failure = await failureOf(call(data(key)));
+            expect(failure.code, `role ${role}`).to.equal(Code.PermissionDenied);
+            expect(failure.rawMessage).to.contain(`role '${role}'`);
+            expect(failure.rawMessage).not.to.contain(key);
+          }
+        }
+      });
+    }
+
+    it("AdminService: only the admin role", async () => {
+      const admin = (key?: string) => createClient(AdminService, transport(key));
+      expect((await failureOf(admin().listEnvironments({}))).code).to.equal(Code.Unauthenticated);
+      expect((await failureOf(admin(KEYS.prodWrite.key).listEnvironments({}))).code).to.equal(Code.PermissionDenied);
+      const names = (await admin(KEYS.admin.key).listEnvironments({})).environments.map((env) => env.name);
+      expect(names).to.include.members(["prod", "stage"]);
+    });
+
+    it("a malformed authorization header → UNAUTHENTICATED", async () => {
+      const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url, interceptors: [(next) => (request) => {
+        request.header.set("authorization", "Basic dXNlcjpwYXNz");
+        return next(request);
+      }] }));
+      expect((await failureOf(client.get({ key: "a" }))).code).to.equal(Code.Unauthenticated);
+    });
+  });
+
+  it("the key works on every transport: gRPC, gRPC-Web and Connect", async () => {
+    const makers: MakeTransport[] = [
+      createGrpcTransport,
+      (options) => createGrpcWebTransport({ ...options, httpVersion: "1.1" }),
+      (options) => createConnectTransport({ ...options, httpVersion: "1.1" }),
+    ];
+    for (const make of makers) {
+      const client = createClient(DataService, transport(KEYS.prodRead.key, make));
+      expect((await client.ping({})).$typeName).to.equal("larder.data.v1.PingResponse");
+      expect((await failureOf(createClient(DataService, transport(undefined, make)).ping({}))).code).to.equal(Code.Unauthenticated);
+    }
+  });
+
+  it("reflection and health stay reachable without a key, so grpcurl works", async () => {
+    const health = createClient(Health, transport());
+    expect((await health.check({})).status).to.equal(1);
+  });
+
+  it("export → import round trip is identical, and import can skip events", async () => {
+    const admin = createClient(AdminService, transport(KEYS.admin.key));
+    const prod = data(KEYS.prodWrite.key);
+    await prod.seed({ items: [], overwrite: true });
+    await prod.set({ key: "x:1", value: { kind: { case: "structValue", value: { fields: { a: { kind: { case: "numberValue", value: 1 } } } } } }, label2: { action: { case: "set", value: "l:1" } }, ttl: { kind: { case: "date", value: "2100-01-01" } } });
+    await prod.set({ key: "simple", value: value("s") });
+    const exported = [];
+    for await (const chunk of admin.exportEnvironment({ name: "prod" })) exported.push(...chunk.items);
+    await admin.createEnvironment({ name: "copy" }).catch(() => undefined);
+    await admin.importEnvironment({ name: "copy", items: exported, overwrite: true, skipEvents: true });
+    const again = [];
+    for await (const chunk of admin.exportEnvironment({ name: "copy" })) again.push(...chunk.items);
+    expect(again).to.deep.equal(exported);
+    expect(exported.map((item) => item.key)).to.deep.equal(["simple", "x:1"]);
+    await admin.cloneEnvironment({ source: "prod", target: "clone", skipEvents: true });
+    const cloned = [];
+    for await (const chunk of admin.exportEnvironment({ name: "clone" })) cloned.push(...chunk.items);
+    expect(cloned).to.deep.equal(exported);
+    await admin.dropEnvironment({ name: "clone" });
+    expect((await admin.listEnvironments({})).environments.map((env) => env.name)).not.to.include("clone");
+  });
+});
