@@ -160,18 +160,16 @@ export function planBatchSet(
 
 /**
  * SE1, SE3: any number of items, each an overwrite; every invalid item is
- * named by its index. Of two items with one key the later wins, so each key
- * is planned once, at its last position.
+ * named by its index. Plans keep the request order, so of two items with one
+ * key the later one wins; each counts as written (SE1's `{ items: N }`).
  */
 export function planSeed(items: readonly SetInput[], now: number): SetPlan[] {
-  const byKey = new Map<string, SetPlan>();
+  const plans: SetPlan[] = [];
   const problems: string[] = [];
   let firstProblem: DomainError | undefined;
   items.forEach((item, index) => {
     try {
-      const plan = planSet(batchItem(item, item.removeNulls), now);
-      byKey.delete(plan.key.full);
-      byKey.set(plan.key.full, plan);
+      plans.push(planSet(batchItem(item, item.removeNulls), now));
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       firstProblem ??= error;
@@ -183,7 +181,7 @@ export function planSeed(items: readonly SetInput[], now: number): SetPlan[] {
     const more = problems.length > 10 ? `; and ${problems.length - 10} more` : "";
     throw invalidArgument(firstProblem.reason, `Invalid items in seed, nothing was written: ${shown}${more}`);
   }
-  return [...byKey.values()];
+  return plans;
 }
 
 function batchItem(item: SetInput, removeNulls: boolean): SetInput {

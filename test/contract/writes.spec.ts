@@ -258,7 +258,7 @@ describeContract("contract: writes", ({ client }) => {
       ]),
       overwrite: true,
     });
-    expect(seeded.items).to.equal(130n);
+    expect(seeded.items, "every item given counts (SE1)").to.equal(131n);
     const count = await client.scan({ count: true });
     expect(count.count).to.equal(130n);
     expect(await valueOf("w:s000")).to.equal("last");
