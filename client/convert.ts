@@ -42,7 +42,7 @@ export function toJsonValue(input: unknown, depth = 0, holder = ""): JsonValue {
     return value.map((element, index) => toJsonValue(element, depth + 1, String(index)));
   }
   const object: JsonObject = {};
-  for (const attribute of Object.keys(value)) {
+  for (const attribute of Object.keys(value as object)) {
     const element = (value as Record<string, unknown>)[attribute];
     if (element === undefined) continue;
     setOwn(object, attribute, toJsonValue(element, depth + 1, attribute));

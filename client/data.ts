@@ -1,0 +1,338 @@
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { DataService, type BatchSetItemSchema, type Item, type SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
+import { EventDispatcher, type EventOptions, type WatchSource } from "./events.js";
+import { fromValue, isPlainObjectValue, labelNames, shapeItem, toLabelUpdate, toMetaItem, toTtl, toValue, toWriteValue } from "./convert.js";
+import { invalidArgument, LarderError, toLarderError } from "./errors.js";
+import type { Data } from "./types.js";
+
+export interface DataOptions {
+  /** A ready transport (gRPC, gRPC-Web or Connect; Node or browser), with bearerAuth(apiKey) among its interceptors if keys are in use. */
+  readonly transport: Transport;
+  /** Tuning of `on()`: retry period, backoff, a durable subscription name. */
+  readonly events?: EventOptions;
+}
+
+/** The `data` object with close(), which the published client does not need (it has no connection). */
+export type LarderData = Data & {
+  /** Ends the event stream and lets the process exit. */
+  close(): Promise<void>;
+};
+
+type Options = Record<string, unknown>;
+type Page = { items: unknown[]; lastKey?: string; next?: () => Promise<Page> };
+
+/** P1, S1: `true` is `{ meta: true }`, `false` or nothing is `{}`, anything else but an object is refused. */
+function optionsOf(options: unknown): Options {
+  if (options === undefined || options === null || options === false) return {};
+  if (options === true) return { meta: true };
+  if (typeof options === "object" && !Array.isArray(options)) return options as Options;
+  throw invalidArgument("INVALID_OPTION", "'options' must be a boolean or object");
+}
+
+/** P2: checked here too, since a negative or fractional limit cannot travel as the API's uint32. */
+function limitOf(options: Options): number {
+  const limit = options.limit;
+  if (limit === undefined || limit === null || limit === 0) return 0;
+  if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 || limit > 1000) {
+    throw invalidArgument("INVALID_OPTION", "'limit' must be between 1 and 1000");
+  }
+  return limit;
+}
+
+/** SC5: segment numbers must fit the API's uint32; the service checks the rest. */
+function segmentOf(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw invalidArgument("INVALID_OPTION", `'${name}' must be a whole number`);
+  }
+  return value;
+}
+
+/** Q1: only the key part of a namespaced key can be an expression. */
+function isExpression(key: string): boolean {
+  const colon = key.indexOf(":");
+  if (colon < 0) return false;
+  const part = key.slice(colon + 1).trim();
+  return part.includes("*") || part.includes("|") || part.startsWith("<") || part.startsWith(">");
+}
+
+/** Sends `authorization: Bearer <key>` on every call, Watch included (issue 7). */
+export function bearerAuth(apiKey: string): Interceptor {
+  return (next) => (request) => {
+    request.header.set("authorization", `Bearer ${apiKey}`);
+    return next(request);
+  };
+}
+
+/**
+ * Builds a drop-in for @ampt/data's `data` over any Connect transport. Every
+ * method keeps @ampt/data's arguments, return shapes and error messages;
+ * errors are LarderError with the gRPC code and the service's reason.
+ */
+export function createDataWith({ transport, events }: DataOptions): LarderData {
+  const client: Client<typeof DataService> = createClient(DataService, transport);
+  let removeNulls = true;
+  let dispatcher: EventDispatcher | undefined;
+
+  const call = async <T>(body: () => Promise<T>): Promise<T> => {
+    try {
+      return await body();
+    } catch (error) {
+      throw toLarderError(error);
+    }
+  };
+
+  async function query(expression: string, options: Options): Promise<Page> {
+    const meta = options.meta === true;
+    const label = options.label === undefined ? "" : String(options.label);
+    const response = await client.query({
+      expression,
+      label,
+      limit: limitOf(options),
+      reverse: options.reverse === true,
+      start: (options.start as string | undefined) ?? "",
+    });
+    const page: Page = { items: response.items.map((item) => shapeItem(item, meta)) };
+    if (response.lastKey !== undefined) {
+      page.lastKey = response.lastKey;
+      page.next = () => call(() => query(expression, { ...options, start: response.lastKey }));
+    }
+    return page;
+  }
+
+  function setRequest(key: string, value: unknown, options: Options): MessageInitShape<typeof SetRequestSchema> {
+    if (options.created !== undefined && typeof options.created !== "number") {
+      throw invalidArgument("INVALID_OPTION", "'created' value must be a number");
+    }
+    const written = toWriteValue(value);
+    const request: MessageInitShape<typeof SetRequestSchema> = {
+      key,
+      value: written.value,
+      unsetAttributes: written.unsetAttributes,
+      overwrite: options.overwrite === true,
+      removeNulls: typeof options.removeNulls === "boolean" ? options.removeNulls : removeNulls,
+    };
+    if ("ttl" in options) {
+      const ttl = toTtl(options.ttl);
+      if (ttl) request.ttl = { kind: ttl };
+    }
+    if (typeof options.exists === "boolean") request.exists = options.exists;
+    if (options.default !== undefined) request.defaultValue = toValue(options.default);
+    if (options.created !== undefined) request.created = options.created as number;
+    for (const name of labelNames(options)) request[name] = { action: toLabelUpdate(name, options[name]) };
+    return request;
+  }
+
+  function batchItem(item: unknown, index: number): MessageInitShape<typeof BatchSetItemSchema> {
+    if (!isPlainObjectValue(item) || typeof item.key !== "string" || item.key.trim() === "") {
+      throw invalidArgument("INVALID_KEY", "A string value of 'key' must be provided in each item");
+    }
+    if (!("value" in item)) throw invalidArgument("INVALID_VALUE", "A 'value' must be provided in each item");
+    const written = toWriteValue(item.value);
+    const result: MessageInitShape<typeof BatchSetItemSchema> = {
+      key: item.key,
+      value: written.value,
+      unsetAttributes: written.unsetAttributes,
+    };
+    if (item.ttl !== undefined) {
+      const ttl = toTtl(item.ttl);
+      if (ttl) result.ttl = { kind: ttl };
+    }
+    if (item.default !== undefined) result.defaultValue = toValue(item.default);
+    for (const name of labelNames(item)) {
+      const label = item[name];
+      if (label === undefined || label === null) continue;
+      if (typeof label !== "string") {
+        throw invalidArgument("INVALID_LABEL", `Invalid '${name}' value in item ${index}: batch items take a string label`);
+      }
+      result[name] = label;
+    }
+    return result;
+  }
+
+  async function scanPage(options: Options): Promise<Page & { count?: number }> {
+    const meta = options.meta === true;
+    const response = await client.scan({
+      limit: limitOf(options),
+      start: (options.start as string | undefined) ?? "",
+      label: options.label === undefined ? "" : String(options.label),
+      attributes: (options.attributes as string[] | undefined) ?? [],
+      segment: segmentOf(options.segment, "segment"),
+      totalSegments: segmentOf(options.totalSegments, "totalSegments"),
+      count: options.count === true,
+    });
+    if (options.count === true) return { items: [], count: Number(response.count ?? 0n) };
+    const page: Page = { items: response.items.map((item) => shapeItem(item, meta)) };
+    if (response.lastKey !== undefined) {
+      page.lastKey = response.lastKey;
+      page.next = () => call(() => scanPage({ ...options, start: response.lastKey }));
+    }
+    return page;
+  }
+
+  function watchSource(): WatchSource {
+    return async function* (request, signal) {
+      for await (const message of client.watch(request, { signal })) {
+        if (message.kind.case === "started") {
+          yield { started: message.kind.value.resumeToken };
+        } else if (message.kind.case === "event") {
+          const event = message.kind.value;
+          const item = event.item as Item;
+          yield {
+            event: {
+              key: item.key,
+              event: {
+                name: event.name as "created" | "updated" | "deleted",
+                item: toMetaItem(item),
+                ...(event.previous ? { previous: toMetaItem(event.previous) } : {}),
+                id: event.id,
+                time: event.time ? timestampDate(event.time) : new Date(),
+                resumeToken: event.resumeToken,
+                expired: event.expired,
+              },
+            },
+          };
+        }
+      }
+    };
+  }
+
+  const data = {
+    get removeNulls(): boolean {
+      return removeNulls;
+    },
+    set removeNulls(value: boolean) {
+      if (typeof value !== "boolean") throw new LarderError("INVALID_ARGUMENT", "removeNulls must be a boolean value", "INVALID_OPTION");
+      removeNulls = value;
+    },
+
+    get(keys: unknown, rawOptions?: unknown): Promise<any> {
+      return call(async () => {
+        const options = optionsOf(rawOptions);
+        if (Array.isArray(keys)) {
+          // B2, L6: a batch get takes only `meta`.
+          const extra = Object.keys(options).filter((name) => name !== "meta" && options[name] !== undefined);
+          if (extra.length > 0) {
+            throw invalidArgument("INVALID_OPTION", `Invalid options for batch get request: ${extra.join(", ")}`);
+          }
+          const response = await client.batchGet({ keys: keys as string[] });
+          return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
+        }
+        if (typeof keys !== "string") throw invalidArgument("INVALID_KEY", "Invalid key");
+        if (options.label !== undefined || isExpression(keys)) return query(keys, options);
+        const response = await client.get({ key: keys });
+        if (!response.item) return undefined;
+        return options.meta === true ? toMetaItem(response.item) : fromValue(response.item.value);
+      });
+    },
+
+    getByLabel(label: unknown, keys: unknown, rawOptions?: unknown): Promise<any> {
+      return call(async () => {
+        const options = optionsOf(rawOptions);
+        if (Array.isArray(keys)) {
+          throw invalidArgument("INVALID_OPTION", "Invalid options for batch get request: label");
+        }
+        return data.get(keys, { ...options, label: String(label) });
+      });
+    },
+
+    set(keys: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {
+      return call(async () => {
+        if (Array.isArray(keys)) {
+          const options = optionsOf(value);
+          const response = await client.batchSet({
+            items: keys.map(batchItem),
+            overwrite: typeof options.overwrite === "boolean" ? options.overwrite : undefined,
+            removeNulls: typeof options.removeNulls === "boolean" ? options.removeNulls : removeNulls,
+          });
+          return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
+        }
+        const options = optionsOf(rawOptions);
+        const response = await client.set(setRequest(keys as string, value, options));
+        const item = response.item as Item;
+        return options.meta === true ? toMetaItem(item) : fromValue(item.value);
+      });
+    },
+
+    add(key: string, attribute: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {
+      return call(async () => {
+        // add(key, n, opts) or add(key, attribute, n, opts) (AD1).
+        const counterForm = typeof attribute === "number";
+        const amount = counterForm ? attribute : value;
+        const options = optionsOf(counterForm ? value : rawOptions);
+        if (typeof amount !== "number" || !Number.isFinite(amount)) {
+          throw invalidArgument("INVALID_VALUE", "Values must be numeric");
+        }
+        const response = await client.add({
+          key,
+          attribute: counterForm ? undefined : String(attribute),
+          amount,
+          overwrite: options.overwrite === true,
+        });
+        const item = response.item as Item;
+        return options.meta === true ? toMetaItem(item) : fromValue(item.value);
+      });
+    },
+
+    remove(keys: unknown): Promise<boolean> {
+      return call(async () => {
+        await client.remove({ keys: Array.isArray(keys) ? (keys as string[]) : [keys as string] });
+        return true;
+      });
+    },
+
+    scan(rawOptions?: unknown): Promise<any> {
+      return call(async () => scanPage(optionsOf(rawOptions)));
+    },
+
+    seed(items: unknown, rawOptions?: unknown): Promise<{ items: number }> {
+      return call(async () => {
+        // SE2: `true` here means `{ overwrite: true }`.
+        const options = rawOptions === true ? { overwrite: true } : optionsOf(rawOptions);
+        const list = typeof items === "string" ? await readSeedFile(items) : items;
+        if (!Array.isArray(list)) throw invalidArgument("INVALID_VALUE", "seed takes an array of items or the path of a JSON file holding one");
+        const response = await client.seed({ items: list.map(batchItem), overwrite: options.overwrite === true });
+        return { items: Number(response.items) };
+      });
+    },
+
+    on(names: string | string[], ...rest: unknown[]): void {
+      const [first, second] = rest;
+      const handler = (typeof first === "function" ? first : second) as (event: unknown) => unknown;
+      const timeout = typeof first === "object" && first !== null ? (first as { timeout?: number }).timeout : undefined;
+      dispatcher ??= new EventDispatcher(watchSource(), {
+        ...events,
+        acknowledge: (subscription, resumeToken) => client.ack({ subscription, resumeToken }).then(() => undefined),
+      });
+      dispatcher.on(names, (event) => handler(event), timeout);
+    },
+
+    /** Resolves once `on()` handlers are connected: changes committed from now on reach them. */
+    async ready(): Promise<void> {
+      await dispatcher?.ready();
+    },
+
+    async close(): Promise<void> {
+      await dispatcher?.close();
+      dispatcher = undefined;
+    },
+  };
+  return data as unknown as LarderData & { ready(): Promise<void> };
+}
+
+async function readSeedFile(path: string): Promise<unknown> {
+  const { readFile } = await import("node:fs/promises");
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw invalidArgument("INVALID_VALUE", `Cannot read the seed file ${path}: ${(error as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw invalidArgument("INVALID_VALUE", `The seed file ${path} is not JSON: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,36 @@
+import type { Interceptor, Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { bearerAuth, createDataWith, type LarderData } from "./data.js";
+import type { EventOptions } from "./events.js";
+
+export { bearerAuth, createDataWith, type LarderData } from "./data.js";
+export { LarderError, type ErrorCodeName } from "./errors.js";
+export type { DataEvent, EventOptions } from "./events.js";
+export type * from "./types.js";
+
+export interface CreateDataOptions {
+  /** The server, e.g. http://127.0.0.1:4150. */
+  readonly url: string;
+  /** An API key; sent as `authorization: Bearer <key>` on every call. */
+  readonly apiKey?: string;
+  /**
+   * `grpc` (default): gRPC over HTTP/2. `connect`: the Connect protocol over
+   * HTTP/1.1, for proxies that do not pass HTTP/2. Or any Transport.
+   */
+  readonly transport?: "grpc" | "connect" | Transport;
+  /** Tuning of `on()`: retry period, backoff, a durable subscription name. */
+  readonly events?: EventOptions;
+}
+
+/**
+ * The drop-in for @ampt/data in Node: `import { data } from "@ampt/data"`
+ * becomes `const data = createData({ url })`, and the rest of the code stays.
+ */
+export function createData({ url, apiKey, transport = "grpc", events }: CreateDataOptions): LarderData {
+  const interceptors: Interceptor[] = apiKey ? [bearerAuth(apiKey)] : [];
+  let chosen: Transport;
+  if (transport === "grpc") chosen = createGrpcTransport({ baseUrl: url, interceptors });
+  else if (transport === "connect") chosen = createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors });
+  else chosen = transport;
+  return createDataWith({ transport: chosen, events });
+}
