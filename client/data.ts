@@ -16,6 +16,8 @@ export interface DataOptions {
 
 /** The `data` object with close(), which the published client does not need (it has no connection). */
 export type LarderData = Data & {
+  /** Resolves once `on()` handlers are connected: changes committed from then on reach them. */
+  ready(): Promise<void>;
   /** Ends the event stream and lets the process exit. */
   close(): Promise<void>;
 };
@@ -319,7 +321,7 @@ export function createDataWith({ transport, events }: DataOptions): LarderData {
       dispatcher = undefined;
     },
   };
-  return data as unknown as LarderData & { ready(): Promise<void> };
+  return data as unknown as LarderData;
 }
 
 async function readSeedFile(path: string): Promise<unknown> {

@@ -108,7 +108,7 @@ function match(actual: unknown, expected: unknown, saved: Saved, path: string, t
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function runCase(data: LarderData & { ready(): Promise<void> }, testCase: Case): Promise<void> {
+async function runCase(data: LarderData, testCase: Case): Promise<void> {
   const saved: Saved = new Map();
   const events: unknown[] = [];
   let previous: unknown;
@@ -176,10 +176,10 @@ async function runCase(data: LarderData & { ready(): Promise<void> }, testCase: 
 
 describe("vectors: every case of the spec through the client against a live server", () => {
   const running = useServer({ env: { LARDER_ENGINE: "embedded" } });
-  let data: (LarderData & { ready(): Promise<void> }) | undefined;
+  let data: LarderData | undefined;
 
   beforeEach(async () => {
-    data = createData({ url: running.url }) as LarderData & { ready(): Promise<void> };
+    data = createData({ url: running.url });
     await data.seed([], { overwrite: true });
   });
   afterEach(async () => {

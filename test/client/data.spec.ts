@@ -1,0 +1,111 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect } from "chai";
+import { createData, LarderError, type LarderData } from "../../client/index.js";
+import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { useServer } from "../support/server.js";
+
+type Ready = LarderData;
+
+describe("client against a live server", () => {
+  const running = useServer();
+
+  for (const transport of ["grpc", "connect"] as const) {
+    it(`the ${transport} transport: set, get, a paged query with next(), add and remove`, async () => {
+      const data = createData({ url: running.url, transport });
+      await data.seed([], true);
+      await data.set([1, 2, 3, 4, 5].map((n) => ({ key: `t:${n}`, value: { n } })), { overwrite: true });
+      expect(await data.get("t:3")).to.deep.equal({ n: 3 });
+      const seen: string[] = [];
+      let page = await data.get<{ n: number }>("t:*", { limit: 2 });
+      for (;;) {
+        seen.push(...page.items.map((item) => item.key));
+        if (!page.next) break;
+        page = await page.next();
+      }
+      expect(seen).to.deep.equal(["t:1", "t:2", "t:3", "t:4", "t:5"]);
+      expect(await data.add("t:count", 2)).to.equal(2);
+      expect(await data.remove(["t:1", "t:count"])).to.equal(true);
+      expect(await data.get("t:1")).to.equal(undefined);
+      await data.close();
+    });
+  }
+
+  it("errors are Errors with @ampt/data's message, the gRPC code and the reason (§14)", async () => {
+    const data = createData({ url: running.url });
+    await data.set("e:1", "x", { exists: false });
+    const failure = await data.set("e:1", "y", { exists: false }).catch((error: unknown) => error);
+    expect(failure).to.be.instanceOf(Error).and.instanceOf(LarderError);
+    expect(failure).to.include({ message: "Item already exists", code: "ALREADY_EXISTS", reason: "ITEM_EXISTS" });
+    const invalid = await data.get("e:*a").catch((error: unknown) => error);
+    expect(invalid).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_EXPRESSION" });
+    await data.close();
+  });
+
+  it("seed reads a JSON file when given a path (SE1)", async () => {
+    const data = createData({ url: running.url });
+    const file = join(mkdtempSync(join(tmpdir(), "larder-seed-")), "data.json");
+    writeFileSync(file, JSON.stringify([{ key: "s:1", value: 1, label1: "l:1" }, { key: "s:2", value: { a: 2 } }]));
+    expect(await data.seed(file, { overwrite: true })).to.deep.equal({ items: 2 });
+    expect(await data.getByLabel("label1", "l:*")).to.deep.equal({ items: [{ key: "s:1", value: 1 }] });
+    const missing = await data.seed(join(tmpdir(), "no-such-file.json")).catch((error: unknown) => error);
+    expect(missing).to.include({ code: "INVALID_ARGUMENT" });
+    await data.close();
+  });
+
+  it("§15.17: for one event, every matching handler runs, one after another, in registration order", async () => {
+    const data = createData({ url: running.url }) as Ready;
+    const calls: string[] = [];
+    const slowly = (name: string) => async (event: unknown) => {
+      calls.push(`${name}:start:${(event as { name: string }).name}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      calls.push(`${name}:end`);
+    };
+    data.on("created", slowly("a"));
+    data.on(["created", "updated"], slowly("b"));
+    data.on("*", slowly("c"));
+    await data.ready();
+    await data.set("order:1", 1);
+    const deadline = Date.now() + 5_000;
+    while (calls.length < 6 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(calls).to.deep.equal(["a:start:created", "a:end", "b:start:created", "b:end", "c:start:created", "c:end"]);
+    await data.close();
+  });
+
+  it("on() refuses an unknown event name at registration (EV1)", () => {
+    const data = createData({ url: running.url });
+    expect(() => data.on("changed" as "created", () => undefined)).to.throw("Invalid event name: changed");
+  });
+
+  it("data.removeNulls refuses a non-boolean (V9)", () => {
+    const data = createData({ url: running.url });
+    expect(() => ((data as { removeNulls: unknown }).removeNulls = "no")).to.throw("removeNulls must be a boolean value");
+    expect(data.removeNulls).to.equal(true);
+  });
+});
+
+describe("client with an API key", () => {
+  const key = generateKey();
+  const keysFile = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
+  writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "app", sha256: hashKey(key), environment: "app", role: "admin" }] }));
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile } });
+
+  for (const transport of ["grpc", "connect"] as const) {
+    it(`sends the key on every call over ${transport}, Watch included; without it calls are UNAUTHENTICATED`, async () => {
+      const data = createData({ url: running.url, apiKey: key, transport }) as Ready;
+      await data.set("k:1", transport);
+      expect(await data.get("k:1")).to.equal(transport);
+      const events: string[] = [];
+      data.on("created:w:*", (event) => void events.push((event as { item: { key: string } }).item.key));
+      await data.ready();
+      await data.set(`w:${transport}`, 1);
+      const deadline = Date.now() + 5_000;
+      while (events.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(events).to.deep.equal([`w:${transport}`]);
+      await data.close();
+      const anonymous = createData({ url: running.url, transport });
+      expect(await anonymous.get("k:1").catch((error: unknown) => error)).to.include({ code: "UNAUTHENTICATED" });
+    });
+  }
+});
