@@ -8,7 +8,12 @@ export async function openEngine(config: Config, log: Logger): Promise<Engine> {
   if (config.engine === "mongodb") {
     const { openMongoEngine } = await import("./mongodb/mongo-engine.js");
     return openMongoEngine(
-      { uri: config.mongodbUri!, dbPrefix: config.mongodbDbPrefix, changeRetentionMs: config.changeRetentionMs },
+      {
+        uri: config.mongodbUri!,
+        dbPrefix: config.mongodbDbPrefix,
+        changeRetentionMs: config.changeRetentionMs,
+        sweepIntervalMs: config.sweepIntervalMs,
+      },
       log,
     );
   }
