@@ -19,6 +19,7 @@ export interface Config {
   readonly sweepIntervalMs: number;
   readonly durability: "normal" | "full";
   readonly maxInFlight: number;
+  readonly maxStreams: number;
 }
 
 export class ConfigError extends Error {
@@ -58,7 +59,8 @@ export const SETTINGS: readonly Setting[] = [
   { name: "LARDER_CHANGE_RETENTION_MS", fallback: String(24 * 60 * 60 * 1000), about: "How long change events stay resumable (embedded engine)." },
   { name: "LARDER_SWEEP_INTERVAL_MS", fallback: "5000", about: "How often expired items are deleted (each with a `deleted` event)." },
   { name: "LARDER_DURABILITY", fallback: "normal", about: "`normal`: acknowledged writes survive a process crash; `full`: also power loss (slower)." },
-  { name: "LARDER_MAX_IN_FLIGHT", fallback: "1024", about: "Calls served at once; past it calls get RESOURCE_EXHAUSTED." },
+  { name: "LARDER_MAX_IN_FLIGHT", fallback: "1024", about: "Unary calls served at once; past it calls get RESOURCE_EXHAUSTED." },
+  { name: "LARDER_MAX_STREAMS", fallback: "10000", about: "Open Watch streams at once; past it a Watch gets RESOURCE_EXHAUSTED." },
 ];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -105,6 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sweepIntervalMs: integer(read("LARDER_SWEEP_INTERVAL_MS"), "LARDER_SWEEP_INTERVAL_MS", 50, 60 * 60_000),
     durability: oneOf(read("LARDER_DURABILITY"), ["normal", "full"] as const, "LARDER_DURABILITY"),
     maxInFlight: integer(read("LARDER_MAX_IN_FLIGHT"), "LARDER_MAX_IN_FLIGHT", 1, 1_000_000),
+    maxStreams: integer(read("LARDER_MAX_STREAMS"), "LARDER_MAX_STREAMS", 1, 1_000_000),
   };
 }
 

@@ -15,6 +15,7 @@ import { registerAdminService } from "./admin-service.js";
 import type { Config } from "./config.js";
 import { registerDataService } from "./data-service.js";
 import { HealthStatus } from "./health.js";
+import { overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
 import { registerReflection } from "./reflection.js";
 import type { Engine } from "./stores/engine.js";
@@ -63,6 +64,11 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     interceptors: [
       inFlight.interceptor(),
       callLog(log),
+      overloadGuard({
+        maxUnary: config.maxInFlight,
+        maxStreams: config.maxStreams,
+        exempt: new Set([Health.typeName]),
+      }),
       ...interceptors,
       authInterceptor({ keys, publicServices: new Set(config.publicServices) }),
     ],
