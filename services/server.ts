@@ -22,6 +22,7 @@ import type { Engine } from "./stores/engine.js";
 
 /** What every HTTP/2 connection starts with (RFC 9113 §3.4); HTTP/1.1 never does. */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const FIRST_BYTE_TIMEOUT_MS = 10_000;
 
 export interface LarderServer {
   /** Starts listening; resolves with the bound address (the real port when 0 was asked). */
@@ -94,7 +95,10 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     h2.on("session", trackSession);
     const h1 = http.createServer({ keepAliveTimeout: 60_000 }, handler);
     listener = net.createServer((socket) => {
+      // A connection that never says which protocol it speaks holds a socket for nothing.
+      socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
       socket.once("data", (first: Buffer) => {
+        socket.setTimeout(0);
         socket.pause();
         const compared = Math.min(first.length, HTTP2_PREFACE.length);
         if (first.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared))) {

@@ -1,0 +1,154 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { expect } from "chai";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { useServer } from "../support/server.js";
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** Sends raw bytes and collects whatever comes back until the server closes or a timeout passes. */
+function exchange(port: number, payload: Buffer | string, waitMs = 1500): Promise<{ reply: Buffer; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    const chunks: Buffer[] = [];
+    let closedByServer = false;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ reply: Buffer.concat(chunks), closedByServer });
+    }, waitMs);
+    socket.on("data", (chunk) => chunks.push(chunk));
+    socket.on("error", () => undefined);
+    socket.on("close", () => {
+      closedByServer = true;
+      clearTimeout(timer);
+      resolve({ reply: Buffer.concat(chunks), closedByServer });
+    });
+    socket.write(payload);
+  });
+}
+
+/** An HTTP/2 frame: 3-byte length, type, flags, 4-byte stream id, payload. */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(stream, 5);
+  return Buffer.concat([header, payload]);
+}
+
+/** Whether the bytes hold an HTTP/2 GOAWAY frame (type 7): the server ending the connection. */
+function hasGoaway(reply: Buffer): boolean {
+  for (let at = 0; at + 9 <= reply.length; ) {
+    const length = reply.readUIntBE(at, 3);
+    if (reply[at + 3] === 7) return true;
+    at += 9 + length;
+  }
+  return false;
+}
+
+function http1(path: string, contentType: string, body: Buffer | string, extra = ""): string | Buffer {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n${extra}\r\n`;
+  return Buffer.concat([Buffer.from(head), bytes]);
+}
+
+/** A gRPC-Web message frame: flag byte, 4-byte big-endian length, then the bytes (which may lie). */
+function envelope(declared: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(declared, 1);
+  return Buffer.concat([header, payload]);
+}
+
+describe("fuzz: garbage on the port gets a clean error or a closed connection, and the server stays up", function () {
+  this.timeout(120_000);
+  const running = useServer({ env: { LARDER_MAX_MESSAGE_BYTES: String(12 * 1024 * 1024) } });
+  const port = () => running.server.port;
+  const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${running.server.process.pid}/status`, "utf8"))![1]);
+
+  async function stillHealthy(): Promise<void> {
+    const health = createClient(Health, createGrpcTransport({ baseUrl: running.url }));
+    expect((await health.check({})).status).to.equal(1);
+  }
+
+  const cases: [string, () => Buffer | string, (reply: string, closed: boolean) => void][] = [
+    ["random bytes", () => randomBytes(4096), (_, closed) => expect(closed).to.equal(true)],
+    ["a truncated HTTP/2 preface", () => PREFACE.subarray(0, 10), () => undefined],
+    [
+      "a valid preface followed by junk frames",
+      () => Buffer.concat([PREFACE, frame(4, 0, 0, Buffer.alloc(0)), Buffer.from([0, 0, 8, 0x42, 0, 0, 0, 0, 9]), randomBytes(2048)]),
+      (reply, closed) => expect(closed || hasGoaway(Buffer.from(reply, "latin1")), "closed or GOAWAY").to.equal(true),
+    ],
+    [
+      "a valid preface and a DATA frame on a stream that was never opened",
+      () => Buffer.concat([PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(0, 1, 7, Buffer.from("hello"))]),
+      (reply, closed) => expect(closed || hasGoaway(Buffer.from(reply, "latin1")), "closed or GOAWAY").to.equal(true),
+    ],
+    [
+      "an HTTP/1.1 request with a bad content-type",
+      () => http1("/larder.data.v1.DataService/Get", "text/plain", '{"key":"a"}'),
+      (reply) => expect(reply).to.match(/^HTTP\/1\.1 415/),
+    ],
+    [
+      "an HTTP/1.1 request with a body larger than the limit",
+      () => http1("/larder.data.v1.DataService/Set", "application/json", "x".repeat(13 * 1024 * 1024)),
+      (reply) => expect(reply).to.match(/^HTTP\/1\.1 429[\s\S]*"code":"resource_exhausted","message":"message size \d+ is larger than configured readMaxBytes/),
+    ],
+    [
+      "a gRPC-Web message whose length prefix claims more than is sent",
+      () => http1("/larder.data.v1.DataService/Get", "application/grpc-web+proto", envelope(1000, Buffer.from([0x0a, 0x01, 0x61]))),
+      (reply) => expect(reply).to.match(/^HTTP\/1\.1 200[\s\S]*grpc-status: ?(3|13|2)/i),
+    ],
+    [
+      "a gRPC-Web message whose length prefix is past the message limit",
+      () => http1("/larder.data.v1.DataService/Get", "application/grpc-web+proto", envelope(0xfffffff0, Buffer.from([0x0a, 0x01, 0x61]))),
+      (reply) => expect(reply).to.match(/grpc-status: ?8/i),
+    ],
+    [
+      "a protobuf message with wrong wire types",
+      () => http1("/larder.data.v1.DataService/Get", "application/proto", Buffer.from([0x08, 0x96, 0x01, 0x0d, 0xff])),
+      (reply) => expect(reply).to.match(/^HTTP\/1\.1 (400|500)/),
+    ],
+    [
+      "a Connect JSON request that is not JSON",
+      () => http1("/larder.data.v1.DataService/Get", "application/json", "{not json"),
+      (reply) => expect(reply).to.match(/^HTTP\/1\.1 400[\s\S]*invalid_argument/),
+    ],
+    [
+      "a request for a method that does not exist",
+      () => http1("/larder.data.v1.DataService/Nope", "application/json", "{}"),
+      (reply) => expect(reply).to.match(/^HTTP\/1\.1 404/),
+    ],
+  ];
+
+  for (const [what, payload, check] of cases) {
+    it(what, async () => {
+      const { reply, closedByServer } = await exchange(port(), payload());
+      check(reply.toString("latin1"), closedByServer);
+      await stillHealthy();
+    });
+  }
+
+  it("a connection that never sends a byte is closed after the first-byte timeout", async () => {
+    const { closedByServer } = await exchange(port(), Buffer.alloc(0), 15_000);
+    expect(closedByServer).to.equal(true);
+  });
+
+  it("1,000 garbage connections leave memory bounded and the server answering", async () => {
+    for (let i = 0; i < 50; i++) await exchange(port(), randomBytes(512), 200);
+    const before = rssKiB();
+    for (let batch = 0; batch < 20; batch++) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          exchange(port(), i % 2 ? randomBytes(1024) : Buffer.concat([PREFACE, randomBytes(256)]), 300),
+        ),
+      );
+    }
+    await stillHealthy();
+    const after = rssKiB();
+    expect(after - before, `RSS grew from ${before} KiB to ${after} KiB`).to.be.below(64 * 1024);
+  });
+});
