@@ -12,6 +12,12 @@ export interface DataOptions {
   readonly transport: Transport;
   /** Tuning of `on()`: retry period, backoff, a durable subscription name. */
   readonly events?: EventOptions;
+  /**
+   * Reads a seed file for `seed(path)` (SE1). Injected by the Node entry so that
+   * this module imports nothing of Node's and bundles for browsers, where a path
+   * means nothing and seed takes only an array.
+   */
+  readonly readFile?: (path: string) => Promise<string>;
 }
 
 /** The `data` object with close(), which the published client does not need (it has no connection). */
@@ -73,7 +79,7 @@ export function bearerAuth(apiKey: string): Interceptor {
  * method keeps @ampt/data's arguments, return shapes and error messages;
  * errors are LarderError with the gRPC code and the service's reason.
  */
-export function createDataWith({ transport, events }: DataOptions): LarderData {
+export function createDataWith({ transport, events, readFile }: DataOptions): LarderData {
   const client: Client<typeof DataService> = createClient(DataService, transport);
   let removeNulls = true;
   let dispatcher: EventDispatcher | undefined;
@@ -293,7 +299,7 @@ export function createDataWith({ transport, events }: DataOptions): LarderData {
       return call(async () => {
         // SE2: `true` here means `{ overwrite: true }`.
         const options = rawOptions === true ? { overwrite: true } : optionsOf(rawOptions);
-        const list = typeof items === "string" ? await readSeedFile(items) : items;
+        const list = typeof items === "string" ? await readSeedFile(items, readFile) : items;
         if (!Array.isArray(list)) throw invalidArgument("INVALID_VALUE", "seed takes an array of items or the path of a JSON file holding one");
         const response = await client.seed({ items: list.map(batchItem), overwrite: options.overwrite === true });
         return { items: Number(response.items) };
@@ -324,11 +330,13 @@ export function createDataWith({ transport, events }: DataOptions): LarderData {
   return data as unknown as LarderData;
 }
 
-async function readSeedFile(path: string): Promise<unknown> {
-  const { readFile } = await import("node:fs/promises");
+async function readSeedFile(path: string, readFile: DataOptions["readFile"]): Promise<unknown> {
+  if (!readFile) {
+    throw invalidArgument("INVALID_VALUE", "seed can read a JSON file only in Node; pass the array of items instead");
+  }
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = await readFile(path);
   } catch (error) {
     throw invalidArgument("INVALID_VALUE", `Cannot read the seed file ${path}: ${(error as Error).message}`);
   }

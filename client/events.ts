@@ -1,5 +1,6 @@
 import { anyFilterMatches, parseEventFilter, type EventFilter } from "../services/domain/filters.js";
 import type { ChangeName } from "../services/domain/item.js";
+import { LarderError } from "./errors.js";
 
 /**
  * The client side of change events (`data.on`, EV8-EV10): one Watch stream
@@ -123,7 +124,8 @@ export class EventDispatcher {
       try {
         return parseEventFilter(specifier);
       } catch (error) {
-        throw new Error((error as Error).message);
+        // The client's one error type, with the code and reason the server's Watch would give.
+        throw new LarderError("INVALID_ARGUMENT", (error as Error).message, "INVALID_FILTER");
       }
     });
     if (typeof handler !== "function") throw new Error("An event handler must be a function");

@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { bearerAuth, createDataWith, type LarderData } from "./data.js";
@@ -32,5 +33,5 @@ export function createData({ url, apiKey, transport = "grpc", events }: CreateDa
   if (transport === "grpc") chosen = createGrpcTransport({ baseUrl: url, interceptors });
   else if (transport === "connect") chosen = createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors });
   else chosen = transport;
-  return createDataWith({ transport: chosen, events });
+  return createDataWith({ transport: chosen, events, readFile: (path) => readFile(path, "utf8") });
 }
