@@ -4,9 +4,36 @@ import type { WatchRequest, WatchResponseSchema } from "../../gen/larder/data/v1
 import { anyFilterMatches, parseEventFilter } from "../domain/filters.js";
 import { toItem } from "../item-message.js";
 import { toConnectError } from "../errors.js";
-import type { ChangeFeed } from "./change-feed.js";
+import type { ChangeFeed, FeedEvent } from "./change-feed.js";
 
 export type { ChangeFeed } from "./change-feed.js";
+
+type WatchMessage = MessageInitShape<typeof WatchResponseSchema>;
+
+/** Engines hand every subscriber the same event object, so it is converted to the wire form once. */
+const converted = new WeakMap<FeedEvent, WatchMessage>();
+
+function eventMessage(event: FeedEvent): WatchMessage {
+  let message = converted.get(event);
+  if (!message) {
+    message = {
+      kind: {
+        case: "event",
+        value: {
+          id: event.id,
+          name: event.name,
+          item: toItem(event.item),
+          previous: event.previous && toItem(event.previous),
+          time: timestampFromMs(event.time),
+          resumeToken: event.token,
+          expired: event.expired ?? false,
+        },
+      },
+    };
+    converted.set(event, message);
+  }
+  return message;
+}
 
 /**
  * One Watch stream: the `started` message with the position it starts after,
@@ -32,20 +59,7 @@ export async function* watchChanges(
     yield { kind: { case: "started", value: { resumeToken: start } } };
     for await (const event of changes) {
       if (!anyFilterMatches(filters, event.name, event.item.key)) continue;
-      yield {
-        kind: {
-          case: "event",
-          value: {
-            id: event.id,
-            name: event.name,
-            item: toItem(event.item),
-            previous: event.previous && toItem(event.previous),
-            time: timestampFromMs(event.time),
-            resumeToken: event.token,
-            expired: event.expired ?? false,
-          },
-        },
-      };
+      yield eventMessage(event);
     }
   } catch (error) {
     if (signal.aborted) return;

@@ -1,9 +1,12 @@
 import { on } from "node:events";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
 import type { ChangeFeed, FeedEvent } from "../../feed/change-feed.js";
+import type { ChangeRow } from "./change-codec.js";
 import type { EmbeddedStore } from "./embedded-store.js";
 
 const BATCH = 256;
+/** Recent changes kept decoded in memory: every subscriber at the head shares one read and one decoding. */
+const RECENT = 2_048;
 const TOKEN = /^1\.(\d+)$/;
 
 /**
@@ -13,7 +16,14 @@ const TOKEN = /^1\.(\d+)$/;
  * one costs the server nothing but its position.
  */
 export class EmbeddedFeed implements ChangeFeed {
-  constructor(private readonly store: EmbeddedStore) {}
+  private readonly recent: (FeedEvent & { readonly sequence: number })[] = [];
+  /** The newest sequence read into `recent`; a commit makes the log newer than it. */
+  private loadedThrough = -1;
+  private stale = true;
+
+  constructor(private readonly store: EmbeddedStore) {
+    store.commits.on("commit", () => (this.stale = true));
+  }
 
   async head(): Promise<string> {
     return encodeToken(this.store.headSequence());
@@ -32,12 +42,12 @@ export class EmbeddedFeed implements ChangeFeed {
     try {
       while (!signal.aborted) {
         this.checkRetained(after);
-        const rows = this.store.readChanges(after, BATCH);
-        for (const row of rows) {
-          after = row.sequence;
-          yield { ...row, id: String(row.sequence), token: encodeToken(row.sequence) };
+        const events = this.read(after);
+        for (const event of events) {
+          after = event.sequence;
+          yield event;
         }
-        if (rows.length < BATCH) await commits.next();
+        if (events.length < BATCH) await commits.next();
       }
     } catch (error) {
       if (signal.aborted && (error as Error).name === "AbortError") return;
@@ -45,6 +55,29 @@ export class EmbeddedFeed implements ChangeFeed {
     } finally {
       await commits.return?.();
     }
+  }
+
+  /** Up to BATCH changes after a sequence: from memory when recent, else from the log. */
+  private read(after: number): (FeedEvent & { readonly sequence: number })[] {
+    if (this.stale) this.loadRecent();
+    const first = this.recent[0];
+    if (first && after >= first.sequence - 1) {
+      const start = this.recent.findIndex((event) => event.sequence > after);
+      return start < 0 ? [] : this.recent.slice(start, start + BATCH);
+    }
+    return this.store.readChanges(after, BATCH).map(toFeedEvent);
+  }
+
+  private loadRecent(): void {
+    this.stale = false;
+    if (this.loadedThrough < 0) this.loadedThrough = Math.max(0, this.store.headSequence() - RECENT);
+    for (;;) {
+      const rows = this.store.readChanges(this.loadedThrough, BATCH);
+      for (const row of rows) this.recent.push(toFeedEvent(row));
+      if (rows.length > 0) this.loadedThrough = rows[rows.length - 1].sequence;
+      if (rows.length < BATCH) break;
+    }
+    if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
   }
 
   async acknowledge(subscription: string, token: string): Promise<void> {
@@ -75,6 +108,10 @@ export class EmbeddedFeed implements ChangeFeed {
       );
     }
   }
+}
+
+function toFeedEvent(row: ChangeRow): FeedEvent & { readonly sequence: number } {
+  return { ...row, id: String(row.sequence), token: encodeToken(row.sequence) };
 }
 
 function encodeToken(sequence: number): string {
