@@ -5,8 +5,11 @@
  * `Date` as ttl, `count` on scans) the types say so without narrowing anything.
  */
 
-/** `label1` … `label5` (L4 also accepts the bare digits as strings). */
+/** `label1` … `label5`. */
 export type LabelName = "label1" | "label2" | "label3" | "label4" | "label5";
+
+/** A label to query: `label1` … `label5` or the bare digits `1` … `5` (L4). */
+export type LabelSelector = LabelName | "1" | "2" | "3" | "4" | "5";
 
 export interface GetOptions {
   /** Return `{ key, value, created, modified, ttl?, labelN? }` objects (M4). */
@@ -18,7 +21,7 @@ export interface GetOptions {
   /** Continue after this key, or after a label page's `lastKey` (P4, P5). */
   start?: string;
   /** Query this label's values instead of keys (L3). */
-  label?: LabelName;
+  label?: LabelSelector;
 }
 
 export interface GetOptionsMeta extends GetOptions {
@@ -60,7 +63,7 @@ export interface ScanOptions {
   /** A previous scan page's `lastKey`. */
   start?: string;
   /** Only items with this label, in label order (SC3). */
-  label?: LabelName;
+  label?: LabelSelector;
   /** Only these root attributes of object values (SC4). */
   attributes?: string[];
   /** With `totalSegments`: this segment, from 0 (SC5). */
@@ -169,7 +172,23 @@ export type Query = WildcardQuery | ComparisonQuery | RangeQuery;
 export type EventName = "created" | "updated" | "deleted" | "*";
 /** An event specifier (EV2): `created`, `updated:users:*`, `*:order_*:item_*` … */
 export type ListenerPath = EventName | `${EventName}:${string}` | `${EventName}:${WildcardQuery}`;
-export type DataEventHandler = (event: { previous?: any; item: any; name: EventName }) => void;
+/**
+ * What an `on()` handler receives (EV4): @ampt/data's `{ name, item, previous? }`, items in
+ * the meta form (M4), plus Larder's stable id, change time, resume token and expiry flag.
+ */
+export interface DataChangeEvent {
+  name: "created" | "updated" | "deleted";
+  item: any;
+  previous?: any;
+  /** The same on every delivery of this event: de-duplicates at-least-once delivery. */
+  id: string;
+  /** When the change was applied. */
+  time: Date;
+  resumeToken: string;
+  /** A `deleted` caused by the item's ttl (EV6). */
+  expired: boolean;
+}
+export type DataEventHandler = (event: DataChangeEvent) => unknown;
 
 /** The `data` object: @ampt/data's `Data` interface plus the global `removeNulls` switch (V9). */
 export interface Data {
@@ -182,13 +201,13 @@ export interface Data {
   get<T>(keys: string, options: GetOptionsMeta): Promise<GetResponseMeta<T>>;
   get<T>(keys: string, options?: GetOptions): Promise<GetResponse<T>>;
   getByLabel<T>(
-    label: LabelName,
+    label: LabelSelector,
     keys: Query | string[] | string,
     options?: GetOptions | boolean,
   ): Promise<GetBatchResponse<T>>;
-  getByLabel<T>(label: LabelName, keys: Query | string[] | string, options: GetOptionsMeta): Promise<GetBatchResponseMeta<T>>;
-  getByLabel<T>(label: LabelName, keys: Query | string[] | string, options: true): Promise<GetBatchResponseMeta<T>>;
-  getByLabel<T>(label: LabelName, keys: Query | string[] | string, options: false): Promise<GetBatchResponse<T>>;
+  getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: GetOptionsMeta): Promise<GetBatchResponseMeta<T>>;
+  getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: true): Promise<GetBatchResponseMeta<T>>;
+  getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: false): Promise<GetBatchResponse<T>>;
   scan<T>(options: ScanOptions | boolean): Promise<ScanResponse<T>>;
   set<T>(keys: BatchSetItem<T>[], opts?: SetBatchOptions | boolean): Promise<SetBatchResponse<T>>;
   set<T>(keys: string, value: T | Partial<T>, options: false): Promise<SetResponse<T>>;

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { setMaxListeners } from "node:events";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
@@ -47,6 +48,8 @@ export interface ServerOptions {
 
 export function createLarderServer({ config, engine, log, keys, interceptors = [] }: ServerOptions): LarderServer {
   const shutdown = new AbortController();
+  // Every open Watch and health stream listens for shutdown: thousands of listeners are expected.
+  setMaxListeners(0, shutdown.signal);
   const served = [DataService, AdminService, Health];
   const health = new HealthStatus(new Set(served.map((service) => service.typeName)));
   const inFlight = new InFlight();

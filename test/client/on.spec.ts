@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { createData, type DataEvent, type LarderData } from "../../client/index.js";
+import { createData, type DataChangeEvent, type LarderData } from "../../client/index.js";
 import { startServer, useServer, type RunningServer } from "../support/server.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -15,8 +15,7 @@ async function until(condition: () => boolean, what: string, ms = 5_000): Promis
   }
 }
 
-const keyOf = (event: DataEvent) => (event.item as { key: string }).key;
-const valueOf = (event: DataEvent) => (event.item as { value: unknown }).value;
+const keyOf = (event: DataChangeEvent): string => event.item.key;
 
 describe("client on() against a live server", function () {
   this.timeout(30_000);
@@ -35,8 +34,8 @@ describe("client on() against a live server", function () {
   });
 
   it("EV4, EV5: created, updated (with previous) and deleted, items in the meta form with Dates", async () => {
-    const events: DataEvent[] = [];
-    data.on("*:ev:*", (event) => void events.push(event as unknown as DataEvent));
+    const events: DataChangeEvent[] = [];
+    data.on("*:ev:*", (event) => void events.push(event));
     await data.ready();
     await writer.set("ev:a", { n: 1 }, { label1: "l:a" });
     await writer.set("ev:a", { m: 2 });
@@ -47,11 +46,11 @@ describe("client on() against a live server", function () {
     expect(events.map((event) => event.name)).to.deep.equal(["created", "updated", "deleted"]);
     const [created, updated, deleted] = events;
     expect(created.item).to.deep.include({ key: "ev:a", value: { n: 1 }, label1: "l:a" });
-    expect((created.item as { created: unknown }).created).to.be.instanceOf(Date);
+    expect(created.item.created).to.be.instanceOf(Date);
     expect(created).to.not.have.property("previous");
     expect(updated.item).to.deep.include({ value: { n: 1, m: 2 } });
     expect(updated.previous).to.deep.include({ key: "ev:a", value: { n: 1 } });
-    expect((updated.previous as { modified: unknown }).modified).to.be.instanceOf(Date);
+    expect(updated.previous.modified).to.be.instanceOf(Date);
     expect(deleted.item).to.deep.include({ key: "ev:a", value: { n: 1, m: 2 } });
     // Larder's additions: a stable id, the change time and a resume token, distinct per event.
     expect(new Set(events.map((event) => event.id)).size).to.equal(3);
@@ -61,7 +60,7 @@ describe("client on() against a live server", function () {
 
   it("EV7: 60 concurrent adds on one counter arrive in the order they were applied", async () => {
     const values: unknown[] = [];
-    data.on(["created:count:*", "updated:count:*"], (event) => void values.push(valueOf(event as unknown as DataEvent)));
+    data.on(["created:count:*", "updated:count:*"], (event) => void values.push(event.item.value));
     await data.ready();
     await Promise.all(Array.from({ length: 60 }, () => writer.add("count:c", 1)));
     await until(() => values.length >= 60, "60 events");
@@ -74,7 +73,7 @@ describe("client on() against a live server", function () {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     data.on("created", async (event) => {
-      const key = keyOf(event as unknown as DataEvent);
+      const key = keyOf(event);
       if (key === "slow:1") await gate;
       log.push(key);
     });
@@ -94,9 +93,9 @@ describe("client on() against a live server", function () {
   it("EV9: a handler that throws is retried alone; handlers before it are not re-run; the next event waits", async () => {
     const calls: string[] = [];
     let failures = 2;
-    data.on("created:retry:*", (event) => void calls.push(`first ${keyOf(event as unknown as DataEvent)}`));
+    data.on("created:retry:*", (event) => void calls.push(`first ${keyOf(event)}`));
     data.on("created:retry:*", (event) => {
-      const key = keyOf(event as unknown as DataEvent);
+      const key = keyOf(event);
       calls.push(`second ${key}`);
       if (key === "retry:1" && failures-- > 0) throw new Error("not yet");
     });
@@ -115,7 +114,7 @@ describe("client on() against a live server", function () {
 
   it("close() ends the stream: later changes reach no handler", async () => {
     const keys: string[] = [];
-    data.on("*", (event) => void keys.push(keyOf(event as unknown as DataEvent)));
+    data.on("*", (event) => void keys.push(keyOf(event)));
     await data.ready();
     await writer.set("c:1", 1);
     await until(() => keys.length === 1, "the first event");
@@ -141,7 +140,7 @@ describe("client on() across connections", function () {
     const first = await startServer({ dataDir });
     const data = createData({ url: first.url, events: { initialBackoffMs: 50, maxBackoffMs: 200, log: () => undefined } });
     const keys: string[] = [];
-    data.on("*", (event) => void keys.push(`${event.name} ${keyOf(event as unknown as DataEvent)}`));
+    data.on("*", (event) => void keys.push(`${event.name} ${keyOf(event)}`));
     await data.ready();
     const writer = createData({ url: first.url });
     await writer.set("r:before", 1);
@@ -170,7 +169,7 @@ describe("client on() across connections", function () {
     const seen = new Map<string, string>();
 
     const firstClient = createData({ url: server.url, events: { subscription: "mailer" } });
-    firstClient.on("created:mail:*", (event) => void seen.set(event.id, keyOf(event as unknown as DataEvent)));
+    firstClient.on("created:mail:*", (event) => void seen.set(event.id, keyOf(event)));
     await firstClient.ready();
     await writer.set("mail:1", 1);
     await writer.set("mail:2", 2);
@@ -184,8 +183,8 @@ describe("client on() across connections", function () {
     const secondClient = createData({ url: server.url, events: { subscription: "mailer" } });
     const secondKeys: string[] = [];
     secondClient.on("created:mail:*", (event) => {
-      secondKeys.push(keyOf(event as unknown as DataEvent));
-      seen.set(event.id, keyOf(event as unknown as DataEvent));
+      secondKeys.push(keyOf(event));
+      seen.set(event.id, keyOf(event));
     });
     await until(() => secondKeys.includes("mail:4"), "the events written while no client ran");
     // Acknowledged events are not sent again; the ones written meanwhile are, in order.
