@@ -1,0 +1,56 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { expect } from "chai";
+import { DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { startServer, type RunningServer } from "../support/server.js";
+
+/** A self-signed certificate for 127.0.0.1, made with openssl where it is installed. */
+function certificate(): { cert: string; key: string } | undefined {
+  const directory = mkdtempSync(join(tmpdir(), "larder-tls-"));
+  const cert = join(directory, "cert.pem");
+  const key = join(directory, "key.pem");
+  try {
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+      { stdio: "ignore" },
+    );
+    return { cert, key };
+  } catch {
+    return undefined;
+  }
+}
+
+describe("e2e: TLS (LARDER_TLS_CERT / LARDER_TLS_KEY): h2 and HTTP/1.1 on one port by ALPN", function () {
+  this.timeout(60_000);
+  const files = certificate();
+  let server: RunningServer | undefined;
+
+  before(async function () {
+    if (!files) this.skip(); // no openssl on this machine: reported as pending
+    server = await startServer({ env: { LARDER_TLS_CERT: files!.cert, LARDER_TLS_KEY: files!.key } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  it("announces https and serves gRPC over TLS and Connect over HTTPS/1.1 with the certificate", async () => {
+    expect(server!.output()).to.match(/larder listening on https:\/\/127\.0\.0\.1:\d+/);
+    const baseUrl = `https://127.0.0.1:${server!.port}`;
+    const ca = readFileSync(files!.cert);
+    const grpc = createClient(DataService, createGrpcTransport({ baseUrl, nodeOptions: { ca } }));
+    await grpc.set({ key: "tls:a", value: { kind: { case: "stringValue", value: "secret" } } });
+    const connect = createClient(DataService, createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca } }));
+    expect((await connect.get({ key: "tls:a" })).item?.value?.kind).to.deep.equal({ case: "stringValue", value: "secret" });
+  });
+
+  it("refuses a client that does not trust the certificate", async () => {
+    const untrusting = createClient(DataService, createGrpcTransport({ baseUrl: `https://127.0.0.1:${server!.port}` }));
+    const failure = await untrusting.ping({}).catch((error: unknown) => error as Error);
+    expect(String(failure)).to.match(/self[- ]signed|certificate/i);
+  });
+});
