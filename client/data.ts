@@ -2,7 +2,7 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DataService, type BatchSetItemSchema, type Item, type SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
-import { EventDispatcher, type EventOptions, type WatchSource } from "./events.js";
+import { EventDispatcher, type EventHandler, type EventOptions, type WatchSource } from "./events.js";
 import { fromValue, isPlainObjectValue, labelNames, shapeItem, toLabelUpdate, toMetaItem, toTtl, toValue, toWriteValue } from "./convert.js";
 import { invalidArgument, LarderError, toLarderError } from "./errors.js";
 import type { Data } from "./types.js";
@@ -307,14 +307,20 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     },
 
     on(names: string | string[], ...rest: unknown[]): void {
+      // on(names, handler) or on(names, { timeout }, handler) (EV10).
       const [first, second] = rest;
-      const handler = (typeof first === "function" ? first : second) as (event: unknown) => unknown;
-      const timeout = typeof first === "object" && first !== null ? (first as { timeout?: number }).timeout : undefined;
+      const handler = typeof first === "function" ? first : second;
+      const timeout = typeof first === "object" && first !== null ? (first as { timeout?: unknown }).timeout : undefined;
+      // Checked now: a bad handler or timeout found only when an event arrives would be retried for a day (EV9).
+      if (typeof handler !== "function") throw invalidArgument("INVALID_OPTION", "An event handler must be a function");
+      if (timeout !== undefined && (typeof timeout !== "number" || !(timeout > 0))) {
+        throw invalidArgument("INVALID_OPTION", "'timeout' must be a positive number of milliseconds");
+      }
       dispatcher ??= new EventDispatcher(watchSource(), {
         ...events,
         acknowledge: (subscription, resumeToken) => client.ack({ subscription, resumeToken }).then(() => undefined),
       });
-      dispatcher.on(names, (event) => handler(event), timeout);
+      dispatcher.on(names, handler as EventHandler, timeout);
     },
 
     /** Resolves once `on()` handlers are connected: changes committed from now on reach them. */

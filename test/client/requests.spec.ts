@@ -293,3 +293,21 @@ describe("client requests: the API key", () => {
     ]);
   });
 });
+
+describe("client requests: on() registration (EV1, EV10)", () => {
+  it("refuses a bad name, a missing handler or a bad timeout at once, and opens no stream for them", async () => {
+    const { data, calls } = recordingData();
+    const on = data.on as (...args: unknown[]) => void;
+    expect(() => on("changed", () => undefined)).to.throw(LarderError, "Invalid event name: changed");
+    expect(() => on("created")).to.throw(LarderError, "An event handler must be a function");
+    expect(() => on("created", { timeout: 100 })).to.throw(LarderError, "An event handler must be a function");
+    expect(() => on("created", { timeout: "soon" }, () => undefined)).to.throw(LarderError, "'timeout' must be a positive number");
+    expect(() => on("created", { timeout: 0 }, () => undefined)).to.throw(LarderError, "'timeout' must be a positive number");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(calls).to.deep.equal([]);
+    on("created", { timeout: 100 }, () => undefined);
+    await data.ready();
+    expect(calls.map((c) => c.method)).to.deep.equal(["watch"]);
+    await data.close();
+  });
+});
