@@ -149,7 +149,9 @@ export class DataOperations {
     const plans = planSeed(items, now);
     if (overwrite) await this.store.clear(now);
     for (let i = 0; i < plans.length; i += SEED_CHUNK) {
-      // A cancelled or timed-out call stops between chunks instead of writing on for no one.
+      // Between chunks the event loop runs: other calls proceed, and a cancelled or
+      // timed-out call (its signal fires on a timer) stops instead of writing on for no one.
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
       signal?.throwIfAborted();
       await this.store.setMany(plans.slice(i, i + SEED_CHUNK), this.clock());
     }
