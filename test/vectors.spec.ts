@@ -58,7 +58,7 @@ function expandArgs(value: unknown, saved: Saved): unknown {
 }
 
 /** Deep comparison with the result forms of the header; no extra properties, functions ignored. */
-function match(actual: unknown, expected: unknown, saved: Saved, path: string, topLevelExtrasAllowed = false): void {
+function match(actual: unknown, expected: unknown, saved: Saved, path: string): void {
   if (isForm(expected, "$undefined")) return void expect(actual, path).to.equal(undefined);
   if (isForm(expected, "$any")) return;
   if (isForm(expected, "$string")) return void expect(actual, path).to.be.a("string");
@@ -99,7 +99,7 @@ function match(actual: unknown, expected: unknown, saved: Saved, path: string, t
     expect(actual, path).to.be.an("object");
     const actualObject = actual as Record<string, unknown>;
     const present = Object.keys(actualObject).filter((name) => typeof actualObject[name] !== "function");
-    if (!topLevelExtrasAllowed) expect(present.sort(), `${path}: properties`).to.deep.equal(Object.keys(expected).sort());
+    expect(present.sort(), `${path}: properties`).to.deep.equal(Object.keys(expected).sort());
     for (const [name, element] of Object.entries(expected)) match(actualObject[name], element, saved, `${path}.${name}`);
     return;
   }
