@@ -49,6 +49,17 @@ describe("e2e: start, configuration and graceful shutdown", () => {
     }
   }).timeout(60_000);
 
+  it("SIGTERM lets an in-flight call complete before the process exits 0", async () => {
+    const server = await startServer();
+    const data = createClient(DataService, createGrpcTransport({ baseUrl: server.url }));
+    const items = Array.from({ length: 30_000 }, (_, i) => ({ key: `inflight:${i}`, value: { kind: { case: "numberValue" as const, value: i } } }));
+    const seeding = data.seed({ items });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const exited = server.stop("SIGTERM");
+    expect((await seeding).items).to.equal(30_000n);
+    expect(await exited).to.equal(0);
+  }).timeout(60_000);
+
   it("SIGINT stops the server the same way (exit 0)", async () => {
     const server = await startServer();
     expect(await server.stop("SIGINT")).to.equal(0);
