@@ -1,5 +1,6 @@
 import { EventEmitter, on } from "node:events";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
 
 /**
@@ -9,6 +10,8 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc
  */
 export class HealthStatus {
   private serving = false;
+  /** The store failed a call (disk full, read-only, unreachable) and has not answered one since. */
+  private storeDown = false;
   private readonly changes = new EventEmitter();
 
   constructor(private readonly services: ReadonlySet<string>) {
@@ -24,7 +27,35 @@ export class HealthStatus {
   /** undefined: a service this server does not have. */
   statusOf(service: string): Status | undefined {
     if (service !== "" && !this.services.has(service)) return undefined;
-    return this.serving ? Status.SERVING : Status.NOT_SERVING;
+    return this.serving && !this.storeDown ? Status.SERVING : Status.NOT_SERVING;
+  }
+
+  /**
+   * Reports NOT_SERVING while the store fails calls with STORE_UNAVAILABLE
+   * (a full disk, a read-only directory, MongoDB out of reach), and SERVING
+   * again after the next call the store answers: load balancers route
+   * around a server that cannot write, and it comes back by itself.
+   */
+  storeInterceptor(): Interceptor {
+    return (next) => async (request) => {
+      try {
+        const response = await next(request);
+        if (this.storeDown && request.service.typeName !== Health.typeName) this.setStoreDown(false);
+        return response;
+      } catch (error) {
+        const failure = ConnectError.from(error);
+        const reason = failure.findDetails(ErrorInfoSchema)[0]?.reason;
+        if (reason === "STORE_UNAVAILABLE") this.setStoreDown(true);
+        else if (this.storeDown && failure.code !== Code.ResourceExhausted && failure.code !== Code.Unavailable) this.setStoreDown(false);
+        throw error;
+      }
+    };
+  }
+
+  private setStoreDown(down: boolean): void {
+    if (this.storeDown === down) return;
+    this.storeDown = down;
+    this.changes.emit("change");
   }
 
   register(router: ConnectRouter, shutdownSignal: AbortSignal): void {

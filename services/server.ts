@@ -68,6 +68,7 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     interceptors: [
       inFlight.interceptor(),
       callLog(log),
+      health.storeInterceptor(),
       overloadGuard({
         maxUnary: config.maxInFlight,
         maxStreams: config.maxStreams,
