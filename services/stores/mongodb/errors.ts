@@ -1,4 +1,4 @@
-import { MongoError, MongoNetworkError, MongoServerError, MongoServerSelectionError } from "mongodb";
+import { MongoError, MongoNetworkError, MongoServerError, MongoServerSelectionError, MongoWriteConcernError } from "mongodb";
 import { DomainError } from "../../domain/errors.js";
 
 /** MongoDB's duplicate key error: an insert or upsert found the unique (ns, part) key taken. */
@@ -20,6 +20,14 @@ export function fromMongoError(error: unknown): unknown {
   if (error instanceof DomainError) return error;
   if (error instanceof MongoServerSelectionError || error instanceof MongoNetworkError) {
     return new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", "MongoDB is not reachable; retry with backoff");
+  }
+  if (error instanceof MongoWriteConcernError) {
+    // The primary applied the write but could not confirm replication in time: it may survive or not.
+    return new DomainError(
+      "UNAVAILABLE",
+      "STORE_UNAVAILABLE",
+      "MongoDB did not confirm the write on enough replicas in time; it may or may not have been applied; read before retrying",
+    );
   }
   if (error instanceof MongoError) {
     if (error.hasErrorLabel("TransientTransactionError") || error.hasErrorLabel("RetryableWriteError")) {

@@ -1,0 +1,53 @@
+import { expect } from "chai";
+import { MongoNetworkError, MongoServerError, MongoServerSelectionError, MongoWriteConcernError } from "mongodb";
+import { DomainError } from "../../services/domain/errors.js";
+import { fromMongoError, isDuplicateKey } from "../../services/stores/mongodb/errors.js";
+
+/**
+ * Faults injected at the driver boundary: the driver's own error classes, as
+ * a stepped-down primary, a dropped connection or a slow server produce them.
+ * The real thing runs in `npm run test:mongo`.
+ */
+describe("MongoDB engine: driver faults become clear statuses", () => {
+  it("a dropped connection or no reachable primary → UNAVAILABLE STORE_UNAVAILABLE with retry advice", () => {
+    for (const error of [new MongoNetworkError("connection reset"), new MongoServerSelectionError("no primary", { type: "ReplicaSetNoPrimary" } as never)]) {
+      const mapped = fromMongoError(error) as DomainError;
+      expect(mapped).to.be.instanceOf(DomainError);
+      expect([mapped.code, mapped.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
+      expect(mapped.message).to.match(/retry/);
+    }
+  });
+
+  it("a primary stepping down (a retryable write error) → UNAVAILABLE, so clients retry", () => {
+    const steppedDown = new MongoServerError({ message: "not primary", code: 10107, errorLabels: ["RetryableWriteError"] });
+    expect((fromMongoError(steppedDown) as DomainError).code).to.equal("UNAVAILABLE");
+    const conflict = new MongoServerError({ message: "write conflict", code: 112, errorLabels: ["TransientTransactionError"] });
+    expect((fromMongoError(conflict) as DomainError).code).to.equal("UNAVAILABLE");
+  });
+
+  it("a write concern timeout → UNAVAILABLE saying the write may or may not have been applied", () => {
+    const timeout = new MongoWriteConcernError({ writeConcernError: { code: 64, errmsg: "waiting for replication timed out" } } as never);
+    const mapped = fromMongoError(timeout) as DomainError;
+    expect([mapped.code, mapped.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
+    expect(mapped.message).to.contain("may or may not have been applied");
+  });
+
+  it("an operation past its time limit → UNAVAILABLE", () => {
+    const slow = new MongoServerError({ message: "operation exceeded time limit", code: 50 });
+    expect((fromMongoError(slow) as DomainError).message).to.equal("MongoDB did not answer in time; retry");
+  });
+
+  it("domain errors pass through unchanged; anything unknown is left for the edge to report as INTERNAL", () => {
+    const domain = new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", "Item does not exist");
+    expect(fromMongoError(domain)).to.equal(domain);
+    const unknown = new MongoServerError({ message: "something else", code: 2 });
+    expect(fromMongoError(unknown)).to.equal(unknown);
+    const plain = new Error("bug");
+    expect(fromMongoError(plain)).to.equal(plain);
+  });
+
+  it("E11000 is recognised as the duplicate key error (exists:false, upsert races)", () => {
+    expect(isDuplicateKey(new MongoServerError({ message: "E11000 duplicate key", code: 11000 }))).to.equal(true);
+    expect(isDuplicateKey(new MongoServerError({ message: "other", code: 2 }))).to.equal(false);
+  });
+});
