@@ -52,7 +52,7 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
   setMaxListeners(0, shutdown.signal);
   const served = [DataService, AdminService, Health];
   const health = new HealthStatus(new Set(served.map((service) => service.typeName)));
-  const inFlight = new InFlight();
+  const requests = new ActiveRequests();
 
   const routes = (router: ConnectRouter) => {
     registerDataService(router, { engine, shutdownSignal: shutdown.signal, log });
@@ -61,12 +61,11 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     // google.rpc.ErrorInfo travels in error details; tools decode it by asking reflection for its type.
     registerReflection(router, served, [file_google_rpc_error_details]);
   };
-  const handler = connectNodeAdapter({
+  const connectHandler = connectNodeAdapter({
     routes,
     readMaxBytes: config.maxMessageBytes,
     writeMaxBytes: config.maxMessageBytes,
     interceptors: [
-      inFlight.interceptor(),
       callLog(log),
       health.storeInterceptor(),
       overloadGuard({
@@ -78,6 +77,7 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
       authInterceptor({ keys, publicServices: new Set(config.publicServices) }),
     ],
   });
+  const handler = requests.track(connectHandler, shutdown.signal);
 
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
@@ -144,7 +144,9 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
       const sessionsClosed = [...sessions].map((session) => new Promise<void>((resolve) => session.close(resolve)));
       shutdown.abort();
       const deadline = Date.now() + config.shutdownGraceMs;
-      await inFlight.drained(config.shutdownGraceMs);
+      // Counted per HTTP request, not per handler call: a request whose body is still arriving, or
+      // whose answer is still being written, is in flight too (HTTP/1.1 has no GOAWAY to wait on).
+      await requests.drained(config.shutdownGraceMs);
       await Promise.race([Promise.all(sessionsClosed), delay(Math.max(0, deadline - Date.now()))]);
       for (const socket of sockets) socket.destroy();
       await closed;
@@ -166,27 +168,38 @@ function http2Options(config: Config): http2.ServerOptions {
   return { maxSessionMemory: Math.ceil(config.maxMessageBytes / (1024 * 1024)) * 4 + 16 };
 }
 
-/** Counts calls in progress, so shutdown can wait for them (bounded by the grace period). */
-class InFlight {
+type Handler = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+/**
+ * Counts HTTP requests from their headers until their response is closed, so
+ * shutdown can wait for them (bounded by the grace period). Once shutdown has
+ * begun, a new HTTP/1.1 request is refused with 503 and `Connection: close`:
+ * the HTTP/1.1 counterpart of HTTP/2's GOAWAY, which every Connect and
+ * gRPC-Web client reads as UNAVAILABLE (safe to retry elsewhere).
+ */
+class ActiveRequests {
   private count = 0;
   private idle?: () => void;
 
-  interceptor(): Interceptor {
-    return (next) => async (request) => {
+  track(handler: Handler, shutdownSignal: AbortSignal): Handler {
+    return (request, response) => {
+      const http1 = request.httpVersionMajor === 1;
+      if (http1 && shutdownSignal.aborted) {
+        const body = JSON.stringify({ code: "unavailable", message: "The server is shutting down; retry" });
+        (response as http.ServerResponse)
+          .writeHead(503, { "content-type": "application/json", connection: "close", "content-length": Buffer.byteLength(body) })
+          .end(body);
+        return;
+      }
       this.count++;
-      let response;
-      try {
-        response = await next(request);
-      } catch (error) {
+      // An HTTP/1.1 answer finished during shutdown closes its connection instead of keeping it alive.
+      const onShutdown = () => closeAfterResponse(response as http.ServerResponse);
+      if (http1) shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+      response.once("close", () => {
+        shutdownSignal.removeEventListener("abort", onShutdown);
         this.done();
-        throw error;
-      }
-      if (!response.stream) {
-        this.done();
-        return response;
-      }
-      // A stream counts until its last message has been sent.
-      return { ...response, message: countedStream(response.message, () => this.done()) };
+      });
+      handler(request, response);
     };
   }
 
@@ -207,12 +220,9 @@ class InFlight {
   }
 }
 
-async function* countedStream<T>(messages: AsyncIterable<T>, finish: () => void): AsyncIterable<T> {
-  try {
-    yield* messages;
-  } finally {
-    finish();
-  }
+function closeAfterResponse(response: http.ServerResponse): void {
+  if (!response.headersSent) response.setHeader("connection", "close");
+  else response.once("finish", () => response.socket?.end());
 }
 
 /** One log line per call: method, status, duration, environment; never keys or payloads. */

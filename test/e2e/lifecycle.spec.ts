@@ -1,9 +1,10 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
@@ -58,6 +59,28 @@ describe("e2e: start, configuration and graceful shutdown", () => {
     const exited = server.stop("SIGTERM");
     expect((await seeding).items).to.equal(30_000n);
     expect(await exited).to.equal(0);
+  }).timeout(60_000);
+
+  it("SIGTERM lets an in-flight HTTP/1.1 call complete; a new request on a kept-alive connection gets UNAVAILABLE", async () => {
+    const server = await startServer({ env: { LARDER_LOG_LEVEL: "info" } });
+    // One socket, kept alive: the second call must travel on the connection the first one opened.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const idle = createClient(DataService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: { agent } }));
+    await idle.ping({});
+    const busy = createClient(DataService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+    const items = Array.from({ length: 30_000 }, (_, i) => ({ key: `h1:${i}`, value: { kind: { case: "numberValue" as const, value: i } } }));
+    const seeding = busy.seed({ items });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const exited = server.stop("SIGTERM");
+    while (!server.output().includes("shutting down")) await new Promise((resolve) => setTimeout(resolve, 5));
+    const refused = await idle.ping({}).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    expect(refused?.code, String(refused)).to.equal(Code.Unavailable);
+    expect((await seeding).items).to.equal(30_000n);
+    expect(await exited).to.equal(0);
+    agent.destroy();
   }).timeout(60_000);
 
   it("SIGTERM during a flood: accepted calls complete or fail with a clear status, nothing acknowledged is lost, exit 0", async () => {
