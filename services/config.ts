@@ -99,16 +99,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keysFile: optional("LARDER_KEYS_FILE"),
     tlsCert,
     tlsKey,
-    publicServices: (env.LARDER_PUBLIC_SERVICES ?? SETTINGS.find((s) => s.name === "LARDER_PUBLIC_SERVICES")!.fallback)
-      .split(",")
-      .map((name) => name.trim())
-      .filter(Boolean),
+    publicServices: publicServices(env.LARDER_PUBLIC_SERVICES ?? SETTINGS.find((s) => s.name === "LARDER_PUBLIC_SERVICES")!.fallback),
     changeRetentionMs: integer(read("LARDER_CHANGE_RETENTION_MS"), "LARDER_CHANGE_RETENTION_MS", 100, 365 * 24 * 3_600_000),
     sweepIntervalMs: integer(read("LARDER_SWEEP_INTERVAL_MS"), "LARDER_SWEEP_INTERVAL_MS", 50, 60 * 60_000),
     durability: oneOf(read("LARDER_DURABILITY"), ["normal", "full"] as const, "LARDER_DURABILITY"),
     maxInFlight: integer(read("LARDER_MAX_IN_FLIGHT"), "LARDER_MAX_IN_FLIGHT", 1, 1_000_000),
     maxStreams: integer(read("LARDER_MAX_STREAMS"), "LARDER_MAX_STREAMS", 1, 1_000_000),
   };
+}
+
+/**
+ * Only services that read no data may be opened to callers without a key: a
+ * public DataService or AdminService would make every anonymous caller an
+ * admin of the `default` environment. A misspelt name fails here rather than
+ * leaving health checks locked out in silence.
+ */
+const MAY_BE_PUBLIC = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "grpc.health.v1.Health"];
+
+function publicServices(text: string): string[] {
+  const names = text
+    .split(",")
+    .map((name) => name.trim())
+    .filter(Boolean);
+  for (const name of names) {
+    if (!MAY_BE_PUBLIC.includes(name)) {
+      throw new ConfigError(`LARDER_PUBLIC_SERVICES may list only ${MAY_BE_PUBLIC.join(", ")}, not '${name}'`);
+    }
+  }
+  return names;
 }
 
 /** Loopback addresses are the only ones a server without API keys may listen on. */

@@ -20,10 +20,16 @@ const DATA_METHODS: Record<Role, ReadonlySet<string>> = {
 export const DATA_SERVICE = "larder.data.v1.DataService";
 export const ADMIN_SERVICE = "larder.admin.v1.AdminService";
 
+/**
+ * They say nothing about any environment's data, so every key may ask them;
+ * that matters when LARDER_PUBLIC_SERVICES closes them to anonymous callers.
+ */
+const OPEN_TO_EVERY_ROLE = new Set(["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+
 export function roleAllows(role: Role, service: string, method: string): boolean {
   if (service === DATA_SERVICE) return DATA_METHODS[role].has(method);
   if (service === ADMIN_SERVICE) return role === "admin";
-  return false;
+  return OPEN_TO_EVERY_ROLE.has(service);
 }
 
 export function isRole(value: unknown): value is Role {

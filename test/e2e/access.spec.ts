@@ -5,11 +5,12 @@ import { Code, ConnectError, createClient, type Interceptor, type Transport } fr
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import type { Role } from "../../services/access/roles.js";
-import { useServer } from "../support/server.js";
+import { runServerToExit, useServer } from "../support/server.js";
 
 /** One key per (environment, role) this suite uses. */
 const KEYS: Record<string, { environment: string; role: Role; key: string }> = {
@@ -18,6 +19,7 @@ const KEYS: Record<string, { environment: string; role: Role; key: string }> = {
   prodRead: { environment: "prod", role: "read", key: generateKey() },
   prodWatch: { environment: "prod", role: "watch", key: generateKey() },
   admin: { environment: "prod", role: "admin", key: generateKey() },
+  copyWatch: { environment: "copy", role: "watch", key: generateKey() },
 };
 
 function keysFile(): string {
@@ -44,7 +46,8 @@ async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
 }
 
 describe("e2e: API keys, roles and environments (issue 7)", () => {
-  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile() } });
+  // debug: every call is logged, so the last test can show that no key or hash ever reaches the log.
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile(), LARDER_LOG_LEVEL: "debug" } });
   type MakeTransport = (options: { baseUrl: string; interceptors: Interceptor[] }) => Transport;
   const transport = (key?: string, make: MakeTransport = createGrpcTransport): Transport =>
     make({ baseUrl: running.url, interceptors: key ? [bearer(key)] : [] });
@@ -169,6 +172,13 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
   it("reflection and health stay reachable without a key, so grpcurl works", async () => {
     const health = createClient(Health, transport());
     expect((await health.check({})).status).to.equal(1);
+    const reflection = createClient(ServerReflection, transport());
+    async function* listServices() {
+      yield { messageRequest: { case: "listServices" as const, value: "" } };
+    }
+    const answers = [];
+    for await (const answer of reflection.serverReflectionInfo(listServices())) answers.push(answer);
+    expect(answers[0].messageResponse.case).to.equal("listServicesResponse");
   });
 
   it("export → import round trip is identical, and import can skip events", async () => {
@@ -192,4 +202,78 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     await admin.dropEnvironment({ name: "clone" });
     expect((await admin.listEnvironments({})).environments.map((env) => env.name)).not.to.include("clone");
   });
+
+  it("import fires a created event per item, and none with skipEvents", async () => {
+    const admin = createClient(AdminService, transport(KEYS.admin.key));
+    const watcher = createClient(DataService, transport(KEYS.copyWatch.key));
+    const abort = new AbortController();
+    const events: string[] = [];
+    let started!: () => void;
+    const ready = new Promise<void>((resolve) => (started = resolve));
+    const reading = (async () => {
+      try {
+        for await (const message of watcher.watch({ filters: ["created:imported:*"] }, { signal: abort.signal })) {
+          if (message.kind.case === "started") started();
+          if (message.kind.case === "event") events.push(message.kind.value.item!.key);
+        }
+      } catch {
+        // aborted below
+      }
+    })();
+    await ready;
+    await admin.importEnvironment({ name: "copy", items: [{ key: "imported:quiet", value: value("q") }], skipEvents: true });
+    await admin.importEnvironment({ name: "copy", items: [{ key: "imported:loud", value: value("l") }] });
+    const deadline = Date.now() + 5_000;
+    while (events.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    abort.abort();
+    await reading;
+    expect(events).to.deep.equal(["imported:loud"]);
+    const copy = createClient(DataService, transport(KEYS.copyWatch.key));
+    expect((await copy.get({ key: "imported:quiet" })).item?.key).to.equal("imported:quiet");
+  });
+
+  it("no key and no key hash ever reaches the log, though every call above was logged", () => {
+    const log = running.server.output();
+    expect(log).to.contain('"method":"larder.data.v1.DataService/Get"');
+    for (const { key } of Object.values(KEYS)) {
+      expect(log).not.to.contain(key);
+      expect(log).not.to.contain(hashKey(key));
+    }
+  });
+});
+
+describe("e2e: LARDER_PUBLIC_SERVICES", () => {
+  const key = generateKey();
+  const path = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
+  writeFileSync(path, JSON.stringify({ keys: [{ id: "reader", sha256: hashKey(key), environment: "prod", role: "read" }] }));
+  const running = useServer({ env: { LARDER_KEYS_FILE: path, LARDER_PUBLIC_SERVICES: "" } });
+
+  it("empty: health needs a key too (any role may ask it)", async () => {
+    const anonymous = createClient(Health, createGrpcTransport({ baseUrl: running.url }));
+    expect((await failureOf(anonymous.check({}))).code).to.equal(Code.Unauthenticated);
+    const keyed = createClient(Health, createGrpcTransport({ baseUrl: running.url, interceptors: [bearer(key)] }));
+    expect((await keyed.check({})).status).to.equal(1);
+  });
+
+  it("empty: reflection needs a key too (any role may ask it)", async () => {
+    async function* listServices() {
+      yield { messageRequest: { case: "listServices" as const, value: "" } };
+    }
+    const ask = async (interceptors: Interceptor[]) => {
+      const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: running.url, interceptors }));
+      const answers = [];
+      for await (const answer of client.serverReflectionInfo(listServices())) answers.push(answer);
+      return answers;
+    };
+    expect((await failureOf(ask([]))).code).to.equal(Code.Unauthenticated);
+    expect((await ask([bearer(key)]))[0].messageResponse.case).to.equal("listServicesResponse");
+  });
+
+  it("a service that reads data cannot be made public (exit 2)", async () => {
+    const { code, output } = await runServerToExit({ LARDER_KEYS_FILE: path, LARDER_PUBLIC_SERVICES: "grpc.health.v1.Health,larder.data.v1.DataService" });
+    expect(code, output).to.equal(2);
+    expect(output).to.contain("LARDER_PUBLIC_SERVICES may list only");
+    expect(output).to.contain("not 'larder.data.v1.DataService'");
+  }).timeout(30_000);
 });
