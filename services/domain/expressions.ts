@@ -117,3 +117,18 @@ export function rangeIncludes(range: KeyRange, key: Key): boolean {
   }
   return true;
 }
+
+/**
+ * P4: the range left after an exclusive `start`, in the query's direction.
+ * One bound per side is what lets an engine answer with a single index range
+ * scan; given two lower bounds, SQLite seeks to one and filters by the
+ * other, which turns a late page into a scan of everything before it.
+ */
+export function narrowRange(range: KeyRange, after: string | undefined, reverse: boolean): KeyRange {
+  if (after === undefined) return range;
+  if (!reverse && compareUtf8(after, range.lower.value) >= 0) return { ...range, lower: { value: after, inclusive: false } };
+  if (reverse && (!range.upper || compareUtf8(after, range.upper.value) <= 0)) {
+    return { ...range, upper: { value: after, inclusive: false } };
+  }
+  return range;
+}

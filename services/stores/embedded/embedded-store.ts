@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
-import type { KeyRange } from "../../domain/expressions.js";
+import { narrowRange, type KeyRange } from "../../domain/expressions.js";
 import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { segmentHash } from "../../domain/segments.js";
@@ -117,13 +117,10 @@ export class EmbeddedStore implements Store {
   }
 
   async queryKeys(query: KeyQuery, now: number): Promise<ItemRecord[]> {
-    const where = ["ns = @ns", ...rangeConditions("part", query.range), LIVE];
-    const params: Record<string, unknown> = { ns: query.range.ns, lower: query.range.lower.value, now, limit: query.limit };
-    if (query.range.upper) params.upper = query.range.upper.value;
-    if (query.after) {
-      where.push(`part ${query.reverse ? "<" : ">"} @after`);
-      params.after = query.after.part;
-    }
+    const range = narrowRange(query.range, query.after?.part, query.reverse);
+    const where = ["ns = @ns", ...rangeConditions("part", range), LIVE];
+    const params: Record<string, unknown> = { ns: range.ns, lower: range.lower.value, now, limit: query.limit };
+    if (range.upper) params.upper = range.upper.value;
     const direction = query.reverse ? "DESC" : "ASC";
     const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY part ${direction} LIMIT @limit`;
     return (this.statement(sql).all(params) as Row[]).map(toRecord);
@@ -131,13 +128,22 @@ export class EmbeddedStore implements Store {
 
   async queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]> {
     const { ns, part } = labelColumns(query.label);
-    const where = [`${ns} = @lns`, ...rangeConditions(part, query.range), LIVE];
-    const params: Record<string, unknown> = { lns: query.range.ns, lower: query.range.lower.value, now, limit: query.limit };
-    if (query.range.upper) params.upper = query.range.upper.value;
-    if (query.after) {
+    // The continuation replaces the range bound on its side whenever it is tighter, so the index
+    // range has one bound per side (see narrowRange).
+    const after = query.after;
+    const narrowed = after && narrowRange(query.range, after.label.part, query.reverse) !== query.range;
+    const range: KeyRange = narrowed
+      ? query.reverse
+        ? { ...query.range, upper: undefined }
+        : { ...query.range, lower: { value: after.label.part, inclusive: true } }
+      : query.range;
+    const where = [`${ns} = @lns`, ...rangeConditions(part, range), LIVE];
+    const params: Record<string, unknown> = { lns: range.ns, lower: range.lower.value, now, limit: query.limit };
+    if (range.upper) params.upper = range.upper.value;
+    if (after) {
       // Row values let SQLite continue inside the index (label part, item ns, item part).
       where.push(`(${part}, ns, part) ${query.reverse ? "<" : ">"} (@alpart, @ans, @apart)`);
-      Object.assign(params, { alpart: query.after.label.part, ans: query.after.item.ns, apart: query.after.item.part });
+      Object.assign(params, { alpart: after.label.part, ans: after.item.ns, apart: after.item.part });
     }
     const d = query.reverse ? "DESC" : "ASC";
     const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY ${part} ${d}, ns ${d}, part ${d} LIMIT @limit`;

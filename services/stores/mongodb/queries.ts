@@ -1,6 +1,6 @@
 import type { Document, Filter, Sort } from "mongodb";
-import type { Bound, KeyRange } from "../../domain/expressions.js";
-import { compareUtf8, type Key } from "../../domain/keys.js";
+import { narrowRange, type Bound, type KeyRange } from "../../domain/expressions.js";
+import type { Key } from "../../domain/keys.js";
 import type { KeyQuery, LabelPosition, LabelQuery, ScanFilter, ScanQuery } from "../store.js";
 import { labelFields, type ItemDocument } from "./codec.js";
 
@@ -23,20 +23,14 @@ export function liveFilter(now: number): Filter<ItemDocument> {
   return { $or: [{ expires: { $exists: false } }, { expires: { $gt: new Date(now) } }] };
 }
 
+function boundsOfRange(range: KeyRange): Document {
+  return boundsOf(range.lower, range.upper);
+}
+
 function boundsOf(lower: Bound, upper: Bound | undefined): Document {
   const bounds: Document = { [lower.inclusive ? "$gte" : "$gt"]: lower.value };
   if (upper) bounds[upper.inclusive ? "$lte" : "$lt"] = upper.value;
   return bounds;
-}
-
-/** P4: `after` is exclusive and only ever narrows the range on the side the query moves from. */
-export function narrowedBounds(range: KeyRange, after: string | undefined, reverse: boolean): Document {
-  let { lower, upper } = range;
-  if (after !== undefined) {
-    if (!reverse && compareUtf8(after, lower.value) >= 0) lower = { value: after, inclusive: false };
-    if (reverse && (!upper || compareUtf8(after, upper.value) <= 0)) upper = { value: after, inclusive: false };
-  }
-  return boundsOf(lower, upper);
 }
 
 /**
@@ -48,7 +42,7 @@ export function narrowedBounds(range: KeyRange, after: string | undefined, rever
 export function keyQueryShape(query: KeyQuery, now: number): ReadShape {
   const filter = {
     ns: query.range.ns,
-    part: narrowedBounds(query.range, query.after?.part, query.reverse),
+    part: boundsOfRange(narrowRange(query.range, query.after?.part, query.reverse)),
     ...liveFilter(now),
   } as Filter<ItemDocument>;
   const direction = query.reverse ? -1 : 1;
