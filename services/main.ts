@@ -1,3 +1,4 @@
+import { isIPv6 } from "node:net";
 import { loadKeysFile, type StoredKey } from "./access/api-keys.js";
 import { ConfigError, helpText, isLoopback, loadConfig, type Config } from "./config.js";
 import { createLogger } from "./log.js";
@@ -51,11 +52,27 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  const { host, port } = await server.listen();
+  if (keys && !config.tlsCert && !isLoopback(config.host)) {
+    log.warn(
+      { host: config.host },
+      "API keys will cross the network in cleartext: set LARDER_TLS_CERT and LARDER_TLS_KEY, or terminate TLS in front of Larder",
+    );
+  }
+  const { host, port } = await server.listen().catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "EADDRINUSE") {
+      throw new Error(`${config.host}:${config.port} is already in use; choose another LARDER_PORT (0: any free port)`);
+    }
+    if (error.code === "EADDRNOTAVAIL") {
+      throw new Error(`${config.host} is not an address of this machine; check LARDER_HOST`);
+    }
+    throw error;
+  });
   const scheme = config.tlsCert ? "https" : "http";
   const where = config.engine === "embedded" ? `data ${config.dataDir}` : `database prefix ${config.mongodbDbPrefix}`;
   log.info({ host, port, engine: config.engine, keys: keys ? keys.length : "none" }, "listening");
-  console.log(`larder listening on ${scheme}://${host}:${port} (engine ${config.engine}, ${where})`);
+  // An IPv6 address takes brackets in a URL (RFC 3986), so the line can be pasted as it is.
+  const authority = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  console.log(`larder listening on ${scheme}://${authority} (engine ${config.engine}, ${where})`);
 }
 
 main().catch((error: unknown) => {

@@ -7,6 +7,8 @@ import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@conne
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { AdminService } from "../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../gen/larder/data/v1/data_pb.js";
 import type { StoredKey } from "./access/api-keys.js";
@@ -51,7 +53,8 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
   // Every open Watch and health stream listens for shutdown: thousands of listeners are expected.
   setMaxListeners(0, shutdown.signal);
   const served = [DataService, AdminService, Health];
-  const health = new HealthStatus(new Set(served.map((service) => service.typeName)));
+  // Health answers for every service a client can reach, reflection included.
+  const health = new HealthStatus(new Set([...served, ServerReflection, ServerReflectionAlpha].map((service) => service.typeName)));
   const requests = new ActiveRequests();
 
   const routes = (router: ConnectRouter) => {

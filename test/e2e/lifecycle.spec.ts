@@ -143,13 +143,26 @@ describe("e2e: start, configuration and graceful shutdown", () => {
     try {
       const health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
       expect((await health.check({})).status).to.equal(Status.SERVING);
-      expect((await health.check({ service: "larder.data.v1.DataService" })).status).to.equal(Status.SERVING);
+      for (const service of ["larder.data.v1.DataService", "larder.admin.v1.AdminService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]) {
+        expect((await health.check({ service })).status, service).to.equal(Status.SERVING);
+      }
       const failure = await health.check({ service: "nope.Service" }).catch((error: unknown) => ConnectError.from(error));
       expect((failure as ConnectError).code).to.equal(Code.NotFound);
     } finally {
       await server.stop();
     }
   }).timeout(30_000);
+
+  it("a port already in use: a message naming LARDER_PORT and a non-zero exit", async () => {
+    const first = await startServer();
+    try {
+      const { code, output } = await runServerToExit({ LARDER_HOST: "127.0.0.1", LARDER_PORT: String(first.port) });
+      expect(code, output).to.equal(1);
+      expect(output).to.contain(`127.0.0.1:${first.port} is already in use; choose another LARDER_PORT`);
+    } finally {
+      await first.stop();
+    }
+  }).timeout(60_000);
 
   describe("configurations the server refuses, with exit code 2 and a message saying what to do", () => {
     const cases: [string, Record<string, string>, RegExp][] = [

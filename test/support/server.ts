@@ -32,7 +32,7 @@ export async function startServer({ env = {}, dataDir }: StartOptions = {}): Pro
   const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
     cwd: REPO_ROOT,
     env: {
-      ...process.env,
+      ...inherited(),
       LARDER_HOST: "127.0.0.1",
       LARDER_PORT: "0",
       LARDER_DATA_DIR: directory,
@@ -49,7 +49,7 @@ export async function startServer({ env = {}, dataDir }: StartOptions = {}): Pro
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the server did not start within 30 s:\n${output}`)), 30_000);
     const check = () => {
-      const match = /larder listening on https?:\/\/[^:]+:(\d+)/.exec(output);
+      const match = /larder listening on https?:\/\/(?:\[[^\]]+\]|[^:/]+):(\d+)/.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve(Number(match[1]));
@@ -81,7 +81,13 @@ export async function startServer({ env = {}, dataDir }: StartOptions = {}): Pro
 export async function runServerToExit(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
     cwd: REPO_ROOT,
-    env: { ...process.env, LARDER_PORT: "0", LARDER_DATA_DIR: mkdtempSync(join(tmpdir(), "larder-test-")), ...env },
+    env: {
+      ...inherited(),
+      LARDER_HOST: "127.0.0.1",
+      LARDER_PORT: "0",
+      LARDER_DATA_DIR: mkdtempSync(join(tmpdir(), "larder-test-")),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -91,6 +97,14 @@ export async function runServerToExit(env: Record<string, string>, timeoutMs = 3
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   clearTimeout(timer);
   return { code, output };
+}
+
+/**
+ * The test runner's environment without its LARDER_* settings: a developer's
+ * own LARDER_KEYS_FILE or LARDER_HOST must not change what a test starts.
+ */
+function inherited(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("LARDER_")));
 }
 
 /** A server for one mocha suite: started in `before`, stopped in `after`. */
