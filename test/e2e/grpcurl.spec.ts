@@ -1,6 +1,10 @@
 import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
+import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { grpcurlPath, useServer } from "../support/server.js";
 
 const run = promisify(execFile);
@@ -10,8 +14,11 @@ const run = promisify(execFile);
  * knows comes from server reflection. Skipped (not passed) where the team's
  * grpcurl is not installed, as on a user's fresh clone.
  */
-describe("e2e: grpcurl -plaintext drives the server through reflection", function () {
-  const grpcurl = grpcurlPath();
+const grpcurl = grpcurlPath();
+/** Mocha's skip() takes no reason, so a missing grpcurl says so in the suite's title. */
+const unavailable = grpcurl ? "" : " (skipped: no grpcurl at ../shared/tools/grpcurl)";
+
+describe(`e2e: grpcurl -plaintext drives the server through reflection${unavailable}`, function () {
   before(function () {
     if (!grpcurl) this.skip();
   });
@@ -84,5 +91,39 @@ describe("e2e: grpcurl -plaintext drives the server through reflection", functio
     expect(JSON.parse(await call(target(), "grpc.health.v1.Health/Check")).status).to.equal("SERVING");
     const data = await call("-d", '{"service":"larder.data.v1.DataService"}', target(), "grpc.health.v1.Health/Check");
     expect(JSON.parse(data).status).to.equal("SERVING");
+  });
+});
+
+describe(`e2e: grpcurl with API keys (the README's example)${unavailable}`, function () {
+  before(function () {
+    if (!grpcurl) this.skip();
+  });
+  const key = generateKey();
+  const keysFile = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
+  writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "ci", sha256: hashKey(key), environment: "prod", role: "write" }] }));
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile } });
+  const target = () => `127.0.0.1:${running.server.port}`;
+  const call = async (...args: string[]) => (await run(grpcurl!, ["-plaintext", ...args], { timeout: 15_000 })).stdout;
+  const failureText = async (...args: string[]) => {
+    try {
+      await call(...args);
+    } catch (error) {
+      const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
+      return stdout + stderr;
+    }
+    throw new Error("grpcurl should have failed");
+  };
+
+  it("list and describe work without a key; data calls need -H 'authorization: Bearer <key>'", async () => {
+    expect(await call(target(), "list")).to.contain("larder.data.v1.DataService");
+    expect(await call(target(), "describe", "larder.data.v1.DataService")).to.contain("rpc Get (");
+    expect(await failureText("-d", '{"key":"a"}', target(), "larder.data.v1.DataService/Get")).to.contain("Code: Unauthenticated");
+    expect(await failureText("-H", `authorization: Bearer ${generateKey()}`, "-d", '{"key":"a"}', target(), "larder.data.v1.DataService/Get")).to.contain(
+      "Code: Unauthenticated",
+    );
+    const auth = ["-H", `authorization: Bearer ${key}`];
+    await call(...auth, "-d", '{"key":"a","value":"keyed"}', target(), "larder.data.v1.DataService/Set");
+    expect(JSON.parse(await call(...auth, "-d", '{"key":"a"}', target(), "larder.data.v1.DataService/Get")).item.value).to.equal("keyed");
+    expect(await failureText(...auth, target(), "larder.admin.v1.AdminService/ListEnvironments")).to.contain("Code: PermissionDenied");
   });
 });
