@@ -13,7 +13,7 @@ import { AdminService } from "../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../gen/larder/data/v1/data_pb.js";
 import type { StoredKey } from "./access/api-keys.js";
 import { authInterceptor } from "./access/auth-interceptor.js";
-import { principalKey } from "./access/principal.js";
+import { LOCAL_PRINCIPAL, principalKey } from "./access/principal.js";
 import { registerAdminService } from "./admin-service.js";
 import type { Config } from "./config.js";
 import { registerDataService } from "./data-service.js";
@@ -69,7 +69,7 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     readMaxBytes: config.maxMessageBytes,
     writeMaxBytes: config.maxMessageBytes,
     interceptors: [
-      callLog(log),
+      callLog(log, keys !== undefined),
       health.storeInterceptor(),
       overloadGuard({
         maxUnary: config.maxInFlight,
@@ -228,15 +228,20 @@ function closeAfterResponse(response: http.ServerResponse): void {
   else response.once("finish", () => response.socket?.end());
 }
 
-/** One log line per call: method, status, duration, environment; never keys or payloads. */
-function callLog(log: Logger): Interceptor {
+/** One log line per call: method, status, duration, environment and the key's id; never a key or a payload. */
+function callLog(log: Logger, keysConfigured: boolean): Interceptor {
   return (next) => async (request) => {
     const started = performance.now();
-    const fields = () => ({
-      method: `${request.service.typeName}/${request.method.name}`,
-      environment: request.contextValues.get(principalKey).environment,
-      ms: Math.round((performance.now() - started) * 100) / 100,
-    });
+    const fields = () => {
+      const principal = request.contextValues.get(principalKey);
+      // With keys, the local principal means "no key accepted" (refused, or a public service): no environment to name.
+      const anonymous = keysConfigured && principal === LOCAL_PRINCIPAL;
+      return {
+        method: `${request.service.typeName}/${request.method.name}`,
+        ...(anonymous ? {} : { environment: principal.environment, key: principal.keyId }),
+        ms: Math.round((performance.now() - started) * 100) / 100,
+      };
+    };
     try {
       const response = await next(request);
       log.debug({ ...fields(), code: "ok" }, "call");

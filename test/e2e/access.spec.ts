@@ -235,7 +235,16 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
 
   it("no key and no key hash ever reaches the log, though every call above was logged", () => {
     const log = running.server.output();
-    expect(log).to.contain('"method":"larder.data.v1.DataService/Get"');
+    const calls = log
+      .split("\n")
+      .filter((line) => line.includes('"msg":"call"'))
+      .map((line) => JSON.parse(line) as { method: string; code: string; environment?: string; key?: string });
+    expect(calls.find((call) => call.method === "larder.data.v1.DataService/Get" && call.code === "ok")).to.include({ environment: "prod" });
+    expect(calls.some((call) => call.key === "stageWrite" && call.environment === "stage")).to.equal(true);
+    // A refused caller has no environment: the log must not claim one.
+    const refused = calls.filter((call) => call.code === "Unauthenticated");
+    expect(refused).not.to.be.empty;
+    for (const call of refused) expect(call).not.to.have.property("environment");
     for (const { key } of Object.values(KEYS)) {
       expect(log).not.to.contain(key);
       expect(log).not.to.contain(hashKey(key));
