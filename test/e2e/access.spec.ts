@@ -20,6 +20,7 @@ const KEYS: Record<string, { environment: string; role: Role; key: string }> = {
   prodWatch: { environment: "prod", role: "watch", key: generateKey() },
   admin: { environment: "prod", role: "admin", key: generateKey() },
   copyWatch: { environment: "copy", role: "watch", key: generateKey() },
+  stageWatch: { environment: "stage", role: "watch", key: generateKey() },
 };
 
 function keysFile(): string {
@@ -94,6 +95,29 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     abort.abort();
     await reading;
     expect(seen).to.deep.equal(["prod"]);
+  });
+
+  it("a named subscription's acknowledged position stays in its environment", async () => {
+    const startedAt = async (key: string, subscription?: string) => {
+      const abort = new AbortController();
+      for await (const message of data(key).watch({ subscription }, { signal: abort.signal })) {
+        if (message.kind.case === "started") {
+          abort.abort();
+          return message.kind.value.resumeToken;
+        }
+      }
+      throw new Error("the watch ended before it started");
+    };
+    // prod has more changes than stage, so the two heads differ.
+    for (let i = 0; i < 5; i++) await data(KEYS.prodWrite.key).set({ key: `sub:${i}`, value: value("prod") });
+    const prodHead = await startedAt(KEYS.prodWatch.key);
+    await data(KEYS.prodWatch.key).ack({ subscription: "shared-name", resumeToken: prodHead });
+    await data(KEYS.prodWrite.key).set({ key: "sub:later", value: value("prod") });
+    const stageHead = await startedAt(KEYS.stageWatch.key);
+    expect(stageHead).not.to.equal(prodHead);
+    expect(await startedAt(KEYS.prodWatch.key, "shared-name")).to.equal(prodHead);
+    // stage never acknowledged anything under that name: it starts at its own head, not at prod's position.
+    expect(await startedAt(KEYS.stageWatch.key, "shared-name")).to.equal(stageHead);
   });
 
   describe("every RPC: no key and an unknown key → UNAUTHENTICATED; a role that does not allow it → PERMISSION_DENIED", () => {
