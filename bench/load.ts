@@ -1,182 +1,254 @@
+import { setMaxListeners } from "node:events";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { DataService } from "../gen/larder/data/v1/data_pb.js";
-import { round, Samples } from "./stats.js";
+import { ITEMS, itemKey, labelOf, LABELS_PER_ITEM_GROUP, REMOVABLE, type Protocol, type Reply, type Task } from "./messages.js";
+import { Samples } from "./stats.js";
 
 /**
- * The load generator, a process of its own (bench/run.ts forks it) so the
- * server's CPU is not shared with the client's event loop. It writes one
- * JSON object per line: results, and `mark` lines at which run.ts samples
- * the server's memory.
+ * A load worker: a process of its own (bench/run.ts forks it), so the
+ * server's event loop never shares a thread with the client's. It does what
+ * the runner asks over IPC, one task at a time, and answers with raw samples
+ * that the runner merges across workers.
  */
-export interface LoadPlan {
-  readonly url: string;
-  readonly cellMs: number;
-  readonly concurrency: readonly number[];
-  readonly protocols: readonly ("grpc" | "connect")[];
-  readonly subscribers: readonly number[];
-  readonly scale: readonly number[];
-}
 
-const plan = JSON.parse(process.argv[2]) as LoadPlan;
-const emit = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
-const json = (value: unknown) => ({ kind: { case: "stringValue" as const, value: JSON.stringify(value) } });
-const objectValue = (fields: Record<string, number | string | { $add: number }>) => ({
-  kind: {
-    case: "structValue" as const,
-    value: {
-      fields: Object.fromEntries(
-        Object.entries(fields).map(([name, field]) => [
-          name,
-          typeof field === "number"
-            ? { kind: { case: "numberValue" as const, value: field } }
-            : typeof field === "string"
-              ? { kind: { case: "stringValue" as const, value: field } }
-              : { kind: { case: "structValue" as const, value: { fields: { $add: { kind: { case: "numberValue" as const, value: field.$add } } } } } },
-        ]),
-      ),
-    },
-  },
+type Data = Client<typeof DataService>;
+interface Lane {
+  readonly worker: number;
+  readonly workers: number;
+  /** Calls made by this worker for this operation so far (all cells, warm-up included). */
+  readonly n: number;
+  /** Items `bench:k…` stored. */
+  readonly stored: number;
+}
+/** One call; resolves to false when it found nothing to act on (remove of a key already gone). */
+type Operation = (client: Data, lane: Lane) => Promise<unknown>;
+
+const CALL_TIMEOUT_MS = 30_000;
+const typical = (i: number): JsonValue => ({
+  name: `user ${i}`,
+  email: `user${i}@example.com`,
+  age: 20 + (i % 50),
+  active: i % 2 === 0,
+  tags: ["alpha", "beta"],
+  text: "some text of a typical item",
 });
+const TYPICAL: Value = fromJson(ValueSchema, typical(1));
+const pick = (lane: Lane) => Math.floor(Math.random() * lane.stored);
 
-const STORED = 1_000;
-const LABELS = 100;
-const key = (i: number) => `bench:k${String(i).padStart(7, "0")}`;
-const pick = () => Math.floor(Math.random() * STORED);
+export const OPERATIONS: Record<string, Operation> = {
+  ping: (c) => c.ping({}, { timeoutMs: CALL_TIMEOUT_MS }),
+  get: async (c, l) => (await c.get({ key: itemKey(pick(l)) }, { timeoutMs: CALL_TIMEOUT_MS })).item !== undefined,
+  "batch get 25": (c, l) =>
+    c.batchGet({ keys: Array.from({ length: 25 }, () => itemKey(pick(l))) }, { timeoutMs: CALL_TIMEOUT_MS }),
+  "key query 100": async (c, l) =>
+    (
+      await c.query(
+        { expression: "bench:*", limit: 100, start: itemKey(Math.floor(Math.random() * (l.stored - 100))) },
+        { timeoutMs: CALL_TIMEOUT_MS },
+      )
+    ).items.length === 100,
+  "label query 10": async (c, l) =>
+    (
+      await c.query(
+        { expression: labelOf(Math.floor(Math.random() * (l.stored / LABELS_PER_ITEM_GROUP)) * LABELS_PER_ITEM_GROUP), label: "label1" },
+        { timeoutMs: CALL_TIMEOUT_MS },
+      )
+    ).items.length === LABELS_PER_ITEM_GROUP,
+  set: (c, l) => c.set({ key: `w:${l.worker}:${l.n % 1000}`, value: TYPICAL }, { timeoutMs: CALL_TIMEOUT_MS }),
+  "set merge $add": (c, l) =>
+    c.set(
+      { key: `m:${l.worker}:${l.n % 100}`, value: fromJson(ValueSchema, { count: { $add: 1 }, last: l.n }) },
+      { timeoutMs: CALL_TIMEOUT_MS },
+    ),
+  add: (c, l) => c.add({ key: `c:${l.worker}:${l.n % 100}`, amount: 1 }, { timeoutMs: CALL_TIMEOUT_MS }),
+  "batch set 25": (c, l) =>
+    c.batchSet(
+      { items: Array.from({ length: 25 }, (_, j) => ({ key: `b:${l.worker}:${(l.n * 25 + j) % 5000}`, value: TYPICAL })), overwrite: true },
+      { timeoutMs: CALL_TIMEOUT_MS },
+    ),
+  // Each call removes one stored item (the runner stores enough of them first).
+  remove: async (c, l) =>
+    (await c.remove({ keys: [itemKey(l.worker + l.workers * l.n, REMOVABLE)] }, { timeoutMs: CALL_TIMEOUT_MS })).removedKeys.length === 1,
+};
 
-function transportFor(protocol: "grpc" | "connect"): Transport {
-  return protocol === "grpc"
-    ? createGrpcTransport({ baseUrl: plan.url })
-    : createConnectTransport({ baseUrl: plan.url, httpVersion: "1.1" });
+let url = "";
+let worker = 0;
+let workers = 1;
+const clients = new Map<Protocol, Data>();
+const counters = new Map<string, number>();
+
+function transportFor(protocol: Protocol, sessionManager?: Http2SessionManager): Transport {
+  switch (protocol) {
+    case "grpc":
+      return createGrpcTransport({ baseUrl: url, sessionManager });
+    case "connect-h2":
+      return createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager });
+    case "connect-h1":
+      // Node's global agent keeps connections alive (one per call in flight).
+      return createConnectTransport({ baseUrl: url, httpVersion: "1.1" });
+  }
 }
 
-type Operation = (client: Client<typeof DataService>, worker: number, i: number) => Promise<unknown>;
+function clientFor(protocol: Protocol): Data {
+  let client = clients.get(protocol);
+  if (!client) {
+    client = createClient(DataService, transportFor(protocol));
+    clients.set(protocol, client);
+  }
+  return client;
+}
 
-const OPERATIONS: [string, Operation][] = [
-  ["null RPC (Ping)", (c) => c.ping({})],
-  ["get", (c) => c.get({ key: key(pick()) })],
-  ["batch get 25", (c) => c.batchGet({ keys: Array.from({ length: 25 }, () => key(pick())) })],
-  ["key query, 100 items", (c) => c.query({ expression: "bench:*", limit: 100, start: key(pick() % (STORED - 100)) })],
-  ["label query, 10 items", (c) => c.query({ expression: `lab:${String(pick() % LABELS).padStart(3, "0")}`, label: "label1" })],
-  ["set", (c, w, i) => c.set({ key: `w:${w}:${i % 1000}`, value: json({ w, i }) })],
-  ["set with merge and $add", (c, w, i) => c.set({ key: `m:${w}`, value: objectValue({ count: { $add: 1 }, last: i }) })],
-  ["add", (c, w) => c.add({ key: `c:${w}`, amount: 1 })],
-  [
-    "batch set 25",
-    (c, w, i) =>
-      c.batchSet({ items: Array.from({ length: 25 }, (_, j) => ({ key: `b:${w}:${(i * 25 + j) % 5000}`, value: json(j) })), overwrite: true }),
-  ],
-  ["remove", (c, w, i) => c.remove({ keys: [`w:${w}:${i % 1000}`] })],
-];
-
-async function measure(client: Client<typeof DataService>, operation: Operation, concurrency: number, ms: number) {
+async function cell(task: Extract<Task, { kind: "cell" }>): Promise<Reply> {
+  const operation = OPERATIONS[task.operation];
+  if (!operation) throw new Error(`unknown operation ${task.operation}`);
+  const client = clientFor(task.protocol);
+  const lanes = Math.floor(task.inFlight / workers) + (worker < task.inFlight % workers ? 1 : 0);
   const samples = new Samples();
-  let warming = true;
-  const warmupEnd = performance.now() + Math.min(300, ms / 3);
-  const end = warmupEnd + ms;
-  let counter = 0;
+  let errors = 0;
+  let misses = 0;
+  let firstError: string | undefined;
+  const started = performance.now();
+  const end = started + task.ms;
   await Promise.all(
-    Array.from({ length: concurrency }, async (_, worker) => {
+    Array.from({ length: lanes }, async () => {
       while (performance.now() < end) {
-        const started = performance.now();
-        await operation(client, worker, counter++);
-        const finished = performance.now();
-        if (started >= warmupEnd) samples.add(finished - started);
-        else if (warming && finished >= warmupEnd) warming = false;
-      }
-    }),
-  );
-  return { throughput: round(samples.count / (ms / 1000), 0), ...roundAll(samples.summary()) };
-}
-
-function roundAll(summary: ReturnType<Samples["summary"]>) {
-  return { count: summary.count, p50: round(summary.p50, 3), p99: round(summary.p99, 3), p999: round(summary.p999, 3) };
-}
-
-async function fill(client: Client<typeof DataService>, from: number, to: number): Promise<void> {
-  let next = from;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < to) {
-        const start = next;
-        next += 25;
-        const items = [];
-        for (let i = start; i < Math.min(start + 25, to); i++) {
-          items.push({ key: key(i), value: json({ i, text: "some text of a typical item" }), label1: `lab:${String(i % LABELS).padStart(3, "0")}` });
+        const n = counters.get(task.operation) ?? 0;
+        counters.set(task.operation, n + 1);
+        const callStarted = performance.now();
+        try {
+          const found = await operation(client, { worker, workers, n, stored: task.stored });
+          if (task.record) samples.add(performance.now() - callStarted);
+          if (found === false) misses++;
+        } catch (error) {
+          errors++;
+          firstError ??= (error as Error).message;
         }
-        await client.batchSet({ items, overwrite: true });
       }
     }),
   );
+  return { kind: "cell", samples: samples.values(), errors, firstError, misses, elapsedMs: performance.now() - started };
 }
 
-async function events(client: Client<typeof DataService>, subscribers: number) {
+async function fill(task: Extract<Task, { kind: "fill" }>): Promise<Reply> {
+  const client = clientFor("grpc");
+  const started = performance.now();
+  const PER_REQUEST = 2_000;
+  let next = task.from;
+  await Promise.all(
+    Array.from({ length: 2 }, async () => {
+      while (next < task.to) {
+        const from = next;
+        const to = Math.min(task.to, from + PER_REQUEST);
+        next = to;
+        const items = [];
+        for (let i = from; i < to; i++) {
+          items.push({
+            key: itemKey(i, task.prefix),
+            value: fromJson(ValueSchema, typical(i)),
+            // Only the items that queries read carry labels: each label names exactly LABELS_PER_ITEM_GROUP items.
+            label1: task.prefix === ITEMS ? labelOf(i) : undefined,
+          });
+        }
+        await client.seed({ items }, { timeoutMs: 120_000 });
+      }
+    }),
+  );
+  return { kind: "fill", items: task.to - task.from, elapsedMs: performance.now() - started };
+}
+
+/**
+ * Write-to-handler latency: each set's start to the arrival of its event at
+ * every subscriber. One write at a time: the next starts once every
+ * subscriber has the previous event (or after 5 s), so the figure is the
+ * fan-out time of one change, not a queue built by writing faster than the
+ * fan-out.
+ */
+async function events(task: Extract<Task, { kind: "events" }>): Promise<Reply> {
+  const writer = clientFor("grpc");
+  const managers = Array.from({ length: Math.ceil(task.subscribers / task.perConnection) }, () => new Http2SessionManager(url));
+  const subscriberClients = managers.map((manager) => createClient(DataService, transportFor("grpc", manager)));
   const sent = new Map<string, number>();
+  const received = new Map<string, number>();
   const samples = new Samples();
   const abort = new AbortController();
+  // Every subscriber's stream listens to this one signal.
+  setMaxListeners(0, abort.signal);
   let started = 0;
-  const streams = Array.from({ length: subscribers }, async () => {
+  let wake: (() => void) | undefined;
+  const prefix = `ev${task.subscribers}x`;
+  const openedAt = performance.now();
+  const streams = Array.from({ length: task.subscribers }, async (_, s) => {
     try {
-      for await (const message of client.watch({ filters: ["created:ev:*"] }, { signal: abort.signal })) {
-        if (message.kind.case === "started") started++;
-        if (message.kind.case === "event") {
-          const at = sent.get(message.kind.value.item!.key);
-          if (at !== undefined) samples.add(performance.now() - at);
+      const client = subscriberClients[Math.floor(s / task.perConnection)];
+      for await (const message of client.watch({ filters: [`created:${prefix}:*`] }, { signal: abort.signal })) {
+        if (message.kind.case === "started") {
+          started++;
+          wake?.();
+        } else if (message.kind.case === "event") {
+          const key = message.kind.value.item!.key;
+          const at = sent.get(key);
+          if (at === undefined) continue;
+          samples.add(performance.now() - at);
+          received.set(key, (received.get(key) ?? 0) + 1);
+          wake?.();
         }
       }
-    } catch {
-      // ended by abort below
+    } catch (error) {
+      if (!abort.signal.aborted) throw error;
     }
   });
-  while (started < subscribers) await new Promise((resolve) => setTimeout(resolve, 20));
-  emit({ type: "mark", name: `subscribers:${subscribers}` });
-  const writes = subscribers >= 1000 ? 50 : 100;
-  for (let i = 0; i < writes; i++) {
-    const eventKey = `ev:${subscribers}:${i}`;
-    sent.set(eventKey, performance.now());
-    await client.set({ key: eventKey, value: json(i) });
-    await new Promise((resolve) => setTimeout(resolve, 10));
+  const until = async (done: () => boolean, ms: number) => {
+    const deadline = performance.now() + ms;
+    while (!done() && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, 50);
+      });
+    }
+  };
+  await until(() => started === task.subscribers, 60_000);
+  if (started < task.subscribers) throw new Error(`only ${started} of ${task.subscribers} Watch streams started`);
+  send({ kind: "subscribed", subscribers: task.subscribers, openMs: performance.now() - openedAt });
+  for (let i = 0; i < task.writes; i++) {
+    const key = `${prefix}:${i}`;
+    sent.set(key, performance.now());
+    await writer.set({ key, value: TYPICAL }, { timeoutMs: CALL_TIMEOUT_MS });
+    await until(() => received.get(key) === task.subscribers, 5_000);
+    await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 3));
   }
-  const deadline = Date.now() + 10_000;
-  while (samples.count < writes * subscribers && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   abort.abort();
   await Promise.all(streams);
-  return { subscribers, delivered: samples.count, expected: writes * subscribers, ...roundAll(samples.summary()) };
+  for (const manager of managers) manager.abort();
+  return { kind: "events", samples: samples.values(), expected: task.writes * task.subscribers };
 }
 
-async function main(): Promise<void> {
-  const setup = createClient(DataService, transportFor("grpc"));
-  await fill(setup, 0, STORED);
-  for (const protocol of plan.protocols) {
-    const client = createClient(DataService, transportFor(protocol));
-    for (const [name, operation] of OPERATIONS) {
-      for (const concurrency of plan.concurrency) {
-        const result = await measure(client, operation, concurrency, plan.cellMs);
-        emit({ type: "operation", protocol, operation: name, concurrency, ...result });
-      }
+function send(reply: Reply): void {
+  process.send!(reply);
+}
+
+process.on("message", (task: Task) => {
+  const run = async (): Promise<Reply | undefined> => {
+    switch (task.kind) {
+      case "init":
+        ({ url, worker, workers } = task);
+        return { kind: "ready" };
+      case "cell":
+        return cell(task);
+      case "fill":
+        return fill(task);
+      case "events":
+        return events(task);
+      case "exit":
+        process.disconnect();
+        setImmediate(() => process.exit(0));
+        return undefined;
     }
-  }
-  for (const subscribers of plan.subscribers) emit({ type: "events", ...(await events(setup, subscribers)) });
-  let stored = STORED;
-  for (const size of plan.scale) {
-    await fill(setup, stored, size);
-    stored = Math.max(stored, size);
-    emit({ type: "mark", name: `items:${size}` });
-    const get = await measure(setup, (c) => c.get({ key: key(Math.floor(Math.random() * size)) }), 1, plan.cellMs);
-    const query = await measure(
-      setup,
-      (c) => c.query({ expression: "bench:*", limit: 100, start: key(Math.floor(Math.random() * (size - 100))) }),
-      1,
-      plan.cellMs,
-    );
-    emit({ type: "scale", items: size, get, query });
-  }
-}
-
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+  };
+  run().then(
+    (reply) => reply && send(reply),
+    (error: unknown) => send({ kind: "error", message: (error as Error).stack ?? String(error) }),
+  );
+});

@@ -1,114 +1,316 @@
-import { spawn } from "node:child_process";
+import { fork, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
-import type { LoadPlan } from "./load.js";
-import { ROOT, startBenchServer } from "./server-process.js";
-import { round } from "./stats.js";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { ITEMS, REMOVABLE, type Protocol, type Reply, type Task } from "./messages.js";
+import { CpuMeter, machineFacts } from "./proc.js";
+import { markdown, type Report, type OperationRow, type EventRow, type ScaleRow } from "./report.js";
+import { ROOT, startBenchServer, type BenchServer } from "./server-process.js";
+import { round, summarize } from "./stats.js";
 
 /**
- * `npm run bench` (quick) and `npm run bench -- --full`: starts the built
- * server and a load generator in separate processes on loopback, and prints
- * markdown tables (also written as JSON to bench/results/).
+ * Larder's benchmark: `npx tsx bench/run.ts [--quick|--full] [--out FILE]`.
+ * Starts the server (embedded engine on a fresh data directory; MongoDB when
+ * MONGODB_URI is set) and load workers in processes of their own on
+ * loopback, then measures every operation against Ping (the null RPC) on
+ * the same server, event fan-out latency, get/query latency by store size
+ * and the server's memory. Prints markdown; writes JSON to bench/results/.
+ * `--help` lists the options.
  */
-const full = process.argv.includes("--full");
-const mongo = process.env.MONGODB_URI;
 
-const settings = {
-  cellMs: full ? 3_000 : 700,
-  concurrency: [1, 16, 64],
-  protocols: ["grpc", "connect"] as const,
-  subscribers: full ? [1, 100, 1000] : [1, 100],
-  scale: full ? [10_000, 100_000, 1_000_000] : [10_000],
-};
+const OPERATION_NAMES = [
+  "ping",
+  "get",
+  "batch get 25",
+  "key query 100",
+  "label query 10",
+  "set",
+  "set merge $add",
+  "add",
+  "batch set 25",
+  "remove",
+] as const;
 
-interface OperationResult {
-  protocol: string;
-  operation: string;
-  concurrency: number;
-  throughput: number;
-  p50: number;
-  p99: number;
-  p999: number;
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    full: { type: "boolean", default: false },
+    out: { type: "string" },
+    workers: { type: "string", default: "1" },
+    protocols: { type: "string" },
+    ops: { type: "string" },
+    "in-flight": { type: "string" },
+    sections: { type: "string", default: "ops,events,scale" },
+    "cell-ms": { type: "string" },
+    profile: { type: "string" },
+    server: { type: "string", default: "auto" },
+    help: { type: "boolean", default: false },
+  },
+});
+
+if (args.help) {
+  console.log(`npx tsx bench/run.ts [options]
+  --quick              about a minute: gRPC and Connect/HTTP1.1, short cells, 10k items (the default)
+  --full               everything: also Connect over HTTP/2, 3 s cells, 10k/100k/1M items
+  --out FILE           also write the JSON report here (bench/results/<date>-<mode>.json and latest.json always)
+  --workers N          load worker processes (default 1; in-flight calls are split among them)
+  --protocols LIST     grpc,connect-h1,connect-h2
+  --ops LIST           e.g. ping,get,set (names as in the table)
+  --in-flight LIST     e.g. 1,16,64
+  --sections LIST      ops,events,scale
+  --cell-ms MS         measured time per cell
+  --profile DIR        write a V8 CPU profile of the server to DIR (summarize: npx tsx bench/profile.ts DIR/*.cpuprofile)
+  --server auto|dist|tsx  built server (dist/) or sources through tsx; auto: dist when newer than the sources
+Environment: MONGODB_URI runs the MongoDB engine (a fresh database prefix, dropped afterwards).`);
+  process.exit(0);
 }
 
-async function main(): Promise<void> {
-  const server = await startBenchServer(mongo ? { LARDER_ENGINE: "mongodb", MONGODB_URI: mongo } : {});
-  const memory: Record<string, number> = { start: round(server.rssMiB(), 1) };
-  const results: { operations: OperationResult[]; events: unknown[]; scale: unknown[] } = { operations: [], events: [], scale: [] };
-  try {
-    const plan: LoadPlan = { url: server.url, ...settings };
-    const load = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench/load.ts"), JSON.stringify(plan)], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "inherit"],
+const full = args.full;
+const list = (value: string | undefined) => value?.split(",").map((entry) => entry.trim()).filter(Boolean);
+const settings = {
+  mode: full ? "full" : "quick",
+  protocols: (list(args.protocols) ?? (full ? ["grpc", "connect-h1", "connect-h2"] : ["grpc", "connect-h1"])) as Protocol[],
+  operations: list(args.ops) ?? [...OPERATION_NAMES],
+  inFlight: (list(args["in-flight"]) ?? ["1", "16", "64"]).map(Number),
+  warmupMs: full ? 500 : 200,
+  cellMs: Number(args["cell-ms"] ?? (full ? 3_000 : 600)),
+  stored: 10_000,
+  subscribers: [1, 100, 1_000],
+  eventWrites: full ? 100 : 20,
+  streamsPerConnection: 100,
+  scale: full ? [10_000, 100_000, 1_000_000] : [10_000],
+  scaleCellMs: full ? 2_000 : 600,
+  workers: Number(args.workers),
+  sections: list(args.sections)!,
+};
+if (!settings.operations.includes("ping")) settings.operations.unshift("ping");
+for (const name of settings.operations) {
+  if (!(OPERATION_NAMES as readonly string[]).includes(name)) throw new Error(`unknown operation '${name}'`);
+}
+
+class Worker {
+  private waiting?: { resolve: (reply: Reply) => void; reject: (error: Error) => void };
+  onSubscribed?: (reply: Extract<Reply, { kind: "subscribed" }>) => void;
+
+  constructor(readonly process: ChildProcess) {
+    process.on("message", (reply: Reply) => {
+      if (reply.kind === "subscribed") return this.onSubscribed?.(reply);
+      const waiting = this.waiting;
+      this.waiting = undefined;
+      if (reply.kind === "error") waiting?.reject(new Error(`load worker: ${reply.message}`));
+      else waiting?.resolve(reply);
     });
-    for await (const line of createInterface({ input: load.stdout! })) {
-      const message = JSON.parse(line) as { type: string; name?: string } & Record<string, unknown>;
-      if (message.type === "mark") memory[message.name!] = round(server.rssMiB(), 1);
-      else if (message.type === "operation") {
-        results.operations.push(message as unknown as OperationResult);
-        process.stderr.write(`  ${message.protocol} ${message.operation} ×${message.concurrency}: ${message.throughput}/s\n`);
-      } else if (message.type === "events") results.events.push(message);
-      else if (message.type === "scale") results.scale.push(message);
+    process.once("exit", (code) => this.waiting?.reject(new Error(`load worker exited (${code})`)));
+  }
+
+  ask<K extends Reply["kind"]>(task: Task): Promise<Extract<Reply, { kind: K }>> {
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve: resolve as (reply: Reply) => void, reject };
+      this.process.send(task);
+    });
+  }
+}
+
+function startWorkers(url: string, count: number): Promise<Worker[]> {
+  return Promise.all(
+    Array.from({ length: count }, async (_, index) => {
+      const child = fork(join(ROOT, "bench/load.ts"), [], {
+        cwd: ROOT,
+        execArgv: ["--import", "tsx"],
+        serialization: "advanced",
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
+      const worker = new Worker(child);
+      await worker.ask({ kind: "init", url, worker: index, workers: count });
+      return worker;
+    }),
+  );
+}
+
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  const mongo = process.env.MONGODB_URI;
+  const machineBefore = machineFacts();
+  const runMeter = new CpuMeter([]);
+  const startedAt = new Date();
+  const server = await startBenchServer({
+    env: mongo ? { LARDER_ENGINE: "mongodb", MONGODB_URI: mongo } : {},
+    cpuProfileDir: args.profile && resolve(args.profile),
+    build: args.server as "auto" | "dist" | "tsx",
+  });
+  progress(`bench: server pid ${server.pid} (${server.runs}, engine ${server.engine}) at ${server.url}`);
+  const memory: Record<string, { rss: number; peak: number }> = { "at start": server.memory() };
+  const workers = await startWorkers(server.url, settings.workers);
+  const lead = workers[0];
+  const pids = [server.pid, ...workers.map((worker) => worker.process.pid!)];
+  const report: Report = {
+    machine: { ...machineBefore, loadAverageAfter: [] },
+    run: {
+      date: startedAt.toISOString(),
+      mode: settings.mode,
+      engine: server.engine,
+      server: server.runs,
+      command: `npx tsx bench/run.ts ${process.argv.slice(2).join(" ")}`.trim(),
+      durationS: 0,
+      otherCores: 0,
+    },
+    settings,
+    fills: [],
+    operations: [],
+    events: [],
+    scale: [],
+    memoryMiB: memory,
+  };
+
+  try {
+    let stored = 0;
+    const fillTo = async (prefix: string, from: number, to: number) => {
+      const reply = await lead.ask<"fill">({ kind: "fill", prefix, from, to });
+      const rate = round(reply.items / (reply.elapsedMs / 1000), 0);
+      report.fills.push({ prefix, from, to, itemsPerSecond: rate });
+      progress(`bench: stored ${prefix}… ${from}..${to} (${rate} items/s through Seed)`);
+    };
+    await fillTo(ITEMS, 0, settings.stored);
+    stored = settings.stored;
+    memory[`${stored} items stored`] = server.memory();
+
+    if (settings.sections.includes("ops")) {
+      let removable = 0;
+      for (const protocol of settings.protocols) {
+        // JIT and connections warm before anything is recorded.
+        for (const operation of settings.operations.filter((name) => name !== "remove")) {
+          await cell(workers, server, { protocol, operation, inFlight: 16, ms: settings.warmupMs, record: false, stored });
+        }
+        for (const operation of settings.operations) {
+          if (operation === "remove") {
+            // Every remove call removes an item: store enough of them for this protocol's calls.
+            const set = report.operations.filter((row) => row.protocol === protocol && row.operation === "set");
+            const perSecond = Math.max(3_000, ...set.map((row) => row.throughput));
+            const needed = Math.ceil(perSecond * 1.5 * ((settings.cellMs + settings.warmupMs) / 1000) * settings.inFlight.length);
+            await fillTo(REMOVABLE, removable, removable + needed);
+            removable += needed;
+          }
+          for (const inFlight of settings.inFlight) {
+            await cell(workers, server, { protocol, operation, inFlight, ms: settings.warmupMs, record: false, stored });
+            const row = await cell(workers, server, { protocol, operation, inFlight, ms: settings.cellMs, record: true, stored });
+            report.operations.push(row);
+            const ping = report.operations.find((r) => r.protocol === protocol && r.operation === "ping" && r.inFlight === inFlight);
+            row.vsPing = ping ? round(row.throughput / ping.throughput, 2) : NaN;
+            progress(
+              `  ${protocol} ${operation} ×${inFlight}: ${row.throughput}/s (${row.vsPing}× ping) p50 ${row.p50} p99 ${row.p99} ms, server ${row.serverCpuUsPerCall} µs/call${row.errors ? `, ${row.errors} errors: ${row.firstError}` : ""}`,
+            );
+          }
+        }
+      }
+      memory["after the operations"] = server.memory();
     }
-    const code = await new Promise<number | null>((resolve) => load.once("exit", resolve));
-    if (code !== 0) throw new Error(`the load generator failed (exit ${code})`);
+
+    if (settings.sections.includes("events")) {
+      for (const subscribers of settings.subscribers) {
+        lead.onSubscribed = () => (memory[`${subscribers} subscribers open`] = server.memory());
+        const meter = new CpuMeter(pids);
+        const reply = await lead.ask<"events">({
+          kind: "events",
+          subscribers,
+          writes: settings.eventWrites,
+          perConnection: settings.streamsPerConnection,
+        });
+        const cpu = meter.read();
+        const row: EventRow = {
+          subscribers,
+          connections: Math.ceil(subscribers / settings.streamsPerConnection),
+          writes: settings.eventWrites,
+          delivered: reply.samples.length,
+          expected: reply.expected,
+          ...summarize(reply.samples),
+          serverCpuUsPerEvent: round((cpu.byPid.get(server.pid)! * 1000) / Math.max(1, reply.samples.length), 1),
+          otherCores: cpu.otherCores,
+        };
+        report.events.push(row);
+        progress(`  events, ${subscribers} subscribers: ${row.delivered}/${row.expected} delivered, p50 ${row.p50} p99 ${row.p99} ms`);
+      }
+    }
+
+    if (settings.sections.includes("scale")) {
+      for (const size of settings.scale) {
+        if (size > stored) {
+          await fillTo(ITEMS, stored, size);
+          stored = size;
+        }
+        memory[`${size} items stored`] = server.memory();
+        const measured: ScaleRow = { items: size, itemsPerSecondFill: report.fills.at(-1)!.itemsPerSecond };
+        for (const operation of ["get", "key query 100", "label query 10"] as const) {
+          await cell(workers, server, { protocol: "grpc", operation, inFlight: 1, ms: settings.warmupMs, record: false, stored: size });
+          const row = await cell(workers, server, {
+            protocol: "grpc",
+            operation,
+            inFlight: 1,
+            ms: settings.scaleCellMs,
+            record: true,
+            stored: size,
+          });
+          measured[operation] = { p50: row.p50, p99: row.p99, p999: row.p999, count: row.count, serverCpuUsPerCall: row.serverCpuUsPerCall };
+        }
+        report.scale.push(measured);
+        progress(`  scale ${size}: get p50 ${measured.get?.p50} ms, key query p50 ${measured["key query 100"]?.p50} ms`);
+      }
+    }
   } finally {
+    for (const worker of workers) worker.process.send({ kind: "exit" } satisfies Task);
+    memory["peak (VmHWM)"] = { rss: server.memory().peak, peak: server.memory().peak };
     await server.stop();
   }
 
-  const machine = {
-    cpu: cpus()[0]?.model ?? "unknown",
-    cores: cpus().length,
-    memoryGiB: round(totalmem() / 1024 ** 3, 1),
-    node: process.version,
-    engine: mongo ? "mongodb" : "embedded",
-    mode: full ? "full" : "quick",
-    date: new Date().toISOString(),
-  };
-  const report = { machine, settings, memoryMiB: memory, ...results };
+  report.run.durationS = round((Date.now() - startedAt.getTime()) / 1000, 0);
+  report.run.otherCores = runMeter.read().otherCores;
+  report.machine.loadAverageAfter = machineFacts().loadAverage;
+  const json = `${JSON.stringify(report, null, 2)}\n`;
   const directory = join(ROOT, "bench/results");
   mkdirSync(directory, { recursive: true });
-  const json = `${JSON.stringify(report, null, 2)}\n`;
-  writeFileSync(join(directory, `${machine.date.slice(0, 10)}-${machine.mode}.json`), json);
+  writeFileSync(join(directory, `${report.run.date.slice(0, 10)}-${settings.mode}.json`), json);
   writeFileSync(join(directory, "latest.json"), json);
+  if (args.out) {
+    mkdirSync(dirname(resolve(args.out)), { recursive: true });
+    writeFileSync(resolve(args.out), json);
+  }
   console.log(markdown(report));
 }
 
-function markdown(report: {
-  machine: Record<string, unknown>;
-  memoryMiB: Record<string, number>;
-  operations: OperationResult[];
-  events: unknown[];
-  scale: unknown[];
-}): string {
-  const lines: string[] = [];
-  const m = report.machine;
-  lines.push(`Larder benchmark (${m.mode}, engine ${m.engine}) on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.date}`);
-  for (const protocol of ["grpc", "connect"]) {
-    const rows = report.operations.filter((r) => r.protocol === protocol);
-    if (rows.length === 0) continue;
-    lines.push("", `### ${protocol === "grpc" ? "gRPC (HTTP/2)" : "Connect (HTTP/1.1)"}`, "");
-    lines.push("| operation | in flight | ops/s | × null RPC | p50 ms | p99 ms | p99.9 ms |", "|---|---:|---:|---:|---:|---:|---:|");
-    for (const row of rows) {
-      const baseline = rows.find((r) => r.operation.startsWith("null RPC") && r.concurrency === row.concurrency)!;
-      lines.push(
-        `| ${row.operation} | ${row.concurrency} | ${row.throughput} | ${round(row.throughput / baseline.throughput, 2)} | ${row.p50} | ${row.p99} | ${row.p999} |`,
-      );
-    }
+/** One measurement: the in-flight calls split among the workers, their samples merged, CPU read around it. */
+async function cell(
+  workers: Worker[],
+  server: BenchServer,
+  task: Omit<Extract<Task, { kind: "cell" }>, "kind">,
+): Promise<OperationRow> {
+  const meter = new CpuMeter([server.pid, ...workers.map((worker) => worker.process.pid!)]);
+  const replies = await Promise.all(workers.map((worker) => worker.ask<"cell">({ kind: "cell", ...task })));
+  const cpu = meter.read();
+  const samples = new Float64Array(replies.reduce((sum, reply) => sum + reply.samples.length, 0));
+  let offset = 0;
+  for (const reply of replies) {
+    samples.set(reply.samples, offset);
+    offset += reply.samples.length;
   }
-  lines.push("", "### Events: write to handler", "", "| subscribers | delivered | p50 ms | p99 ms |", "|---:|---:|---:|---:|");
-  for (const event of report.events as { subscribers: number; delivered: number; expected: number; p50: number; p99: number }[]) {
-    lines.push(`| ${event.subscribers} | ${event.delivered}/${event.expected} | ${event.p50} | ${event.p99} |`);
-  }
-  lines.push("", "### Scale: one call in flight", "", "| items | get p50 | get p99 | query 100 p50 | query 100 p99 |", "|---:|---:|---:|---:|---:|");
-  for (const scale of report.scale as { items: number; get: { p50: number; p99: number }; query: { p50: number; p99: number } }[]) {
-    lines.push(`| ${scale.items} | ${scale.get.p50} | ${scale.get.p99} | ${scale.query.p50} | ${scale.query.p99} |`);
-  }
-  lines.push("", "### Server memory (RSS, MiB)", "", "| when | RSS |", "|---|---:|");
-  for (const [when, rss] of Object.entries(report.memoryMiB)) lines.push(`| ${when} | ${rss} |`);
-  return lines.join("\n");
+  const elapsedMs = Math.max(...replies.map((reply) => reply.elapsedMs));
+  const summary = summarize(samples);
+  const calls = Math.max(1, summary.count);
+  const clientCpuMs = workers.reduce((sum, worker) => sum + cpu.byPid.get(worker.process.pid!)!, 0);
+  return {
+    protocol: task.protocol,
+    operation: task.operation,
+    inFlight: task.inFlight,
+    throughput: round(summary.count / (elapsedMs / 1000), 0),
+    vsPing: NaN,
+    ...summary,
+    errors: replies.reduce((sum, reply) => sum + reply.errors, 0),
+    firstError: replies.find((reply) => reply.firstError)?.firstError,
+    misses: replies.reduce((sum, reply) => sum + reply.misses, 0),
+    serverCpuUsPerCall: round((cpu.byPid.get(server.pid)! * 1000) / calls, 1),
+    clientCpuUsPerCall: round((clientCpuMs * 1000) / calls, 1),
+    serverBusy: round(cpu.byPid.get(server.pid)! / cpu.wallMs, 2),
+    otherCores: cpu.otherCores,
+  };
 }
 
 main().catch((error: unknown) => {

@@ -1,48 +1,123 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { memoryMiB } from "./proc.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+export interface BenchServerOptions {
+  /** Extra environment (LARDER_ENGINE=mongodb, MONGODB_URI, ...). */
+  readonly env?: Record<string, string>;
+  /** Write a V8 CPU profile of the server to this directory when it stops. */
+  readonly cpuProfileDir?: string;
+  /** "auto": the built server when dist/ is newer than every source file, else the sources through tsx. */
+  readonly build?: "auto" | "dist" | "tsx";
+}
 
 export interface BenchServer {
   readonly url: string;
   readonly pid: number;
-  rssMiB(): number;
+  /** How the server was started: `dist` (built JS) or `tsx` (sources). */
+  readonly runs: "dist" | "tsx";
+  readonly engine: string;
+  memory(): { rss: number; peak: number };
   stop(): Promise<void>;
 }
 
-/** The built server (`npm run build`) in its own process, on loopback, with a fresh data directory. */
-export async function startBenchServer(env: Record<string, string> = {}): Promise<BenchServer> {
-  const entry = join(ROOT, "dist/services/main.js");
-  if (!existsSync(entry)) throw new Error("run `npm run build` first (npm run bench does)");
+/**
+ * The Larder server in a process of its own, listening on an OS-chosen
+ * loopback port, with a fresh data directory (or a fresh MongoDB database
+ * prefix) that is removed when it stops. Ready once it prints its
+ * `larder listening on http://HOST:PORT` line.
+ */
+export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
+  const runs = chooseBuild(options.build ?? "auto");
+  const entry = runs === "dist" ? [join(ROOT, "dist/services/main.js")] : ["--import", "tsx", join(ROOT, "services/main.ts")];
+  const profile = options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  if (options.cpuProfileDir) mkdirSync(options.cpuProfileDir, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "larder-bench-"));
-  const child: ChildProcess = spawn(process.execPath, [entry], {
+  const env: Record<string, string> = {
+    LARDER_HOST: "127.0.0.1",
+    LARDER_PORT: "0",
+    LARDER_ENGINE: "embedded",
+    LARDER_DATA_DIR: dataDir,
+    LARDER_LOG_LEVEL: "warn",
+    LARDER_SHUTDOWN_GRACE_MS: "2000",
+    // One fresh database per run when the engine is MongoDB.
+    LARDER_MONGODB_DB_PREFIX: `larder_bench_${process.pid}_${Date.now()}_`,
+    ...options.env,
+  };
+  const child: ChildProcess = spawn(process.execPath, [...profile, ...entry], {
     cwd: ROOT,
-    env: { ...process.env, LARDER_HOST: "127.0.0.1", LARDER_PORT: "0", LARDER_DATA_DIR: dataDir, LARDER_LOG_LEVEL: "warn", ...env },
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   let output = "";
   const port = await new Promise<number>((resolvePort, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`the server exited (${code}) before listening: ${output}`));
+    child.once("exit", onExit);
     child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
       output += chunk;
-      const match = /listening on http:\/\/[^:]+:(\d+)/.exec(output);
-      if (match) resolvePort(Number(match[1]));
+      const match = /larder listening on https?:\/\/[^\s]*:(\d+)/.exec(output);
+      if (match) {
+        child.off("exit", onExit);
+        resolvePort(Number(match[1]));
+      }
     });
-    child.once("exit", (code) => reject(new Error(`the server exited (${code}) before listening: ${output}`)));
+    setTimeout(() => reject(new Error(`the server did not listen within 30 s: ${output}`)), 30_000).unref();
   });
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
   return {
     url: `http://127.0.0.1:${port}`,
     pid: child.pid!,
-    rssMiB() {
-      const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
-      return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-    },
+    runs,
+    engine: env.LARDER_ENGINE,
+    memory: () => memoryMiB(child.pid!),
     async stop() {
       child.kill("SIGTERM");
-      await new Promise((done) => child.once("exit", done));
+      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(killer);
       rmSync(dataDir, { recursive: true, force: true });
+      if (env.LARDER_ENGINE === "mongodb" && env.MONGODB_URI) await dropMongoDatabases(env.MONGODB_URI, env.LARDER_MONGODB_DB_PREFIX);
     },
   };
+}
+
+/** The built server is used only when it is newer than every source it was built from. */
+function chooseBuild(build: "auto" | "dist" | "tsx"): "dist" | "tsx" {
+  const entry = join(ROOT, "dist/services/main.js");
+  if (build !== "auto") {
+    if (build === "dist" && !existsSync(entry)) throw new Error("--dist needs `npm run build` first");
+    return build;
+  }
+  if (!existsSync(entry)) return "tsx";
+  const built = statSync(entry).mtimeMs;
+  const newest = Math.max(newestSource(join(ROOT, "services")), newestSource(join(ROOT, "gen")));
+  return newest > built ? "tsx" : "dist";
+}
+
+function newestSource(directory: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(directory, { withFileTypes: true })) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
+    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+async function dropMongoDatabases(uri: string, prefix: string): Promise<void> {
+  const { MongoClient } = await import("mongodb");
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
+  try {
+    const { databases } = await client.db().admin().listDatabases({ nameOnly: true });
+    for (const { name } of databases) if (name.startsWith(prefix)) await client.db(name).dropDatabase();
+  } catch (error) {
+    console.error(`bench: could not drop the bench databases ${prefix}*: ${(error as Error).message}`);
+  } finally {
+    await client.close();
+  }
 }

@@ -1,0 +1,36 @@
+/** What bench/run.ts and its load workers (bench/load.ts) say to each other over IPC. */
+
+export type Protocol = "grpc" | "connect-h1" | "connect-h2";
+
+export const PROTOCOL_NAMES: Record<Protocol, string> = {
+  grpc: "gRPC (HTTP/2)",
+  "connect-h1": "Connect (HTTP/1.1, keep-alive)",
+  "connect-h2": "Connect (HTTP/2)",
+};
+
+export type Task =
+  | { readonly kind: "init"; readonly url: string; readonly worker: number; readonly workers: number }
+  /** Calls of one operation, `inFlight` at a time, for `ms`. Warm-up calls are made and not recorded. */
+  | { readonly kind: "cell"; readonly protocol: Protocol; readonly operation: string; readonly inFlight: number; readonly ms: number; readonly record: boolean; readonly stored: number }
+  /** Stores items `{prefix}{from..to-1}` (with labels) through Seed. */
+  | { readonly kind: "fill"; readonly from: number; readonly to: number; readonly prefix: string }
+  /** Opens `subscribers` Watch streams, makes `writes` sets, and measures set-start to event arrival. */
+  | { readonly kind: "events"; readonly subscribers: number; readonly writes: number; readonly perConnection: number }
+  | { readonly kind: "exit" };
+
+export type Reply =
+  | { readonly kind: "ready" }
+  | { readonly kind: "cell"; readonly samples: Float64Array; readonly errors: number; readonly firstError?: string; readonly misses: number; readonly elapsedMs: number }
+  | { readonly kind: "fill"; readonly items: number; readonly elapsedMs: number }
+  /** The subscribers are open: the runner reads the server's memory now. */
+  | { readonly kind: "subscribed"; readonly subscribers: number; readonly openMs: number }
+  | { readonly kind: "events"; readonly samples: Float64Array; readonly expected: number }
+  | { readonly kind: "error"; readonly message: string };
+
+/** How the stored items are named: shared by the fill and by the operations that read them. */
+export const LABELS_PER_ITEM_GROUP = 10;
+export const ITEMS = "bench:k";
+/** Items that the remove operation removes, one each. */
+export const REMOVABLE = "rm:k";
+export const itemKey = (i: number, prefix = ITEMS): string => `${prefix}${String(i).padStart(8, "0")}`;
+export const labelOf = (i: number): string => `lab:${String(Math.floor(i / LABELS_PER_ITEM_GROUP)).padStart(7, "0")}`;

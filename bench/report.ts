@@ -1,0 +1,170 @@
+import { PROTOCOL_NAMES, type Protocol } from "./messages.js";
+import type { MachineFacts } from "./proc.js";
+import type { Summary } from "./stats.js";
+
+/** The JSON report of one run, and its markdown form. */
+
+export interface OperationRow extends Summary {
+  protocol: Protocol;
+  operation: string;
+  inFlight: number;
+  /** Calls per second. */
+  throughput: number;
+  /** Throughput as a ratio to Ping's, same protocol and in-flight count, same run. */
+  vsPing: number;
+  errors: number;
+  firstError?: string;
+  /** Calls that found nothing (a get of a missing key, a remove of a removed item, a short page). */
+  misses: number;
+  /** Server CPU time (all threads) per call: less sensitive than throughput to what else the machine runs. */
+  serverCpuUsPerCall: number;
+  clientCpuUsPerCall: number;
+  /** Cores the server kept busy during the cell. */
+  serverBusy: number;
+  /** Cores' worth of CPU used by processes other than the server, the load workers and the runner. */
+  otherCores: number;
+}
+
+export interface EventRow extends Summary {
+  subscribers: number;
+  connections: number;
+  writes: number;
+  delivered: number;
+  expected: number;
+  serverCpuUsPerEvent: number;
+  otherCores: number;
+}
+
+type ScaleCell = Pick<Summary, "p50" | "p99" | "p999" | "count"> & { serverCpuUsPerCall: number };
+export interface ScaleRow {
+  items: number;
+  itemsPerSecondFill: number;
+  get?: ScaleCell;
+  "key query 100"?: ScaleCell;
+  "label query 10"?: ScaleCell;
+}
+
+export interface Report {
+  machine: MachineFacts & { loadAverageAfter: readonly number[] };
+  run: { date: string; mode: string; engine: string; server: string; command: string; durationS: number; otherCores: number };
+  settings: Record<string, unknown>;
+  fills: { prefix: string; from: number; to: number; itemsPerSecond: number }[];
+  operations: OperationRow[];
+  events: EventRow[];
+  scale: ScaleRow[];
+  memoryMiB: Record<string, { rss: number; peak: number }>;
+}
+
+const table = (header: string[], align: string[], rows: (string | number)[][]) =>
+  [`| ${header.join(" | ")} |`, `|${align.join("|")}|`, ...rows.map((row) => `| ${row.join(" | ")} |`)].join("\n");
+
+export function markdown(report: Report): string {
+  const { machine: m, run } = report;
+  const out: string[] = [];
+  out.push(
+    `## Larder benchmark (${run.mode}, engine ${run.engine})`,
+    "",
+    `${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, Linux ${m.kernel}; server from ${run.server === "dist" ? "dist/ (built)" : "sources (tsx)"}; ` +
+      `load average ${m.loadAverage.join(" ")} before, ${m.loadAverageAfter.join(" ")} after; ` +
+      `other processes used ${run.otherCores} cores on average. ${run.date}, ${run.durationS} s.`,
+    "",
+    `Command: \`${run.command}\``,
+  );
+
+  out.push("", "### Targets", "", targets(report));
+
+  for (const protocol of Object.keys(PROTOCOL_NAMES) as Protocol[]) {
+    const rows = report.operations.filter((row) => row.protocol === protocol);
+    if (rows.length === 0) continue;
+    out.push(
+      "",
+      `### ${PROTOCOL_NAMES[protocol]}`,
+      "",
+      table(
+        ["operation", "in flight", "calls/s", "× Ping", "p50 ms", "p99 ms", "p99.9 ms", "server µs/call", "server busy", "errors"],
+        ["---", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
+        rows.map((row) => [
+          row.operation,
+          row.inFlight,
+          row.throughput,
+          row.vsPing,
+          row.p50,
+          row.p99,
+          row.p999,
+          row.serverCpuUsPerCall,
+          row.serverBusy,
+          row.errors,
+        ]),
+      ),
+    );
+  }
+
+  if (report.events.length > 0) {
+    out.push(
+      "",
+      "### Events: set call start to event arrival at the subscriber",
+      "",
+      table(
+        ["subscribers", "connections", "delivered", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server µs/event"],
+        ["--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
+        report.events.map((row) => [
+          row.subscribers,
+          row.connections,
+          `${row.delivered}/${row.expected}`,
+          row.p50,
+          row.p99,
+          row.p999,
+          row.max,
+          row.serverCpuUsPerEvent,
+        ]),
+      ),
+    );
+  }
+
+  if (report.scale.length > 0) {
+    const cell = (row: ScaleRow, name: "get" | "key query 100" | "label query 10") =>
+      row[name] ? `${row[name]!.p50} / ${row[name]!.p99}` : "";
+    out.push(
+      "",
+      "### Scale: one call in flight over gRPC, p50 / p99 ms",
+      "",
+      table(
+        ["items stored", "get", "key query 100", "label query 10", "fill (Seed) items/s"],
+        ["--:", "--:", "--:", "--:", "--:"],
+        report.scale.map((row) => [row.items, cell(row, "get"), cell(row, "key query 100"), cell(row, "label query 10"), row.itemsPerSecondFill]),
+      ),
+    );
+  }
+
+  out.push(
+    "",
+    "### Server memory (RSS, MiB)",
+    "",
+    table(
+      ["when", "RSS MiB"],
+      ["---", "--:"],
+      Object.entries(report.memoryMiB).map(([when, memory]) => [when, memory.rss]),
+    ),
+  );
+  return out.join("\n");
+}
+
+function targets(report: Report): string {
+  const op = (operation: string, inFlight: number) =>
+    report.operations.find((row) => row.protocol === "grpc" && row.operation === operation && row.inFlight === inFlight);
+  const rows: string[][] = [];
+  const ratio = (operation: string, wanted: number) => {
+    for (const inFlight of [16, 64]) {
+      const row = op(operation, inFlight);
+      if (row) rows.push([`${operation} ≥ ${wanted}× Ping throughput (gRPC, ${inFlight} in flight)`, `${row.vsPing}×`, row.vsPing >= wanted ? "met" : "not met"]);
+    }
+  };
+  ratio("get", 0.7);
+  ratio("set", 0.5);
+  const query = op("key query 100", 1);
+  if (query) rows.push(["key query of 100 items p99 < 5 ms (gRPC, 1 in flight)", `${query.p99} ms`, query.p99 < 5 ? "met" : "not met"]);
+  const events = report.events.find((row) => row.subscribers === 100);
+  if (events) rows.push(["event latency p99 < 10 ms at 100 subscribers", `${events.p99} ms`, events.p99 < 10 ? "met" : "not met"]);
+  if (rows.length === 0) return "(not measured in this run)";
+  return table(["target", "measured", ""], ["---", "--:", "---"], rows);
+}
