@@ -1,3 +1,6 @@
+import type http from "node:http";
+import http2 from "node:http2";
+import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 
 export interface OverloadLimits {
@@ -58,4 +61,137 @@ async function* releasing<T>(messages: AsyncIterable<T>, release: () => void): A
   } finally {
     release();
   }
+}
+
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+export type NodeHandler = (request: NodeRequest, response: NodeResponse) => void;
+
+export interface AdmissionLimits {
+  /** Unary requests in progress at once, over all connections (LARDER_MAX_IN_FLIGHT). */
+  readonly maxInFlight: number;
+  /** Unary requests in progress at once on one connection (LARDER_MAX_IN_FLIGHT_PER_CONNECTION). */
+  readonly maxPerConnection: number;
+  /** The services served: their streaming methods are left to `overloadGuard`'s stream bound. */
+  readonly services: readonly DescService[];
+  /** Services never refused or counted (health), by type name. */
+  readonly exempt: ReadonlySet<string>;
+}
+
+export interface AdmissionGate extends NodeHandler {
+  /** Requests being served, requests refused so far, and the bytes of refused bodies read and dropped. */
+  readonly load: () => { readonly inFlight: number; readonly refused: number; readonly discardedBytes: number };
+}
+
+/**
+ * Bounds unary requests per HTTP request, from the moment their headers
+ * arrive until their response is closed: a request whose body is still
+ * arriving, or whose answer is still being written, holds its slot, so the
+ * bound covers the memory of buffered bodies too (the interceptor alone only
+ * sees the handler, which the embedded engine finishes without yielding).
+ *
+ * Past a bound the request is answered at once, before its body is read, with
+ * RESOURCE_EXHAUSTED in its own protocol (gRPC trailers-only, gRPC-Web
+ * headers, Connect HTTP 429 with Retry-After) and advice to retry with
+ * backoff; its body is discarded as it arrives, never buffered. One
+ * connection cannot take the whole budget: each has its own, smaller bound.
+ */
+export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): AdmissionGate {
+  const streaming = new Set<string>();
+  for (const service of limits.services) {
+    for (const method of service.methods) {
+      if (method.methodKind !== "unary") streaming.add(`/${service.typeName}/${method.name}`);
+    }
+  }
+  const exemptPrefixes = [...limits.exempt].map((typeName) => `/${typeName}/`);
+  const perConnection = new WeakMap<object, number>();
+  let inFlight = 0;
+  let refused = 0;
+  let discardedBytes = 0;
+
+  const gate: NodeHandler = (request, response) => {
+    const path = (request.url ?? "").split("?")[0];
+    if (streaming.has(path) || exemptPrefixes.some((prefix) => path.startsWith(prefix))) {
+      handler(request, response);
+      return;
+    }
+    const connection = connectionOf(request);
+    const onConnection = perConnection.get(connection) ?? 0;
+    if (inFlight >= limits.maxInFlight || onConnection >= limits.maxPerConnection) {
+      refused++;
+      const message =
+        inFlight >= limits.maxInFlight
+          ? `The server is at its limit of ${limits.maxInFlight} calls in flight; retry with exponential backoff`
+          : `This connection is at its limit of ${limits.maxPerConnection} calls in flight; retry with exponential backoff or spread calls over more connections`;
+      refuse(request, response, message, (bytes) => (discardedBytes += bytes));
+      return;
+    }
+    inFlight++;
+    perConnection.set(connection, onConnection + 1);
+    response.once("close", () => {
+      inFlight--;
+      const left = (perConnection.get(connection) ?? 1) - 1;
+      if (left > 0) perConnection.set(connection, left);
+      else perConnection.delete(connection);
+    });
+    handler(request, response);
+  };
+  return Object.assign(gate, { load: () => ({ inFlight, refused, discardedBytes }) });
+}
+
+/** The HTTP/2 session a request came on, or its HTTP/1.1 socket. */
+function connectionOf(request: NodeRequest): object {
+  return "stream" in request && request.stream ? request.stream.session ?? request.socket : request.socket;
+}
+
+/** A refused request's body is read and dropped up to this size; past it the stream or socket is closed. */
+const MAX_DISCARDED_BYTES = 64 * 1024 * 1024;
+
+/**
+ * RESOURCE_EXHAUSTED in the request's own protocol. The body is read and
+ * dropped chunk by chunk (never kept) and the answer sent once it has ended:
+ * an answer sent while the client is still uploading leaves some clients
+ * (connect-node) with a stream they never finish, which nghttp2 ends up
+ * treating as a flood (ENHANCE_YOUR_CALM) and fails the whole connection.
+ */
+function refuse(request: NodeRequest, response: NodeResponse, message: string, dropped: (bytes: number) => void): void {
+  let discarded = 0;
+  request.on("error", () => undefined);
+  request.on("data", (chunk: Buffer) => {
+    discarded += chunk.length;
+    dropped(chunk.length);
+    if (discarded > MAX_DISCARDED_BYTES) {
+      if ("stream" in request && request.stream) request.stream.close(http2.constants.NGHTTP2_CANCEL);
+      else request.socket.destroy();
+    }
+  });
+  request.once("end", () => answer(request, response, message));
+}
+
+function answer(request: NodeRequest, response: NodeResponse, message: string): void {
+  const contentType = String(request.headers["content-type"] ?? "");
+  if (/^application\/grpc(-web(-text)?)?(\+|;|$)/.test(contentType)) {
+    // gRPC: trailers-only (a single HEADERS frame that ends the stream); gRPC-Web: status in the headers.
+    const headers = { "content-type": contentType, "grpc-status": String(Code.ResourceExhausted), "grpc-message": grpcPercentEncode(message) };
+    if ("stream" in request && request.stream && !contentType.startsWith("application/grpc-web")) {
+      if (!request.stream.destroyed) request.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+      return;
+    }
+    (response as http.ServerResponse).writeHead(200, headers).end();
+    return;
+  }
+  // Connect (and anything else): the error as JSON with the HTTP status Connect gives RESOURCE_EXHAUSTED.
+  const body = JSON.stringify({ code: "resource_exhausted", message });
+  (response as http.ServerResponse)
+    .writeHead(429, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "retry-after": "1" })
+    .end(body);
+}
+
+/** gRPC's percent-encoding of grpc-message: bytes outside printable ASCII, and '%'. */
+function grpcPercentEncode(text: string): string {
+  let encoded = "";
+  for (const byte of Buffer.from(text, "utf8")) {
+    encoded += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return encoded;
 }

@@ -1,6 +1,20 @@
-import { Code, ConnectError, type UnaryRequest, type UnaryResponse, type StreamResponse } from "@connectrpc/connect";
+import http from "node:http";
+import http2 from "node:http2";
+import type net from "node:net";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type UnaryRequest, type UnaryResponse, type StreamResponse } from "@connectrpc/connect";
+import {
+  connectNodeAdapter,
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+  Http2SessionManager,
+} from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
-import { overloadGuard } from "../../services/overload.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { DataService, GetRequestSchema } from "../../gen/larder/data/v1/data_pb.js";
+import { admissionGate, overloadGuard, type AdmissionGate } from "../../services/overload.js";
 
 /** The in-flight bound, driven with calls that really wait (the embedded engine's never do). */
 describe("overload guard (unit)", () => {
@@ -63,5 +77,230 @@ describe("overload guard (unit)", () => {
     for await (const message of response.message) received.push(message);
     expect(received).to.deep.equal([1, 2]);
     expect(guard.load().streams).to.equal(0);
+  });
+});
+
+/**
+ * The admission gate in front of the Connect handler, on real HTTP/2 and
+ * HTTP/1.1 servers in this process, with handlers that really wait, so the
+ * bound is exercised exactly: counted per HTTP request, overall and per
+ * connection, refused in each protocol's own form before the handler (or the
+ * body) is touched.
+ */
+describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () {
+  this.timeout(30_000);
+
+  interface Rig {
+    gate: AdmissionGate;
+    h2url: string;
+    h1url: string;
+    /** Calls that reached the handler. */
+    handled: () => number;
+    /** Waiting `get({key: "wait"})` calls in the handler. */
+    waiting: () => number;
+    release: () => void;
+    close: () => Promise<void>;
+  }
+
+  async function rig(limits: { maxInFlight: number; maxPerConnection: number }): Promise<Rig> {
+    let handled = 0;
+    let gates: (() => void)[] = [];
+    const handler = connectNodeAdapter({
+      routes: (router) => {
+        router.service(DataService, {
+          async get(request, context) {
+            handled++;
+            if (request.key === "wait") {
+              await new Promise<void>((resolve) => {
+                gates.push(resolve);
+                context.signal.addEventListener("abort", () => resolve(), { once: true });
+              });
+            }
+            return {};
+          },
+          async *watch(_request, context) {
+            handled++;
+            yield { kind: { case: "started", value: { resumeToken: "1.0" } } };
+            await new Promise((resolve) => context.signal.addEventListener("abort", resolve, { once: true }));
+          },
+        });
+        router.service(Health, { check: async () => ({ status: 1 }) });
+      },
+    });
+    const gate = admissionGate(handler, { ...limits, services: [DataService, Health], exempt: new Set([Health.typeName]) });
+    // As the real server: room for a few maximal (16 MiB) messages per session (see http2Options in services/server.ts).
+    const h2 = http2.createServer({ maxSessionMemory: 80 }, gate);
+    const h1 = http.createServer(gate);
+    const sessions = new Set<http2.Http2Session>();
+    h2.on("session", (session) => sessions.add(session));
+    const listen = (server: net.Server) =>
+      new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port)));
+    const [p2, p1] = [await listen(h2), await listen(h1)];
+    return {
+      gate,
+      h2url: `http://127.0.0.1:${p2}`,
+      h1url: `http://127.0.0.1:${p1}`,
+      handled: () => handled,
+      waiting: () => gates.length,
+      release: () => {
+        gates.forEach((open) => open());
+        gates = [];
+      },
+      close: async () => {
+        sessions.forEach((session) => session.destroy());
+        h1.closeAllConnections();
+        await Promise.all([new Promise((resolve) => h2.close(resolve)), new Promise((resolve) => h1.close(resolve))]);
+      },
+    };
+  }
+
+  /** A gRPC client on its own HTTP/2 connection. */
+  function connection(url: string) {
+    const sessionManager = new Http2SessionManager(url);
+    return { client: createClient(DataService, createGrpcTransport({ baseUrl: url, sessionManager })), close: () => sessionManager.abort() };
+  }
+
+  async function until(condition: () => boolean, what: string): Promise<void> {
+    for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(condition(), what).to.equal(true);
+  }
+
+  const failure = async (call: Promise<unknown>) => {
+    try {
+      await call;
+    } catch (error) {
+      return ConnectError.from(error);
+    }
+    expect.fail("the call was expected to be refused");
+  };
+
+  let current: Rig | undefined;
+  const connections: { close: () => void }[] = [];
+  afterEach(async () => {
+    current?.release();
+    connections.splice(0).forEach((each) => each.close());
+    await current?.close();
+    current = undefined;
+  });
+  const open = (url: string) => {
+    const each = connection(url);
+    connections.push(each);
+    return each.client;
+  };
+
+  it("overall: past the bound a call is refused at once, never reaches the handler; health and streams pass; all recover", async () => {
+    const r = (current = await rig({ maxInFlight: 4, maxPerConnection: 100 }));
+    const held = Array.from({ length: 4 }, () => open(r.h2url).get({ key: "wait" }));
+    await until(() => r.waiting() === 4, "four calls wait in the handler");
+    expect(r.gate.load().inFlight).to.equal(4);
+
+    const started = performance.now();
+    const refused = await failure(open(r.h2url).get({ key: "other" }));
+    expect(performance.now() - started, "refused at once, not queued").to.be.below(1000);
+    expect(refused!.code).to.equal(Code.ResourceExhausted);
+    expect(refused!.rawMessage).to.equal("The server is at its limit of 4 calls in flight; retry with exponential backoff");
+    expect(r.handled(), "the refused call never reached the handler").to.equal(4);
+    expect(r.gate.load().refused).to.equal(1);
+
+    const health = createClient(Health, createGrpcTransport({ baseUrl: r.h2url }));
+    expect((await health.check({})).status, "health is exempt").to.equal(1);
+    const abort = new AbortController();
+    const stream = open(r.h2url).watch({}, { signal: abort.signal })[Symbol.asyncIterator]();
+    expect((await stream.next()).value?.kind.case, "streams are left to the stream bound").to.equal("started");
+    abort.abort();
+
+    r.release();
+    await Promise.all(held);
+    await until(() => r.gate.load().inFlight === 0, "every slot released");
+    await open(r.h2url).get({ key: "after" });
+  });
+
+  it("per connection: one connection cannot take the whole budget", async () => {
+    const r = (current = await rig({ maxInFlight: 100, maxPerConnection: 2 }));
+    const busy = open(r.h2url);
+    const held = [busy.get({ key: "wait" }), busy.get({ key: "wait" })];
+    await until(() => r.waiting() === 2, "two calls wait");
+    const refused = await failure(busy.get({ key: "wait" }));
+    expect(refused!.code).to.equal(Code.ResourceExhausted);
+    expect(refused!.rawMessage).to.equal(
+      "This connection is at its limit of 2 calls in flight; retry with exponential backoff or spread calls over more connections",
+    );
+    const other = open(r.h2url).get({ key: "wait" });
+    await until(() => r.waiting() === 3, "another connection is still served");
+    r.release();
+    await Promise.all([...held, other]);
+    await until(() => r.gate.load().inFlight === 0, "every slot released");
+    await busy.get({ key: "after" });
+  });
+
+  it("each protocol gets RESOURCE_EXHAUSTED in its own form: gRPC (connect-node and grpc-js), gRPC-Web, Connect (429 + Retry-After)", async () => {
+    const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 100 }));
+    const held = open(r.h2url).get({ key: "wait" });
+    await until(() => r.waiting() === 1, "one call waits");
+
+    expect((await failure(open(r.h2url).get({ key: "x" })))!.code, "gRPC").to.equal(Code.ResourceExhausted);
+    const web = createClient(DataService, createGrpcWebTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
+    expect((await failure(web.get({ key: "x" })))!.code, "gRPC-Web over HTTP/1.1").to.equal(Code.ResourceExhausted);
+    const webH2 = createClient(DataService, createGrpcWebTransport({ baseUrl: r.h2url, httpVersion: "2" }));
+    expect((await failure(webH2.get({ key: "x" })))!.code, "gRPC-Web over HTTP/2").to.equal(Code.ResourceExhausted);
+    const connectH1 = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
+    expect((await failure(connectH1.get({ key: "x" })))!.code, "Connect over HTTP/1.1").to.equal(Code.ResourceExhausted);
+    const connectGet = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1", useHttpGet: true }));
+    expect((await failure(connectGet.get({ key: "x" })))!.code, "Connect GET").to.equal(Code.ResourceExhausted);
+
+    const raw = await fetch(`${r.h1url}/larder.data.v1.DataService/Get`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"key":"x"}' });
+    expect(raw.status).to.equal(429);
+    expect(raw.headers.get("retry-after")).to.equal("1");
+    expect(await raw.json()).to.deep.equal({ code: "resource_exhausted", message: "The server is at its limit of 1 calls in flight; retry with exponential backoff" });
+
+    const grpcJs = new grpc.Client(r.h2url.replace("http://", ""), grpc.credentials.createInsecure());
+    const status = await new Promise<grpc.ServiceError | null>((resolve) =>
+      grpcJs.makeUnaryRequest(
+        "/larder.data.v1.DataService/Get",
+        (message: Uint8Array) => Buffer.from(message),
+        (bytes: Buffer) => bytes,
+        toBinary(GetRequestSchema, create(GetRequestSchema, { key: "x" })),
+        (error) => resolve(error),
+      ),
+    );
+    grpcJs.close();
+    expect(status?.code, "grpc-js").to.equal(grpc.status.RESOURCE_EXHAUSTED);
+    expect(status?.details).to.contain("retry with exponential backoff");
+
+    expect(r.handled(), "no refused call reached the handler").to.equal(1);
+    r.release();
+    await held;
+  });
+
+  it("a refused call with a 5 MB body is answered cleanly once its body is read and dropped, and its connection stays usable (gRPC over HTTP/2, Connect over HTTP/1.1)", async () => {
+    const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 100 }));
+    const held = open(r.h2url).get({ key: "wait" });
+    await until(() => r.waiting() === 1, "one call waits");
+    const items = Array.from({ length: 25 }, (_, i) => ({ key: `big:${i}`, value: { kind: { case: "stringValue" as const, value: "x".repeat(200_000) } } }));
+    const grpcClient = open(r.h2url);
+    for (let i = 0; i < 3; i++) expect((await failure(grpcClient.batchSet({ items })))!.code).to.equal(Code.ResourceExhausted);
+    const connectH1 = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
+    for (let i = 0; i < 3; i++) expect((await failure(connectH1.batchSet({ items })))!.code).to.equal(Code.ResourceExhausted);
+    expect(r.handled(), "no refused call reached the handler").to.equal(1);
+    expect(r.gate.load().refused).to.equal(6);
+    expect(r.gate.load().discardedBytes, "every refused body was read through (and dropped)").to.be.above(6 * 25 * 200_000);
+    // The same connections still work once there is room.
+    r.release();
+    await held;
+    await until(() => r.gate.load().inFlight === 0, "slot released");
+    await grpcClient.get({ key: "after" });
+    await connectH1.get({ key: "after" });
+  });
+
+  it("a call cancelled while it waits frees its slot", async () => {
+    const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 1 }));
+    const client = open(r.h2url);
+    const abort = new AbortController();
+    const held = client.get({ key: "wait" }, { signal: abort.signal }).catch((error: unknown) => ConnectError.from(error));
+    await until(() => r.waiting() === 1, "the call waits");
+    abort.abort();
+    expect((await held as ConnectError).code).to.equal(Code.Canceled);
+    await until(() => r.gate.load().inFlight === 0, "the cancelled call's slot is free");
+    await client.get({ key: "after" });
   });
 });
