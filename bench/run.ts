@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { ITEMS, REMOVABLE, type Protocol, type Reply, type Task } from "./messages.js";
 import { CpuMeter, machineFacts } from "./proc.js";
 import { markdown, type Report, type OperationRow, type EventRow, type ScaleRow } from "./report.js";
-import { ROOT, startBenchServer, type BenchServer } from "./server-process.js";
+import { ROOT, startBenchServer, type BenchServer, type ServerBuild } from "./server-process.js";
 import { round, summarize } from "./stats.js";
 
 /**
@@ -60,7 +60,8 @@ if (args.help) {
   --sections LIST      ops,events,scale
   --cell-ms MS         measured time per cell
   --profile DIR        write a V8 CPU profile of the server to DIR (summarize: npx tsx bench/profile.ts DIR/*.cpuprofile)
-  --server auto|dist|tsx  built server (dist/) or sources through tsx; auto: dist when newer than the sources
+  --server auto|dist|esbuild|tsx  the server as built in dist/, as transpiled now by esbuild, or through tsx;
+                       auto: dist/ when newer than every source, else esbuild
 Environment: MONGODB_URI runs the MongoDB engine (a fresh database prefix, dropped afterwards).`);
   process.exit(0);
 }
@@ -72,8 +73,10 @@ const settings = {
   protocols: (list(args.protocols) ?? (full ? ["grpc", "connect-h1", "connect-h2"] : ["grpc", "connect-h1"])) as Protocol[],
   operations: list(args.ops) ?? [...OPERATION_NAMES],
   inFlight: (list(args["in-flight"]) ?? ["1", "16", "64"]).map(Number),
-  warmupMs: full ? 500 : 200,
-  cellMs: Number(args["cell-ms"] ?? (full ? 3_000 : 600)),
+  warmupMs: full ? 500 : 150,
+  cellMs: Number(args["cell-ms"] ?? (full ? 3_000 : 450)),
+  /** Each operation's cell is cut in this many slices, each after a slice of Ping as long. */
+  slices: 3,
   stored: 10_000,
   subscribers: [1, 100, 1_000],
   eventWrites: full ? 100 : 20,
@@ -137,7 +140,7 @@ async function main(): Promise<void> {
   const server = await startBenchServer({
     env: mongo ? { LARDER_ENGINE: "mongodb", MONGODB_URI: mongo } : {},
     cpuProfileDir: args.profile && resolve(args.profile),
-    build: args.server as "auto" | "dist" | "tsx",
+    build: args.server as ServerBuild,
   });
   progress(`bench: server pid ${server.pid} (${server.runs}, engine ${server.engine}) at ${server.url}`);
   const memory: Record<string, { rss: number; peak: number }> = { "at start": server.memory() };
@@ -192,11 +195,18 @@ async function main(): Promise<void> {
             removable += needed;
           }
           for (const inFlight of settings.inFlight) {
-            await cell(workers, server, { protocol, operation, inFlight, ms: settings.warmupMs, record: false, stored });
-            const row = await cell(workers, server, { protocol, operation, inFlight, ms: settings.cellMs, record: true, stored });
+            const task = { protocol, operation, inFlight, ms: settings.cellMs, record: true, stored };
+            await cell(workers, server, { ...task, ms: settings.warmupMs, record: false });
+            let row: OperationRow;
+            if (operation === "ping") {
+              row = await cell(workers, server, task);
+              row.vsPing = 1;
+              row.pingThroughput = row.throughput;
+              row.cpuVsPing = 1;
+            } else {
+              row = (await pairedWithPing(workers, server, task, settings.slices)).row;
+            }
             report.operations.push(row);
-            const ping = report.operations.find((r) => r.protocol === protocol && r.operation === "ping" && r.inFlight === inFlight);
-            row.vsPing = ping ? round(row.throughput / ping.throughput, 2) : NaN;
             progress(
               `  ${protocol} ${operation} ×${inFlight}: ${row.throughput}/s (${row.vsPing}× ping) p50 ${row.p50} p99 ${row.p99} ms, server ${row.serverCpuUsPerCall} µs/call${row.errors ? `, ${row.errors} errors: ${row.firstError}` : ""}`,
             );
@@ -225,6 +235,7 @@ async function main(): Promise<void> {
           expected: reply.expected,
           ...summarize(reply.samples),
           serverCpuUsPerEvent: round((cpu.byPid.get(server.pid)! * 1000) / Math.max(1, reply.samples.length), 1),
+          clientCpuUsPerEvent: round((cpu.byPid.get(lead.process.pid!)! * 1000) / Math.max(1, reply.samples.length), 1),
           otherCores: cpu.otherCores,
         };
         report.events.push(row);
@@ -242,14 +253,7 @@ async function main(): Promise<void> {
         const measured: ScaleRow = { items: size, itemsPerSecondFill: report.fills.at(-1)!.itemsPerSecond };
         for (const operation of ["get", "key query 100", "label query 10"] as const) {
           await cell(workers, server, { protocol: "grpc", operation, inFlight: 1, ms: settings.warmupMs, record: false, stored: size });
-          const row = await cell(workers, server, {
-            protocol: "grpc",
-            operation,
-            inFlight: 1,
-            ms: settings.scaleCellMs,
-            record: true,
-            stored: size,
-          });
+          const row = await cell(workers, server, { protocol: "grpc", operation, inFlight: 1, ms: settings.scaleCellMs, record: true, stored: size });
           measured[operation] = { p50: row.p50, p99: row.p99, p999: row.p999, count: row.count, serverCpuUsPerCall: row.serverCpuUsPerCall };
         }
         report.scale.push(measured);
@@ -277,40 +281,97 @@ async function main(): Promise<void> {
   console.log(markdown(report));
 }
 
-/** One measurement: the in-flight calls split among the workers, their samples merged, CPU read around it. */
-async function cell(
-  workers: Worker[],
-  server: BenchServer,
-  task: Omit<Extract<Task, { kind: "cell" }>, "kind">,
-): Promise<OperationRow> {
+interface Slice {
+  samples: Float64Array;
+  elapsedMs: number;
+  errors: number;
+  firstError?: string;
+  misses: number;
+  serverCpuMs: number;
+  clientCpuMs: number;
+  wallMs: number;
+  otherCoresMs: number;
+}
+
+/** One stretch of calls: the in-flight calls split among the workers, their samples merged, CPU read around it. */
+async function slice(workers: Worker[], server: BenchServer, task: Omit<Extract<Task, { kind: "cell" }>, "kind">): Promise<Slice> {
   const meter = new CpuMeter([server.pid, ...workers.map((worker) => worker.process.pid!)]);
   const replies = await Promise.all(workers.map((worker) => worker.ask<"cell">({ kind: "cell", ...task })));
   const cpu = meter.read();
-  const samples = new Float64Array(replies.reduce((sum, reply) => sum + reply.samples.length, 0));
+  return {
+    samples: concat(replies.map((reply) => reply.samples)),
+    elapsedMs: Math.max(...replies.map((reply) => reply.elapsedMs)),
+    errors: replies.reduce((sum, reply) => sum + reply.errors, 0),
+    firstError: replies.find((reply) => reply.firstError)?.firstError,
+    misses: replies.reduce((sum, reply) => sum + reply.misses, 0),
+    serverCpuMs: cpu.byPid.get(server.pid)!,
+    clientCpuMs: workers.reduce((sum, worker) => sum + cpu.byPid.get(worker.process.pid!)!, 0),
+    wallMs: cpu.wallMs,
+    otherCoresMs: cpu.otherCores * cpu.wallMs,
+  };
+}
+
+function concat(arrays: Float64Array[]): Float64Array {
+  const all = new Float64Array(arrays.reduce((sum, array) => sum + array.length, 0));
   let offset = 0;
-  for (const reply of replies) {
-    samples.set(reply.samples, offset);
-    offset += reply.samples.length;
+  for (const array of arrays) {
+    all.set(array, offset);
+    offset += array.length;
   }
-  const elapsedMs = Math.max(...replies.map((reply) => reply.elapsedMs));
-  const summary = summarize(samples);
+  return all;
+}
+
+function row(task: Omit<Extract<Task, { kind: "cell" }>, "kind">, slices: Slice[]): OperationRow {
+  const sum = (field: "elapsedMs" | "errors" | "misses" | "serverCpuMs" | "clientCpuMs" | "wallMs" | "otherCoresMs") =>
+    slices.reduce((total, slice) => total + slice[field], 0);
+  const summary = summarize(concat(slices.map((slice) => slice.samples)));
   const calls = Math.max(1, summary.count);
-  const clientCpuMs = workers.reduce((sum, worker) => sum + cpu.byPid.get(worker.process.pid!)!, 0);
   return {
     protocol: task.protocol,
     operation: task.operation,
     inFlight: task.inFlight,
-    throughput: round(summary.count / (elapsedMs / 1000), 0),
+    throughput: round(summary.count / (sum("elapsedMs") / 1000), 0),
     vsPing: NaN,
     ...summary,
-    errors: replies.reduce((sum, reply) => sum + reply.errors, 0),
-    firstError: replies.find((reply) => reply.firstError)?.firstError,
-    misses: replies.reduce((sum, reply) => sum + reply.misses, 0),
-    serverCpuUsPerCall: round((cpu.byPid.get(server.pid)! * 1000) / calls, 1),
-    clientCpuUsPerCall: round((clientCpuMs * 1000) / calls, 1),
-    serverBusy: round(cpu.byPid.get(server.pid)! / cpu.wallMs, 2),
-    otherCores: cpu.otherCores,
+    errors: sum("errors"),
+    firstError: slices.find((slice) => slice.firstError)?.firstError,
+    misses: sum("misses"),
+    serverCpuUsPerCall: round((sum("serverCpuMs") * 1000) / calls, 1),
+    clientCpuUsPerCall: round((sum("clientCpuMs") * 1000) / calls, 1),
+    serverBusy: round(sum("serverCpuMs") / sum("wallMs"), 2),
+    otherCores: round(sum("otherCoresMs") / sum("wallMs"), 2),
   };
+}
+
+/** A measurement of one operation alone (after a warm-up that is not recorded). */
+async function cell(workers: Worker[], server: BenchServer, task: Omit<Extract<Task, { kind: "cell" }>, "kind">): Promise<OperationRow> {
+  return row(task, [await slice(workers, server, task)]);
+}
+
+/**
+ * An operation measured in slices that alternate with slices of Ping at
+ * the same in-flight count: on a machine whose other load drifts, each
+ * ratio compares measurements taken within a second of each other.
+ */
+async function pairedWithPing(
+  workers: Worker[],
+  server: BenchServer,
+  task: Omit<Extract<Task, { kind: "cell" }>, "kind">,
+  slices: number,
+): Promise<{ row: OperationRow; ping: OperationRow }> {
+  const pingTask = { ...task, operation: "ping" };
+  const own: Slice[] = [];
+  const pings: Slice[] = [];
+  for (let i = 0; i < slices; i++) {
+    pings.push(await slice(workers, server, { ...pingTask, ms: task.ms / slices }));
+    own.push(await slice(workers, server, { ...task, ms: task.ms / slices }));
+  }
+  const measured = row(task, own);
+  const ping = row(pingTask, pings);
+  measured.vsPing = round(measured.throughput / ping.throughput, 2);
+  measured.pingThroughput = ping.throughput;
+  measured.cpuVsPing = round(ping.serverCpuUsPerCall / measured.serverCpuUsPerCall, 2);
+  return { row: measured, ping };
 }
 
 main().catch((error: unknown) => {

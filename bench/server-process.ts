@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,15 +12,21 @@ export interface BenchServerOptions {
   readonly env?: Record<string, string>;
   /** Write a V8 CPU profile of the server to this directory when it stops. */
   readonly cpuProfileDir?: string;
-  /** "auto": the built server when dist/ is newer than every source file, else the sources through tsx. */
-  readonly build?: "auto" | "dist" | "tsx";
+  /**
+   * "auto": dist/ when it is newer than every source file, else the sources
+   * transpiled by esbuild (file for file, so profiles keep file names);
+   * "tsx": the sources through tsx's loader (a loader thread of its own).
+   */
+  readonly build?: ServerBuild;
 }
+
+export type ServerBuild = "auto" | "dist" | "esbuild" | "tsx";
 
 export interface BenchServer {
   readonly url: string;
   readonly pid: number;
-  /** How the server was started: `dist` (built JS) or `tsx` (sources). */
-  readonly runs: "dist" | "tsx";
+  /** How the server was started: `dist` (built JS), `esbuild` (sources transpiled for this run) or `tsx`. */
+  readonly runs: "dist" | "esbuild" | "tsx";
   readonly engine: string;
   memory(): { rss: number; peak: number };
   stop(): Promise<void>;
@@ -34,7 +40,12 @@ export interface BenchServer {
  */
 export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
   const runs = chooseBuild(options.build ?? "auto");
-  const entry = runs === "dist" ? [join(ROOT, "dist/services/main.js")] : ["--import", "tsx", join(ROOT, "services/main.ts")];
+  const entry =
+    runs === "dist"
+      ? [join(ROOT, "dist/services/main.js")]
+      : runs === "esbuild"
+        ? [await transpile()]
+        : ["--import", "tsx", join(ROOT, "services/main.ts")];
   const profile = options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
   if (options.cpuProfileDir) mkdirSync(options.cpuProfileDir, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "larder-bench-"));
@@ -87,26 +98,55 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
 }
 
 /** The built server is used only when it is newer than every source it was built from. */
-function chooseBuild(build: "auto" | "dist" | "tsx"): "dist" | "tsx" {
+function chooseBuild(build: ServerBuild): "dist" | "esbuild" | "tsx" {
   const entry = join(ROOT, "dist/services/main.js");
   if (build !== "auto") {
-    if (build === "dist" && !existsSync(entry)) throw new Error("--dist needs `npm run build` first");
+    if (build === "dist" && !existsSync(entry)) throw new Error("--server dist needs `npm run build` first");
     return build;
   }
-  if (!existsSync(entry)) return "tsx";
+  if (!existsSync(entry)) return "esbuild";
   const built = statSync(entry).mtimeMs;
-  const newest = Math.max(newestSource(join(ROOT, "services")), newestSource(join(ROOT, "gen")));
-  return newest > built ? "tsx" : "dist";
+  const newest = Math.max(...sources().map((file) => statSync(file).mtimeMs));
+  return newest > built ? "esbuild" : "dist";
 }
 
-function newestSource(directory: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(directory, { withFileTypes: true })) {
-    const path = join(directory, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
-    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs);
+function sources(directory = ROOT, top = ["services", "gen"]): string[] {
+  const files: string[] = [];
+  for (const name of top) {
+    const walk = (path: string) => {
+      for (const entry of readdirSync(path, { withFileTypes: true })) {
+        const child = join(path, entry.name);
+        if (entry.isDirectory()) walk(child);
+        else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) files.push(child);
+      }
+    };
+    walk(join(directory, name));
   }
-  return newest;
+  return files;
+}
+
+/**
+ * Transpiles services/ and gen/ file for file (no bundling, no type check:
+ * a second or so) under node_modules/.cache, where the server's imports of
+ * packages resolve to the project's node_modules. Returns the entry point.
+ */
+async function transpile(): Promise<string> {
+  const { build } = await import("esbuild");
+  const outdir = join(ROOT, "node_modules/.cache/larder-bench");
+  rmSync(outdir, { recursive: true, force: true });
+  await build({
+    entryPoints: sources(),
+    outdir,
+    outbase: ROOT,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    sourcemap: false,
+    logLevel: "error",
+  });
+  // Package scopes end at node_modules: say again that these files are ES modules.
+  writeFileSync(join(outdir, "package.json"), '{ "type": "module" }\n');
+  return join(outdir, "services/main.js");
 }
 
 async function dropMongoDatabases(uri: string, prefix: string): Promise<void> {
