@@ -19,6 +19,7 @@ export interface Config {
   readonly sweepIntervalMs: number;
   readonly durability: "normal" | "full";
   readonly maxInFlight: number;
+  readonly maxInFlightPerConnection: number;
   readonly maxStreams: number;
 }
 
@@ -60,6 +61,11 @@ export const SETTINGS: readonly Setting[] = [
   { name: "LARDER_SWEEP_INTERVAL_MS", fallback: "5000", about: "How often expired items are deleted (each with a `deleted` event)." },
   { name: "LARDER_DURABILITY", fallback: "normal", about: "`normal`: acknowledged writes survive a process crash; `full`: also power loss (slower)." },
   { name: "LARDER_MAX_IN_FLIGHT", fallback: "1024", about: "Unary calls served at once; past it calls get RESOURCE_EXHAUSTED." },
+  {
+    name: "LARDER_MAX_IN_FLIGHT_PER_CONNECTION",
+    fallback: "256",
+    about: "Unary calls served at once on one connection, so one client cannot take the whole LARDER_MAX_IN_FLIGHT.",
+  },
   { name: "LARDER_MAX_STREAMS", fallback: "10000", about: "Open Watch streams at once; past it a Watch gets RESOURCE_EXHAUSTED." },
 ];
 
@@ -104,6 +110,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sweepIntervalMs: integer(read("LARDER_SWEEP_INTERVAL_MS"), "LARDER_SWEEP_INTERVAL_MS", 50, 60 * 60_000),
     durability: oneOf(read("LARDER_DURABILITY"), ["normal", "full"] as const, "LARDER_DURABILITY"),
     maxInFlight: integer(read("LARDER_MAX_IN_FLIGHT"), "LARDER_MAX_IN_FLIGHT", 1, 1_000_000),
+    maxInFlightPerConnection: integer(read("LARDER_MAX_IN_FLIGHT_PER_CONNECTION"), "LARDER_MAX_IN_FLIGHT_PER_CONNECTION", 1, 1_000_000),
     maxStreams: integer(read("LARDER_MAX_STREAMS"), "LARDER_MAX_STREAMS", 1, 1_000_000),
   };
 }

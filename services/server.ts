@@ -18,7 +18,7 @@ import { registerAdminService } from "./admin-service.js";
 import type { Config } from "./config.js";
 import { registerDataService } from "./data-service.js";
 import { HealthStatus } from "./health.js";
-import { overloadGuard } from "./overload.js";
+import { admissionGate, overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
 import { registerReflection } from "./reflection.js";
 import type { Engine } from "./stores/engine.js";
@@ -26,6 +26,8 @@ import type { Engine } from "./stores/engine.js";
 /** What every HTTP/2 connection starts with (RFC 9113 §3.4); HTTP/1.1 never does. */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const FIRST_BYTE_TIMEOUT_MS = 10_000;
+/** After the first bytes: until the client's HTTP/2 SETTINGS, or its first complete HTTP/1.1 request head. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface LarderServer {
   /** Starts listening; resolves with the bound address (the real port when 0 was asked). */
@@ -80,13 +82,27 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
       authInterceptor({ keys, publicServices: new Set(config.publicServices) }),
     ],
   });
-  const handler = requests.track(connectHandler, shutdown.signal);
+  // Unary calls are admitted per HTTP request, before their bodies are buffered (see admissionGate).
+  const gated = admissionGate(connectHandler, {
+    maxInFlight: config.maxInFlight,
+    maxPerConnection: config.maxInFlightPerConnection,
+    services: [...served, ServerReflection, ServerReflectionAlpha],
+    exempt: new Set([Health.typeName]),
+  });
+  const handler = requests.track(gated, shutdown.signal);
 
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   const trackSession = (session: http2.Http2Session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    // A client that opens a session but never sends its SETTINGS holds a socket and nghttp2 state for nothing.
+    const stalled = setTimeout(() => session.destroy(), HANDSHAKE_TIMEOUT_MS);
+    const settled = () => clearTimeout(stalled);
+    session.once("remoteSettings", settled);
+    session.once("close", () => {
+      settled();
+      sessions.delete(session);
+    });
   };
   // h2c and HTTP/1.1 share the port: each connection goes where its first bytes say it belongs.
   let listener: net.Server;
@@ -101,6 +117,12 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     const h2 = http2.createServer(http2Options(config), handler);
     h2.on("session", trackSession);
     const h1 = http.createServer({ keepAliveTimeout: 60_000 }, handler);
+    // Node enforces headersTimeout only on servers that listen themselves; this one is handed sockets.
+    const awaitingHead = new WeakMap<net.Socket, () => void>();
+    h1.on("request", (request: http.IncomingMessage) => {
+      awaitingHead.get(request.socket)?.();
+      awaitingHead.delete(request.socket);
+    });
     listener = net.createServer((socket) => {
       // A connection that never says which protocol it speaks holds a socket for nothing.
       socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
@@ -113,6 +135,10 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
           socket.unshift(first);
           h2.emit("connection", socket);
         } else {
+          const stalled = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
+          const settled = () => clearTimeout(stalled);
+          awaitingHead.set(socket, settled);
+          socket.once("close", settled);
           // The HTTP/1 parser takes bytes from 'data' events, so the first chunk is replayed as one.
           h1.emit("connection", socket);
           socket.emit("data", first);

@@ -172,6 +172,8 @@ describe("e2e: start, configuration and graceful shutdown", () => {
       ["a message limit too small for a batch of 25 items of 400 KB", { LARDER_MAX_MESSAGE_BYTES: "1000" }, /LARDER_MAX_MESSAGE_BYTES must be a whole number/],
       ["a non-loopback address without API keys", { LARDER_HOST: "0.0.0.0" }, /Refusing to listen on 0\.0\.0\.0 without API keys.*LARDER_KEYS_FILE/],
       ["a keys file that does not exist", { LARDER_KEYS_FILE: "/nonexistent/keys.json" }, /cannot read the keys file \/nonexistent\/keys.json/],
+      ["a per-connection call bound of 0", { LARDER_MAX_IN_FLIGHT_PER_CONNECTION: "0" }, /LARDER_MAX_IN_FLIGHT_PER_CONNECTION must be a whole number from 1/],
+      ["a misspelt public service", { LARDER_PUBLIC_SERVICES: "grpc.health.v1.Healt" }, /LARDER_PUBLIC_SERVICES may list only .* not 'grpc\.health\.v1\.Healt'/],
       ["only half of the TLS settings", { LARDER_TLS_CERT: "/tmp/cert.pem" }, /LARDER_TLS_CERT and LARDER_TLS_KEY go together/],
     ];
     for (const [what, env, message] of cases) {
