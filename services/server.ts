@@ -268,11 +268,7 @@ function callLog(log: Logger, keysConfigured: boolean): Interceptor {
         ms: Math.round((performance.now() - started) * 100) / 100,
       };
     };
-    try {
-      const response = await next(request);
-      log.debug({ ...fields(), code: "ok" }, "call");
-      return response;
-    } catch (error) {
+    const failed = (error: unknown) => {
       const failure = ConnectError.from(error);
       const entry = { ...fields(), code: Code[failure.code] };
       if (failure.code === Code.Internal || failure.code === Code.Unknown) {
@@ -280,7 +276,42 @@ function callLog(log: Logger, keysConfigured: boolean): Interceptor {
       } else {
         log.debug({ ...entry, message: failure.rawMessage }, "call");
       }
+    };
+    let response;
+    try {
+      response = await next(request);
+    } catch (error) {
+      failed(error);
       throw error;
     }
+    if (!response.stream) {
+      log.debug({ ...fields(), code: "ok" }, "call");
+      return response;
+    }
+    // A stream's line is written when it ends, so its duration is the stream's and a failure mid-stream is seen.
+    return {
+      ...response,
+      message: loggedStream(response.message, (code) => log.debug({ ...fields(), code }, "call"), failed),
+    };
   };
+}
+
+async function* loggedStream<T>(
+  messages: AsyncIterable<T>,
+  ended: (code: "ok" | "Canceled") => void,
+  failed: (error: unknown) => void,
+): AsyncIterable<T> {
+  let settled = false;
+  try {
+    yield* messages;
+    settled = true;
+    ended("ok");
+  } catch (error) {
+    settled = true;
+    failed(error);
+    throw error;
+  } finally {
+    // Neither ended nor failed: the stream was abandoned (the client went away while a message was in flight).
+    if (!settled) ended("Canceled");
+  }
 }
