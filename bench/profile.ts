@@ -36,7 +36,10 @@ for (const file of positionals) {
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
 
   // The server transpiled by bench/server-process.ts lives under node_modules/.cache/larder-bench/.
-  const own = (url: string) => /(?:node_modules\/\.cache\/larder-bench|\/work\/[^/]+)\/((?:services|gen|client)\/.+)$/.exec(url)?.[1];
+  const own = (url: string) =>
+    url.includes("node_modules/") && !url.includes("node_modules/.cache/larder-bench/")
+      ? undefined
+      : /\/((?:services|gen|client)\/.+)$/.exec(url)?.[1];
   const where = (node: ProfileNode) => {
     const { url, lineNumber } = node.callFrame;
     if (url === "") return "";

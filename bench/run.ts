@@ -274,11 +274,14 @@ async function main(): Promise<void> {
   mkdirSync(directory, { recursive: true });
   writeFileSync(join(directory, `${report.run.date.slice(0, 10)}-${settings.mode}.json`), json);
   writeFileSync(join(directory, "latest.json"), json);
+  const table = `${markdown(report)}\n`;
+  writeFileSync(join(directory, `${report.run.date.slice(0, 10)}-${settings.mode}.md`), table);
+  writeFileSync(join(directory, "latest.md"), table);
   if (args.out) {
     mkdirSync(dirname(resolve(args.out)), { recursive: true });
     writeFileSync(resolve(args.out), json);
   }
-  console.log(markdown(report));
+  console.log(table);
 }
 
 interface Slice {

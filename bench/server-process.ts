@@ -40,11 +40,12 @@ export interface BenchServer {
  */
 export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
   const runs = chooseBuild(options.build ?? "auto");
+  const transpiled = runs === "esbuild" ? await transpile() : undefined;
   const entry =
     runs === "dist"
       ? [join(ROOT, "dist/services/main.js")]
-      : runs === "esbuild"
-        ? [await transpile()]
+      : transpiled
+        ? [join(transpiled, "services/main.js")]
         : ["--import", "tsx", join(ROOT, "services/main.ts")];
   const profile = options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
   if (options.cpuProfileDir) mkdirSync(options.cpuProfileDir, { recursive: true });
@@ -92,6 +93,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
       await exited;
       clearTimeout(killer);
       rmSync(dataDir, { recursive: true, force: true });
+      if (transpiled) rmSync(transpiled, { recursive: true, force: true });
       if (env.LARDER_ENGINE === "mongodb" && env.MONGODB_URI) await dropMongoDatabases(env.MONGODB_URI, env.LARDER_MONGODB_DB_PREFIX);
     },
   };
@@ -128,11 +130,12 @@ function sources(directory = ROOT, top = ["services", "gen"]): string[] {
 /**
  * Transpiles services/ and gen/ file for file (no bundling, no type check:
  * a second or so) under node_modules/.cache, where the server's imports of
- * packages resolve to the project's node_modules. Returns the entry point.
+ * packages resolve to the project's node_modules. Returns the directory.
  */
 async function transpile(): Promise<string> {
   const { build } = await import("esbuild");
-  const outdir = join(ROOT, "node_modules/.cache/larder-bench");
+  // One directory per run: two runs at once (or a checkout sharing node_modules) never share files.
+  const outdir = join(ROOT, `node_modules/.cache/larder-bench/${process.pid}`);
   rmSync(outdir, { recursive: true, force: true });
   await build({
     entryPoints: sources(),
@@ -146,7 +149,7 @@ async function transpile(): Promise<string> {
   });
   // Package scopes end at node_modules: say again that these files are ES modules.
   writeFileSync(join(outdir, "package.json"), '{ "type": "module" }\n');
-  return join(outdir, "services/main.js");
+  return outdir;
 }
 
 async function dropMongoDatabases(uri: string, prefix: string): Promise<void> {
