@@ -1,40 +1,41 @@
 import { expect } from "chai";
-import { MongoClient, type Document } from "mongodb";
+import { MongoClient, type Collection, type Document } from "mongodb";
 import { parseKeyExpression } from "../../services/domain/expressions.js";
+import { NO_LABELS, type LabelSlots } from "../../services/domain/item.js";
 import { parseKey } from "../../services/domain/keys.js";
-import { encodeValue, type ItemDocument } from "../../services/stores/mongodb/codec.js";
-import { itemIndexes, keyQueryShape, labelQueryShape, type ReadShape } from "../../services/stores/mongodb/queries.js";
+import { encodeItem, type ItemDocument } from "../../services/stores/mongodb/codec.js";
+import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
+import { itemIndexes, KEY_INDEX, keyQueryPlan, labelQueryPlan, scanPlan, type ReadPlan } from "../../services/stores/mongodb/queries.js";
 
 /**
  * explain() on a real MongoDB: every key and label query, forward and
- * reverse, with and without a start, is one IXSCAN on the expected index
- * with no SORT stage, and simple ranges examine at most limit + 1 keys.
- * Needs MONGODB_URI (npm run test:mongo); without it the suite is skipped.
+ * reverse, with and without a start, and every scan continuation, is made of
+ * IXSCANs on the expected index with no SORT stage, and each step examines
+ * at most the keys it returns plus one, so a late page costs what the first
+ * does. Needs MONGODB_URI (npm run test:mongo); skipped without it.
  */
-describe("MongoDB: queries are single index range scans (explain)", function () {
-  const uri = process.env.MONGODB_URI;
+describe(mongoTitle("MongoDB: reads are index range scans without in-memory sorts (explain)"), function () {
+  const uri = mongoUri();
   let client: MongoClient | undefined;
+  let items: Collection<ItemDocument>;
   const database = `larder_explain_${process.pid}_${Date.now()}`;
+  const LIMIT = 20;
 
   before(async function () {
-    if (!uri) this.skip();
+    if (!uri) skipWithoutMongo(this);
     this.timeout(60_000);
     client = await MongoClient.connect(uri!);
-    const items = client.db(database).collection<ItemDocument>("items");
-    await items.createIndexes(itemIndexes());
+    items = client.db(database).collection<ItemDocument>("items");
+    await items.createIndexes(itemIndexes().map((index) => ({ ...index })));
     const documents: ItemDocument[] = [];
     for (const ns of ["a", "users", "z"]) {
       for (let i = 0; i < 500; i++) {
-        const part = `k${String(i).padStart(4, "0")}`;
-        documents.push({
-          ns,
-          part,
-          ...encodeValue({ i }),
-          created: new Date(),
-          modified: new Date(),
-          seg: i,
-          ...(i % 3 === 0 ? { l1ns: "team", l1part: `t${String(i % 50).padStart(2, "0")}` } : {}),
-        });
+        const labels = [...NO_LABELS] as (ReturnType<typeof parseKey> | undefined)[];
+        if (i % 3 === 0) labels[0] = parseKey(`team:t${String(i % 50).padStart(2, "0")}`);
+        // 500 items share one label value: a continuation must not re-read the ties before it.
+        if (ns === "users") labels[1] = parseKey("status:open");
+        const item = { key: parseKey(`${ns}:k${String(i).padStart(4, "0")}`), value: { i }, created: 1, modified: 1, labels: labels as unknown as LabelSlots };
+        documents.push(encodeItem(item, { writeId: "seed", created: true }));
       }
     }
     await items.insertMany(documents);
@@ -45,28 +46,35 @@ describe("MongoDB: queries are single index range scans (explain)", function () 
     await client?.close();
   });
 
-  function stages(plan: Document): string[] {
-    const found: string[] = [];
-    const visit = (node: Document | undefined) => {
-      if (!node) return;
-      if (node.stage) found.push(node.stage as string);
-      visit(node.inputStage as Document | undefined);
-      for (const child of (node.inputStages as Document[] | undefined) ?? []) visit(child);
-    };
-    visit(plan);
+  function stages(plan: Document | undefined, found: Document[] = []): Document[] {
+    if (!plan) return found;
+    found.push(plan);
+    stages(plan.inputStage as Document | undefined, found);
+    for (const child of (plan.inputStages as Document[] | undefined) ?? []) stages(child, found);
     return found;
   }
 
-  async function explain(shape: ReadShape, limit: number) {
-    const items = client!.db(database).collection<ItemDocument>("items");
-    const result = (await items.find(shape.filter).sort(shape.sort).hint(shape.hint).limit(limit).explain("executionStats")) as Document;
-    const winning = result.queryPlanner.winningPlan as Document;
-    return {
-      stages: stages((winning.queryPlan as Document | undefined) ?? winning),
-      indexes: JSON.stringify(winning).match(/"indexName":"([^"]+)"/g) ?? [],
-      keysExamined: result.executionStats.totalKeysExamined as number,
-      returned: result.executionStats.nReturned as number,
-    };
+  /** Explains each step of a plan with the limit the store would give it; returns what each examined. */
+  async function explainPlan(plan: ReadPlan, expectedIndex: string) {
+    expect(plan.length, "the plan reads something").to.be.greaterThan(0);
+    let returned = 0;
+    let keysExamined = 0;
+    for (const shape of plan) {
+      const wanted = LIMIT + 1 - returned;
+      if (wanted <= 0) break;
+      const explained = (await items.find(shape.filter).sort(shape.sort).hint(shape.hint).limit(wanted).explain("executionStats")) as Document;
+      const winning = explained.queryPlanner.winningPlan as Document;
+      const nodes = stages((winning.queryPlan as Document | undefined) ?? winning);
+      const names = nodes.map((node) => node.stage as string);
+      expect(names, JSON.stringify(winning)).to.include("IXSCAN");
+      expect(names, JSON.stringify(winning)).not.to.include("SORT");
+      expect(nodes.filter((node) => node.stage === "IXSCAN").map((node) => node.indexName)).to.deep.equal([expectedIndex]);
+      const stats = explained.executionStats as { totalKeysExamined: number; nReturned: number };
+      expect(stats.totalKeysExamined, `keys examined by ${JSON.stringify(shape.filter)}`).to.be.at.most(stats.nReturned + 1);
+      returned += stats.nReturned;
+      keysExamined += stats.totalKeysExamined;
+    }
+    return { returned, keysExamined };
   }
 
   const keyCases: [string, boolean, string | undefined][] = [
@@ -77,30 +85,44 @@ describe("MongoDB: queries are single index range scans (explain)", function () 
     ["users:<=k0400", true, undefined],
     ["users:k0100|k0300", false, "users:k0200"],
     ["users:k0100|k0300", true, "users:k0200"],
+    ["users:*", false, "users:k0450"],
+    ["users:k0007", false, undefined],
   ];
   for (const [expression, reverse, start] of keyCases) {
-    it(`${expression}${reverse ? " reverse" : ""}${start ? ` after ${start}` : ""}: IXSCAN on ns_1_part_1, no SORT, ≤ limit + 1 keys`, async () => {
-      const limit = 20;
-      const shape = keyQueryShape({ range: parseKeyExpression(expression), reverse, limit: limit + 1, after: start ? parseKey(start) : undefined }, Date.now());
-      const plan = await explain(shape, limit + 1);
-      expect(plan.stages).to.include("IXSCAN");
-      expect(plan.stages).not.to.include("SORT");
-      expect(plan.indexes.join()).to.contain("ns_1_part_1");
-      expect(plan.returned).to.be.greaterThan(0);
-      expect(plan.keysExamined).to.be.at.most(limit + 2);
+    it(`key query ${expression}${reverse ? " reverse" : ""}${start ? ` after ${start}` : ""}: IXSCAN on ${KEY_INDEX}, no SORT, ≤ limit + 1 keys`, async () => {
+      const plan = keyQueryPlan({ range: parseKeyExpression(expression), reverse, limit: LIMIT + 1, after: start ? parseKey(start) : undefined }, Date.now());
+      expect(plan).to.have.length(1);
+      const { returned, keysExamined } = await explainPlan(plan, KEY_INDEX);
+      expect(returned).to.be.greaterThan(0);
+      expect(keysExamined).to.be.at.most(LIMIT + 2);
     });
   }
 
-  for (const reverse of [false, true]) {
-    it(`label query${reverse ? " reverse" : ""} with a start: IXSCAN on label1, no SORT`, async () => {
-      const shape = labelQueryShape(
-        { label: 1, range: parseKeyExpression("team:t1*"), reverse, limit: 11, after: { label: parseKey("team:t12"), item: parseKey("users:k0100") } },
-        Date.now(),
-      );
-      const plan = await explain(shape, 11);
-      expect(plan.stages).to.include("IXSCAN");
-      expect(plan.stages).not.to.include("SORT");
-      expect(plan.indexes.join()).to.contain("label1");
+  const labelCases: [string, string, boolean, [string, string] | undefined][] = [
+    ["label1", "team:t1*", false, undefined],
+    ["label1", "team:t1*", true, undefined],
+    ["label1", "team:t1*", false, ["team:t12", "users:k0162"]],
+    ["label1", "team:t1*", true, ["team:t12", "users:k0162"]],
+    ["label2", "status:open", false, ["status:open", "users:k0400"]],
+    ["label2", "status:open", true, ["status:open", "users:k0100"]],
+  ];
+  for (const [label, expression, reverse, start] of labelCases) {
+    it(`label query ${label} ${expression}${reverse ? " reverse" : ""}${start ? ` after ${start.join(" / ")}` : ""}: IXSCAN on ${label}, no SORT, no re-reading of ties`, async () => {
+      const slot = Number(label.slice(-1)) as 1 | 2;
+      const after = start && { label: parseKey(start[0]), item: parseKey(start[1]) };
+      const plan = labelQueryPlan({ label: slot, range: parseKeyExpression(expression), reverse, limit: LIMIT + 1, after }, Date.now());
+      const { returned, keysExamined } = await explainPlan(plan, label);
+      expect(returned).to.be.greaterThan(0);
+      expect(keysExamined).to.be.at.most(LIMIT + 1 + plan.length);
     });
   }
+
+  it("scan continuations: key order and label order, late in a namespace, examine ≤ limit + steps keys", async () => {
+    const byKey = await explainPlan(scanPlan({ after: parseKey("users:k0450") }, Date.now()), KEY_INDEX);
+    expect(byKey.returned).to.equal(LIMIT + 1);
+    expect(byKey.keysExamined).to.be.at.most(LIMIT + 3);
+    const after = { label: parseKey("status:open"), item: parseKey("users:k0480") };
+    const byLabel = await explainPlan(scanPlan({ label: 2, after }, Date.now()), "label2");
+    expect(byLabel.keysExamined).to.be.at.most(LIMIT + 5);
+  });
 });

@@ -1,16 +1,28 @@
-import { isJsonObject, setOwn, type JsonObject, type JsonValue } from "../../domain/json.js";
+import { isJsonObject, setOwn, utf8Length, type JsonObject, type JsonValue } from "../../domain/json.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
+import { segmentHash } from "../../domain/segments.js";
 import type { LabelNumber } from "../store.js";
 
 /**
- * How an item is stored in MongoDB. V2 says every attribute name must round
- * trip, and MongoDB gives `.` and a leading `$` meaning in field paths, so
- * values never become BSON field names: an object value is a list of its
- * root attributes `{ k, n | j }` (n: a number, kept native so `$add` can be
- * one atomic update; j: any other JSON value as its JSON text), and a single
- * value is one such cell. Root merges, `$add` and defaults then work on the
- * list inside one update pipeline, and nested content is never interpreted.
+ * How an item is stored in MongoDB.
+ *
+ * V2 says every attribute name must round trip, and MongoDB gives `.` and a
+ * leading `$` meaning in field paths (and `$`-prefixed names are refused in
+ * some positions), so values never become BSON field names. An object value
+ * is the list of its root attributes as cells `{ k, n | j, e? }`:
+ *  - `n` a number, kept native so `$add` increments it inside the update
+ *    pipeline (S4: no read-modify-write);
+ *  - `j` any other JSON value as its JSON text, never interpreted by MongoDB,
+ *    so nested names such as "$x", "a.b" or "__proto__" are just bytes;
+ *  - `e` how many bytes JSON escaping adds to the name (only when it adds
+ *    any), so the pipeline can measure V8's JSON size exactly.
+ * A single value is one such cell without a name. Root merges, `$add` and
+ * defaults then work on the list, in one atomic update (updates.ts).
+ *
+ * The alternative, the whole value as one JSON string, would round-trip just
+ * as well but could not merge root attributes or increment a counter inside
+ * one update: every set would become a transaction.
  */
 export interface Cell {
   readonly n?: number;
@@ -19,10 +31,13 @@ export interface Cell {
 
 export interface Attribute extends Cell {
   readonly k: string;
+  /** Bytes JSON escaping adds to `k` (quotes, backslashes, control characters); absent when 0. */
+  readonly e?: number;
 }
 
 export interface ItemDocument {
   readonly ns: string;
+  /** The key part; "" for a simple key (see docs/decisions.md). */
   readonly part: string;
   /** "o": an object value in `vo`; "s": a single value in `vs`. */
   readonly vt: "o" | "s";
@@ -30,37 +45,71 @@ export interface ItemDocument {
   readonly vs?: Cell;
   readonly created: Date;
   readonly modified: Date;
+  /** The TTL index deletes the document once this has passed (T6, T7). */
   readonly expires?: Date;
+  /** segmentHash of the full key (SC5). */
   readonly seg: number;
   readonly l1ns?: string;
   readonly l1part?: string;
+  readonly l1e?: number;
   readonly l2ns?: string;
   readonly l2part?: string;
+  readonly l2e?: number;
   readonly l3ns?: string;
   readonly l3part?: string;
+  readonly l3e?: number;
   readonly l4ns?: string;
   readonly l4part?: string;
+  readonly l4e?: number;
   readonly l5ns?: string;
   readonly l5part?: string;
+  readonly l5e?: number;
+  /** The id of the write that last changed the document: tells a writer whether its update applied. */
+  readonly _w?: string;
+  /** The last write found no live item (EV5: `created`, not `updated`). */
+  readonly _n?: boolean;
+  /**
+   * A write that asked for no change events (WriteOptions.events === false):
+   * "w" written quietly, "d" about to be deleted quietly. The feed skips
+   * changes whose after-image carries it, and deletes whose before-image says "d".
+   */
+  readonly _q?: "w" | "d";
 }
 
-export const labelFields = (label: LabelNumber) => ({ ns: `l${label}ns`, part: `l${label}part` }) as const;
+/**
+ * The collections of an environment's database: the items, the acknowledged
+ * positions of named subscriptions, and one document whose updates mark
+ * positions in the change stream (the feed's head()).
+ */
+export const COLLECTIONS = { items: "items", subscriptions: "subscriptions", heads: "heads" } as const;
+
+/** Field names of one label slot. */
+export const labelFields = (label: LabelNumber) =>
+  ({ ns: `l${label}ns`, part: `l${label}part`, escape: `l${label}e` }) as const;
+
+/** Bytes that JSON.stringify adds to a string beyond its UTF-8 bytes and the two quotes. */
+export function jsonEscapeOverhead(text: string): number {
+  return utf8Length(JSON.stringify(text)) - utf8Length(text) - 2;
+}
 
 export function encodeCell(value: JsonValue): Cell {
   return typeof value === "number" ? { n: value } : { j: JSON.stringify(value) };
 }
 
+export function encodeAttribute(name: string, value: JsonValue): Attribute {
+  const escape = jsonEscapeOverhead(name);
+  return escape > 0 ? { k: name, ...encodeCell(value), e: escape } : { k: name, ...encodeCell(value) };
+}
+
 export function decodeCell(cell: Cell | undefined): JsonValue {
   if (cell === undefined) return null;
   if (typeof cell.n === "number") return cell.n;
-  // JSON.parse defines "__proto__" as an own property: attribute names stay data.
+  // JSON.parse defines "__proto__" as an own property: attribute names stay data (V2).
   return JSON.parse(cell.j ?? "null") as JsonValue;
 }
 
 export function encodeValue(value: JsonValue): Pick<ItemDocument, "vt" | "vo" | "vs"> {
-  if (isJsonObject(value)) {
-    return { vt: "o", vo: Object.keys(value).map((k) => ({ k, ...encodeCell(value[k]) })) };
-  }
+  if (isJsonObject(value)) return { vt: "o", vo: Object.keys(value).map((k) => encodeAttribute(k, value[k])) };
   return { vt: "s", vs: encodeCell(value) };
 }
 
@@ -71,12 +120,14 @@ export function decodeValue(document: Pick<ItemDocument, "vt" | "vo" | "vs">): J
   return object;
 }
 
+type Fields = Record<string, unknown>;
+
 export function decodeItem(document: ItemDocument): ItemRecord {
+  const fields = document as unknown as Fields;
   const labels = Array.from({ length: LABEL_COUNT }, (_, slot) => {
-    const fields = labelFields((slot + 1) as LabelNumber);
-    const ns = (document as unknown as Record<string, string | undefined>)[fields.ns];
-    const part = (document as unknown as Record<string, string | undefined>)[fields.part];
-    return ns === undefined || ns === null ? undefined : keyFromParts(ns, part ?? "");
+    const names = labelFields((slot + 1) as LabelNumber);
+    const ns = fields[names.ns];
+    return typeof ns === "string" ? keyFromParts(ns, (fields[names.part] as string | undefined) ?? "") : undefined;
   }) as unknown as LabelSlots;
   const record: ItemRecord = {
     key: keyFromParts(document.ns, document.part),
@@ -85,7 +136,40 @@ export function decodeItem(document: ItemDocument): ItemRecord {
     modified: document.modified.getTime(),
     labels,
   };
-  return document.expires ? { ...record, expires: document.expires.getTime() } : record;
+  return document.expires instanceof Date ? { ...record, expires: document.expires.getTime() } : record;
+}
+
+/** The stored fields of one label: its halves and, when JSON escaping adds bytes, how many (V8). */
+export function encodeLabel(label: Key): { ns: string; part: string; e?: number } {
+  const escape = jsonEscapeOverhead(label.full);
+  return escape > 0 ? { ns: label.ns, part: label.part, e: escape } : { ns: label.ns, part: label.part };
+}
+
+/**
+ * A whole item as a document, for writes that computed the item in the
+ * service inside a transaction (the exact fallback of a set, see mongo-store.ts).
+ */
+export function encodeItem(item: ItemRecord, meta: { readonly writeId: string; readonly created: boolean }): ItemDocument {
+  const document: Fields = {
+    ns: item.key.ns,
+    part: item.key.part,
+    ...encodeValue(item.value),
+    created: new Date(item.created),
+    modified: new Date(item.modified),
+    seg: segmentHash(item.key),
+  };
+  if (item.expires !== undefined) document.expires = new Date(item.expires);
+  item.labels.forEach((label, slot) => {
+    if (!label) return;
+    const names = labelFields((slot + 1) as LabelNumber);
+    const stored = encodeLabel(label);
+    document[names.ns] = stored.ns;
+    document[names.part] = stored.part;
+    if (stored.e !== undefined) document[names.escape] = stored.e;
+  });
+  document._w = meta.writeId;
+  document._n = meta.created;
+  return document as unknown as ItemDocument;
 }
 
 /** The filter that selects one item by key; the unique (ns, part) index serves it. */

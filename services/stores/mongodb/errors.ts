@@ -1,40 +1,70 @@
-import { MongoError, MongoNetworkError, MongoServerError, MongoServerSelectionError, MongoWriteConcernError } from "mongodb";
+import {
+  MongoError,
+  MongoNetworkError,
+  MongoNotConnectedError,
+  MongoServerError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+  MongoWriteConcernError,
+} from "mongodb";
 import { DomainError } from "../../domain/errors.js";
 
 /** MongoDB's duplicate key error: an insert or upsert found the unique (ns, part) key taken. */
 export const DUPLICATE_KEY = 11000;
-/** A resume token older than the oplog (ChangeStreamHistoryLost). */
-export const HISTORY_LOST = 286;
+
+/** Server codes that mean "no primary to talk to right now" (elections, step-downs, shutdowns). */
+const NO_PRIMARY = new Set([
+  91, // ShutdownInProgress
+  189, // PrimarySteppedDown
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11602, // InterruptedDueToReplStateChange
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+/** Server codes for an operation that ran out of time. */
+const TIMED_OUT = new Set([50 /* MaxTimeMSExpired */, 262 /* ExceededTimeLimit */]);
+const WRITE_CONFLICT = 112;
 
 export function isDuplicateKey(error: unknown): boolean {
   return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
 }
 
+function unavailable(message: string): DomainError {
+  return new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", message);
+}
+
 /**
- * Driver failures the caller can act on get a status that says so; anything
- * else is left for the edge to report as INTERNAL. The driver already
- * retries reads and writes once on transient network errors (retryReads,
- * retryWrites); what still fails here is worth telling the caller to retry.
+ * Driver failures the caller can act on get UNAVAILABLE (STORE_UNAVAILABLE,
+ * which also turns health NOT_SERVING until the next answered call) with a
+ * message that says whether retrying is safe; anything else is left for the
+ * edge to report as INTERNAL. The driver has already retried reads and
+ * writes once on transient errors (retryReads, retryWrites) and transactions
+ * for up to two minutes (withTransaction), so what arrives here persisted.
  */
 export function fromMongoError(error: unknown): unknown {
   if (error instanceof DomainError) return error;
-  if (error instanceof MongoServerSelectionError || error instanceof MongoNetworkError) {
-    return new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", "MongoDB is not reachable; retry with backoff");
-  }
   if (error instanceof MongoWriteConcernError) {
     // The primary applied the write but could not confirm replication in time: it may survive or not.
-    return new DomainError(
-      "UNAVAILABLE",
-      "STORE_UNAVAILABLE",
+    return unavailable(
       "MongoDB did not confirm the write on enough replicas in time; it may or may not have been applied; read before retrying",
     );
   }
+  if (error instanceof MongoServerSelectionError || error instanceof MongoNotConnectedError) {
+    return unavailable("MongoDB is not reachable (no suitable server was found in time); retry with backoff");
+  }
+  if (error instanceof MongoTopologyClosedError) return unavailable("The connection to MongoDB is closed; retry");
+  if (error instanceof MongoNetworkError) {
+    return unavailable("The connection to MongoDB failed during the call; retry with backoff");
+  }
+  if (error instanceof MongoServerError) {
+    if (NO_PRIMARY.has(error.code as number)) return unavailable("MongoDB has no primary right now (an election is under way); retry");
+    if (TIMED_OUT.has(error.code as number)) return unavailable("MongoDB did not answer in time; retry");
+    if (error.code === WRITE_CONFLICT) return unavailable("A concurrent write to the same item conflicted; retry");
+  }
   if (error instanceof MongoError) {
     if (error.hasErrorLabel("TransientTransactionError") || error.hasErrorLabel("RetryableWriteError")) {
-      return new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", "MongoDB reported a transient error; retry");
-    }
-    if (error instanceof MongoServerError && error.code === 50 /* MaxTimeMSExpired */) {
-      return new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", "MongoDB did not answer in time; retry");
+      return unavailable("MongoDB reported a transient error; retry");
     }
   }
   return error;

@@ -1,58 +1,89 @@
 import { MongoClient } from "mongodb";
 import type { Logger } from "../../log.js";
 import type { Engine } from "../engine.js";
+import { fromMongoError } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
 
 export interface MongoEngineOptions {
+  /** A MongoDB connection string: a replica set or a sharded cluster, MongoDB 6.0 or newer. */
   readonly uri: string;
   /** Environment `prod` lives in database `<prefix>prod`. */
   readonly dbPrefix: string;
+  /** How long change events stay resumable (the oplog may bound it further). */
   readonly changeRetentionMs: number;
-  /** How often expired items are deleted (with their events) ahead of the TTL monitor. */
+  /** How often expired items are deleted (with their events) ahead of the TTL monitor; 0 or unset: never. */
   readonly sweepIntervalMs?: number;
 }
 
 /** Change streams with pre- and post-images need MongoDB 6.0. */
 export const MINIMUM_VERSION = [6, 0] as const;
+/** MongoDB refuses database names of 64 bytes or more. */
+export const MAX_DATABASE_NAME_BYTES = 63;
+
+/** Client settings, in one place: one pooled client serves every environment. */
+export const CLIENT_OPTIONS = {
+  appName: "larder",
+  // Fail a call (UNAVAILABLE) after 10 s without a usable server, rather than the driver's 30 s.
+  serverSelectionTimeoutMS: 10_000,
+  connectTimeoutMS: 10_000,
+  retryWrites: true,
+  retryReads: true,
+} as const;
 
 /**
- * Checks what Larder needs from the deployment, so a wrong one fails at start
- * with a message that says how to fix it rather than at the first Watch.
+ * What Larder needs from the deployment, checked at start so a wrong one
+ * fails with a message that says how to fix it, not at the first Watch.
  */
 export function checkDeployment(version: string, hello: { setName?: string; msg?: string }): string | undefined {
   const [major, minor] = version.split(".").map(Number);
-  if (major < MINIMUM_VERSION[0] || (major === MINIMUM_VERSION[0] && minor < MINIMUM_VERSION[1])) {
-    return `MongoDB ${version} is too old: Larder needs 6.0 or newer (change streams with pre- and post-images)`;
+  if (!(major > MINIMUM_VERSION[0] || (major === MINIMUM_VERSION[0] && minor >= MINIMUM_VERSION[1]))) {
+    return (
+      `MongoDB ${version} is too old: Larder needs MongoDB 6.0 or newer (change streams with pre- and post-images ` +
+      "give change events their item and previous state). Upgrade the deployment, or use LARDER_ENGINE=embedded."
+    );
   }
   if (!hello.setName && hello.msg !== "isdbgrid") {
     return (
-      "MongoDB is a standalone server: Larder needs a replica set or a sharded cluster for change streams " +
-      "and transactions. Start mongod with --replSet rs0 and run rs.initiate() once (a single-node replica " +
-      "set is enough), then add ?replicaSet=rs0 to MONGODB_URI. See docs/mongodb.md."
+      "MongoDB is a standalone server: Larder needs a replica set or a sharded cluster (change streams and " +
+      "transactions exist only there). A single-node replica set is enough: start mongod with --replSet rs0, run " +
+      "rs.initiate() once in mongosh, and add ?replicaSet=rs0 to MONGODB_URI. See docs/mongodb.md."
     );
   }
   return undefined;
 }
 
+/** The database of an environment, or why it cannot have one. */
+export function databaseName(prefix: string, environment: string): string {
+  const name = prefix + environment;
+  if (Buffer.byteLength(name, "utf8") > MAX_DATABASE_NAME_BYTES) {
+    throw new Error(
+      `The environment '${environment}' would be the MongoDB database '${name}', longer than MongoDB's ` +
+        `${MAX_DATABASE_NAME_BYTES} bytes; use a shorter environment name or LARDER_MONGODB_DB_PREFIX`,
+    );
+  }
+  return name;
+}
+
 /** One pooled client for every environment; each environment is its own database. */
 export async function openMongoEngine(options: MongoEngineOptions, log: Logger): Promise<Engine> {
-  const client = new MongoClient(options.uri, {
-    appName: "larder",
-    serverSelectionTimeoutMS: 10_000,
-    connectTimeoutMS: 10_000,
-    retryWrites: true,
-    retryReads: true,
-  });
-  await client.connect();
+  const client = new MongoClient(options.uri, CLIENT_OPTIONS);
   try {
+    await client.connect();
     const admin = client.db("admin");
     const { version } = (await admin.command({ buildInfo: 1 })) as { version: string };
     const hello = (await admin.command({ hello: 1 })) as { setName?: string; msg?: string };
     const problem = checkDeployment(version, hello);
     if (problem) throw new Error(problem);
-    log.info({ version, replicaSet: hello.setName ?? "sharded" }, "connected to MongoDB");
+    log.info({ version, replicaSet: hello.setName ?? "sharded cluster" }, "connected to MongoDB");
   } catch (error) {
-    await client.close();
+    await client.close().catch(() => undefined);
+    const mapped = fromMongoError(error);
+    if (mapped !== error) {
+      throw new Error(
+        `Cannot reach MongoDB at the MONGODB_URI given (${(error as Error).message}); check that it runs and that the ` +
+          "URI names its replica set (e.g. mongodb://127.0.0.1:27017/?replicaSet=rs0)",
+      );
+    }
     throw error;
   }
   return new MongoEngine(client, options, log);
@@ -61,6 +92,7 @@ export async function openMongoEngine(options: MongoEngineOptions, log: Logger):
 class MongoEngine implements Engine {
   private readonly stores = new Map<string, Promise<MongoStore>>();
   private readonly sweeper?: NodeJS.Timeout;
+  private sweeping = false;
 
   constructor(
     private readonly client: MongoClient,
@@ -80,13 +112,14 @@ class MongoEngine implements Engine {
   environment(name: string): Promise<MongoStore> {
     let store = this.stores.get(name);
     if (!store) {
-      store = MongoStore.open({
-        client: this.client,
-        db: this.client.db(this.options.dbPrefix + name),
-        environment: name,
-        changeRetentionMs: this.options.changeRetentionMs,
-        log: this.log,
-      });
+      store = (async () =>
+        MongoStore.open({
+          client: this.client,
+          db: this.client.db(databaseName(this.options.dbPrefix, name)),
+          environment: name,
+          changeRetentionMs: this.options.changeRetentionMs,
+          log: this.log,
+        }))();
       this.stores.set(name, store);
       store.catch(() => this.stores.delete(name));
     }
@@ -94,10 +127,14 @@ class MongoEngine implements Engine {
   }
 
   async list(): Promise<string[]> {
-    const { databases } = await this.client.db("admin").admin().listDatabases({ nameOnly: true });
+    // authorizedDatabases: a user limited to some databases (Atlas roles) still gets a list.
+    const { databases } = await this.client
+      .db("admin")
+      .admin()
+      .listDatabases({ nameOnly: true, authorizedDatabases: true });
     return databases
       .map((database) => database.name)
-      .filter((name) => name.startsWith(this.options.dbPrefix))
+      .filter((name) => name.startsWith(this.options.dbPrefix) && name.length > this.options.dbPrefix.length)
       .map((name) => name.slice(this.options.dbPrefix.length))
       .sort();
   }
@@ -105,25 +142,32 @@ class MongoEngine implements Engine {
   async drop(name: string): Promise<void> {
     const store = this.stores.get(name);
     this.stores.delete(name);
-    await (await store)?.close();
-    await this.client.db(this.options.dbPrefix + name).dropDatabase();
+    // The feed's stream stops first, so dropping the database does not look like a failure to it.
+    await (await store?.catch(() => undefined))?.close();
+    await this.client.db(databaseName(this.options.dbPrefix, name)).dropDatabase();
   }
 
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     const stores = [...this.stores.values()];
     this.stores.clear();
-    await Promise.all(stores.map(async (store) => (await store).close()));
+    await Promise.all(stores.map(async (store) => (await store.catch(() => undefined))?.close()));
     await this.client.close();
   }
 
   private async sweep(): Promise<void> {
-    for (const store of this.stores.values()) {
-      try {
-        await (await store).purgeExpired(Date.now());
-      } catch (error) {
-        this.log.warn({ err: error }, "expired items could not be purged; the TTL index will");
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      for (const store of this.stores.values()) {
+        try {
+          await (await store).purgeExpired(Date.now());
+        } catch (error) {
+          this.log.warn({ err: error }, "expired items could not be deleted now; reads hide them, and the TTL index deletes them");
+        }
       }
+    } finally {
+      this.sweeping = false;
     }
   }
 }

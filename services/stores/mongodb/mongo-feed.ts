@@ -1,248 +1,340 @@
-import type { ChangeStream, ChangeStreamDocument, Collection, Db, ResumeToken } from "mongodb";
-import { MongoServerError } from "mongodb";
+import { setTimeout as sleep } from "node:timers/promises";
+import { MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
-import { isLive, type Change } from "../../domain/item.js";
 import type { ChangeFeed, FeedEvent } from "../../feed/change-feed.js";
 import type { Logger } from "../../log.js";
-import { decodeItem, type ItemDocument } from "./codec.js";
-import { HISTORY_LOST } from "./errors.js";
+import { fromMongoError } from "./errors.js";
+import { EventRing } from "./event-ring.js";
+import { changeKey, decodeFeedToken, entriesOf, type FeedPosition } from "./feed-events.js";
 
-/** Recent events kept in memory, so reconnecting subscribers resume without a stream of their own. */
-const RING_SIZE = 10_000;
-/** Events a live subscriber may have waiting; past that it is ended, resumably (SUBSCRIBER_TOO_SLOW). */
-const SUBSCRIBER_BUFFER = 5_000;
-const RESTART_DELAY_MS = 1_000;
-const TOKEN_PREFIX = "m.";
-
-interface Subscriber {
-  readonly queue: FeedEvent[];
-  wake?: () => void;
-  failure?: Error;
+/** A change stream as the feed reads it (the driver's ChangeStream, or a scripted one in unit tests). */
+export interface ChangeCursor {
+  tryNext(): Promise<ChangeStreamDocument<Document> | null>;
+  readonly resumeToken: ResumeToken | undefined;
+  readonly closed: boolean;
+  close(): Promise<void>;
 }
+
+/** What the feed needs from the environment's database. */
+export interface ChangeSource {
+  /** A change stream over the items (and head markers), resuming after a token or starting now. */
+  open(resumeAfter?: ResumeToken): ChangeCursor;
+  /** Writes a head marker into the stream and returns its number. */
+  markHead(): Promise<number>;
+  /** Stores and loads the acknowledged positions of named subscriptions. */
+  saveSubscription(name: string, token: string): Promise<void>;
+  loadSubscription(name: string): Promise<string | undefined>;
+}
+
+export interface MongoFeedOptions {
+  /** How long changes stay resumable (LARDER_CHANGE_RETENTION_MS), as on the embedded engine. */
+  readonly retentionMs: number;
+  readonly log: Logger;
+  /** Entries kept in memory for subscribers (the bound on how far one may fall behind). */
+  readonly ringEntries?: number;
+  readonly ringBytes?: number;
+  readonly restartDelayMs?: number;
+  /** How long head() waits for the change stream to show its marker. */
+  readonly headTimeoutMs?: number;
+  readonly clock?: () => number;
+}
+
+const DEFAULTS = { ringEntries: 10_000, ringBytes: 64 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000 };
+/** Head markers remembered after they went by, for head() calls whose write raced the stream. */
+const RECENT_MARKERS = 1_024;
+
+/** MongoDB's codes for a resume point that is gone: ChangeStreamHistoryLost, ChangeStreamFatalError. */
+const HISTORY_LOST = new Set([286, 280]);
+/** InvalidResumeToken: not a token of this stream at all. */
+const INVALID_RESUME_TOKEN = 260;
 
 /**
  * Change events of one environment from ONE change stream, fanned out in
- * process: each subscriber gets its own bounded queue, and the stream
- * restarts itself from its last token after transient errors. Pre- and
- * post-images (enabled on the collection) give `previous` and `item` (EV4).
- * A subscriber that resumes from a token older than the in-memory ring reads
- * its own catch-up stream from that token; the oplog bounds how far back that
- * can go, and a token past it is OUT_OF_RANGE (TOKEN_EXPIRED).
+ * process. The consumer appends every change to a ring shared by all
+ * subscribers (each is a cursor into it), so a slow subscriber costs only
+ * its position; one more than the ring behind is ended with
+ * RESOURCE_EXHAUSTED (SUBSCRIBER_TOO_SLOW) and resumes with its token. The
+ * consumer reopens itself from its last position after errors (the driver
+ * already resumes transparently after network errors and elections).
+ *
+ * Pre- and post-images (enabled on the collection) give `previous` and
+ * `item` (EV4). Order is the oplog's, which is commit order (EV7).
+ *
+ * A token the ring still holds resumes from memory. An older one (or one
+ * from before a restart) reads from the oplog with a catch-up stream of its
+ * own until it reaches what the ring holds, then joins the ring; a token
+ * whose next change is older than the retention, or older than the oplog,
+ * is refused with OUT_OF_RANGE (TOKEN_EXPIRED), never skipped.
  */
 export class MongoFeed implements ChangeFeed {
-  private stream?: ChangeStream<ItemDocument>;
-  private readonly ring: FeedEvent[] = [];
-  private readonly subscribers = new Set<Subscriber>();
+  private readonly ring: EventRing;
+  private readonly options: Required<Omit<MongoFeedOptions, "log">> & { log: Logger };
+  private cursor?: ChangeCursor;
+  /** Where the consumer resumes from after an error. */
   private position?: ResumeToken;
-  private stopped = false;
   private running?: Promise<void>;
+  private stopped = false;
+  private readonly stopping = new AbortController();
+  private readonly markers = new Map<number, string>();
+  private readonly markerWaiters = new Map<number, { resolve(token: string): void; reject(error: Error): void }>();
 
   constructor(
-    private readonly db: Db,
-    private readonly items: Collection<ItemDocument>,
-    private readonly log: Logger,
-  ) {}
+    private readonly source: ChangeSource,
+    options: MongoFeedOptions,
+  ) {
+    this.options = { ...DEFAULTS, clock: Date.now, ...options };
+    this.ring = new EventRing({ entries: this.options.ringEntries, bytes: this.options.ringBytes });
+  }
 
+  /** Opens the consumer; resolves once the stream is established, so head() markers after it are seen. */
   async start(): Promise<void> {
-    this.open();
-    // The initial aggregate gives the position new subscribers start from.
-    await this.stream!.tryNext().then((change) => change && this.publish(change));
-    this.position = this.stream!.resumeToken;
+    this.cursor = this.source.open();
+    const first = await this.cursor.tryNext();
+    if (first) this.publish(first, undefined);
+    this.position = this.cursor.resumeToken;
     this.running = this.consume();
   }
 
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
-    await this.stream?.close();
+    this.stopping.abort();
+    this.ring.wake();
+    await this.cursor?.close().catch(() => undefined);
     await this.running;
-    for (const subscriber of this.subscribers) subscriber.wake?.();
+    for (const waiter of [...this.markerWaiters.values()]) waiter.reject(unavailable("The change feed is shutting down"));
   }
 
+  /**
+   * The position right after every change acknowledged before this call: a
+   * marker is written and its token returned once the consumer has seen it,
+   * so a Watch that starts here never receives a change that happened before.
+   */
   async head(): Promise<string> {
-    const newest = this.ring.at(-1);
-    return newest ? newest.token : encodeToken(this.position ?? this.stream?.resumeToken);
+    if (this.stopped) throw unavailable("The change feed is shutting down");
+    const marker = await this.source.markHead();
+    const seen = this.markers.get(marker);
+    if (seen) return seen;
+    return new Promise<string>((resolve, reject) => {
+      const settle = () => {
+        clearTimeout(timer);
+        this.markerWaiters.delete(marker);
+      };
+      const timer = setTimeout(() => {
+        settle();
+        reject(unavailable("MongoDB's change stream did not catch up in time; retry"));
+      }, this.options.headTimeoutMs);
+      this.markerWaiters.set(marker, {
+        resolve: (token) => (settle(), resolve(token)),
+        reject: (error) => (settle(), reject(error)),
+      });
+    });
   }
 
+  /** A malformed token, or one the ring shows to be past the retention, fails here, before the Watch starts. */
   follow(token: string, signal: AbortSignal): AsyncIterable<FeedEvent> {
-    const resumeAfter = decodeToken(token);
-    return this.deliver(token, resumeAfter, signal);
+    const position = decodeFeedToken(token);
+    const seq = this.ring.seqOf(position.key);
+    if (seq !== undefined) this.checkRetained(seq + 1);
+    return this.deliver(token, position, seq === undefined ? undefined : seq + 1, signal);
   }
 
   async acknowledge(subscription: string, token: string): Promise<void> {
     if (subscription === "") throw invalidArgument("INVALID_OPTION", "Ack needs the subscription name given to Watch");
-    decodeToken(token);
-    await this.db
-      .collection<{ _id: string; token: string; at: Date }>("subscriptions")
-      .updateOne({ _id: subscription }, { $set: { token, at: new Date() } }, { upsert: true });
+    decodeFeedToken(token);
+    await this.source.saveSubscription(subscription, token);
   }
 
   async acknowledged(subscription: string): Promise<string | undefined> {
-    const stored = await this.db.collection<{ _id: string; token: string }>("subscriptions").findOne({ _id: subscription });
-    return stored?.token;
+    return this.source.loadSubscription(subscription);
   }
 
-  private async *deliver(token: string, resumeAfter: ResumeToken, signal: AbortSignal): AsyncIterable<FeedEvent> {
-    const subscriber: Subscriber = { queue: [] };
-    // Join the live fan-out first, so nothing published while catching up is missed.
-    this.subscribers.add(subscriber);
-    try {
-      let last = token;
-      const index = this.ring.findIndex((event) => event.token === token);
-      const atHead = token === (await this.head());
-      if (index >= 0 || atHead) {
-        const backlog = index >= 0 ? this.ring.slice(index + 1) : [];
-        const seen = new Set(backlog.map((event) => event.token));
-        subscriber.queue.splice(0, subscriber.queue.length, ...backlog, ...subscriber.queue.filter((e) => !seen.has(e.token)));
-      } else {
-        // Older than the ring: read from the oplog until the live fan-out has what comes next.
-        for await (const event of this.catchUp(resumeAfter, signal)) {
-          last = event.token;
-          yield event;
-          if (subscriber.queue.some((queued) => queued.token === last)) break;
+  private async *deliver(
+    token: string,
+    position: FeedPosition,
+    from: number | undefined,
+    callSignal: AbortSignal,
+  ): AsyncGenerator<FeedEvent> {
+    const signal = AbortSignal.any([callSignal, this.stopping.signal]);
+    const generation = this.ring.generation;
+    let last = token;
+    let next = from;
+    if (next === undefined) {
+      let delivered = false;
+      for await (const step of this.catchUp(position, signal)) {
+        if ("ring" in step) {
+          if (!delivered) this.checkRetained(step.ring);
+          next = step.ring;
+          break;
         }
-        const at = subscriber.queue.findIndex((queued) => queued.token === last);
-        if (at >= 0) subscriber.queue.splice(0, at + 1);
+        delivered = true;
+        last = step.event.token;
+        yield step.event;
       }
-      while (!signal.aborted && !this.stopped) {
-        if (subscriber.failure) throw subscriber.failure;
-        const next = subscriber.queue.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        await new Promise<void>((resolve) => {
-          subscriber.wake = resolve;
-          signal.addEventListener("abort", () => resolve(), { once: true });
-        });
-        subscriber.wake = undefined;
-      }
-    } finally {
-      this.subscribers.delete(subscriber);
+      if (next === undefined) return;
     }
-  }
-
-  private async *catchUp(resumeAfter: ResumeToken, signal: AbortSignal): AsyncIterable<FeedEvent> {
-    const stream = this.items.watch([], { ...STREAM_OPTIONS, resumeAfter });
-    const close = () => void stream.close();
-    signal.addEventListener("abort", close, { once: true });
-    try {
-      while (!signal.aborted) {
-        const change = await stream.tryNext();
-        if (!change) continue;
-        for (const event of toFeedEvents(change)) yield event;
-      }
-    } catch (error) {
-      if (error instanceof MongoServerError && error.code === HISTORY_LOST) {
+    while (!signal.aborted) {
+      if (this.ring.generation !== generation) {
         throw new DomainError(
           "OUT_OF_RANGE",
           "TOKEN_EXPIRED",
-          "The resume token is older than MongoDB's oplog; start a new subscription",
+          "Changes were lost while MongoDB's change stream was unavailable (its history ran out); start a new subscription",
         );
       }
-      if (!signal.aborted) throw error;
-    } finally {
-      signal.removeEventListener("abort", close);
-      await stream.close();
+      if (next < this.ring.firstSeq) {
+        throw new DomainError(
+          "RESOURCE_EXHAUSTED",
+          "SUBSCRIBER_TOO_SLOW",
+          `The subscriber fell more than ${this.options.ringEntries} changes behind; resume from the token of the last event it received (${last})`,
+        );
+      }
+      const entry = this.ring.at(next);
+      if (!entry) {
+        await this.ring.waitFor(next, signal);
+        continue;
+      }
+      next++;
+      if (entry.event) {
+        last = entry.token;
+        yield entry.event;
+      }
     }
   }
 
-  private open(): void {
-    this.stream = this.items.watch([], { ...STREAM_OPTIONS, ...(this.position ? { resumeAfter: this.position } : {}) });
+  /**
+   * Reads the oplog from an old position until it meets an entry the ring
+   * holds. A head marker is written first, so there always is one ahead to
+   * meet even when nothing else is being written.
+   */
+  private async *catchUp(position: FeedPosition, signal: AbortSignal): AsyncGenerator<{ event: FeedEvent } | { ring: number }> {
+    if (!position.resume) {
+      throw new DomainError("OUT_OF_RANGE", "TOKEN_EXPIRED", "The resume token can no longer be resumed; start a new subscription");
+    }
+    await this.source.markHead();
+    const cursor = this.source.open(position.resume);
+    const close = () => void cursor.close().catch(() => undefined);
+    signal.addEventListener("abort", close, { once: true });
+    let checked = false;
+    try {
+      while (!signal.aborted) {
+        const before = cursor.resumeToken;
+        const change = await cursor.tryNext();
+        if (!change) {
+          if (cursor.closed && !signal.aborted) throw unavailable("MongoDB closed the change stream; resume from the last token");
+          continue;
+        }
+        const entries = entriesOf(change, before);
+        const skip = position.change !== undefined && changeKey(change._id) === position.change ? (position.skip ?? 0) : 0;
+        for (let index = skip; index < entries.length; index++) {
+          const entry = entries[index];
+          if (entry.kind === "skip") continue;
+          const seq = this.ring.seqOf(entry.key);
+          if (seq !== undefined) {
+            yield { ring: seq };
+            return;
+          }
+          if (entry.kind !== "event") continue;
+          if (!checked) {
+            checked = true;
+            this.checkTime(entry.event.time);
+          }
+          yield { event: entry.event };
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      throw fromChangeStreamError(error);
+    } finally {
+      signal.removeEventListener("abort", close);
+      await cursor.close().catch(() => undefined);
+    }
+  }
+
+  /** Resuming before `seq` would deliver its first event next: it must still be within the retention. */
+  private checkRetained(seq: number): void {
+    const next = this.ring.firstEventFrom(seq);
+    if (next?.event) this.checkTime(next.event.time);
+  }
+
+  private checkTime(time: number): void {
+    if (time < this.options.clock() - this.options.retentionMs) {
+      throw new DomainError(
+        "OUT_OF_RANGE",
+        "TOKEN_EXPIRED",
+        "The resume token is older than the retained change history; start a new subscription",
+      );
+    }
   }
 
   /** The one consumer: reads, publishes, and reopens itself from its last position after errors. */
   private async consume(): Promise<void> {
     while (!this.stopped) {
       try {
-        const change = await this.stream!.tryNext();
-        if (change) this.publish(change);
-        this.position = this.stream!.resumeToken ?? this.position;
+        const cursor = this.cursor!;
+        const before = cursor.resumeToken;
+        const change = await cursor.tryNext();
+        if (change) this.publish(change, before);
+        else if (cursor.closed && !this.stopped) throw new Error("MongoDB closed the change stream");
+        this.position = cursor.resumeToken ?? this.position;
       } catch (error) {
         if (this.stopped) return;
-        this.log.warn({ err: error }, "change stream failed; resuming from the last position");
-        await this.stream?.close().catch(() => undefined);
-        await new Promise((resolve) => setTimeout(resolve, RESTART_DELAY_MS));
-        if (!this.stopped) this.open();
+        await this.recover(error);
       }
     }
   }
 
-  private publish(change: ChangeStreamDocument<ItemDocument>): void {
-    for (const event of toFeedEvents(change)) {
-      this.ring.push(event);
-      if (this.ring.length > RING_SIZE) this.ring.shift();
-      for (const subscriber of this.subscribers) {
-        if (subscriber.failure) continue;
-        if (subscriber.queue.length >= SUBSCRIBER_BUFFER) {
-          subscriber.failure = new DomainError(
-            "RESOURCE_EXHAUSTED",
-            "SUBSCRIBER_TOO_SLOW",
-            "The subscriber fell too far behind; resume from the last event's token",
-          );
-        } else {
-          subscriber.queue.push(event);
-        }
-        subscriber.wake?.();
+  private async recover(error: unknown): Promise<void> {
+    const lost = isLostPosition(error);
+    if (lost) {
+      this.options.log.error(
+        { err: error },
+        "the change stream's position is gone from MongoDB's oplog; events in between are lost, subscribers must start again",
+      );
+    } else {
+      this.options.log.warn({ err: error }, "change stream failed; resuming from its last position");
+    }
+    await this.cursor?.close().catch(() => undefined);
+    await sleep(this.options.restartDelayMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+    if (this.stopped) return;
+    if (lost) {
+      this.position = undefined;
+      this.ring.reset();
+    }
+    this.cursor = this.source.open(this.position);
+  }
+
+  private publish(change: ChangeStreamDocument<Document>, before: ResumeToken | undefined): void {
+    for (const entry of entriesOf(change, before)) {
+      if (entry.kind === "skip") continue;
+      this.ring.push(entry);
+      if (entry.kind === "marker") {
+        this.markers.set(entry.marker, entry.token);
+        if (this.markers.size > RECENT_MARKERS) this.markers.delete(this.markers.keys().next().value!);
+        this.markerWaiters.get(entry.marker)?.resolve(entry.token);
       }
     }
   }
 }
 
-const STREAM_OPTIONS = {
-  fullDocument: "whenAvailable",
-  fullDocumentBeforeChange: "whenAvailable",
-  maxAwaitTimeMS: 1_000,
-} as const;
-
-/**
- * One change as EV5/EV6 names it. A write onto an expired item that the TTL
- * monitor has not removed yet is, to users, that item's expiry followed by a
- * new item: `deleted` (expired) then `created`.
- */
-export function toFeedEvents(change: ChangeStreamDocument<ItemDocument>): FeedEvent[] {
-  const token = encodeToken(change._id);
-  const time = "wallTime" in change && change.wallTime instanceof Date ? change.wallTime.getTime() : Date.now();
-  const post = "fullDocument" in change && change.fullDocument ? decodeItem(change.fullDocument) : undefined;
-  const pre =
-    "fullDocumentBeforeChange" in change && change.fullDocumentBeforeChange
-      ? decodeItem(change.fullDocumentBeforeChange)
-      : undefined;
-  const changes: Change[] = [];
-  switch (change.operationType) {
-    case "insert":
-      if (post) changes.push({ name: "created", item: post });
-      break;
-    case "update":
-    case "replace":
-      if (!post) break;
-      if (pre && isLive(pre, time)) {
-        changes.push({ name: "updated", item: post, previous: pre });
-      } else {
-        if (pre) changes.push({ name: "deleted", item: pre, expired: true });
-        changes.push({ name: "created", item: post });
-      }
-      break;
-    case "delete":
-      if (pre) changes.push({ name: "deleted", item: pre, expired: !isLive(pre, time) });
-      break;
-    default:
-      return [];
-  }
-  // Two events from one change share its token; the first may only be resumed as part of the pair.
-  return changes.map((each, index) => ({ ...each, id: `${token}#${index}`, token, time }));
+function unavailable(message: string): DomainError {
+  return new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", message);
 }
 
-function encodeToken(token: ResumeToken | undefined): string {
-  return TOKEN_PREFIX + Buffer.from(JSON.stringify(token ?? null)).toString("base64url");
+function isLostPosition(error: unknown): boolean {
+  return error instanceof MongoServerError && (HISTORY_LOST.has(error.code as number) || error.code === INVALID_RESUME_TOKEN);
 }
 
-function decodeToken(token: string): ResumeToken {
-  if (!token.startsWith(TOKEN_PREFIX)) throw invalidArgument("INVALID_OPTION", "Invalid resume token");
-  try {
-    const decoded = JSON.parse(Buffer.from(token.slice(TOKEN_PREFIX.length), "base64url").toString("utf8")) as unknown;
-    if (typeof decoded !== "object" || decoded === null) throw new Error("not a resume token");
-    return decoded as ResumeToken;
-  } catch {
-    throw invalidArgument("INVALID_OPTION", "Invalid resume token");
+/** What a subscriber is told when its catch-up stream fails. */
+export function fromChangeStreamError(error: unknown): unknown {
+  if (error instanceof MongoServerError) {
+    if (HISTORY_LOST.has(error.code as number)) {
+      return new DomainError(
+        "OUT_OF_RANGE",
+        "TOKEN_EXPIRED",
+        "The resume token is older than MongoDB's change history (the oplog); start a new subscription",
+      );
+    }
+    if (error.code === INVALID_RESUME_TOKEN) return invalidArgument("INVALID_OPTION", "Invalid resume token");
   }
+  return fromMongoError(error);
 }

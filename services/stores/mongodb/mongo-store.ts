@@ -1,18 +1,24 @@
 import { randomUUID } from "node:crypto";
-import type { ClientSession, Collection, Db, MongoClient } from "mongodb";
+import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } from "mongodb";
 import { DomainError } from "../../domain/errors.js";
 import { isLive, type ItemRecord } from "../../domain/item.js";
-import type { Key } from "../../domain/keys.js";
+import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
 import type { KeyQuery, LabelQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
-import { decodeItem, keyFilter, type ItemDocument } from "./codec.js";
+import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey } from "./errors.js";
-import { MongoFeed } from "./mongo-feed.js";
-import { itemIndexes, keyQueryShape, labelQueryShape, liveFilter, scanShape, type ReadShape } from "./queries.js";
-import { setUpdate } from "./updates.js";
-
-export const ITEMS = "items";
+import { MongoFeed, type ChangeCursor, type ChangeSource } from "./mongo-feed.js";
+import {
+  countShape,
+  itemIndexes,
+  keyQueryPlan,
+  labelQueryPlan,
+  liveFilter,
+  scanPlan,
+  type ReadPlan,
+} from "./queries.js";
+import { expiresAtWrite, isUnconditionalOverwrite, setUpdate } from "./updates.js";
 
 export interface MongoStoreOptions {
   readonly client: MongoClient;
@@ -22,18 +28,37 @@ export interface MongoStoreOptions {
   readonly log: Logger;
 }
 
+/** The change stream every feed reads: items and head markers, with both images of each item. */
+export const STREAM_PIPELINE = [{ $match: { "ns.coll": { $in: [COLLECTIONS.items, COLLECTIONS.heads] } } }];
+export const STREAM_OPTIONS = {
+  fullDocument: "whenAvailable",
+  fullDocumentBeforeChange: "whenAvailable",
+  // A getMore waits this long for changes; it also bounds how long a stopping feed waits.
+  maxAwaitTimeMS: 1_000,
+} as const;
+
+interface SubscriptionDocument {
+  _id: string;
+  token: string;
+  at: Date;
+}
+
 /**
- * One environment in MongoDB: one database, one `items` collection. Reads
- * are single index range scans; each set is one atomic update (updates.ts);
- * batches commit in one transaction; events come from one change stream.
+ * One environment in MongoDB: one database with an `items` collection. Reads
+ * are single index range scans that hide expired items (queries.ts); each
+ * set is one atomic update (updates.ts); batches commit in one transaction;
+ * events come from one change stream (mongo-feed.ts).
  */
 export class MongoStore implements Store {
   readonly feed: MongoFeed;
   private readonly items: Collection<ItemDocument>;
 
   private constructor(private readonly options: MongoStoreOptions) {
-    this.items = options.db.collection<ItemDocument>(ITEMS);
-    this.feed = new MongoFeed(options.db, this.items, options.log.child({ environment: options.environment }));
+    this.items = options.db.collection<ItemDocument>(COLLECTIONS.items);
+    this.feed = new MongoFeed(this.changeSource(), {
+      retentionMs: options.changeRetentionMs,
+      log: options.log.child({ environment: options.environment }),
+    });
   }
 
   static async open(options: MongoStoreOptions): Promise<MongoStore> {
@@ -42,19 +67,30 @@ export class MongoStore implements Store {
     return store;
   }
 
-  /** Idempotent: the collection with pre- and post-images for change events, and its indexes. */
+  /**
+   * Idempotent, and safe when several Larder servers start at once: the
+   * collection with pre- and post-images (EV4 needs both), its indexes, and
+   * the feed's consumer.
+   */
   private async prepare(): Promise<void> {
-    const existing = await this.options.db.listCollections({ name: ITEMS }).toArray();
-    if (existing.length === 0) {
-      await this.options.db
-        .createCollection(ITEMS, { changeStreamPreAndPostImages: { enabled: true } })
-        .catch((error: unknown) => {
-          // Another server created it first: fine, collMod below makes sure of the images.
-          if ((error as { codeName?: string }).codeName !== "NamespaceExists") throw error;
-        });
+    const { db } = this.options;
+    const [existing] = await db.listCollections({ name: COLLECTIONS.items }).toArray();
+    if (!existing) {
+      await db.createCollection(COLLECTIONS.items, { changeStreamPreAndPostImages: { enabled: true } }).catch((error: unknown) => {
+        if ((error as { codeName?: string }).codeName !== "NamespaceExists") throw error;
+      });
+    } else {
+      const collation = (existing as { options?: { collation?: { locale?: string } } }).options?.collation;
+      if (collation && collation.locale !== "simple") {
+        // K7 needs bytewise string order; a collection collation would change every comparison and index.
+        throw new Error(
+          `The collection ${db.databaseName}.${COLLECTIONS.items} has the collation '${collation.locale}'; Larder needs ` +
+            "MongoDB's default binary string order (K7). Move the data to a collection without a collation.",
+        );
+      }
     }
-    await this.options.db.command({ collMod: ITEMS, changeStreamPreAndPostImages: { enabled: true } });
-    await this.items.createIndexes(itemIndexes());
+    await db.command({ collMod: COLLECTIONS.items, changeStreamPreAndPostImages: { enabled: true } });
+    await this.items.createIndexes(itemIndexes().map((index) => ({ ...index })));
     await this.feed.start();
   }
 
@@ -63,77 +99,120 @@ export class MongoStore implements Store {
   }
 
   async get(key: Key, now: number): Promise<ItemRecord | undefined> {
-    return this.guard(async () => {
+    return guard(async () => {
       const document = await this.items.findOne({ ...keyFilter(key), ...liveFilter(now) });
       return document ? decodeItem(document) : undefined;
     });
   }
 
+  /** B3: one query for every key; the caller puts the items in request order. */
   async getMany(keys: readonly Key[], now: number): Promise<ItemRecord[]> {
-    return this.guard(async () => {
-      const documents = await this.items
-        .find({ $or: keys.map(keyFilter), ...liveFilter(now) } as never)
-        .toArray();
+    if (keys.length === 0) return [];
+    return guard(async () => {
+      const documents = await this.items.find({ $or: keys.map(keyFilter), ...liveFilter(now) }).toArray();
       return documents.map(decodeItem);
     });
   }
 
   async queryKeys(query: KeyQuery, now: number): Promise<ItemRecord[]> {
-    return this.read(keyQueryShape(query, now), query.limit);
+    return this.read(keyQueryPlan(query, now), query.limit);
   }
 
   async queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]> {
-    return this.read(labelQueryShape(query, now), query.limit);
+    return this.read(labelQueryPlan(query, now), query.limit);
   }
 
   async scan(query: ScanQuery, now: number): Promise<ItemRecord[]> {
-    return this.read(scanShape(query, now), query.limit);
+    return this.read(scanPlan(query, now), query.limit);
   }
 
   async count(filter: ScanFilter, now: number): Promise<number> {
-    return this.guard(async () => {
-      const shape = scanShape(filter, now);
+    return guard(async () => {
+      const shape = countShape(filter, now);
       return this.items.countDocuments(shape.filter, { hint: shape.hint });
     });
   }
 
   async set(plan: SetPlan, now: number): Promise<SetOutcome> {
-    return this.guard(() => this.applyOne(plan, now));
+    return guard(() => this.setOne(plan, now));
   }
 
-  /** BS3: every item of a batch commits together or not at all, in one transaction. */
-  async setMany(plans: readonly SetPlan[], now: number, _options: WriteOptions = {}): Promise<SetOutcome[]> {
-    return this.guard(() =>
+  /**
+   * BS3: the items of a batch commit together or not at all, in one
+   * transaction. Batches are overwrites (BS2, SE1), whose result does not
+   * depend on what is stored, so they go as one bulkWrite of the same update
+   * pipelines a set uses; anything else is applied item by item inside it.
+   */
+  async setMany(plans: readonly SetPlan[], now: number, options: WriteOptions = {}): Promise<SetOutcome[]> {
+    if (plans.length === 0) return [];
+    const quiet = options.events === false;
+    return guard(() =>
       this.transaction(async (session) => {
-        const outcomes: SetOutcome[] = [];
-        for (const plan of plans) outcomes.push(await this.applyOne(plan, now, session));
-        return outcomes;
+        if (!plans.every(isUnconditionalOverwrite)) {
+          const outcomes: SetOutcome[] = [];
+          for (const plan of plans) outcomes.push(await this.setExactly(plan, now, session, quiet));
+          return outcomes;
+        }
+        const writeId = randomUUID();
+        await this.items.bulkWrite(
+          plans.map((plan) => {
+            const update = setUpdate(plan, now, writeId, { quiet });
+            return { updateOne: { filter: update.filter, update: update.pipeline, upsert: true } };
+          }),
+          { session, ordered: true },
+        );
+        const expired = plans.filter((plan) => expiresAtWrite(plan, now));
+        if (expired.length > 0) {
+          // EV6: written with a ttl already past, so created and expired at once, as the embedded engine does.
+          await this.items.deleteMany({ $or: expired.map((plan) => keyFilter(plan.key)), _w: writeId }, { session });
+        }
+        // An unconditional overwrite's item does not depend on what was stored (M2).
+        return plans.map((plan) => ({ item: applySet(undefined, plan, now).item }));
       }),
     );
   }
 
+  /** R2, R5: removes the keys together and reports those that held a live item. */
   async remove(keys: readonly Key[], now: number): Promise<Key[]> {
-    return this.guard(() =>
+    if (keys.length === 0) return [];
+    return guard(() =>
       this.transaction(async (session) => {
-        const filter = { $or: keys.map(keyFilter) } as never;
-        const found = await this.items.find(filter, { session }).toArray();
-        await this.items.deleteMany(filter, { session });
-        return found.map(decodeItem).filter((item) => isLive(item, now)).map((item) => item.key);
+        const filter = { $or: keys.map(keyFilter) };
+        const found = await this.items
+          .find(filter, { session, projection: { ns: 1, part: 1, expires: 1 } })
+          .toArray();
+        if (found.length > 0) await this.items.deleteMany(filter, { session });
+        const live = new Set(
+          found
+            .filter((document) => !(document.expires instanceof Date) || document.expires.getTime() > now)
+            .map((document) => keyFromParts(document.ns, document.part).full),
+        );
+        return keys.filter((key) => live.has(key.full));
       }),
     );
   }
 
-  async clear(now: number, _options: WriteOptions = {}): Promise<number> {
-    return this.guard(async () => {
+  /**
+   * SE2: every item goes, each with its `deleted` event from the change
+   * stream. Without events (imports and clones that ask), the items are first
+   * marked so the feed passes their deletes over.
+   */
+  async clear(now: number, options: WriteOptions = {}): Promise<number> {
+    return guard(async () => {
       const live = await this.items.countDocuments(liveFilter(now));
+      if (options.events === false) await this.items.updateMany({}, { $set: { _q: "d" } });
       await this.items.deleteMany({});
       return live;
     });
   }
 
-  /** T7: the TTL index deletes within about a minute; this makes it prompt, with the same `deleted` events. */
+  /**
+   * T7, EV6: the TTL index deletes expired items within about a minute; this
+   * makes it prompt. Either way each delete is one `deleted` event, marked
+   * expired by the feed.
+   */
   async purgeExpired(now: number): Promise<number> {
-    return this.guard(async () => (await this.items.deleteMany({ expires: { $lte: new Date(now) } })).deletedCount);
+    return guard(async () => (await this.items.deleteMany({ expires: { $lte: new Date(now) } })).deletedCount);
   }
 
   async close(): Promise<void> {
@@ -141,59 +220,121 @@ export class MongoStore implements Store {
   }
 
   /**
-   * One atomic findOneAndUpdate. When the filter's checks fail, or the
-   * pipeline refused the value (its write id is not ours), the unchanged
-   * document is read and applySet names the exact error (S5); a unique-key
-   * collision is E1's ALREADY_EXISTS, or an upsert race that is retried.
+   * The fast path is one findOneAndUpdate (updates.ts). When it did not
+   * apply (a check in the filter failed, the pipeline refused the value, or
+   * two upserts of a new key raced), the exact path decides: a transaction
+   * that reads the item, applies the pure applySet (which throws the precise
+   * error of S5's order) and writes the result. Checks are never made
+   * outside an atomic step.
    */
-  private async applyOne(plan: SetPlan, now: number, session?: ClientSession): Promise<SetOutcome> {
-    for (let attempt = 0; ; attempt++) {
-      const writeId = randomUUID();
-      const { filter, pipeline, upsert } = setUpdate(plan, now, writeId);
-      let document: (ItemDocument & { _w?: string }) | null;
-      try {
-        document = await this.items.findOneAndUpdate(filter, pipeline, {
-          upsert,
-          returnDocument: "after",
-          session,
-        });
-      } catch (error) {
-        if (!isDuplicateKey(error)) throw error;
-        if (plan.exists === false) throw new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", "Item already exists");
-        if (attempt < 3) continue; // two upserts of a new key raced; the loser now finds the item
-        throw error;
-      }
-      if (document && document._w === writeId) return { item: decodeItem(document) };
-      const stored = await this.items.findOne(keyFilter(plan.key), { session });
-      const live = stored ? decodeItem(stored) : undefined;
-      // Throws the precise error for what is stored; if it does not, the item changed in between: try again.
-      applySet(live && isLive(live, now) ? live : undefined, plan, now);
-      if (attempt >= 3) throw new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", "The item kept changing during the write; retry");
+  private async setOne(plan: SetPlan, now: number): Promise<SetOutcome> {
+    const writeId = randomUUID();
+    const update = setUpdate(plan, now, writeId);
+    let document: WithId<ItemDocument> | null = null;
+    try {
+      document = await this.items.findOneAndUpdate(update.filter, update.pipeline, {
+        upsert: update.upsert,
+        returnDocument: "after",
+      });
+    } catch (error) {
+      if (!isDuplicateKey(error)) throw error;
+      // E1: the upsert's insert collided with a live item (an expired one would have matched).
+      if (plan.exists === false) throw new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", "Item already exists");
     }
+    if (document && document._w === writeId) {
+      const item = decodeItem(document);
+      if (!isLive(item, now)) {
+        // EV6: a write whose ttl is already past is created, then expires at once.
+        await this.items.deleteOne({ ...keyFilter(plan.key), _w: writeId });
+      }
+      return { item };
+    }
+    if (document) {
+      // The pipeline refused, and `document` is exactly what it saw: applySet names the error.
+      // If applySet accepts, the pipeline's size bound was above the exact size (V8): decide exactly.
+      const stored = decodeItem(document);
+      applySet(isLive(stored, now) ? stored : undefined, plan, now);
+    }
+    return this.transaction((session) => this.setExactly(plan, now, session, false));
   }
 
-  private async read(shape: ReadShape, limit: number): Promise<ItemRecord[]> {
-    return this.guard(async () => {
-      const documents = await this.items.find(shape.filter).sort(shape.sort).hint(shape.hint).limit(limit).toArray();
-      return documents.map(decodeItem);
+  /** Reads, applies and writes one item inside the caller's transaction. */
+  private async setExactly(plan: SetPlan, now: number, session: ClientSession, quiet: boolean): Promise<SetOutcome> {
+    const stored = await this.items.findOne(keyFilter(plan.key), { session });
+    const current = stored ? decodeItem(stored) : undefined;
+    const live = current && isLive(current, now) ? current : undefined;
+    const outcome = applySet(live, plan, now);
+    const expired = !isLive(outcome.item, now);
+    const document = {
+      ...encodeItem(outcome.item, { writeId: randomUUID(), created: !live }),
+      ...(quiet ? { _q: expired ? ("d" as const) : ("w" as const) } : {}),
+    };
+    if (stored) await this.items.replaceOne({ _id: stored._id }, document, { session });
+    else await this.items.insertOne(document, { session });
+    // EV6, as in setOne.
+    if (expired) await this.items.deleteOne(keyFilter(plan.key), { session });
+    return outcome;
+  }
+
+  /** A read plan's shapes in order until the page is full (queries.ts). */
+  private async read(plan: ReadPlan, limit: number): Promise<ItemRecord[]> {
+    return guard(async () => {
+      const found: ItemRecord[] = [];
+      for (const shape of plan) {
+        const wanted = limit - found.length;
+        if (wanted <= 0) break;
+        const documents = await this.items
+          .find(shape.filter)
+          .sort(shape.sort)
+          .hint(shape.hint)
+          .limit(wanted)
+          .batchSize(wanted)
+          .toArray();
+        for (const document of documents) found.push(decodeItem(document));
+      }
+      return found;
     });
   }
 
   private async transaction<T>(body: (session: ClientSession) => Promise<T>): Promise<T> {
     const session = this.options.client.startSession();
     try {
-      // withTransaction retries the whole body on TransientTransactionError (write conflicts).
+      // withTransaction reruns the whole body on TransientTransactionError (write conflicts).
       return await session.withTransaction(() => body(session), { writeConcern: { w: "majority" } });
     } finally {
       await session.endSession();
     }
   }
 
-  private async guard<T>(body: () => Promise<T>): Promise<T> {
-    try {
-      return await body();
-    } catch (error) {
-      throw fromMongoError(error);
-    }
+  private changeSource(): ChangeSource {
+    const { db } = this.options;
+    const heads = db.collection<{ _id: string; n: number }>(COLLECTIONS.heads);
+    const subscriptions = db.collection<SubscriptionDocument>(COLLECTIONS.subscriptions);
+    return {
+      open: (resumeAfter?: ResumeToken): ChangeCursor =>
+        // One database-wide stream, filtered to items and markers: a head marker and the items it
+        // follows are then in one order, and the same tokens resume the consumer and catch-ups.
+        db.watch(STREAM_PIPELINE, { ...STREAM_OPTIONS, ...(resumeAfter ? { resumeAfter } : {}) }) as unknown as ChangeCursor,
+      markHead: async () => {
+        const marked = await heads.findOneAndUpdate(
+          { _id: "head" },
+          { $inc: { n: 1 } },
+          { upsert: true, returnDocument: "after" },
+        );
+        return marked!.n;
+      },
+      saveSubscription: async (name, token) => {
+        await subscriptions.updateOne({ _id: name }, { $set: { token, at: new Date() } }, { upsert: true });
+      },
+      loadSubscription: async (name) => (await subscriptions.findOne({ _id: name }))?.token,
+    };
+  }
+}
+
+async function guard<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    throw fromMongoError(error);
   }
 }

@@ -1,130 +1,194 @@
-import type { Document, Filter, Sort } from "mongodb";
+import type { Document } from "mongodb";
 import { narrowRange, type Bound, type KeyRange } from "../../domain/expressions.js";
-import type { Key } from "../../domain/keys.js";
-import type { KeyQuery, LabelPosition, LabelQuery, ScanFilter, ScanQuery } from "../store.js";
-import { labelFields, type ItemDocument } from "./codec.js";
+import { compareUtf8, type Key } from "../../domain/keys.js";
+import type { KeyQuery, LabelNumber, LabelPosition, LabelQuery, ScanFilter, ScanQuery } from "../store.js";
+import { labelFields } from "./codec.js";
 
-/** The name MongoDB gives the unique key index, used as the hint of key reads. */
+/** The name MongoDB gives the unique key index; the hint of every key read. */
 export const KEY_INDEX = "ns_1_part_1";
 export const labelIndexName = (label: number) => `label${label}`;
+export const TTL_INDEX = "expires_ttl";
 
-/** What a read sends: one filter, a sort that matches an index exactly, and that index as the hint. */
+/**
+ * One index range scan: a filter whose indexed fields are equalities
+ * followed by one range, the sort of the index (or its reverse) and that
+ * index as the hint, so MongoDB never sorts in memory and reads at most the
+ * keys it returns plus one (test/mongo/explain.spec.ts checks this).
+ */
 export interface ReadShape {
-  readonly filter: Filter<ItemDocument>;
-  readonly sort: Sort;
+  readonly filter: Document;
+  readonly sort: Record<string, 1 | -1>;
   readonly hint: string;
 }
 
 /**
- * T7: the TTL monitor deletes expired items only about once a minute, so
- * every read excludes them itself.
+ * A read is one or more shapes run in order until the page is full. A
+ * continuation inside a compound index (after a label value tie, after a
+ * namespace in a scan) cannot be one MongoDB range: index bounds are a
+ * product of per-field intervals, and a tuple comparison written as $or
+ * either leaves the leading field unbounded (reading everything before the
+ * position on every later page) or depends on the planner merging branches.
+ * So each step is an exact range of its own, and late pages cost what early ones do.
  */
-export function liveFilter(now: number): Filter<ItemDocument> {
-  return { $or: [{ expires: { $exists: false } }, { expires: { $gt: new Date(now) } }] };
+export type ReadPlan = readonly ReadShape[];
+
+/**
+ * T7: the TTL monitor deletes expired items only about once a minute, so
+ * every read excludes them itself. `$not: { $lte }` also matches a missing
+ * field, without the $or that `$exists: false OR $gt` needs.
+ */
+export function liveFilter(now: number): Document {
+  return { expires: { $not: { $lte: new Date(now) } } };
 }
 
-function boundsOfRange(range: KeyRange): Document {
-  return boundsOf(range.lower, range.upper);
-}
-
-function boundsOf(lower: Bound, upper: Bound | undefined): Document {
-  const bounds: Document = { [lower.inclusive ? "$gte" : "$gt"]: lower.value };
-  if (upper) bounds[upper.inclusive ? "$lte" : "$lt"] = upper.value;
+function boundsOf(range: Pick<KeyRange, "lower" | "upper">): Document {
+  const bounds: Document = { [range.lower.inclusive ? "$gte" : "$gt"]: range.lower.value };
+  if (range.upper) bounds[range.upper.inclusive ? "$lte" : "$lt"] = range.upper.value;
   return bounds;
 }
 
+/** A range that holds no key part at all (a start past its end, P4), so nothing is read. */
+export function isEmptyRange(range: { readonly lower: Bound; readonly upper?: Bound }): boolean {
+  if (!range.upper) return false;
+  const order = compareUtf8(range.lower.value, range.upper.value);
+  return order > 0 || (order === 0 && !(range.lower.inclusive && range.upper.inclusive));
+}
+
+function partInRange(range: KeyRange, part: string): boolean {
+  const low = compareUtf8(part, range.lower.value);
+  if (low < 0 || (low === 0 && !range.lower.inclusive)) return false;
+  if (!range.upper) return true;
+  const high = compareUtf8(part, range.upper.value);
+  return high < 0 || (high === 0 && range.upper.inclusive);
+}
+
+const direction = (reverse: boolean) => (reverse ? -1 : 1);
+const beyond = (reverse: boolean) => (reverse ? "$lt" : "$gt");
+
 /**
- * A key range as one index range scan on (ns, part): the namespace is an
- * equality and the key part is bounded on both sides. MongoDB compares
- * strings bytewise in UTF-8 under the default (simple) collation, which is
- * K7's order, so no regex and no in-memory sort is ever needed.
+ * A key range (Q1-Q5, P4): the namespace is an equality and the key part is
+ * bounded on both sides. MongoDB compares strings bytewise in UTF-8 under the
+ * default (simple) collation, which is K7's order, so no regex and no
+ * in-memory sort is ever needed. A start replaces the bound on its side
+ * (narrowRange), so a late page is as cheap as the first.
  */
-export function keyQueryShape(query: KeyQuery, now: number): ReadShape {
-  const filter = {
-    ns: query.range.ns,
-    part: boundsOfRange(narrowRange(query.range, query.after?.part, query.reverse)),
-    ...liveFilter(now),
-  } as Filter<ItemDocument>;
-  const direction = query.reverse ? -1 : 1;
-  return { filter, sort: { ns: direction, part: direction }, hint: KEY_INDEX };
+export function keyQueryPlan(query: KeyQuery, now: number): ReadPlan {
+  const range = narrowRange(query.range, query.after?.part, query.reverse);
+  if (isEmptyRange(range)) return [];
+  const d = direction(query.reverse);
+  return [{ filter: { ns: range.ns, part: boundsOf(range), ...liveFilter(now) }, sort: { ns: d, part: d }, hint: KEY_INDEX }];
 }
 
 /**
- * A label range: the label's partial index (label ns, label part, ns, part)
- * with the label namespace as an equality. Continuing after a position is a
- * tuple comparison, written as the usual disjunction so the planner keeps
- * it on the index.
+ * The label slot's partial index holds only items with that label; naming
+ * `$exists: true` next to the bounds lets the planner prove the hint is
+ * complete (a partial index is used only when the query implies its filter).
  */
-export function labelQueryShape(query: LabelQuery, now: number): ReadShape {
+function labelNs(field: string, condition: Document): Document {
+  return { [field]: { ...condition, $exists: true } };
+}
+
+function labelSort(label: LabelNumber, reverse: boolean): Record<string, 1 | -1> {
+  const fields = labelFields(label);
+  const d = direction(reverse);
+  return { [fields.ns]: d, [fields.part]: d, ns: d, part: d };
+}
+
+/**
+ * A label range (L3, L5) on the label's partial index (label ns, label part,
+ * ns, part): by label value, ties by item key. Continuing after a position
+ * (label value L, item key) reads the rest of L's ties (same namespace, then
+ * later namespaces) and then the range beyond L, each an exact range.
+ */
+export function labelQueryPlan(query: LabelQuery, now: number): ReadPlan {
   const fields = labelFields(query.label);
-  const bounds = boundsOf(query.range.lower, query.range.upper);
-  const filter: Filter<ItemDocument> = { [fields.ns]: query.range.ns, [fields.part]: bounds, ...liveFilter(now) } as Filter<ItemDocument>;
-  if (query.after) {
-    const after = query.after;
-    const beyond = query.reverse ? "$lt" : "$gt";
-    (filter as Document).$and = [
-      {
-        $or: [
-          { [fields.part]: { [beyond]: after.label.part } },
-          { [fields.part]: after.label.part, ns: { [beyond]: after.item.ns } },
-          { [fields.part]: after.label.part, ns: after.item.ns, part: { [beyond]: after.item.part } },
-        ],
-      },
-    ];
+  const live = liveFilter(now);
+  const sort = labelSort(query.label, query.reverse);
+  const hint = labelIndexName(query.label);
+  const inLabelNs = labelNs(fields.ns, { $eq: query.range.ns });
+  const shapes: ReadShape[] = [];
+  const after = query.after;
+  if (after && partInRange(query.range, after.label.part)) {
+    const past = beyond(query.reverse);
+    const tie = { ...inLabelNs, [fields.part]: after.label.part };
+    shapes.push(
+      { filter: { ...tie, ns: after.item.ns, part: { [past]: after.item.part }, ...live }, sort, hint },
+      { filter: { ...tie, ns: { [past]: after.item.ns }, ...live }, sort, hint },
+    );
   }
-  const d = query.reverse ? -1 : 1;
-  return {
-    filter,
-    sort: { [fields.ns]: d, [fields.part]: d, ns: d, part: d },
-    hint: labelIndexName(query.label),
-  };
+  const rest = narrowRange(query.range, after?.label.part, query.reverse);
+  if (!isEmptyRange(rest)) shapes.push({ filter: { ...inLabelNs, [fields.part]: boundsOf(rest), ...live }, sort, hint });
+  return shapes;
 }
 
-/** SC2/SC3/SC5: a whole-environment scan in key order, or in one label's order; segments by the stored hash. */
-export function scanShape(query: ScanFilter & Partial<Pick<ScanQuery, "after">>, now: number): ReadShape {
-  const and: Document[] = [liveFilter(now)];
-  if (query.segment) and.push({ seg: { $mod: [query.segment.total, query.segment.index] } });
+/**
+ * SC2/SC3/SC5: the whole environment in key order (namespace, then key part,
+ * a simple key first since its part is ""), or in one label's order. A
+ * segment is `seg % total = index` on the stored hash, filtered on the way.
+ */
+export function scanPlan(query: ScanFilter & Pick<ScanQuery, "after">, now: number): ReadPlan {
+  const extra: Document = { ...liveFilter(now), ...segmentFilter(query) };
   if (query.label) {
     const fields = labelFields(query.label);
-    and.push({ [fields.ns]: { $exists: true } });
-    if (query.after) {
-      const after = query.after as LabelPosition;
-      and.push({
-        $or: [
-          { [fields.ns]: { $gt: after.label.ns } },
-          { [fields.ns]: after.label.ns, [fields.part]: { $gt: after.label.part } },
-          { [fields.ns]: after.label.ns, [fields.part]: after.label.part, ns: { $gt: after.item.ns } },
-          { [fields.ns]: after.label.ns, [fields.part]: after.label.part, ns: after.item.ns, part: { $gt: after.item.part } },
-        ],
-      });
-    }
-    return {
-      filter: { $and: and } as Filter<ItemDocument>,
-      sort: { [fields.ns]: 1, [fields.part]: 1, ns: 1, part: 1 },
-      hint: labelIndexName(query.label),
-    };
+    const sort = labelSort(query.label, false);
+    const hint = labelIndexName(query.label);
+    const after = query.after as LabelPosition | undefined;
+    if (!after) return [{ filter: { ...labelNs(fields.ns, {}), ...extra }, sort, hint }];
+    const sameNs = labelNs(fields.ns, { $eq: after.label.ns });
+    const sameLabel = { ...sameNs, [fields.part]: after.label.part };
+    return [
+      { filter: { ...sameLabel, ns: after.item.ns, part: { $gt: after.item.part }, ...extra }, sort, hint },
+      { filter: { ...sameLabel, ns: { $gt: after.item.ns }, ...extra }, sort, hint },
+      { filter: { ...sameNs, [fields.part]: { $gt: after.label.part }, ...extra }, sort, hint },
+      { filter: { ...labelNs(fields.ns, { $gt: after.label.ns }), ...extra }, sort, hint },
+    ];
   }
-  if (query.after) {
-    const after = query.after as Key;
-    and.push({ $or: [{ ns: { $gt: after.ns } }, { ns: after.ns, part: { $gt: after.part } }] });
-  }
-  return { filter: { $and: and } as Filter<ItemDocument>, sort: { ns: 1, part: 1 }, hint: KEY_INDEX };
+  const sort = { ns: 1, part: 1 } as const;
+  const after = query.after as Key | undefined;
+  if (!after) return [{ filter: extra, sort, hint: KEY_INDEX }];
+  return [
+    { filter: { ns: after.ns, part: { $gt: after.part }, ...extra }, sort, hint: KEY_INDEX },
+    { filter: { ns: { $gt: after.ns }, ...extra }, sort, hint: KEY_INDEX },
+  ];
 }
 
-/** The indexes every environment's items collection gets, created idempotently at start. */
-export function itemIndexes(): { key: Document; name: string; unique?: boolean; partialFilterExpression?: Document; expireAfterSeconds?: number }[] {
-  const labels = [1, 2, 3, 4, 5].map((label) => {
-    const fields = labelFields(label as 1 | 2 | 3 | 4 | 5);
+/** SC6: what a scan would return, ignoring limit and start. */
+export function countShape(query: ScanFilter, now: number): { readonly filter: Document; readonly hint: string } {
+  const [whole] = scanPlan({ ...query, after: undefined }, now);
+  return { filter: whole.filter, hint: whole.hint };
+}
+
+function segmentFilter(query: ScanFilter): Document {
+  return query.segment ? { seg: { $mod: [query.segment.total, query.segment.index] } } : {};
+}
+
+export interface IndexSpec {
+  readonly key: Record<string, 1>;
+  readonly name: string;
+  readonly unique?: boolean;
+  readonly partialFilterExpression?: Document;
+  readonly expireAfterSeconds?: number;
+}
+
+/**
+ * The indexes of every environment's items collection, created idempotently
+ * at start. No index on `seg`: a segment is a modulus, which no index can
+ * bound, and segmented scans still need key order, which the key index gives.
+ */
+export function itemIndexes(): IndexSpec[] {
+  const labels = ([1, 2, 3, 4, 5] as const).map((label) => {
+    const fields = labelFields(label);
     return {
-      key: { [fields.ns]: 1, [fields.part]: 1, ns: 1, part: 1 },
+      key: { [fields.ns]: 1, [fields.part]: 1, ns: 1, part: 1 } as Record<string, 1>,
       name: labelIndexName(label),
+      // Items without the label stay out of its index: five label indexes cost only what is labelled.
       partialFilterExpression: { [fields.ns]: { $exists: true } },
     };
   });
   return [
     { key: { ns: 1, part: 1 }, name: KEY_INDEX, unique: true },
     ...labels,
-    // The TTL monitor deletes expired items in the background (about once a minute).
-    { key: { expires: 1 }, name: "expires_ttl", expireAfterSeconds: 0 },
+    // T7: the TTL monitor deletes expired items in the background, about once a minute.
+    { key: { expires: 1 }, name: TTL_INDEX, expireAfterSeconds: 0 },
   ];
 }

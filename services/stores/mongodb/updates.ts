@@ -1,23 +1,29 @@
 import type { Document } from "mongodb";
-import type { JsonObject } from "../../domain/json.js";
+import { utf8Length, type JsonObject } from "../../domain/json.js";
 import { LABEL_COUNT } from "../../domain/item.js";
 import { segmentHash } from "../../domain/segments.js";
-import type { LabelChange, SetPlan, ValuePlan } from "../../domain/set-plan.js";
+import type { CreatedCheck, LabelChange, SetPlan, ValuePlan } from "../../domain/set-plan.js";
 import { MAX_ITEM_BYTES } from "../../domain/values.js";
 import type { LabelNumber } from "../store.js";
-import { encodeCell, encodeValue, labelFields } from "./codec.js";
+import { encodeAttribute, encodeCell, encodeLabel, encodeValue, labelFields } from "./codec.js";
 
 /**
- * A SetPlan as ONE atomic MongoDB update (S4): the filter carries the
- * existence and created checks (E1, E2, C1), and an update pipeline applies
- * the plan to the stored document in the same step — merge, `$add`, defaults,
- * labels, ttl and metadata — with no read-modify-write in the service.
+ * A SetPlan as ONE atomic MongoDB update (S4): `findOneAndUpdate(filter,
+ * pipeline, { upsert })`. The filter carries the existence and created checks
+ * (E1, E2, C1), so they hold at the instant of the write; the update pipeline
+ * applies the plan to the stored document in the same step (merge, `$add`,
+ * defaults, labels, ttl, metadata), the way applySet (domain/set-plan.ts)
+ * applies it to the live item.
  *
- * The value checks that depend on what is stored (V5, A4, V8) cannot stop a
+ * Checks that depend on the stored value (V5, A4, V8) cannot abort a
  * pipeline, so the pipeline computes them and, when one fails, replaces the
- * document with itself as it was: nothing changes. The write id `_w` tells
- * the store whether its write was applied; if not, it reads the unchanged
- * document and lets the pure applySet name the error.
+ * document with itself as it was: MongoDB sees a byte-identical document and
+ * writes nothing (no oplog entry, no change event). The write id `_w` then
+ * tells the store its write did not apply, and the store answers exactly
+ * with applySet (see mongo-store.ts).
+ *
+ * User data (keys, labels, attribute names, values) only ever appears inside
+ * `$literal`, so a leading `$` is never read as a field path or an operator.
  */
 export interface SetUpdate {
   readonly filter: Document;
@@ -25,13 +31,21 @@ export interface SetUpdate {
   readonly upsert: boolean;
 }
 
-const HELPERS = ["_old", "_live", "_fail", "_size"];
+export interface SetUpdateOptions {
+  /** Written without change events (WriteOptions.events === false): marks the document for the feed. */
+  readonly quiet?: boolean;
+}
+
+/** Fields that exist only while the pipeline runs. */
+export const PIPELINE_FIELDS = ["_old", "_live", "_fail"] as const;
 const NUMERIC_TYPES = ["double", "int", "long", "decimal"];
 const REMOVE = "$$REMOVE";
+/** The longest JSON text of a double ("-0.0000012345678901234567", "-1.2345678901234567e-123"). */
+export const MAX_NUMBER_TEXT = 25;
 
-/** Every user-given string goes in $literal: a leading `$` would otherwise read as a field path. */
 const literal = (value: unknown) => ({ $literal: value });
 
+/** T7: a stored document is the live item only if it has not expired at `now`. */
 export function liveExpression(now: Date): Document {
   return {
     $and: [
@@ -41,89 +55,93 @@ export function liveExpression(now: Date): Document {
   };
 }
 
-function liveFilter(now: Date): Document {
-  return { created: { $exists: true }, $or: [{ expires: { $exists: false } }, { expires: { $gt: now } }] };
+/** Batch writes (BS2, SE1, imports) are overwrites without conditions: their result does not depend on what is stored. */
+export function isUnconditionalOverwrite(plan: SetPlan): boolean {
+  return plan.overwrite && plan.value.kind === "replace" && plan.exists === undefined && plan.created === undefined;
 }
 
-export function setUpdate(plan: SetPlan, now: number, writeId: string): SetUpdate {
+/** EV6: an item written with a ttl already past is created and expires at once. */
+export function expiresAtWrite(plan: SetPlan, now: number): boolean {
+  return plan.ttl.op === "set" && plan.ttl.expires <= now;
+}
+
+/** The C2 check as a filter condition; a value no stored `created` can equal matches nothing. */
+export function createdCondition(check: CreatedCheck): Document {
+  const base = check.unit === "seconds" ? check.value * 1000 : check.value;
+  if (!Number.isInteger(check.value) || Math.abs(base) > 8.64e15 - 1000) return { created: { $in: [] } };
+  return check.unit === "millis"
+    ? { created: new Date(base) }
+    : { created: { $gte: new Date(base), $lt: new Date(base + 1000) } };
+}
+
+export function setUpdate(plan: SetPlan, now: number, writeId: string, options: SetUpdateOptions = {}): SetUpdate {
   const at = new Date(now);
-  const conditions: Document[] = [];
+  const filter: Document = { ns: plan.key.ns, part: plan.key.part };
   let upsert = true;
   if (plan.exists === false) {
-    // No live item may exist: a live one fails the match, the upsert's insert then hits the unique index (E1).
-    conditions.push({ $or: [{ created: { $exists: false } }, { expires: { $lte: at } }] });
+    // E1: only an expired document may be written over; a live one fails the match, and
+    // the upsert's insert then collides on the unique (ns, part) index: ALREADY_EXISTS.
+    filter.expires = { $lte: at };
   }
   if (plan.exists === true || plan.created) {
-    conditions.push(liveFilter(at));
+    // E2, C1: a live item must be there (and have that created); nothing is inserted.
+    filter.expires = { $not: { $lte: at } };
+    if (plan.created) Object.assign(filter, createdCondition(plan.created));
     upsert = false;
   }
-  if (plan.created) {
-    const { unit, value } = plan.created;
-    conditions.push(
-      unit === "millis"
-        ? { created: new Date(value) }
-        : { created: { $gte: new Date(value * 1000), $lt: new Date(value * 1000 + 1000) } },
-    );
-  }
-  const filter: Document = { ns: plan.key.ns, part: plan.key.part };
-  if (conditions.length > 0) filter.$and = conditions;
 
+  const checked = plan.value.kind !== "replace";
   const pipeline: Document[] = [
     { $set: { _old: "$$ROOT", _live: liveExpression(at) } },
     { $set: valueStage(plan.value) },
-    { $set: metadataStage(plan, at, writeId) },
-    { $set: { _size: sizeExpression(plan) } },
-    {
-      $set: {
-        _fail: {
-          $cond: [
-            { $ne: [{ $ifNull: ["$_fail", null] }, null] },
-            "$_fail",
-            { $cond: [{ $and: ["$_live", { $gt: ["$_size", MAX_ITEM_BYTES] }] }, "V8", null] },
-          ],
-        },
-      },
-    },
-    { $replaceWith: { $cond: [{ $eq: ["$_fail", null] }, "$$ROOT", "$_old"] } },
-    { $unset: HELPERS },
+    { $set: metadataStage(plan, now, writeId, options) },
   ];
+  if (checked) {
+    // V8 after the merge; a replace was measured whole by planSet, and its labels all come from the request.
+    pipeline.push(
+      { $set: { _fail: { $cond: [{ $and: [isOk, "$_live", { $gt: [sizeExpression(plan), MAX_ITEM_BYTES] }] }, "V8", "$_fail"] } } },
+      { $replaceWith: { $cond: [isOk, "$$ROOT", "$_old"] } },
+    );
+  }
+  pipeline.push({ $unset: [...PIPELINE_FIELDS] });
   return { filter, pipeline, upsert };
 }
 
+const isOk = { $eq: [{ $ifNull: ["$_fail", null] }, null] };
 const isObjectStored = { $and: ["$_live", { $eq: ["$vt", "o"] }] };
+const isNumber = (path: string) => ({ $in: [{ $type: path }, NUMERIC_TYPES] });
+/** A6: arithmetic in doubles, as JavaScript does; an int32 sum would otherwise overflow into int64. */
+const plus = (path: string, amount: unknown) => ({ $add: [{ $toDouble: path }, amount] });
 
 function valueStage(plan: ValuePlan): Document {
   switch (plan.kind) {
     case "replace": {
       const encoded = encodeValue(plan.value);
-      return { vt: encoded.vt, vo: encoded.vo ? literal(encoded.vo) : REMOVE, vs: encoded.vs ? literal(encoded.vs) : REMOVE, _fail: null };
+      return {
+        vt: encoded.vt,
+        vo: encoded.vo ? literal(encoded.vo) : REMOVE,
+        vs: encoded.vs ? literal(encoded.vs) : REMOVE,
+      };
     }
     case "single":
-      return {
-        _fail: { $cond: [isObjectStored, "V5", null] },
-        vt: "s",
-        vs: literal(encodeCell(plan.value)),
-        vo: REMOVE,
-      };
+      // V5: a single value onto an object is refused; onto anything else it replaces (V3).
+      return { _fail: { $cond: [isObjectStored, "V5", null] }, vt: "s", vs: literal(encodeCell(plan.value)), vo: REMOVE };
     case "singleDefault":
+      // D3: written only where there is no live item; a live single value stays.
       return {
         _fail: { $cond: [isObjectStored, "V5", null] },
         vt: "s",
-        // D3: written only where there is no live item; a live single value stays.
         vs: { $cond: ["$_live", "$vs", literal(encodeCell(plan.value))] },
         vo: REMOVE,
       };
     case "addToValue":
+      // A1, AD2, AD5: onto nothing it is the amount; onto an object V5; onto a non-number A4.
       return {
         _fail: {
-          $cond: [
-            isObjectStored,
-            "V5",
-            { $cond: [{ $and: ["$_live", { $not: [{ $in: [{ $type: "$vs.n" }, NUMERIC_TYPES] }] }] }, "A4", null] },
-          ],
+          $cond: [isObjectStored, "V5", { $cond: [{ $and: ["$_live", { $not: [isNumber("$vs.n")] }] }, "A4", null] }],
         },
         vt: "s",
-        vs: { $cond: ["$_live", { n: { $add: ["$vs.n", plan.amount] } }, { n: plan.amount }] },
+        vs: { $cond: ["$_live", { n: plus("$vs.n", plan.amount) }, { n: plan.amount }] },
         vo: REMOVE,
       };
     case "merge":
@@ -132,109 +150,125 @@ function valueStage(plan: ValuePlan): Document {
 }
 
 /**
- * V4, V6, A1, D2: the stored root attributes (none if the item is not live
+ * V4, V6, A1, D2: the stored root attributes (none when the item is not live
  * or holds a single value) minus the removed ones, with set attributes
- * replaced in place, counters incremented in place, then new set, added and
- * default attributes appended in that order, as a JavaScript merge orders them.
+ * replaced in place and counters incremented in place, then the new set,
+ * added and default attributes appended in that order: the order applySet
+ * builds its object in.
  */
 function mergeStage(plan: Extract<ValuePlan, { kind: "merge" }>): Document {
-  const setEntries = Object.keys(plan.set).map((k) => ({ k, ...encodeCell(plan.set[k]) }));
-  const addEntries = Object.keys(plan.add).map((k) => ({ k, a: plan.add[k] }));
-  const fillEntries = Object.keys(plan.fill).map((k) => ({ k, ...encodeCell((plan.fill as JsonObject)[k]) }));
-  const base = { $cond: [isObjectStored, { $ifNull: ["$vo", []] }, []] };
-  const kept = { $filter: { input: base, as: "e", cond: { $not: [{ $in: ["$$e.k", literal(plan.unset)] }] } } };
-  const lookup = (entries: unknown[], key: string) => ({
-    $arrayElemAt: [{ $filter: { input: literal(entries), as: "x", cond: { $eq: ["$$x.k", key] } } }, 0],
+  const sets = Object.keys(plan.set).map((k) => encodeAttribute(k, plan.set[k]));
+  const adds = Object.keys(plan.add).map((k) => encodeAttribute(k, plan.add[k]));
+  const fills = Object.keys(plan.fill).map((k) => encodeAttribute(k, (plan.fill as JsonObject)[k]));
+  const setNames = literal(sets.map((cell) => cell.k));
+  const addNames = literal(adds.map((cell) => cell.k));
+  const stored = { $cond: [isObjectStored, { $ifNull: ["$vo", []] }, []] };
+  const kept =
+    plan.unset.length === 0
+      ? stored
+      : { $filter: { input: stored, as: "e", cond: { $not: [{ $in: ["$$e.k", literal(plan.unset)] }] } } };
+  const given = (cells: unknown[]) => ({
+    $arrayElemAt: [{ $filter: { input: literal(cells), as: "x", cond: { $eq: ["$$x.k", "$$e.k"] } } }, 0],
   });
-  const updated = {
-    $map: {
-      input: "$$kept",
-      as: "e",
-      in: {
-        $switch: {
-          branches: [
-            { case: { $in: ["$$e.k", literal(setEntries.map((e) => e.k))] }, then: lookup(setEntries, "$$e.k") },
-            {
-              case: { $in: ["$$e.k", literal(addEntries.map((e) => e.k))] },
-              then: { $let: { vars: { m: lookup(addEntries, "$$e.k") }, in: { k: "$$e.k", n: { $add: ["$$e.n", "$$m.a"] } } } },
-            },
-          ],
-          default: "$$e",
-        },
-      },
-    },
-  };
-  const absent = (entries: unknown[]) => ({
-    $filter: { input: literal(entries), as: "x", cond: { $not: [{ $in: ["$$x.k", "$$keptKeys"] }] } },
+  const branches: Document[] = [];
+  if (sets.length > 0) branches.push({ case: { $in: ["$$e.k", setNames] }, then: given(sets) });
+  if (adds.length > 0) {
+    branches.push({
+      case: { $in: ["$$e.k", addNames] },
+      then: { $mergeObjects: ["$$e", { n: { $let: { vars: { g: given(adds) }, in: plus("$$e.n", "$$g.n") } } }] },
+    });
+  }
+  const updated =
+    branches.length === 0 ? "$$kept" : { $map: { input: "$$kept", as: "e", in: { $switch: { branches, default: "$$e" } } } };
+  const absent = (cells: unknown[]) => ({
+    $filter: { input: literal(cells), as: "x", cond: { $not: [{ $in: ["$$x.k", "$$keptKeys"] }] } },
   });
-  const appendedAdds = { $map: { input: absent(addEntries), as: "x", in: { k: "$$x.k", n: "$$x.a" } } };
-  const counterOnNonNumber = {
-    $anyElementTrue: [
-      {
-        $map: {
-          input: "$$kept",
-          as: "e",
-          in: {
-            $and: [
-              { $in: ["$$e.k", literal(addEntries.map((e) => e.k))] },
-              { $not: [{ $in: [{ $type: "$$e.n" }, NUMERIC_TYPES] }] },
-            ],
-          },
-        },
-      },
-    ],
-  };
-  return {
+  const appended = [sets, adds, fills].filter((cells) => cells.length > 0).map(absent);
+  const stage: Document = {
     vt: "o",
     vs: REMOVE,
-    _fail: { $let: { vars: { kept }, in: { $cond: [counterOnNonNumber, "A4", null] } } },
     vo: {
       $let: {
         vars: { kept },
         in: {
           $let: {
             vars: { keptKeys: { $map: { input: "$$kept", as: "e", in: "$$e.k" } } },
-            in: { $concatArrays: [updated, absent(setEntries), appendedAdds, absent(fillEntries)] },
+            in: { $concatArrays: [updated, ...appended] },
           },
         },
       },
     },
+    _fail: null,
   };
+  if (adds.length > 0) {
+    // A4: a counter onto a stored attribute that is not a number (a removed one counts as missing, so 0).
+    stage._fail = {
+      $cond: [
+        {
+          $anyElementTrue: [
+            { $map: { input: kept, as: "e", in: { $and: [{ $in: ["$$e.k", addNames] }, { $not: [isNumber("$$e.n")] }] } } },
+          ],
+        },
+        "A4",
+        null,
+      ],
+    };
+  }
+  return stage;
 }
 
-function labelExpression(change: LabelChange, field: string, part: "ns" | "part", overwrite: boolean): unknown {
+function labelStage(change: LabelChange, label: LabelNumber, overwrite: boolean): Document {
+  const fields = labelFields(label);
+  const removed = { [fields.ns]: REMOVE, [fields.part]: REMOVE, [fields.escape]: REMOVE };
+  const kept = (when: unknown) => ({
+    [fields.ns]: { $cond: [when, `$${fields.ns}`, REMOVE] },
+    [fields.part]: { $cond: [when, `$${fields.part}`, REMOVE] },
+    [fields.escape]: { $cond: [when, `$${fields.escape}`, REMOVE] },
+  });
+  const written = (value: ReturnType<typeof encodeLabel>) => ({
+    [fields.ns]: literal(value.ns),
+    [fields.part]: literal(value.part),
+    [fields.escape]: value.e === undefined ? REMOVE : value.e,
+  });
   switch (change.op) {
     case "keep":
-      return overwrite ? REMOVE : { $cond: ["$_live", `$${field}`, REMOVE] };
+      // L2, M2: kept on a merge of a live item; gone on an overwrite or when nothing live is there.
+      return overwrite ? removed : kept("$_live");
     case "set":
-      return literal(change.label[part]);
+      return written(encodeLabel(change.label));
     case "setIfAbsent": {
-      if (overwrite) return literal(change.label[part]);
-      // Both halves of the label follow the namespace's presence, so a label is never half-set.
-      const nsField = field.replace(/part$/, "ns");
+      if (overwrite) return written(encodeLabel(change.label));
+      // Every field of the slot follows the stored namespace's presence, so a label is never half-set.
+      const present = { $and: ["$_live", { $ne: [{ $type: `$${fields.ns}` }, "missing"] }] };
+      const value = encodeLabel(change.label);
       return {
-        $cond: [{ $and: ["$_live", { $ne: [{ $type: `$${nsField}` }, "missing"] }] }, `$${field}`, literal(change.label[part])],
+        [fields.ns]: { $cond: [present, `$${fields.ns}`, literal(value.ns)] },
+        [fields.part]: { $cond: [present, `$${fields.part}`, literal(value.part)] },
+        [fields.escape]: { $cond: [present, `$${fields.escape}`, value.e === undefined ? REMOVE : value.e] },
       };
     }
     case "remove":
-      return REMOVE;
+      return removed;
   }
 }
 
-function metadataStage(plan: SetPlan, at: Date, writeId: string): Document {
+function metadataStage(plan: SetPlan, now: number, writeId: string, options: SetUpdateOptions): Document {
+  const at = new Date(now);
   const stage: Document = {
     ns: literal(plan.key.ns),
     part: literal(plan.key.part),
     seg: segmentHash(plan.key),
+    // M1: every successful write moves modified, even one that changes nothing else.
     modified: at,
-    _w: writeId,
     // M1, M2, C1: created survives merges, and an overwrite that passed the created check.
     created: plan.overwrite && !plan.created ? at : { $cond: ["$_live", "$created", at] },
+    _w: writeId,
+    // EV5: the feed names the change `created` when the write found no live item.
+    _n: { $not: ["$_live"] },
+    _q: options.quiet ? (expiresAtWrite(plan, now) ? "d" : "w") : REMOVE,
   };
   for (let slot = 0; slot < LABEL_COUNT; slot++) {
-    const fields = labelFields((slot + 1) as LabelNumber);
-    stage[fields.ns] = labelExpression(plan.labels[slot], fields.ns, "ns", plan.overwrite);
-    stage[fields.part] = labelExpression(plan.labels[slot], fields.part, "part", plan.overwrite);
+    Object.assign(stage, labelStage(plan.labels[slot], (slot + 1) as LabelNumber, plan.overwrite));
   }
   switch (plan.ttl.op) {
     case "set":
@@ -244,59 +278,75 @@ function metadataStage(plan: SetPlan, at: Date, writeId: string): Document {
       stage.expires = REMOVE;
       break;
     case "keep":
+      // T3: a merge keeps the live item's expiry; an overwrite or a fresh item has none.
       stage.expires = plan.overwrite ? REMOVE : { $cond: ["$_live", "$expires", REMOVE] };
   }
   return stage;
 }
 
 /**
- * V8 after a merge, in JSON bytes of { key, value, labels }: each attribute
- * is its name, its JSON text (or the number's text) and four bytes of
- * punctuation. Numbers are printed by MongoDB rather than JavaScript, so the
- * figure can differ from the embedded engine's by a few bytes per counter.
+ * V8 on the document the pipeline built: the UTF-8 bytes of the JSON of
+ * `{ key, value, label1..label5 }`, as domain/values.ts itemSize measures it.
+ * Names, strings and labels are exact (string cells hold their JSON text;
+ * `e` fields hold what escaping adds to names and labels). Numbers are exact
+ * when they are integers below 2^53; any other number counts as the longest
+ * text a double can have, so the figure is never below the true size. A
+ * refusal past the limit is therefore confirmed or overturned by the store's
+ * exact path (applySet in a transaction), and both engines draw the line at
+ * the same byte.
  */
-function sizeExpression(plan: SetPlan): Document {
-  const cellLength = (cell: string) => ({
+export function sizeExpression(plan: SetPlan): Document {
+  const numberBytes = (path: string) => ({
     $cond: [
-      { $in: [{ $type: `${cell}.n` }, NUMERIC_TYPES] },
-      { $strLenBytes: { $toString: `${cell}.n` } },
-      { $strLenBytes: { $ifNull: [`${cell}.j`, "null"] } },
+      { $and: [{ $eq: [path, { $trunc: path }] }, { $lt: [{ $abs: path }, 2 ** 53] }] },
+      { $strLenBytes: { $toString: { $toLong: path } } },
+      MAX_NUMBER_TEXT,
     ],
   });
+  const cellBytes = (cell: string) => ({
+    $cond: [isNumber(`${cell}.n`), numberBytes(`${cell}.n`), { $strLenBytes: { $ifNull: [`${cell}.j`, "null"] } }],
+  });
+  const objectBytes = {
+    $let: {
+      vars: { cells: { $ifNull: ["$vo", []] } },
+      in: {
+        $add: [
+          2,
+          { $max: [{ $subtract: [{ $size: "$$cells" }, 1] }, 0] },
+          {
+            $sum: {
+              $map: {
+                input: "$$cells",
+                as: "a",
+                // "name": value
+                in: { $add: [3, { $strLenBytes: "$$a.k" }, { $ifNull: ["$$a.e", 0] }, cellBytes("$$a")] },
+              },
+            },
+          },
+        ],
+      },
+    },
+  };
   const labels = Array.from({ length: LABEL_COUNT }, (_, slot) => {
     const fields = labelFields((slot + 1) as LabelNumber);
+    const part = { $ifNull: [`$${fields.part}`, ""] };
     return {
       $cond: [
         { $eq: [{ $type: `$${fields.ns}` }, "missing"] },
         0,
-        { $add: [12, { $strLenBytes: `$${fields.ns}` }, { $strLenBytes: { $ifNull: [`$${fields.part}`, ""] } }] },
+        {
+          // ,"labelN":"ns:part"
+          $add: [
+            12,
+            { $strLenBytes: { $ifNull: [`$${fields.ns}`, ""] } },
+            { $cond: [{ $eq: [part, ""] }, 0, { $add: [1, { $strLenBytes: part }] }] },
+            { $ifNull: [`$${fields.escape}`, 0] },
+          ],
+        },
       ],
     };
   });
-  return {
-    $add: [
-      24 + Buffer.byteLength(JSON.stringify(plan.key.full)),
-      {
-        $cond: [
-          { $eq: ["$vt", "o"] },
-          {
-            $add: [
-              2,
-              {
-                $sum: {
-                  $map: {
-                    input: { $ifNull: ["$vo", []] },
-                    as: "a",
-                    in: { $add: [4, { $strLenBytes: "$$a.k" }, cellLength("$$a")] },
-                  },
-                },
-              },
-            ],
-          },
-          cellLength("$vs"),
-        ],
-      },
-      ...labels,
-    ],
-  };
+  // {"key":"…","value": and the closing brace, known here.
+  const keyBytes = utf8Length(JSON.stringify({ key: plan.key.full, value: null })) - "null".length;
+  return { $add: [keyBytes, { $cond: [{ $eq: ["$vt", "o"] }, objectBytes, cellBytes("$vs")] }, ...labels] };
 }

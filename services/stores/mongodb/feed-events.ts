@@ -1,0 +1,165 @@
+import type { ChangeStreamDocument, Document, ResumeToken } from "mongodb";
+import { invalidArgument } from "../../domain/errors.js";
+import { isLive, type Change } from "../../domain/item.js";
+import type { FeedEvent } from "../../feed/change-feed.js";
+import { COLLECTIONS, decodeItem, type ItemDocument } from "./codec.js";
+
+/**
+ * Change stream documents as Larder's change events (EV4-EV6), and the
+ * resume tokens subscribers hold. Pure: the feed (mongo-feed.ts) does the I/O.
+ *
+ * A position is where a subscriber resumes: right after one event. Most
+ * changes are one event, and resume right after them is MongoDB's own resume
+ * token. One change can be two events (EV6: a write onto an expired item not
+ * yet deleted is that item's expiry, then a new item); resuming between them
+ * means reading that change again and skipping its first event, so that
+ * token also holds the stream's position before the change.
+ */
+export interface FeedPosition {
+  /** Identifies the position among the feed's entries (the event id of the event it follows). */
+  readonly key: string;
+  /** Where a change stream resumes from (resumeAfter). */
+  readonly resume?: ResumeToken;
+  /** Between the events of one change: that change's key, and how many of its events were delivered. */
+  readonly change?: string;
+  readonly skip?: number;
+}
+
+/** One change stream document, as the feed keeps it. */
+export type FeedEntry =
+  /** Something subscribers receive. */
+  | { readonly kind: "event"; readonly key: string; readonly token: string; readonly event: FeedEvent; readonly bytes: number }
+  /** A position marker written by head(): never delivered, but a place a subscriber can start after. */
+  | { readonly kind: "marker"; readonly key: string; readonly token: string; readonly marker: number }
+  /** Nothing for subscribers (writes without events, other collections, index builds...). */
+  | { readonly kind: "skip"; readonly key: string };
+
+const TOKEN_PREFIX = "m1.";
+
+/** The ordering key MongoDB gives each change: its resume token's `_data`, a hex string since 4.2. */
+export function changeKey(id: ResumeToken): string {
+  const data = (id as { _data?: unknown } | null)?._data;
+  return typeof data === "string" ? data : JSON.stringify(id);
+}
+
+export function encodeFeedToken(position: FeedPosition): string {
+  const body: Record<string, unknown> = { k: position.key, r: position.resume };
+  if (position.change !== undefined) Object.assign(body, { c: position.change, s: position.skip });
+  return TOKEN_PREFIX + Buffer.from(JSON.stringify(body), "utf8").toString("base64url");
+}
+
+export function decodeFeedToken(token: string): FeedPosition {
+  const invalid = () => invalidArgument("INVALID_OPTION", "Invalid resume token");
+  if (typeof token !== "string" || !token.startsWith(TOKEN_PREFIX)) throw invalid();
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.from(token.slice(TOKEN_PREFIX.length), "base64url").toString("utf8"));
+  } catch {
+    throw invalid();
+  }
+  if (typeof body !== "object" || body === null) throw invalid();
+  const { k, r, c, s } = body as Record<string, unknown>;
+  if (typeof k !== "string" || k === "") throw invalid();
+  if (r !== undefined && (typeof r !== "object" || r === null)) throw invalid();
+  if (c === undefined) return { key: k, resume: r as ResumeToken | undefined };
+  if (typeof c !== "string" || typeof s !== "number" || !Number.isInteger(s) || s < 1) throw invalid();
+  return { key: k, resume: r as ResumeToken | undefined, change: c, skip: s };
+}
+
+/** When the change was applied: the server's wall clock (6.0+), else the cluster time's seconds. */
+function timeOf(change: ChangeStreamDocument<Document>): number {
+  if ("wallTime" in change && change.wallTime instanceof Date) return change.wallTime.getTime();
+  const clusterTime = (change as { clusterTime?: { getHighBits(): number } }).clusterTime;
+  return clusterTime ? clusterTime.getHighBits() * 1000 : Date.now();
+}
+
+/** A rough size of a stored item in memory, so the feed can bound what it keeps by bytes too. */
+export function approximateBytes(document: ItemDocument | undefined): number {
+  if (!document) return 0;
+  let bytes = 256 + document.ns.length + document.part.length + (document.vs?.j?.length ?? 8);
+  for (const cell of document.vo ?? []) bytes += 16 + cell.k.length + (cell.j?.length ?? 8);
+  return bytes;
+}
+
+/**
+ * The entries of one change stream document. `before` is the stream's
+ * position just before it (for the tokens of events that share a change).
+ */
+export function entriesOf(change: ChangeStreamDocument<Document>, before: ResumeToken | undefined): FeedEntry[] {
+  const key = changeKey(change._id);
+  const collection = "ns" in change ? (change.ns as { coll?: string } | undefined)?.coll : undefined;
+  if (collection === COLLECTIONS.heads) {
+    const marker = markerOf(change);
+    if (marker === undefined) return [{ kind: "skip", key }];
+    return [{ kind: "marker", key, token: encodeFeedToken({ key, resume: change._id }), marker }];
+  }
+  if (collection !== COLLECTIONS.items) return [{ kind: "skip", key }];
+  const time = timeOf(change);
+  const changes = changesOf(change as ChangeStreamDocument<ItemDocument>, time);
+  if (changes.length === 0) return [{ kind: "skip", key }];
+  const post = "fullDocument" in change ? (change.fullDocument as ItemDocument | undefined) : undefined;
+  const pre = "fullDocumentBeforeChange" in change ? (change.fullDocumentBeforeChange as ItemDocument | undefined) : undefined;
+  const bytes = approximateBytes(post ?? undefined) + approximateBytes(pre ?? undefined);
+  return changes.map((each, index) => {
+    const last = index === changes.length - 1;
+    // Without a position before the change (a stream's very first batch) the
+    // pair can only be resumed whole; the first event then resumes after both.
+    const position: FeedPosition =
+      last || before === undefined
+        ? { key: last ? key : `${key}:${index}`, resume: change._id }
+        : { key: `${key}:${index}`, resume: before, change: key, skip: index + 1 };
+    const token = encodeFeedToken(position);
+    return { kind: "event", key: position.key, token, event: { ...each, id: position.key, token, time }, bytes };
+  });
+}
+
+function markerOf(change: ChangeStreamDocument<Document>): number | undefined {
+  if (change.operationType === "update") {
+    const n = change.updateDescription?.updatedFields?.n ?? change.fullDocument?.n;
+    return typeof n === "number" ? n : undefined;
+  }
+  if (change.operationType === "insert" || change.operationType === "replace") {
+    const n = change.fullDocument?.n;
+    return typeof n === "number" ? n : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * EV5/EV6 from one items change. The write's own record of whether it found
+ * a live item (`_n`) names created vs updated, so the event agrees with the
+ * write even at the instant an item expires; the TTL monitor's and the
+ * sweeper's deletes are `deleted` marked expired (the before-image had
+ * expired when it was removed).
+ */
+export function changesOf(change: ChangeStreamDocument<ItemDocument>, time: number): Change[] {
+  switch (change.operationType) {
+    case "insert": {
+      const post = change.fullDocument;
+      if (!post || post._q) return [];
+      return [{ name: "created", item: decodeItem(post) }];
+    }
+    case "update":
+    case "replace": {
+      const post = change.fullDocument;
+      if (!post || post._q) return [];
+      const pre = change.fullDocumentBeforeChange ?? undefined;
+      const item = decodeItem(post);
+      if (post._n === true) {
+        const previous = pre ? decodeItem(pre) : undefined;
+        return previous
+          ? [{ name: "deleted", item: previous, expired: true }, { name: "created", item }]
+          : [{ name: "created", item }];
+      }
+      return pre ? [{ name: "updated", item, previous: decodeItem(pre) }] : [{ name: "updated", item }];
+    }
+    case "delete": {
+      const pre = change.fullDocumentBeforeChange;
+      if (!pre || pre._q === "d") return [];
+      const item = decodeItem(pre);
+      return [{ name: "deleted", item, expired: !isLive(item, time) }];
+    }
+    default:
+      return [];
+  }
+}

@@ -1,0 +1,131 @@
+import { expect } from "chai";
+import fc from "fast-check";
+import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../services/domain/item.js";
+import type { JsonValue } from "../../services/domain/json.js";
+import { parseKey } from "../../services/domain/keys.js";
+import { segmentHash } from "../../services/domain/segments.js";
+import {
+  decodeItem,
+  decodeValue,
+  encodeAttribute,
+  encodeItem,
+  encodeLabel,
+  encodeValue,
+  jsonEscapeOverhead,
+  type ItemDocument,
+} from "../../services/stores/mongodb/codec.js";
+
+/**
+ * How items are stored in MongoDB (V2): values never become BSON field
+ * names, numbers stay native for $add, and what JSON escaping adds to names
+ * and labels is recorded so the update pipeline can measure V8 exactly.
+ */
+const names = fc.oneof(fc.constantFrom("a.b", "$x", "", "__proto__", "constructor", "😀", 'q"uote', "back\\slash", "ctl\u0001"), fc.string());
+export const jsonValues = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small" },
+    fc.string(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.integer(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(tie("value"), { maxLength: 4 }),
+    fc.dictionary(names, tie("value"), { maxKeys: 4 }),
+  ),
+})).value as fc.Arbitrary<JsonValue>;
+
+describe("MongoDB engine: value codec (V2)", () => {
+  it("round-trips any JSON value, attribute names such as '.', '$x', '' and __proto__ included", () => {
+    fc.assert(
+      fc.property(jsonValues, (value) => {
+        const decoded = decodeValue(encodeValue(value));
+        expect(JSON.stringify(decoded)).to.equal(JSON.stringify(JSON.parse(JSON.stringify(value))));
+      }),
+    );
+    const odd = JSON.parse('{"__proto__":{"$e":1},"a.b":2,"":{"$set":3}}') as JsonValue;
+    const decoded = decodeValue(encodeValue(odd)) as Record<string, unknown>;
+    expect(Object.keys(decoded)).to.deep.equal(["__proto__", "a.b", ""]);
+    expect(Object.getPrototypeOf(decoded)).to.equal(Object.prototype);
+  });
+
+  it("keeps root numbers native (so $add increments them in place) and everything else as JSON text", () => {
+    expect(encodeValue({ c: 1, s: "x", o: { "$in": [1] } })).to.deep.equal({
+      vt: "o",
+      vo: [
+        { k: "c", n: 1 },
+        { k: "s", j: '"x"' },
+        { k: "o", j: '{"$in":[1]}' },
+      ],
+    });
+    expect(encodeValue(5)).to.deep.equal({ vt: "s", vs: { n: 5 } });
+    expect(encodeValue(null)).to.deep.equal({ vt: "s", vs: { j: "null" } });
+    expect(encodeValue([1, "a"])).to.deep.equal({ vt: "s", vs: { j: '[1,"a"]' } });
+  });
+
+  it("records what JSON escaping adds to an attribute name, only when it adds something", () => {
+    expect(encodeAttribute("plain é😀", 1)).to.deep.equal({ k: "plain é😀", n: 1 });
+    expect(encodeAttribute('a"b\\c', 1)).to.deep.equal({ k: 'a"b\\c', n: 1, e: 2 });
+    expect(encodeAttribute("\n\u0001", "v")).to.deep.equal({ k: "\n\u0001", j: '"v"', e: 1 + 5 });
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme" }), (name) => {
+        expect(Buffer.byteLength(name) + 2 + jsonEscapeOverhead(name)).to.equal(Buffer.byteLength(JSON.stringify(name)));
+      }),
+    );
+  });
+
+  it("stores a label as its two halves, with its escape overhead when it has one", () => {
+    expect(encodeLabel(parseKey("team:a"))).to.deep.equal({ ns: "team", part: "a" });
+    expect(encodeLabel(parseKey('q"t'))).to.deep.equal({ ns: 'q"t', part: "", e: 1 });
+  });
+
+  it("encodes a whole item and decodes it back, labels, ttl and write metadata included", () => {
+    const labels: LabelSlots = [undefined, parseKey("team:x"), undefined, undefined, parseKey("solo")];
+    const item: ItemRecord = {
+      key: parseKey("users:jane"),
+      value: { a: 1, "b.c": [true] },
+      created: 1000,
+      modified: 2000,
+      expires: 3000,
+      labels,
+    };
+    const document = encodeItem(item, { writeId: "w1", created: true });
+    expect(document).to.deep.include({
+      ns: "users",
+      part: "jane",
+      vt: "o",
+      seg: segmentHash(item.key),
+      l2ns: "team",
+      l2part: "x",
+      l5ns: "solo",
+      l5part: "",
+      _w: "w1",
+      _n: true,
+    });
+    expect(document).not.to.have.property("l1ns");
+    expect(decodeItem(document)).to.deep.equal(item);
+    const single: ItemRecord = { key: parseKey("k"), value: "v", created: 1, modified: 1, labels: NO_LABELS };
+    const decoded = decodeItem(encodeItem(single, { writeId: "w2", created: false }));
+    expect(decoded).to.deep.equal(single);
+    expect(decoded).not.to.have.property("expires");
+  });
+
+  it("decodes a stored document whatever the helper fields it carries", () => {
+    const document = {
+      ns: "users",
+      part: "jane",
+      vt: "o",
+      vo: [{ k: "a", n: 1, e: 0 }],
+      created: new Date(1000),
+      modified: new Date(2000),
+      seg: 7,
+      l2ns: "team",
+      l2part: "x",
+      _w: "w",
+      _n: false,
+      _q: "w",
+    } as ItemDocument;
+    const item = decodeItem(document);
+    expect([item.key.full, item.value, item.created, item.modified, item.expires]).to.deep.equal(["users:jane", { a: 1 }, 1000, 2000, undefined]);
+    expect(item.labels.map((label) => label?.full)).to.deep.equal([undefined, "team:x", undefined, undefined, undefined]);
+  });
+});
