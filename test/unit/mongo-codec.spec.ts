@@ -2,6 +2,7 @@ import { expect } from "chai";
 import fc from "fast-check";
 import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../services/domain/item.js";
 import type { JsonValue } from "../../services/domain/json.js";
+import { jsonValues } from "../mongo/arbitraries.js";
 import { parseKey } from "../../services/domain/keys.js";
 import { segmentHash } from "../../services/domain/segments.js";
 import {
@@ -20,20 +21,6 @@ import {
  * names, numbers stay native for $add, and what JSON escaping adds to names
  * and labels is recorded so the update pipeline can measure V8 exactly.
  */
-const names = fc.oneof(fc.constantFrom("a.b", "$x", "", "__proto__", "constructor", "😀", 'q"uote', "back\\slash", "ctl\u0001"), fc.string());
-export const jsonValues = fc.letrec((tie) => ({
-  value: fc.oneof(
-    { depthSize: "small" },
-    fc.string(),
-    fc.double({ noNaN: true, noDefaultInfinity: true }),
-    fc.integer(),
-    fc.boolean(),
-    fc.constant(null),
-    fc.array(tie("value"), { maxLength: 4 }),
-    fc.dictionary(names, tie("value"), { maxKeys: 4 }),
-  ),
-})).value as fc.Arbitrary<JsonValue>;
-
 describe("MongoDB engine: value codec (V2)", () => {
   it("round-trips any JSON value, attribute names such as '.', '$x', '' and __proto__ included", () => {
     fc.assert(

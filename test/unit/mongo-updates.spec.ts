@@ -1,0 +1,303 @@
+import { expect } from "chai";
+import fc from "fast-check";
+import type { Document } from "mongodb";
+import { isJsonObject, type JsonValue } from "../../services/domain/json.js";
+import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../services/domain/item.js";
+import { parseKey } from "../../services/domain/keys.js";
+import { segmentHash } from "../../services/domain/segments.js";
+import { planBatchSet, planSet, type SetInput, type SetPlan } from "../../services/domain/set-plan.js";
+import { itemSize } from "../../services/domain/values.js";
+import { encodeItem, type Attribute, type Cell, type ItemDocument } from "../../services/stores/mongodb/codec.js";
+import {
+  createdCondition,
+  expiresAtWrite,
+  isUnconditionalOverwrite,
+  MAX_NUMBER_TEXT,
+  PIPELINE_FIELDS,
+  setUpdate,
+  sizeExpression,
+} from "../../services/stores/mongodb/updates.js";
+import { jsonValues } from "../mongo/arbitraries.js";
+
+/**
+ * Each set as ONE update (S4): the documents sent to findOneAndUpdate,
+ * checked without a server. Whether MongoDB then computes what applySet
+ * computes is for `npm run test:mongo` (the contract suite runs every write
+ * rule against a replica set).
+ */
+const NOW = Date.UTC(2026, 10, 25);
+const AT = new Date(NOW);
+const input = (key: string, value: JsonValue | undefined, options: Partial<SetInput> = {}): SetInput => ({
+  key,
+  value,
+  unsetAttributes: [],
+  overwrite: false,
+  labels: [],
+  removeNulls: true,
+  ...options,
+});
+const update = (each: SetInput, quiet = false) => setUpdate(planSet(each, NOW), NOW, "w1", { quiet });
+const stage = (pipeline: Document[], index: number) => pipeline[index].$set as Document;
+
+describe("MongoDB engine: each set is one atomic update (S4)", () => {
+  describe("the filter carries the existence and created checks (E1, E2, C1, C2)", () => {
+    it("a plain set upserts on the key with no condition", () => {
+      const { filter, upsert } = update(input("users:jane", { a: 1 }));
+      expect([filter, upsert]).to.deep.equal([{ ns: "users", part: "jane" }, true]);
+    });
+
+    it("E1: exists:false matches only an expired item; a live one makes the upsert collide on the unique index", () => {
+      const { filter, upsert } = update(input("k", 1, { exists: false }));
+      expect([filter, upsert]).to.deep.equal([{ ns: "k", part: "", expires: { $lte: AT } }, true]);
+    });
+
+    it("E2: exists:true matches only a live item and never inserts", () => {
+      const { filter, upsert } = update(input("k", 1, { exists: true }));
+      expect([filter, upsert]).to.deep.equal([{ ns: "k", part: "", expires: { $not: { $lte: AT } } }, false]);
+    });
+
+    it("C1/C2: the created check in seconds matches that whole second, in milliseconds the instant", () => {
+      const seconds = update(input("k", 1, { created: 1688097108 }));
+      expect(seconds.filter).to.deep.equal({
+        ns: "k",
+        part: "",
+        expires: { $not: { $lte: AT } },
+        created: { $gte: new Date(1688097108000), $lt: new Date(1688097109000) },
+      });
+      expect(seconds.upsert).to.equal(false);
+      expect(update(input("k", 1, { created: 1688097108250, overwrite: true })).filter.created).to.deep.equal(new Date(1688097108250));
+    });
+
+    it("C2: a created no stored time can equal (a fraction, out of Date's range) matches nothing", () => {
+      expect(createdCondition({ unit: "seconds", value: 1688097108.5 })).to.deep.equal({ created: { $in: [] } });
+      expect(createdCondition({ unit: "millis", value: 1688097108250.5 })).to.deep.equal({ created: { $in: [] } });
+      expect(createdCondition({ unit: "millis", value: 9e15 })).to.deep.equal({ created: { $in: [] } });
+    });
+  });
+
+  describe("the pipeline", () => {
+    it("user data reaches the pipeline only inside $literal (a '$x' name, value, key or label is never a field path)", () => {
+      const { pipeline } = update(
+        input("$userNs:$userKey", { $userName: "$userValue", a: { $add: 1 }, $userGone: null }, {
+          defaultValue: { $userDefault: "$userFill" },
+          labels: [{ set: "$userLabel:$userPart" }, { setIfAbsent: "$userOther" }],
+        }),
+      );
+      const unsafe: string[] = [];
+      const visit = (node: unknown, inLiteral: boolean): void => {
+        if (typeof node === "string") {
+          if (!inLiteral && node.includes("$user")) unsafe.push(node);
+        } else if (Array.isArray(node)) {
+          node.forEach((each) => visit(each, inLiteral));
+        } else if (node && typeof node === "object" && !(node instanceof Date)) {
+          for (const [name, child] of Object.entries(node)) {
+            if (!inLiteral && name.includes("$user")) unsafe.push(name);
+            visit(child, inLiteral || name === "$literal");
+          }
+        }
+      };
+      visit(pipeline, false);
+      expect(unsafe).to.deep.equal([]);
+      for (const text of ["$userKey", "$userName", "$userValue", "$userFill", "$userLabel", "$userGone", "$userOther"]) {
+        expect(JSON.stringify(pipeline), text).to.contain(text);
+      }
+    });
+
+    it("refuses by restoring the document it started from (a byte-identical no-op), and always stamps the write", () => {
+      const { pipeline } = update(input("k", "x"));
+      expect(stage(pipeline, 0)).to.have.property("_old", "$$ROOT");
+      expect(pipeline.at(-2)).to.deep.equal({
+        $replaceWith: { $cond: [{ $eq: [{ $ifNull: ["$_fail", null] }, null] }, "$$ROOT", "$_old"] },
+      });
+      expect(pipeline.at(-1)).to.deep.equal({ $unset: [...PIPELINE_FIELDS] });
+      expect(stage(pipeline, 2)).to.deep.include({ _w: "w1", modified: AT, _n: { $not: ["$_live"] }, _q: "$$REMOVE" });
+    });
+
+    it("T7: liveness is computed from the stored document: present and not expired at now", () => {
+      expect(stage(update(input("k", "x")).pipeline, 0)._live).to.deep.equal({
+        $and: [
+          { $ne: [{ $type: "$created" }, "missing"] },
+          { $or: [{ $eq: [{ $type: "$expires" }, "missing"] }, { $gt: ["$expires", AT] }] },
+        ],
+      });
+    });
+
+    it("an overwrite has nothing to refuse: no V5/A4/V8 stages (planSet measured it whole)", () => {
+      const { pipeline } = update(input("k", { a: { $add: 2 } }, { overwrite: true }));
+      expect(pipeline).to.have.length(4);
+      expect(stage(pipeline, 1)).to.deep.equal({ vt: "o", vo: { $literal: [{ k: "a", n: 2 }] }, vs: "$$REMOVE" });
+    });
+
+    it("V5: a single value onto a live object is refused; otherwise it replaces (V3)", () => {
+      const value = stage(update(input("k", "x")).pipeline, 1);
+      expect(value).to.deep.equal({
+        _fail: { $cond: [{ $and: ["$_live", { $eq: ["$vt", "o"] }] }, "V5", null] },
+        vt: "s",
+        vs: { $literal: { j: '"x"' } },
+        vo: "$$REMOVE",
+      });
+    });
+
+    it("A1/A4/A6: a whole-value counter adds in doubles onto a live number, starts at the amount otherwise", () => {
+      const value = stage(update(input("k", { $add: 2 })).pipeline, 1);
+      expect(value.vs).to.deep.equal({ $cond: ["$_live", { n: { $add: [{ $toDouble: "$vs.n" }, 2] } }, { n: 2 }] });
+      expect(JSON.stringify(value._fail)).to.contain('"V5"').and.contain('"A4"');
+    });
+
+    it("D3: a single default keeps a live single value, and is written only where nothing is live", () => {
+      const value = stage(update(input("k", undefined, { defaultValue: "d" })).pipeline, 1);
+      expect(value.vs).to.deep.equal({ $cond: ["$_live", "$vs", { $literal: { j: '"d"' } }] });
+      expect(value._fail).to.deep.equal({ $cond: [{ $and: ["$_live", { $eq: ["$vt", "o"] }] }, "V5", null] });
+    });
+
+    it("V4/V6/A1/D2: a merge keeps stored attributes minus removed ones, replaces and increments in place, appends the rest", () => {
+      const value = stage(
+        update(input("k", { s: "x", c: { $add: 1 }, gone: null }, { defaultValue: { f: 1, s: "y" } })).pipeline,
+        1,
+      );
+      const text = JSON.stringify(value);
+      expect(value.vt).to.equal("o");
+      expect(value.vs).to.equal("$$REMOVE");
+      // The stored attributes only when a live object is stored.
+      expect(text).to.contain(JSON.stringify({ $cond: [{ $and: ["$_live", { $eq: ["$vt", "o"] }] }, { $ifNull: ["$vo", []] }, []] }));
+      expect(text).to.contain(JSON.stringify({ $not: [{ $in: ["$$e.k", { $literal: ["gone"] }] }] }));
+      // Set attributes replace (the default deep-merged into them), counters add in doubles.
+      expect(text).to.contain(JSON.stringify({ $literal: [{ k: "s", j: '"x"' }] }));
+      expect(text).to.contain(JSON.stringify({ $add: [{ $toDouble: "$$e.n" }, "$$g.n"] }));
+      expect(text).to.contain(JSON.stringify({ $literal: [{ k: "c", n: 1 }] }));
+      expect(text).to.contain(JSON.stringify({ $literal: [{ k: "f", n: 1 }] }));
+      expect(JSON.stringify(value._fail)).to.contain('"A4"');
+    });
+
+    it("a merge of defaults only (D5) needs no $switch, and without counters cannot fail A4", () => {
+      const value = stage(update(input("k", {}, { defaultValue: { f: 1 } })).pipeline, 1);
+      expect(JSON.stringify(value.vo)).not.to.contain("$switch");
+      expect(JSON.stringify(value.vo)).to.contain('"$concatArrays":["$$kept"');
+      expect(value._fail).to.equal(null);
+    });
+
+    it("M1/M2/C1: created survives merges and checked overwrites, and starts afresh otherwise", () => {
+      expect(stage(update(input("k", 1, { overwrite: true })).pipeline, 2).created).to.deep.equal(AT);
+      const merge = { $cond: ["$_live", "$created", AT] };
+      expect(stage(update(input("k", 1)).pipeline, 2).created).to.deep.equal(merge);
+      expect(stage(update(input("k", 1, { overwrite: true, created: 1688097108 })).pipeline, 2).created).to.deep.equal(merge);
+    });
+
+    it("L2/M2: labels keep (on a live merge), set, set if absent, remove; an overwrite drops labels not given", () => {
+      const merged = stage(
+        update(input("k", 1, { labels: [undefined, { set: 'team:"x"' }, { setIfAbsent: "t:y" }, { remove: true }] })).pipeline,
+        2,
+      );
+      expect([merged.l1ns, merged.l1part, merged.l1e]).to.deep.equal([
+        { $cond: ["$_live", "$l1ns", "$$REMOVE"] },
+        { $cond: ["$_live", "$l1part", "$$REMOVE"] },
+        { $cond: ["$_live", "$l1e", "$$REMOVE"] },
+      ]);
+      expect([merged.l2ns, merged.l2part, merged.l2e]).to.deep.equal([{ $literal: "team" }, { $literal: '"x"' }, 2]);
+      const present = { $and: ["$_live", { $ne: [{ $type: "$l3ns" }, "missing"] }] };
+      expect([merged.l3ns, merged.l3part, merged.l3e]).to.deep.equal([
+        { $cond: [present, "$l3ns", { $literal: "t" }] },
+        { $cond: [present, "$l3part", { $literal: "y" }] },
+        { $cond: [present, "$l3e", "$$REMOVE"] },
+      ]);
+      expect([merged.l4ns, merged.l4part, merged.l4e]).to.deep.equal(["$$REMOVE", "$$REMOVE", "$$REMOVE"]);
+      const overwritten = stage(update(input("k", 1, { overwrite: true, labels: [undefined, undefined, { setIfAbsent: "t:y" }] })).pipeline, 2);
+      expect([overwritten.l1ns, overwritten.l3ns]).to.deep.equal(["$$REMOVE", { $literal: "t" }]);
+    });
+
+    it("T1/T3: ttl set, removed, kept by a live merge, gone on an overwrite", () => {
+      expect(stage(update(input("k", 1, { ttl: { seconds: 60 } })).pipeline, 2).expires).to.deep.equal(new Date(NOW + 60_000));
+      expect(stage(update(input("k", 1, { ttl: { remove: true } })).pipeline, 2).expires).to.equal("$$REMOVE");
+      expect(stage(update(input("k", 1)).pipeline, 2).expires).to.deep.equal({ $cond: ["$_live", "$expires", "$$REMOVE"] });
+      expect(stage(update(input("k", 1, { overwrite: true })).pipeline, 2).expires).to.equal("$$REMOVE");
+    });
+
+    it("writes without events are marked for the feed: 'w', or 'd' when the ttl has already passed (EV6)", () => {
+      expect(stage(update(input("k", 1, { overwrite: true }), true).pipeline, 2)._q).to.equal("w");
+      expect(stage(update(input("k", 1, { overwrite: true, ttl: { seconds: -1 } }), true).pipeline, 2)._q).to.equal("d");
+    });
+
+    it("the key, its segment hash and metadata are written with the value", () => {
+      const metadata = stage(update(input("users:jane", 1)).pipeline, 2);
+      expect(metadata).to.deep.include({ ns: { $literal: "users" }, part: { $literal: "jane" }, seg: segmentHash(parseKey("users:jane")) });
+    });
+  });
+
+  describe("V8 in the pipeline: exact, or an upper bound that the exact path settles", () => {
+    /**
+     * The arithmetic of sizeExpression, restated in JavaScript over a stored
+     * document; the property below shows that the fields the codec stores
+     * are enough for it to equal domain/values.ts itemSize (integers) or
+     * bound it from above (other numbers). MongoDB's evaluation of the
+     * expression itself is exercised by the contract suite (V8 tests).
+     */
+    function boundOf(key: string, document: ItemDocument): number {
+      const number = (n: number) => (Number.isInteger(n) && Math.abs(n) < 2 ** 53 ? String(n).length : MAX_NUMBER_TEXT);
+      const cell = (c: Cell) => (typeof c.n === "number" ? number(c.n) : Buffer.byteLength(c.j ?? "null"));
+      const cells: readonly Attribute[] = document.vo ?? [];
+      const value =
+        document.vt === "o"
+          ? 2 + Math.max(cells.length - 1, 0) + cells.reduce((sum, a) => sum + 3 + Buffer.byteLength(a.k) + (a.e ?? 0) + cell(a), 0)
+          : cell(document.vs!);
+      const fields = document as unknown as Record<string, string | number | undefined>;
+      let labels = 0;
+      for (let slot = 1; slot <= 5; slot++) {
+        const ns = fields[`l${slot}ns`] as string | undefined;
+        if (ns === undefined) continue;
+        const part = fields[`l${slot}part`] as string;
+        labels += 12 + Buffer.byteLength(ns) + (part === "" ? 0 : 1 + Buffer.byteLength(part)) + ((fields[`l${slot}e`] as number | undefined) ?? 0);
+      }
+      return Buffer.byteLength(JSON.stringify({ key, value: null })) - 4 + value + labels;
+    }
+
+    const keys = fc.constantFrom("k", "users:jane", 'q"uote:x', "ns:😀");
+    const labelValues = fc.constantFrom(undefined, "team", "team:x", 'a"b:c\\d', "t:\u0001");
+
+    it("equals itemSize when root numbers are integers, and is never below it", () => {
+      fc.assert(
+        fc.property(keys, jsonValues, fc.array(labelValues, { minLength: 5, maxLength: 5 }), (raw, value, labelTexts) => {
+          const key = parseKey(raw);
+          const labels = labelTexts.map((text) => (text === undefined ? undefined : parseKey(text))) as unknown as LabelSlots;
+          const item: ItemRecord = { key, value, created: 1, modified: 1, labels };
+          const bound = boundOf(key.full, encodeItem(item, { writeId: "w", created: true }));
+          const exact = itemSize(key, value, labels);
+          const roots = isJsonObject(value) ? Object.values(value) : [value];
+          const integral = roots.every((root) => typeof root !== "number" || (Number.isInteger(root) && Math.abs(root) < 2 ** 53));
+          if (integral) expect(bound).to.equal(exact);
+          else expect(bound).to.be.at.least(exact);
+        }),
+      );
+    });
+
+    it("the expression has the same parts: the key's bytes, the value by kind, five label terms", () => {
+      const plan = planSet(input("users:jane", { a: 1 }), NOW);
+      const expression = sizeExpression(plan);
+      expect(expression.$add[0]).to.equal(Buffer.byteLength('{"key":"users:jane","value":}'));
+      expect(expression.$add).to.have.length(1 + 1 + 5);
+      expect(JSON.stringify(expression)).to.contain(`${MAX_NUMBER_TEXT}`).and.contain('"$toLong"');
+      expect(MAX_NUMBER_TEXT).to.be.at.least(Math.max(...[-1.2345678901234567e-123, -0.0000012345678901234567, -1.7976931348623157e308, -123456789012345.67].map((n) => JSON.stringify(n).length)));
+    });
+
+    it("V8 is checked after every change that can grow a live item, and refuses only a live one", () => {
+      const { pipeline } = update(input("k", { a: 1 }));
+      const check = stage(pipeline, 3)._fail;
+      expect(check.$cond[0].$and.slice(0, 2)).to.deep.equal([{ $eq: [{ $ifNull: ["$_fail", null] }, null] }, "$_live"]);
+      expect(check.$cond[0].$and[2].$gt[1]).to.equal(409_600);
+    });
+  });
+
+  describe("batches and expiry at write", () => {
+    it("BS2: batch items are unconditional overwrites, written without reading what is stored", () => {
+      const plans = planBatchSet([input("a", 1), input("b", { x: 1 }, { ttl: { seconds: -5 } })], { overwrite: true, removeNulls: true }, NOW);
+      expect(plans.every(isUnconditionalOverwrite)).to.equal(true);
+      expect(plans.map((plan) => expiresAtWrite(plan, NOW))).to.deep.equal([false, true]);
+      const conditional: SetPlan[] = [planSet(input("a", 1), NOW), planSet(input("a", 1, { overwrite: true, exists: true }), NOW)];
+      expect(conditional.some(isUnconditionalOverwrite)).to.equal(false);
+    });
+
+    it("the encoded item a transaction writes marks what the pipeline would (write id, created)", () => {
+      const document = encodeItem({ key: parseKey("k"), value: 1, created: 1, modified: 2, labels: NO_LABELS }, { writeId: "w9", created: false });
+      expect([document._w, document._n, document._q]).to.deep.equal(["w9", false, undefined]);
+    });
+  });
+});
