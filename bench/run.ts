@@ -168,10 +168,12 @@ async function main(): Promise<void> {
 
   try {
     let stored = 0;
+    let itemsFillRate = NaN;
     const fillTo = async (prefix: string, from: number, to: number) => {
       const reply = await lead.ask<"fill">({ kind: "fill", prefix, from, to });
       const rate = round(reply.items / (reply.elapsedMs / 1000), 0);
       report.fills.push({ prefix, from, to, itemsPerSecond: rate });
+      if (prefix === ITEMS) itemsFillRate = rate;
       progress(`bench: stored ${prefix}… ${from}..${to} (${rate} items/s through Seed)`);
     };
     await fillTo(ITEMS, 0, settings.stored);
@@ -250,7 +252,7 @@ async function main(): Promise<void> {
           stored = size;
         }
         memory[`${size} items stored`] = server.memory();
-        const measured: ScaleRow = { items: size, itemsPerSecondFill: report.fills.at(-1)!.itemsPerSecond };
+        const measured: ScaleRow = { items: size, itemsPerSecondFill: itemsFillRate };
         for (const operation of ["get", "key query 100", "label query 10"] as const) {
           await cell(workers, server, { protocol: "grpc", operation, inFlight: 1, ms: settings.warmupMs, record: false, stored: size });
           const row = await cell(workers, server, { protocol: "grpc", operation, inFlight: 1, ms: settings.scaleCellMs, record: true, stored: size });
