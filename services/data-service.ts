@@ -10,6 +10,7 @@ import {
   type Ttl,
 } from "../gen/larder/data/v1/data_pb.js";
 import { DataOperations, type Clock } from "./data-operations.js";
+import { invalidArgument } from "./domain/errors.js";
 import type { JsonValue } from "./domain/json.js";
 import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
 import { guarded, toConnectError } from "./errors.js";
@@ -138,8 +139,14 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
   };
 }
 
+/** V1: a google.protobuf.Value can carry what JSON cannot (NaN, ±Infinity, no kind at all): refused as a bad value. */
 function jsonOf(value: Value | undefined): JsonValue | undefined {
-  return value === undefined ? undefined : (toJson(ValueSchema, value) as JsonValue);
+  if (value === undefined) return undefined;
+  try {
+    return toJson(ValueSchema, value) as JsonValue;
+  } catch {
+    throw invalidArgument("INVALID_VALUE", "Values must be JSON: NaN, Infinity and a Value with no kind cannot be stored");
+  }
 }
 
 function toSetInput(request: SetRequest): SetInput {

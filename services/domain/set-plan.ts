@@ -237,7 +237,7 @@ function validateDefault(defaultValue: JsonValue): void {
       if (isJsonObject(nested) && hasOwn(nested, "$add")) {
         throw invalidArgument("INVALID_OPTION", `'$add' cannot be used as a default (${attribute})`);
       }
-      validateValue(nested, "default");
+      validateValue(nested, "default", 1);
     }
     return;
   }
@@ -304,7 +304,7 @@ function planMerge(
     } else if (given === null && removeNulls) {
       unset.add(attribute);
     } else {
-      validateValue(given);
+      validateValue(given, "value", 1);
       const fromDefault = defaultValue && hasOwn(defaultValue, attribute) ? defaultValue[attribute] : undefined;
       setOwn(set, attribute, fromDefault === undefined ? given : deepMerge(given, fromDefault));
     }

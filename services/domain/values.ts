@@ -13,10 +13,11 @@ const ADD = "$add";
 /**
  * V1, A3: a value must be finite JSON no deeper than MAX_DEPTH, and `$add`
  * may only appear as a whole root attribute (or the whole value), which the
- * set planner takes apart before this check sees the rest.
+ * set planner takes apart before this check sees the rest. A root attribute's
+ * value is checked from depth 1, so objects and arrays nest equally deep.
  */
-export function validateValue(value: JsonValue, what = "value"): void {
-  visit(value, 0);
+export function validateValue(value: JsonValue, what = "value", startDepth = 0): void {
+  visit(value, startDepth);
 
   function visit(node: JsonValue, depth: number): void {
     if (typeof node === "number") {
