@@ -1,0 +1,400 @@
+import { expect } from "chai";
+import { MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
+import pino from "pino";
+import { DomainError } from "../../services/domain/errors.js";
+import { NO_LABELS } from "../../services/domain/item.js";
+import type { JsonValue } from "../../services/domain/json.js";
+import { parseKey } from "../../services/domain/keys.js";
+import type { FeedEvent } from "../../services/feed/change-feed.js";
+import { encodeItem, type ItemDocument } from "../../services/stores/mongodb/codec.js";
+import { EventRing } from "../../services/stores/mongodb/event-ring.js";
+import { decodeFeedToken, encodeFeedToken, entriesOf } from "../../services/stores/mongodb/feed-events.js";
+import { MongoFeed, type ChangeCursor, type ChangeSource } from "../../services/stores/mongodb/mongo-feed.js";
+
+/**
+ * The MongoDB change feed without a server: change stream documents as
+ * MongoDB documents them, fed through a scripted stream (an ordered list of
+ * changes that cursors read from a resume point). It checks what Larder
+ * does with them: event names (EV5, EV6), tokens that resume right after
+ * their event, the one consumer's fan-out, bounded memory, retention and
+ * restarts. That MongoDB produces these documents is for `npm run test:mongo`.
+ */
+const T0 = Date.UTC(2026, 0, 1);
+const log = pino({ level: "silent" });
+let counter = 0;
+const nextId = (): ResumeToken => ({ _data: `82${(++counter).toString(16).padStart(16, "0").toUpperCase()}` });
+
+function stored(key: string, value: JsonValue, options: { expires?: number; fresh?: boolean; quiet?: "w" | "d" } = {}): ItemDocument {
+  const document = encodeItem(
+    { key: parseKey(key), value, created: T0, modified: T0, labels: NO_LABELS, ...(options.expires ? { expires: options.expires } : {}) },
+    { writeId: "w", created: options.fresh ?? true },
+  );
+  return options.quiet ? { ...document, _q: options.quiet } : document;
+}
+
+type Change = ChangeStreamDocument<Document>;
+const ns = (coll: string) => ({ db: "larder_test", coll });
+const insert = (post: ItemDocument, time = T0): Change =>
+  ({ _id: nextId(), operationType: "insert", ns: ns("items"), documentKey: { _id: 1 }, fullDocument: post, wallTime: new Date(time) }) as unknown as Change;
+const update = (pre: ItemDocument | undefined, post: ItemDocument, time = T0): Change =>
+  ({
+    _id: nextId(),
+    operationType: "update",
+    ns: ns("items"),
+    documentKey: { _id: 1 },
+    updateDescription: { updatedFields: {}, removedFields: [] },
+    fullDocument: post,
+    fullDocumentBeforeChange: pre,
+    wallTime: new Date(time),
+  }) as unknown as Change;
+const remove = (pre: ItemDocument, time = T0): Change =>
+  ({ _id: nextId(), operationType: "delete", ns: ns("items"), documentKey: { _id: 1 }, fullDocumentBeforeChange: pre, wallTime: new Date(time) }) as unknown as Change;
+const marker = (n: number): Change =>
+  ({ _id: nextId(), operationType: "update", ns: ns("heads"), documentKey: { _id: "head" }, updateDescription: { updatedFields: { n } }, wallTime: new Date(T0) }) as unknown as Change;
+
+/** The change stream as an ordered list; cursors resume after a token, as MongoDB's do. */
+class ScriptedStream implements ChangeSource {
+  readonly changes: Change[] = [];
+  readonly saved = new Map<string, string>();
+  /** Changes before this index are gone from the "oplog": resuming before them fails with 286. */
+  oplogStart = 0;
+  failNext?: Error;
+  heads = 0;
+  opened = 0;
+  readonly cursors: ScriptedCursor[] = [];
+
+  append(...changes: Change[]): void {
+    this.changes.push(...changes);
+  }
+
+  open(resumeAfter?: ResumeToken): ChangeCursor {
+    this.opened++;
+    const cursor = new ScriptedCursor(this, resumeAfter);
+    this.cursors.push(cursor);
+    return cursor;
+  }
+
+  async markHead(): Promise<number> {
+    this.heads++;
+    this.append(marker(this.heads));
+    return this.heads;
+  }
+
+  async saveSubscription(name: string, token: string): Promise<void> {
+    this.saved.set(name, token);
+  }
+
+  async loadSubscription(name: string): Promise<string | undefined> {
+    return this.saved.get(name);
+  }
+}
+
+class ScriptedCursor implements ChangeCursor {
+  private next: number;
+  private token: ResumeToken | undefined;
+  closed = false;
+
+  constructor(
+    private readonly stream: ScriptedStream,
+    resumeAfter: ResumeToken | undefined,
+  ) {
+    if (resumeAfter === undefined) {
+      this.next = stream.changes.length;
+    } else {
+      // A change's own token, or a high-water mark ("pbrt-N": every change before N has been read).
+      const data = (resumeAfter as { _data: string })._data;
+      const at = stream.changes.findIndex((change) => (change._id as { _data: string })._data === data);
+      this.next = data.startsWith("pbrt-") ? Number(data.slice(5)) : at < 0 ? -1 : at + 1;
+    }
+    this.token = { _data: `pbrt-${this.next}` };
+  }
+
+  get resumeToken(): ResumeToken | undefined {
+    return this.token;
+  }
+
+  async tryNext(): Promise<Change | null> {
+    if (this.closed) return null;
+    if (this.stream.failNext) {
+      const failure = this.stream.failNext;
+      this.stream.failNext = undefined;
+      throw failure;
+    }
+    if (this.next < 0 || this.next < this.stream.oplogStart) {
+      throw new MongoServerError({ message: "Resume of change stream was not possible", code: 286 });
+    }
+    const change = this.stream.changes[this.next];
+    if (!change) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      this.token = { _data: `pbrt-${this.next}` };
+      return null;
+    }
+    this.next++;
+    this.token = change._id;
+    return change;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+async function take(events: AsyncIterator<FeedEvent>, count: number): Promise<FeedEvent[]> {
+  const taken: FeedEvent[] = [];
+  while (taken.length < count) {
+    const next = await Promise.race([
+      events.next(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`only ${taken.length} of ${count} events arrived`)), 2_000)),
+    ]);
+    if (next.done) break;
+    taken.push(next.value);
+  }
+  return taken;
+}
+
+async function failureOf(events: AsyncIterator<FeedEvent>): Promise<DomainError> {
+  for (;;) {
+    try {
+      const next = await events.next();
+      if (next.done) throw new Error("the feed ended without an error");
+    } catch (error) {
+      if (error instanceof DomainError) return error;
+      throw error;
+    }
+  }
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+describe("MongoDB engine: change events (EV4-EV7)", () => {
+  describe("change stream documents → events", () => {
+    it("EV5: insert → created; update of a live item → updated with previous; delete → deleted with the item", () => {
+      const created = entriesOf(insert(stored("ev:a", 1)), undefined);
+      expect(created.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.item.value])).to.deep.equal([["created", 1]]);
+      const updated = entriesOf(update(stored("ev:a", 1), stored("ev:a", 2, { fresh: false })), undefined);
+      expect(updated.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.item.value, entry.event.previous?.value])).to.deep.equal([
+        ["updated", 2, 1],
+      ]);
+      const deleted = entriesOf(remove(stored("ev:a", 2)), undefined);
+      expect(deleted.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.item.value, entry.event.expired])).to.deep.equal([
+        ["deleted", 2, false],
+      ]);
+    });
+
+    it("EV6: a write that found no live item over an expired one is that item's expiry, then a new item", () => {
+      const before = nextId();
+      const change = update(stored("x:b", 1, { expires: T0 - 1 }), stored("x:b", 2, { fresh: true }));
+      const entries = entriesOf(change, before);
+      expect(entries.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.expired ?? false, entry.event.item.value])).to.deep.equal([
+        ["deleted", true, 1],
+        ["created", false, 2],
+      ]);
+      const [first, second] = entries.map((entry) => (entry.kind === "event" ? entry : undefined)!);
+      expect(first.event.id).not.to.equal(second.event.id);
+      // The first resumes at the change (from the position before it) and skips one event; the second after the change.
+      expect(decodeFeedToken(first.token)).to.deep.equal({ key: first.key, resume: before, change: second.key, skip: 1 });
+      expect(decodeFeedToken(second.token)).to.deep.equal({ key: second.key, resume: change._id });
+    });
+
+    it("EV6: a delete of an item whose expiry had passed (TTL monitor, sweeper, remove) is marked expired", () => {
+      const [ttl] = entriesOf(remove(stored("x:a", 1, { expires: T0 - 5 }), T0), undefined);
+      expect(ttl.kind === "event" && [ttl.event.name, ttl.event.expired]).to.deep.equal(["deleted", true]);
+    });
+
+    it("writes without events are passed over; a delete of an item written quietly is not", () => {
+      expect(entriesOf(insert(stored("q:a", 1, { quiet: "w" })), undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
+      expect(entriesOf(update(stored("q:a", 1), stored("q:a", 1, { quiet: "d" })), undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
+      expect(entriesOf(remove(stored("q:a", 1, { quiet: "d" })), undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
+      expect(entriesOf(remove(stored("q:a", 1, { quiet: "w" })), undefined).map((entry) => entry.kind)).to.deep.equal(["event"]);
+    });
+
+    it("head markers are positions, other collections and stream events are nothing", () => {
+      const [mark] = entriesOf(marker(7), undefined);
+      expect(mark.kind === "marker" && mark.marker).to.equal(7);
+      const other = { ...insert(stored("a", 1)), ns: ns("subscriptions") } as Change;
+      expect(entriesOf(other, undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
+      const invalidate = { _id: nextId(), operationType: "invalidate" } as unknown as Change;
+      expect(entriesOf(invalidate, undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
+    });
+
+    it("tokens are opaque strings that decode back to their position; anything else is INVALID_ARGUMENT", () => {
+      const position = { key: "82AB", resume: { _data: "82AB" } };
+      expect(decodeFeedToken(encodeFeedToken(position))).to.deep.equal(position);
+      for (const bad of ["", "1.5", "m1.", "m1.bm90IGpzb24", `m1.${Buffer.from('{"k":""}').toString("base64url")}`, `m1.${Buffer.from('{"k":"a","c":"b","s":0}').toString("base64url")}`]) {
+        expect(() => decodeFeedToken(bad), bad).to.throw(DomainError, "Invalid resume token");
+      }
+    });
+  });
+
+  describe("the ring subscribers share", () => {
+    const entry = (key: string, bytes = 10) => ({ kind: "event" as const, key, token: key, bytes, event: { id: key } as FeedEvent });
+
+    it("keeps the newest entries within its bounds of count and bytes, and finds them by key", () => {
+      const ring = new EventRing({ entries: 3, bytes: 1_000 });
+      for (const key of ["a", "b", "c", "d"]) ring.push(entry(key));
+      expect([ring.firstSeq, ring.nextSeq, ring.seqOf("a"), ring.seqOf("d")]).to.deep.equal([1, 4, undefined, 3]);
+      ring.push(entry("big", 995));
+      expect([ring.firstSeq, ring.size]).to.deep.equal([4, 1]);
+      expect(ring.at(4)?.key).to.equal("big");
+    });
+
+    it("a reset forgets everything and moves to a new generation", async () => {
+      const ring = new EventRing({ entries: 3, bytes: 1_000 });
+      ring.push(entry("a"));
+      const waiting = ring.waitFor(1, new AbortController().signal);
+      ring.reset();
+      await waiting;
+      expect([ring.generation, ring.firstSeq, ring.nextSeq, ring.seqOf("a")]).to.deep.equal([1, 1, 1, undefined]);
+    });
+  });
+
+  describe("one consumer, fanned out", () => {
+    let stream: ScriptedStream;
+    let feed: MongoFeed;
+    let clock: number;
+    const open = async (options: { ringEntries?: number; retentionMs?: number } = {}) => {
+      stream = new ScriptedStream();
+      clock = T0;
+      feed = new MongoFeed(stream, { retentionMs: options.retentionMs ?? 60_000, log, ringEntries: options.ringEntries, restartDelayMs: 1, clock: () => clock });
+      await feed.start();
+    };
+    afterEach(async () => feed?.stop());
+
+    it("head() returns once the consumer has seen its marker: a Watch from it sees only later changes", async () => {
+      await open();
+      stream.append(insert(stored("h:old", 1)));
+      const head = await feed.head();
+      stream.append(insert(stored("h:new", 2)));
+      const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
+      expect((await take(events, 1)).map((event) => event.item.key.full)).to.deep.equal(["h:new"]);
+      expect(stream.opened).to.equal(1);
+    });
+
+    it("every event's token resumes right after it, nothing lost or repeated, from memory", async () => {
+      await open();
+      const head = await feed.head();
+      for (let i = 0; i < 5; i++) stream.append(insert(stored(`r:${i}`, i)));
+      const first = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 5);
+      const rest = await take(feed.follow(first[2].token, new AbortController().signal)[Symbol.asyncIterator](), 2);
+      expect(rest.map((event) => event.item.key.full)).to.deep.equal(["r:3", "r:4"]);
+      expect(stream.opened).to.equal(1);
+    });
+
+    it("EV6: resuming between the two events of one change delivers the second, from memory and from the oplog", async () => {
+      await open({ ringEntries: 3 });
+      const head = await feed.head();
+      stream.append(update(stored("x:b", 1, { expires: T0 - 1 }), stored("x:b", 2, { fresh: true })), insert(stored("x:c", 3)));
+      const [expiry] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
+      expect([expiry.name, expiry.expired]).to.deep.equal(["deleted", true]);
+      const fromRing = await take(feed.follow(expiry.token, new AbortController().signal)[Symbol.asyncIterator](), 2);
+      expect(fromRing.map((event) => [event.name, event.item.key.full])).to.deep.equal([["created", "x:b"], ["created", "x:c"]]);
+      // Push the pair out of memory: the token then resumes from the oplog and skips the expiry.
+      for (let i = 0; i < 5; i++) stream.append(insert(stored(`x:f${i}`, i)));
+      await settle();
+      expect(feed["ring"].seqOf(expiry.id)).to.equal(undefined);
+      const fromOplog = await take(feed.follow(expiry.token, new AbortController().signal)[Symbol.asyncIterator](), 7);
+      expect(fromOplog.map((event) => event.item.key.full)).to.deep.equal(["x:b", "x:c", "x:f0", "x:f1", "x:f2", "x:f3", "x:f4"]);
+      expect(new Set(fromOplog.map((event) => event.id)).size).to.equal(7);
+    });
+
+    it("a subscriber that falls more than the ring behind is ended resumably, and its token continues exactly", async () => {
+      await open({ ringEntries: 4 });
+      const head = await feed.head();
+      const slow = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
+      stream.append(insert(stored("s:0", 0)));
+      const [first] = await take(slow, 1);
+      for (let i = 1; i < 10; i++) stream.append(insert(stored(`s:${i}`, i)));
+      await settle();
+      const failure = await failureOf(slow);
+      expect([failure.code, failure.reason]).to.deep.equal(["RESOURCE_EXHAUSTED", "SUBSCRIBER_TOO_SLOW"]);
+      expect(failure.message).to.contain(first.token);
+      const resumed = await take(feed.follow(first.token, new AbortController().signal)[Symbol.asyncIterator](), 9);
+      expect(resumed.map((event) => event.item.key.full)).to.deep.equal(Array.from({ length: 9 }, (_, i) => `s:${i + 1}`));
+    });
+
+    it("a token whose next change is past the retention is refused at once (OUT_OF_RANGE TOKEN_EXPIRED), never skipped", async () => {
+      await open({ retentionMs: 1_000 });
+      const head = await feed.head();
+      stream.append(insert(stored("old:a", 1), T0), insert(stored("old:b", 2), T0 + 2_500));
+      const [a] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
+      clock = T0 + 4_000;
+      expect(() => feed.follow(a.token, new AbortController().signal)).to.throw(DomainError).with.property("reason", "TOKEN_EXPIRED");
+      clock = T0 + 3_000;
+      expect(() => feed.follow(a.token, new AbortController().signal)).not.to.throw();
+    });
+
+    it("an old token is checked against the retention on its catch-up too, and one older than the oplog is TOKEN_EXPIRED", async () => {
+      await open({ ringEntries: 2, retentionMs: 1_000 });
+      const head = await feed.head();
+      stream.append(insert(stored("o:a", 1), T0), insert(stored("o:b", 2), T0), insert(stored("o:c", 3), T0), insert(stored("o:d", 4), T0));
+      const [a] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
+      await settle();
+      clock = T0 + 5_000;
+      const stale = feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]();
+      expect((await failureOf(stale)).reason).to.equal("TOKEN_EXPIRED");
+      clock = T0;
+      stream.oplogStart = stream.changes.length;
+      const lost = feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]();
+      const failure = await failureOf(lost);
+      expect([failure.code, failure.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
+    });
+
+    it("the consumer reopens itself from its last position after an error: nothing lost, nothing repeated", async () => {
+      await open();
+      const head = await feed.head();
+      const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
+      stream.append(insert(stored("c:1", 1)));
+      await take(events, 1);
+      stream.failNext = new Error("connection reset");
+      await settle();
+      stream.append(insert(stored("c:2", 2)), insert(stored("c:3", 3)));
+      expect((await take(events, 2)).map((event) => event.item.key.full)).to.deep.equal(["c:2", "c:3"]);
+      expect(stream.opened).to.equal(2);
+    });
+
+    it("when the consumer's own position is gone from the oplog, following subscribers are told (TOKEN_EXPIRED)", async () => {
+      await open();
+      const head = await feed.head();
+      const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
+      stream.failNext = new MongoServerError({ message: "history lost", code: 286 });
+      const failure = await failureOf(events);
+      expect([failure.code, failure.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
+    });
+
+    it("stopping ends every follower cleanly and fails a pending head()", async () => {
+      await open();
+      const head = await feed.head();
+      const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
+      const ended = events.next();
+      await feed.stop();
+      expect((await ended).done).to.equal(true);
+      await feed.head().then(
+        () => expect.fail("head() after stop should fail"),
+        (error: DomainError) => expect(error.code).to.equal("UNAVAILABLE"),
+      );
+    });
+
+    it("a caller that goes away stops its delivery", async () => {
+      await open();
+      const abort = new AbortController();
+      const events = feed.follow(await feed.head(), abort.signal)[Symbol.asyncIterator]();
+      const pending = events.next();
+      abort.abort();
+      expect((await pending).done).to.equal(true);
+    });
+
+    it("named subscriptions store their acknowledged token; an empty name or a bad token is INVALID_ARGUMENT", async () => {
+      await open();
+      const head = await feed.head();
+      await feed.acknowledge("mailer", head);
+      expect(await feed.acknowledged("mailer")).to.equal(head);
+      expect(await feed.acknowledged("nobody")).to.equal(undefined);
+      for (const [name, token] of [["", head], ["mailer", "1.5"]]) {
+        await feed.acknowledge(name, token).then(
+          () => expect.fail("should be refused"),
+          (error: DomainError) => expect([error.code, error.reason]).to.deep.equal(["INVALID_ARGUMENT", "INVALID_OPTION"]),
+        );
+      }
+    });
+  });
+});
