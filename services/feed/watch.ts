@@ -1,6 +1,6 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { WatchRequest, WatchResponseSchema } from "../../gen/larder/data/v1/data_pb.js";
+import { WatchResponseSchema, type WatchRequest } from "../../gen/larder/data/v1/data_pb.js";
 import { anyFilterMatches, parseEventFilter } from "../domain/filters.js";
 import { toItem } from "../item-message.js";
 import { toConnectError } from "../errors.js";
@@ -16,7 +16,8 @@ const converted = new WeakMap<FeedEvent, WatchMessage>();
 function eventMessage(event: FeedEvent): WatchMessage {
   let message = converted.get(event);
   if (!message) {
-    message = {
+    // A message, not an init shape: Connect would otherwise create one per subscriber.
+    message = create(WatchResponseSchema, {
       kind: {
         case: "event",
         value: {
@@ -29,7 +30,7 @@ function eventMessage(event: FeedEvent): WatchMessage {
           expired: event.expired ?? false,
         },
       },
-    };
+    });
     converted.set(event, message);
   }
   return message;

@@ -62,8 +62,15 @@ export class EmbeddedFeed implements ChangeFeed {
     if (this.stale) this.loadRecent();
     const first = this.recent[0];
     if (first && after >= first.sequence - 1) {
-      const start = this.recent.findIndex((event) => event.sequence > after);
-      return start < 0 ? [] : this.recent.slice(start, start + BATCH);
+      // Binary search: every subscriber calls this on every commit, and `recent` holds thousands of changes.
+      let low = 0;
+      let high = this.recent.length;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if (this.recent[middle].sequence > after) high = middle;
+        else low = middle + 1;
+      }
+      return low === this.recent.length ? [] : this.recent.slice(low, low + BATCH);
     }
     return this.store.readChanges(after, BATCH).map(toFeedEvent);
   }

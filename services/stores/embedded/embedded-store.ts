@@ -66,6 +66,8 @@ export class EmbeddedStore implements Store {
   private readonly sweeper: NodeJS.Timeout;
   /** Emits "commit" after each transaction that appended changes. */
   readonly commits = new EventEmitter();
+  /** prunedThrough, kept between prunes (undefined: read it again). */
+  private pruned?: number;
   readonly feed: ChangeFeed = new EmbeddedFeed(this);
 
   constructor(private readonly options: EmbeddedStoreOptions) {
@@ -243,10 +245,14 @@ export class EmbeddedStore implements Store {
 
   /** Changes up to this sequence have been pruned: a reader behind it has a gap. */
   prunedThrough(): number {
-    const row = this.statement("SELECT value FROM meta WHERE name = 'pruned_through'").get() as
-      | { value: number }
-      | undefined;
-    return row?.value ?? 0;
+    // Every Watch stream asks on every commit; only this store prunes, so the answer is kept.
+    if (this.pruned === undefined) {
+      const row = this.statement("SELECT value FROM meta WHERE name = 'pruned_through'").get() as
+        | { value: number }
+        | undefined;
+      this.pruned = row?.value ?? 0;
+    }
+    return this.pruned;
   }
 
   /** Drops changes older than the retention period (the change log is not a history). */
@@ -260,7 +266,9 @@ export class EmbeddedStore implements Store {
       this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_through', @seq)").run({ seq: last.seq });
       return changes;
     });
-    return prune.immediate();
+    const pruned = prune.immediate();
+    this.pruned = undefined;
+    return pruned;
   }
 
   saveSubscription(name: string, sequence: number, now: number): void {
