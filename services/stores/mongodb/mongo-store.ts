@@ -8,7 +8,7 @@ import type { Logger } from "../../log.js";
 import type { KeyQuery, LabelQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey } from "./errors.js";
-import { MongoFeed, type ChangeCursor, type ChangeSource } from "./mongo-feed.js";
+import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
   countShape,
   itemIndexes,
@@ -26,6 +26,8 @@ export interface MongoStoreOptions {
   readonly environment: string;
   readonly changeRetentionMs: number;
   readonly log: Logger;
+  /** Overrides of the feed's bounds (tests use a small ring). */
+  readonly feed?: Partial<Pick<MongoFeedOptions, "ringEntries" | "ringBytes" | "headTimeoutMs">>;
 }
 
 /** The change stream every feed reads: items and head markers, with both images of each item. */
@@ -36,6 +38,10 @@ export const STREAM_OPTIONS = {
   // A getMore waits this long for changes; it also bounds how long a stopping feed waits.
   maxAwaitTimeMS: 1_000,
 } as const;
+
+interface CollectionInfo {
+  readonly options?: { collation?: { locale?: string }; changeStreamPreAndPostImages?: { enabled?: boolean } };
+}
 
 interface SubscriptionDocument {
   _id: string;
@@ -56,6 +62,7 @@ export class MongoStore implements Store {
   private constructor(private readonly options: MongoStoreOptions) {
     this.items = options.db.collection<ItemDocument>(COLLECTIONS.items);
     this.feed = new MongoFeed(this.changeSource(), {
+      ...options.feed,
       retentionMs: options.changeRetentionMs,
       log: options.log.child({ environment: options.environment }),
     });
@@ -74,22 +81,25 @@ export class MongoStore implements Store {
    */
   private async prepare(): Promise<void> {
     const { db } = this.options;
-    const [existing] = await db.listCollections({ name: COLLECTIONS.items }).toArray();
+    const [existing] = (await db.listCollections({ name: COLLECTIONS.items }).toArray()) as CollectionInfo[];
     if (!existing) {
       await db.createCollection(COLLECTIONS.items, { changeStreamPreAndPostImages: { enabled: true } }).catch((error: unknown) => {
+        // Another server created it first; the check below still applies.
         if ((error as { codeName?: string }).codeName !== "NamespaceExists") throw error;
       });
-    } else {
-      const collation = (existing as { options?: { collation?: { locale?: string } } }).options?.collation;
-      if (collation && collation.locale !== "simple") {
-        // K7 needs bytewise string order; a collection collation would change every comparison and index.
-        throw new Error(
-          `The collection ${db.databaseName}.${COLLECTIONS.items} has the collation '${collation.locale}'; Larder needs ` +
-            "MongoDB's default binary string order (K7). Move the data to a collection without a collation.",
-        );
-      }
     }
-    await db.command({ collMod: COLLECTIONS.items, changeStreamPreAndPostImages: { enabled: true } });
+    const collation = existing?.options?.collation;
+    if (collation && collation.locale !== "simple") {
+      // K7 needs bytewise string order; a collection collation would change every comparison and index.
+      throw new Error(
+        `The collection ${db.databaseName}.${COLLECTIONS.items} has the collation '${collation.locale}'; Larder needs ` +
+          "MongoDB's default binary string order (K7). Move the data to a collection without a collation.",
+      );
+    }
+    if (existing?.options?.changeStreamPreAndPostImages?.enabled !== true) {
+      // collMod needs dbAdmin rights; only a collection made by someone else (or an older Larder) needs it.
+      await db.command({ collMod: COLLECTIONS.items, changeStreamPreAndPostImages: { enabled: true } });
+    }
     await this.items.createIndexes(itemIndexes().map((index) => ({ ...index })));
     await this.feed.start();
   }

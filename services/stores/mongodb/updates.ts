@@ -254,9 +254,9 @@ function labelStage(change: LabelChange, label: LabelNumber, overwrite: boolean)
 
 function metadataStage(plan: SetPlan, now: number, writeId: string, options: SetUpdateOptions): Document {
   const at = new Date(now);
+  // No ns or part: an upsert seeds them from the filter's equalities, and a pipeline that leaves the
+  // unique index's fields alone lets MongoDB retry two racing upserts of a new key by itself.
   const stage: Document = {
-    ns: literal(plan.key.ns),
-    part: literal(plan.key.part),
     seg: segmentHash(plan.key),
     // M1: every successful write moves modified, even one that changes nothing else.
     modified: at,
