@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { MongoNetworkError, MongoServerError, MongoServerSelectionError, MongoWriteConcernError } from "mongodb";
+import { MongoNetworkError, MongoNotConnectedError, MongoServerError, MongoServerSelectionError, MongoTopologyClosedError, MongoWriteConcernError } from "mongodb";
 import { DomainError } from "../../services/domain/errors.js";
 import { fromMongoError, isDuplicateKey } from "../../services/stores/mongodb/errors.js";
 
@@ -10,7 +10,12 @@ import { fromMongoError, isDuplicateKey } from "../../services/stores/mongodb/er
  */
 describe("MongoDB engine: driver faults become clear statuses", () => {
   it("a dropped connection or no reachable primary → UNAVAILABLE STORE_UNAVAILABLE with retry advice", () => {
-    for (const error of [new MongoNetworkError("connection reset"), new MongoServerSelectionError("no primary", { type: "ReplicaSetNoPrimary" } as never)]) {
+    for (const error of [
+      new MongoNetworkError("connection reset"),
+      new MongoServerSelectionError("no primary", { type: "ReplicaSetNoPrimary" } as never),
+      new MongoNotConnectedError("not connected"),
+      new MongoTopologyClosedError(),
+    ]) {
       const mapped = fromMongoError(error) as DomainError;
       expect(mapped).to.be.instanceOf(DomainError);
       expect([mapped.code, mapped.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
@@ -23,6 +28,10 @@ describe("MongoDB engine: driver faults become clear statuses", () => {
     expect((fromMongoError(steppedDown) as DomainError).code).to.equal("UNAVAILABLE");
     const conflict = new MongoServerError({ message: "write conflict", code: 112, errorLabels: ["TransientTransactionError"] });
     expect((fromMongoError(conflict) as DomainError).code).to.equal("UNAVAILABLE");
+    for (const code of [91, 189, 11600, 11602, 13435, 13436]) {
+      const mapped = fromMongoError(new MongoServerError({ message: "election", code })) as DomainError;
+      expect([mapped.code, mapped.message], `code ${code}`).to.deep.equal(["UNAVAILABLE", "MongoDB has no primary right now (an election is under way); retry"]);
+    }
   });
 
   it("a write concern timeout → UNAVAILABLE saying the write may or may not have been applied", () => {

@@ -279,7 +279,8 @@ export class MongoStore implements Store {
       ...encodeItem(outcome.item, { writeId: randomUUID(), created: !live }),
       ...(quiet ? { _q: expired ? ("d" as const) : ("w" as const) } : {}),
     };
-    if (stored) await this.items.replaceOne({ _id: stored._id }, document, { session });
+    // The key in the filter too: a sharded collection routes by it.
+    if (stored) await this.items.replaceOne({ _id: stored._id, ...keyFilter(plan.key) }, document, { session });
     else await this.items.insertOne(document, { session });
     // EV6, as in setOne.
     if (expired) await this.items.deleteOne(keyFilter(plan.key), { session });

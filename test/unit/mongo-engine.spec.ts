@@ -1,0 +1,33 @@
+import { expect } from "chai";
+import { checkDeployment, CLIENT_OPTIONS, databaseName, MAX_DATABASE_NAME_BYTES } from "../../services/stores/mongodb/mongo-engine.js";
+
+/** The start-up checks of the MongoDB engine; the real deployment is checked by `npm run test:mongo`. */
+describe("MongoDB engine: start-up checks", () => {
+  it("refuses MongoDB older than 6.0, saying why and what to do", () => {
+    const problem = checkDeployment("5.0.14", { setName: "rs0" });
+    expect(problem).to.contain("MongoDB 5.0.14 is too old").and.contain("6.0 or newer").and.contain("pre- and post-images");
+    expect(checkDeployment("4.4.0", { setName: "rs0" })).to.contain("too old");
+  });
+
+  it("refuses a standalone server, with the exact steps to make it a single-node replica set", () => {
+    const problem = checkDeployment("7.0.2", {});
+    expect(problem).to.contain("standalone").and.contain("--replSet rs0").and.contain("rs.initiate()").and.contain("?replicaSet=rs0");
+  });
+
+  it("accepts replica sets and sharded clusters of 6.0 and newer", () => {
+    expect(checkDeployment("6.0.0", { setName: "rs0" })).to.equal(undefined);
+    expect(checkDeployment("7.0.2", { setName: "rs0" })).to.equal(undefined);
+    expect(checkDeployment("8.0.1", { msg: "isdbgrid" })).to.equal(undefined);
+    expect(checkDeployment("10.1.0", { setName: "rs0" })).to.equal(undefined);
+  });
+
+  it("one database per environment, named prefix + name, within MongoDB's 63 bytes", () => {
+    expect(databaseName("larder_", "prod")).to.equal("larder_prod");
+    expect(() => databaseName("larder_", "x".repeat(MAX_DATABASE_NAME_BYTES))).to.throw(/longer than MongoDB's 63 bytes/);
+  });
+
+  it("one pooled client: named, retrying reads and writes, failing fast when no server is reachable", () => {
+    expect(CLIENT_OPTIONS).to.deep.include({ appName: "larder", retryWrites: true, retryReads: true });
+    expect(CLIENT_OPTIONS.serverSelectionTimeoutMS).to.be.at.most(10_000);
+  });
+});
