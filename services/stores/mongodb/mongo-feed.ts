@@ -77,6 +77,8 @@ export class MongoFeed implements ChangeFeed {
   private readonly stopping = new AbortController();
   private readonly markers = new Map<number, string>();
   private readonly markerWaiters = new Map<number, { resolve(token: string): void; reject(error: Error): void }>();
+  /** Failures in a row, for the restart backoff. */
+  private failures = 0;
 
   constructor(
     private readonly source: ChangeSource,
@@ -276,6 +278,7 @@ export class MongoFeed implements ChangeFeed {
         if (change) this.publish(change, before);
         else if (cursor.closed && !this.stopped) throw new Error("MongoDB closed the change stream");
         this.position = cursor.resumeToken ?? this.position;
+        this.failures = 0;
       } catch (error) {
         if (this.stopped) return;
         await this.recover(error);
@@ -294,7 +297,9 @@ export class MongoFeed implements ChangeFeed {
       this.options.log.warn({ err: error }, "change stream failed; resuming from its last position");
     }
     await this.cursor?.close().catch(() => undefined);
-    await sleep(this.options.restartDelayMs, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+    // A failure that persists (rights, a dropped database) is retried ever more slowly, up to 30 s.
+    const delay = Math.min(this.options.restartDelayMs * 2 ** this.failures++, 30_000);
+    await sleep(delay, undefined, { signal: this.stopping.signal }).catch(() => undefined);
     if (this.stopped) return;
     if (lost) {
       this.position = undefined;

@@ -163,18 +163,22 @@ export class MongoStore implements Store {
           for (const plan of plans) outcomes.push(await this.setExactly(plan, now, session, quiet));
           return outcomes;
         }
-        const writeId = randomUUID();
+        const writeIds = plans.map(() => randomUUID());
         await this.items.bulkWrite(
-          plans.map((plan) => {
-            const update = setUpdate(plan, now, writeId, { quiet });
+          plans.map((plan, index) => {
+            const update = setUpdate(plan, now, writeIds[index], { quiet });
             return { updateOne: { filter: update.filter, update: update.pipeline, upsert: true } };
           }),
           { session, ordered: true },
         );
-        const expired = plans.filter((plan) => expiresAtWrite(plan, now));
+        // EV6: an item written with a ttl already past is created and expires at once, as on the
+        // embedded engine; a seed may write one key twice (SE3), and only the last write stays.
+        const last = new Map(plans.map((plan, index) => [plan.key.full, index]));
+        const expired = plans
+          .map((plan, index) => ({ plan, index }))
+          .filter(({ plan, index }) => last.get(plan.key.full) === index && expiresAtWrite(plan, now));
         if (expired.length > 0) {
-          // EV6: written with a ttl already past, so created and expired at once, as the embedded engine does.
-          await this.items.deleteMany({ $or: expired.map((plan) => keyFilter(plan.key)), _w: writeId }, { session });
+          await this.items.deleteMany({ $or: expired.map(({ plan, index }) => ({ ...keyFilter(plan.key), _w: writeIds[index] })) }, { session });
         }
         // An unconditional overwrite's item does not depend on what was stored (M2).
         return plans.map((plan) => ({ item: applySet(undefined, plan, now).item }));
