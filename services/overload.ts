@@ -76,6 +76,8 @@ export interface AdmissionLimits {
   readonly services: readonly DescService[];
   /** Services never refused or counted (health), by type name. */
   readonly exempt: ReadonlySet<string>;
+  /** How long a refused request's body may take to arrive before its stream or socket is closed (default 10 s). */
+  readonly discardMs?: number;
 }
 
 export interface AdmissionGate extends NodeHandler {
@@ -90,11 +92,12 @@ export interface AdmissionGate extends NodeHandler {
  * bound covers the memory of buffered bodies too (the interceptor alone only
  * sees the handler, which the embedded engine finishes without yielding).
  *
- * Past a bound the request is answered at once, before its body is read, with
- * RESOURCE_EXHAUSTED in its own protocol (gRPC trailers-only, gRPC-Web
- * headers, Connect HTTP 429 with Retry-After) and advice to retry with
- * backoff; its body is discarded as it arrives, never buffered. One
- * connection cannot take the whole budget: each has its own, smaller bound.
+ * Past a bound the request never reaches the handler: its body is read and
+ * dropped as it arrives (never buffered) and it is answered, as soon as the
+ * body ends, with RESOURCE_EXHAUSTED in its own protocol (gRPC trailers-only,
+ * gRPC-Web headers, Connect HTTP 429 with Retry-After) and advice to retry
+ * with backoff. One connection cannot take the whole budget: each has its
+ * own, smaller bound.
  */
 export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): AdmissionGate {
   const streaming = new Set<string>();
@@ -123,7 +126,7 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
         inFlight >= limits.maxInFlight
           ? `The server is at its limit of ${limits.maxInFlight} calls in flight; retry with exponential backoff`
           : `This connection is at its limit of ${limits.maxPerConnection} calls in flight; retry with exponential backoff or spread calls over more connections`;
-      refuse(request, response, message, (bytes) => (discardedBytes += bytes));
+      refuse(request, response, message, limits.discardMs ?? MAX_DISCARD_MS, (bytes) => (discardedBytes += bytes));
       return;
     }
     inFlight++;
@@ -144,8 +147,9 @@ function connectionOf(request: NodeRequest): object {
   return "stream" in request && request.stream ? request.stream.session ?? request.socket : request.socket;
 }
 
-/** A refused request's body is read and dropped up to this size; past it the stream or socket is closed. */
+/** A refused request's body is read and dropped up to this size and this long; past either the stream or socket is closed. */
 const MAX_DISCARDED_BYTES = 64 * 1024 * 1024;
+const MAX_DISCARD_MS = 10_000;
 
 /**
  * RESOURCE_EXHAUSTED in the request's own protocol. The body is read and
@@ -154,18 +158,26 @@ const MAX_DISCARDED_BYTES = 64 * 1024 * 1024;
  * (connect-node) with a stream they never finish, which nghttp2 ends up
  * treating as a flood (ENHANCE_YOUR_CALM) and fails the whole connection.
  */
-function refuse(request: NodeRequest, response: NodeResponse, message: string, dropped: (bytes: number) => void): void {
+function refuse(request: NodeRequest, response: NodeResponse, message: string, discardMs: number, dropped: (bytes: number) => void): void {
   let discarded = 0;
+  const cut = () => {
+    if ("stream" in request && request.stream) request.stream.close(http2.constants.NGHTTP2_CANCEL);
+    else request.socket.destroy();
+  };
+  // A body that trickles in forever would hold its stream (or socket) for nothing.
+  const slow = setTimeout(cut, discardMs);
+  response.once("close", () => clearTimeout(slow));
+  request.once("close", () => clearTimeout(slow));
   request.on("error", () => undefined);
   request.on("data", (chunk: Buffer) => {
     discarded += chunk.length;
     dropped(chunk.length);
-    if (discarded > MAX_DISCARDED_BYTES) {
-      if ("stream" in request && request.stream) request.stream.close(http2.constants.NGHTTP2_CANCEL);
-      else request.socket.destroy();
-    }
+    if (discarded > MAX_DISCARDED_BYTES) cut();
   });
-  request.once("end", () => answer(request, response, message));
+  request.once("end", () => {
+    clearTimeout(slow);
+    answer(request, response, message);
+  });
 }
 
 function answer(request: NodeRequest, response: NodeResponse, message: string): void {

@@ -1,6 +1,6 @@
 import http from "node:http";
 import http2 from "node:http2";
-import type net from "node:net";
+import net from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type UnaryRequest, type UnaryResponse, type StreamResponse } from "@connectrpc/connect";
 import {
@@ -102,7 +102,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     close: () => Promise<void>;
   }
 
-  async function rig(limits: { maxInFlight: number; maxPerConnection: number }): Promise<Rig> {
+  async function rig(limits: { maxInFlight: number; maxPerConnection: number; discardMs?: number }): Promise<Rig> {
     let handled = 0;
     let gates: (() => void)[] = [];
     const handler = connectNodeAdapter({
@@ -290,6 +290,45 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     await until(() => r.gate.load().inFlight === 0, "slot released");
     await grpcClient.get({ key: "after" });
     await connectH1.get({ key: "after" });
+  });
+
+  it("a refused call whose body never ends is cut after the discard time (HTTP/2: RST_STREAM CANCEL, the connection serves on; HTTP/1.1: the socket is closed)", async () => {
+    const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 100, discardMs: 300 }));
+    const held = open(r.h2url).get({ key: "wait" });
+    await until(() => r.waiting() === 1, "one call waits");
+    const session = http2.connect(r.h2url);
+    const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Get", "content-type": "application/grpc", te: "trailers" });
+    stream.write(Buffer.from([0, 0, 0, 0, 100, 0x0a])); // a message that claims 100 bytes, and the body never ends
+    stream.on("error", () => undefined);
+    const started = Date.now();
+    const code = await new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+    expect(code, "reset by the server").to.equal(http2.constants.NGHTTP2_CANCEL);
+    expect(Date.now() - started).to.be.within(250, 3000);
+    expect(r.handled(), "never reached the handler").to.equal(1);
+    // The same connection still works.
+    const again = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+    const status = await new Promise<string | undefined>((resolve) => {
+      again.on("trailers", (trailers) => resolve(String(trailers["grpc-status"])));
+      again.on("close", () => resolve(undefined));
+      again.on("data", () => undefined);
+      again.end(Buffer.from([0, 0, 0, 0, 0]));
+    });
+    expect(status).to.equal("0");
+    session.close();
+    // HTTP/1.1: a body shorter than its Content-Length, then silence: the socket is closed.
+    const h1Port = Number(new URL(r.h1url).port);
+    const closedAfter = await new Promise<number>((resolve) => {
+      const socket = net.connect(h1Port, "127.0.0.1", () =>
+        socket.write("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"key\""),
+      );
+      const opened = Date.now();
+      socket.on("error", () => undefined);
+      socket.on("data", () => undefined);
+      socket.on("close", () => resolve(Date.now() - opened));
+    });
+    expect(closedAfter).to.be.within(250, 3000);
+    r.release();
+    await held;
   });
 
   it("a call cancelled while it waits frees its slot", async () => {
