@@ -3,9 +3,9 @@ import { MongoClient, type Collection, type Document } from "mongodb";
 import { parseKeyExpression } from "../../services/domain/expressions.js";
 import { NO_LABELS, type LabelSlots } from "../../services/domain/item.js";
 import { parseKey } from "../../services/domain/keys.js";
-import { encodeItem, type ItemDocument } from "../../services/stores/mongodb/codec.js";
+import { encodeItem, keyFilter, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
-import { itemIndexes, KEY_INDEX, keyQueryPlan, labelQueryPlan, scanPlan, type ReadPlan } from "../../services/stores/mongodb/queries.js";
+import { itemIndexes, KEY_INDEX, keyQueryPlan, labelQueryPlan, liveFilter, scanPlan, type ReadPlan } from "../../services/stores/mongodb/queries.js";
 
 /**
  * explain() on a real MongoDB: every key and label query, forward and
@@ -116,6 +116,22 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
       expect(keysExamined).to.be.at.most(LIMIT + 1 + plan.length);
     });
   }
+
+  it("exact gets and batch gets read the key index (no collection scan)", async () => {
+    const now = Date.now();
+    for (const filter of [
+      { ns: "users", part: "k0007", ...liveFilter(now) },
+      { $or: ["a:k0001", "users:k0002", "z:k0499"].map((key) => keyFilter(parseKey(key))), ...liveFilter(now) },
+    ]) {
+      const explained = (await items.find(filter).explain("executionStats")) as Document;
+      const winning = explained.queryPlanner.winningPlan as Document;
+      const names = stages((winning.queryPlan as Document | undefined) ?? winning).map((node) => node.stage as string);
+      expect(names, JSON.stringify(winning)).not.to.include("COLLSCAN");
+      expect(JSON.stringify(winning)).to.contain(KEY_INDEX);
+      const stats = explained.executionStats as { totalKeysExamined: number; nReturned: number };
+      expect(stats.totalKeysExamined).to.be.at.most(stats.nReturned + 3);
+    }
+  });
 
   it("scan continuations: key order and label order, late in a namespace, examine ≤ limit + steps keys", async () => {
     const byKey = await explainPlan(scanPlan({ after: parseKey("users:k0450") }, Date.now()), KEY_INDEX);
