@@ -57,7 +57,7 @@ export const SETTINGS: readonly Setting[] = [
     fallback: "grpc.reflection.v1.ServerReflection,grpc.reflection.v1alpha.ServerReflection,grpc.health.v1.Health",
     about: "Services callable without an API key (comma-separated; empty: none).",
   },
-  { name: "LARDER_CHANGE_RETENTION_MS", fallback: String(24 * 60 * 60 * 1000), about: "How long change events stay resumable (embedded engine)." },
+  { name: "LARDER_CHANGE_RETENTION_MS", fallback: String(24 * 60 * 60 * 1000), about: "How long change events stay resumable (on MongoDB also bounded by the oplog)." },
   { name: "LARDER_SWEEP_INTERVAL_MS", fallback: "5000", about: "How often expired items are deleted (each with a `deleted` event)." },
   { name: "LARDER_DURABILITY", fallback: "normal", about: "`normal`: acknowledged writes survive a process crash; `full`: also power loss (slower)." },
   { name: "LARDER_MAX_IN_FLIGHT", fallback: "1024", about: "Unary calls served at once; past it calls get RESOURCE_EXHAUSTED." },

@@ -95,7 +95,11 @@ export interface SetPlan {
 /** The outcome of applying a plan to the live item (or none). */
 export interface SetOutcome {
   readonly item: ItemRecord;
-  /** The live item before the write, if any: `updated` vs `created` (EV5). */
+  /**
+   * The live item before the write, where the engine knows it: the embedded
+   * engine does (its change log needs it); MongoDB's events take it from the
+   * change stream's pre-image instead, so its stores leave it out.
+   */
   readonly previous?: ItemRecord;
 }
 

@@ -56,6 +56,21 @@ export function describeContract(
         });
       }
       const server = engine.skipReason ? undefined : useServer({ env: { ...engine.env, ...options.env } });
+      if (engine.name === "mongodb" && !engine.skipReason) {
+        // Each run gets fresh databases (a unique prefix); drop them so they do not pile up in the deployment.
+        after(async function () {
+          this.timeout(60_000);
+          const { MongoClient } = await import("mongodb");
+          const client = await MongoClient.connect(engine.env.MONGODB_URI);
+          try {
+            const { databases } = await client.db("admin").admin().listDatabases({ nameOnly: true });
+            const prefix = engine.env.LARDER_MONGODB_DB_PREFIX;
+            for (const database of databases) if (database.name.startsWith(prefix)) await client.db(database.name).dropDatabase();
+          } finally {
+            await client.close();
+          }
+        });
+      }
       let connected: Client<typeof DataService> | undefined;
       // Suites take `client` while mocha is still collecting tests, before the
       // server has a port, so the real client is created on the first call.
