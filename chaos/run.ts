@@ -60,6 +60,7 @@ const budgetSeconds = Number(args["budget-seconds"] ?? (quick || selfTest ? 85 :
 const SLOTS = 16;
 const WATCHERS = 2;
 const LIFETIME_MS: [number, number] = quick ? [300, 1500] : [300, 3000];
+const dataDir = mkdtempSync(join(tmpdir(), "larder-chaos-"));
 if (!["normal", "full"].includes(durability) || !(rounds >= 1) || !(writerCount >= 1)) {
   console.error("usage: chaos/run.ts [--rounds N | --quick] [--durability normal|full] [--writers N] [--seed S] [--budget-seconds S] [--self-test] [--keep]");
   process.exit(2);
@@ -90,6 +91,18 @@ interface Server {
 
 const children = new Set<ChildProcess>();
 process.on("exit", () => children.forEach((child) => child.kill("SIGKILL")));
+// Interrupted (Ctrl-C, a CI timeout): no server or data directory is left behind the harness.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    const exits = [...children].map((child) => new Promise((done) => child.once("exit", done)));
+    children.forEach((child) => child.kill("SIGKILL"));
+    // Remove the data only once no server can write to it any more.
+    void Promise.race([Promise.all(exits), new Promise((done) => setTimeout(done, 2_000))]).then(() => {
+      if (!args.keep) rmSync(dataDir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  });
+}
 
 async function startServer(dataDir: string): Promise<Server> {
   const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
@@ -351,7 +364,6 @@ interface Row {
 
 async function main(): Promise<void> {
   const began = Date.now();
-  const dataDir = mkdtempSync(join(tmpdir(), "larder-chaos-"));
   if (budgetSeconds > 0) {
     setTimeout(() => {
       console.error(`FAILED: chaos did not finish within its budget of ${budgetSeconds} s`);
