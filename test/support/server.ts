@@ -23,33 +23,32 @@ export interface StartOptions {
   readonly dataDir?: string;
 }
 
+/** The server process (`services/main.ts`) on 127.0.0.1 with an OS-chosen port, its output collected. */
+function spawnServerProcess(env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
+    cwd: REPO_ROOT,
+    env: { ...inherited(), LARDER_HOST: "127.0.0.1", LARDER_PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+  return { child, output: () => output };
+}
+
 /**
  * Starts the real server (`services/main.ts`) in its own process on
  * 127.0.0.1 with an OS-chosen port, and resolves once it says where it listens.
  */
 export async function startServer({ env = {}, dataDir }: StartOptions = {}): Promise<RunningServer> {
   const directory = dataDir ?? mkdtempSync(join(tmpdir(), "larder-test-"));
-  const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
-    cwd: REPO_ROOT,
-    env: {
-      ...inherited(),
-      LARDER_HOST: "127.0.0.1",
-      LARDER_PORT: "0",
-      LARDER_DATA_DIR: directory,
-      LARDER_LOG_LEVEL: "warn",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+  const { child, output } = spawnServerProcess({ LARDER_DATA_DIR: directory, LARDER_LOG_LEVEL: "warn", ...env });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the server did not start within 30 s:\n${output}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`the server did not start within 30 s:\n${output()}`)), 30_000);
     const check = () => {
-      const match = /larder listening on https?:\/\/(?:\[[^\]]+\]|[^:/]+):(\d+)/.exec(output);
+      const match = /larder listening on https?:\/\/(?:\[[^\]]+\]|[^:/]+):(\d+)/.exec(output());
       if (match) {
         clearTimeout(timer);
         resolve(Number(match[1]));
@@ -58,7 +57,7 @@ export async function startServer({ env = {}, dataDir }: StartOptions = {}): Pro
     child.stdout!.on("data", check);
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`the server exited with code ${code} before listening:\n${output}`));
+      reject(new Error(`the server exited with code ${code} before listening:\n${output()}`));
     });
   });
 
@@ -67,7 +66,7 @@ export async function startServer({ env = {}, dataDir }: StartOptions = {}): Pro
     port,
     process: child,
     dataDir: directory,
-    output: () => output,
+    output,
     async stop(signal = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       const code = await exited;
@@ -79,24 +78,13 @@ export async function startServer({ env = {}, dataDir }: StartOptions = {}): Pro
 
 /** Runs the server process to its exit (for configurations it must refuse). */
 export async function runServerToExit(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
-    cwd: REPO_ROOT,
-    env: {
-      ...inherited(),
-      LARDER_HOST: "127.0.0.1",
-      LARDER_PORT: "0",
-      LARDER_DATA_DIR: mkdtempSync(join(tmpdir(), "larder-test-")),
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+  const directory = mkdtempSync(join(tmpdir(), "larder-test-"));
+  const { child, output } = spawnServerProcess({ LARDER_DATA_DIR: directory, ...env });
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   clearTimeout(timer);
-  return { code, output };
+  rmSync(directory, { recursive: true, force: true });
+  return { code, output: output() };
 }
 
 /**
