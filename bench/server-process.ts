@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { FROM_SOURCES, REPO_ROOT as ROOT, startLarder } from "../scripts/larder-process.js";
 import { memoryMiB } from "./proc.js";
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export { ROOT };
 
 export interface BenchServerOptions {
   /** Extra environment (LARDER_ENGINE=mongodb, MONGODB_URI, ...). */
@@ -46,13 +45,11 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
       ? [join(ROOT, "dist/services/main.js")]
       : transpiled
         ? [join(transpiled, "services/main.js")]
-        : ["--import", "tsx", join(ROOT, "services/main.ts")];
+        : FROM_SOURCES;
   const profile = options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
   if (options.cpuProfileDir) mkdirSync(options.cpuProfileDir, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "larder-bench-"));
   const env: Record<string, string> = {
-    LARDER_HOST: "127.0.0.1",
-    LARDER_PORT: "0",
     LARDER_ENGINE: "embedded",
     LARDER_DATA_DIR: dataDir,
     LARDER_LOG_LEVEL: "warn",
@@ -61,28 +58,12 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     LARDER_MONGODB_DB_PREFIX: `larder_bench_${process.pid}_${Date.now()}_`,
     ...options.env,
   };
-  const child: ChildProcess = spawn(process.execPath, [...profile, ...entry], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "inherit"],
+  const { child, exited, url } = await startLarder({ command: [...profile, ...entry], env, stderr: "inherit" }).catch((error: unknown) => {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
   });
-  let output = "";
-  const port = await new Promise<number>((resolvePort, reject) => {
-    const onExit = (code: number | null) => reject(new Error(`the server exited (${code}) before listening: ${output}`));
-    child.once("exit", onExit);
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      output += chunk;
-      const match = /larder listening on https?:\/\/[^\s]*:(\d+)/.exec(output);
-      if (match) {
-        child.off("exit", onExit);
-        resolvePort(Number(match[1]));
-      }
-    });
-    setTimeout(() => reject(new Error(`the server did not listen within 30 s: ${output}`)), 30_000).unref();
-  });
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     pid: child.pid!,
     runs,
     engine: env.LARDER_ENGINE,

@@ -1,14 +1,14 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { DataService, type ChangeEvent } from "../gen/larder/data/v1/data_pb.js";
+import { startLarder } from "../scripts/larder-process.js";
 import {
   BATCH_SIZE,
   batchKey,
@@ -36,7 +36,6 @@ import {
  * the kill still in the log, resume tokens taken before the kill resuming right
  * after their event, and the first token of the run still resuming.
  */
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: args } = parseArgs({
   options: {
     rounds: { type: "string" },
@@ -105,42 +104,16 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 }
 
 async function startServer(dataDir: string): Promise<Server> {
-  const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      LARDER_HOST: "127.0.0.1",
-      LARDER_PORT: "0",
-      LARDER_ENGINE: "embedded",
-      LARDER_DATA_DIR: dataDir,
-      LARDER_DURABILITY: durability,
-      LARDER_LOG_LEVEL: "error",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  const exited = new Promise<number | null>((done) => child.once("exit", (code) => (children.delete(child), done(code))));
   const errors: string[] = [];
-  let output = "";
-  const port = await new Promise<number>((found, fail) => {
-    const timer = setTimeout(() => fail(new Error(`the server did not start within 30 s:\n${output}`)), 30_000);
-    const read = (chunk: string) => {
-      output += chunk;
+  const server = await startLarder({
+    env: { LARDER_ENGINE: "embedded", LARDER_DATA_DIR: dataDir, LARDER_DURABILITY: durability, LARDER_LOG_LEVEL: "error" },
+    onOutput: (chunk) => {
       for (const line of chunk.split("\n")) if (/"level":(50|60)|Error/.test(line)) errors.push(line.slice(0, 500));
-      const match = /larder listening on http:\/\/[^:]+:(\d+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        found(Number(match[1]));
-      }
-    };
-    child.stdout!.setEncoding("utf8").on("data", read);
-    child.stderr!.setEncoding("utf8").on("data", read);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      fail(new Error(`the server exited (${code}) before listening:\n${output}`));
-    });
+    },
   });
-  return { url: `http://127.0.0.1:${port}`, child, exited, errors };
+  children.add(server.child);
+  void server.exited.then(() => children.delete(server.child));
+  return { url: server.url, child: server.child, exited: server.exited, errors };
 }
 
 /** A client on its own HTTP/2 connection, which `close` ends (so a graceful stop has nothing to wait for). */

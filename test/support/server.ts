@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { REPO_ROOT, spawnLarder, startLarder } from "../../scripts/larder-process.js";
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export { REPO_ROOT };
 
 export interface RunningServer {
   readonly url: string;
@@ -23,46 +23,22 @@ export interface StartOptions {
   readonly dataDir?: string;
 }
 
-/** The server process (`services/main.ts`) on 127.0.0.1 with an OS-chosen port, its output collected. */
-function spawnServerProcess(env: Record<string, string>): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ["--import", "tsx", "services/main.ts"], {
-    cwd: REPO_ROOT,
-    env: { ...inherited(), LARDER_HOST: "127.0.0.1", LARDER_PORT: "0", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-  return { child, output: () => output };
-}
-
 /**
  * Starts the real server (`services/main.ts`) in its own process on
  * 127.0.0.1 with an OS-chosen port, and resolves once it says where it listens.
  */
 export async function startServer({ env = {}, dataDir }: StartOptions = {}): Promise<RunningServer> {
   const directory = dataDir ?? mkdtempSync(join(tmpdir(), "larder-test-"));
-  const { child, output } = spawnServerProcess({ LARDER_DATA_DIR: directory, LARDER_LOG_LEVEL: "warn", ...env });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the server did not start within 30 s:\n${output()}`)), 30_000);
-    const check = () => {
-      const match = /larder listening on https?:\/\/(?:\[[^\]]+\]|[^:/]+):(\d+)/.exec(output());
-      if (match) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout!.on("data", check);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited with code ${code} before listening:\n${output()}`));
-    });
-  });
-
+  let server;
+  try {
+    server = await startLarder({ env: { LARDER_DATA_DIR: directory, LARDER_LOG_LEVEL: "warn", ...env } });
+  } catch (error) {
+    if (!dataDir) rmSync(directory, { recursive: true, force: true });
+    throw error;
+  }
+  const { child, exited, output, port, url } = server;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     port,
     process: child,
     dataDir: directory,
@@ -79,20 +55,12 @@ export async function startServer({ env = {}, dataDir }: StartOptions = {}): Pro
 /** Runs the server process to its exit (for configurations it must refuse). */
 export async function runServerToExit(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; output: string }> {
   const directory = mkdtempSync(join(tmpdir(), "larder-test-"));
-  const { child, output } = spawnServerProcess({ LARDER_DATA_DIR: directory, ...env });
+  const { child, exited, output } = spawnLarder({ env: { LARDER_DATA_DIR: directory, ...env } });
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const code = await exited;
   clearTimeout(timer);
   rmSync(directory, { recursive: true, force: true });
   return { code, output: output() };
-}
-
-/**
- * The test runner's environment without its LARDER_* settings: a developer's
- * own LARDER_KEYS_FILE or LARDER_HOST must not change what a test starts.
- */
-function inherited(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("LARDER_")));
 }
 
 /** A server for one mocha suite: started in `before`, stopped in `after`. */
