@@ -13,7 +13,7 @@ import { DataOperations, type Clock } from "./data-operations.js";
 import { invalidArgument } from "./domain/errors.js";
 import type { JsonValue } from "./domain/json.js";
 import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
-import { guarded, toConnectError } from "./errors.js";
+import { guarded } from "./errors.js";
 import type { Engine } from "./stores/engine.js";
 import type { Store } from "./stores/store.js";
 import { principalKey } from "./access/principal.js";

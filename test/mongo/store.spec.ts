@@ -12,6 +12,7 @@ import { COLLECTIONS, type ItemDocument } from "../../services/stores/mongodb/co
 import { openMongoEngine } from "../../services/stores/mongodb/mongo-engine.js";
 import { MongoStore } from "../../services/stores/mongodb/mongo-store.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
+import { setInput as input } from "../support/set-input.js";
 
 /**
  * The MongoDB store against a real replica set, for what the contract suite
@@ -27,15 +28,6 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
   let client: MongoClient;
   let store: MongoStore;
 
-  const input = (key: string, value: JsonValue | undefined, options: Partial<SetInput> = {}): SetInput => ({
-    key,
-    value,
-    unsetAttributes: [],
-    overwrite: false,
-    labels: [],
-    removeNulls: true,
-    ...options,
-  });
   const set = (key: string, value: JsonValue | undefined, options: Partial<SetInput> = {}) => {
     const now = Date.now();
     return store.set(planSet(input(key, value, options), now), now);

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import type { Document } from "mongodb";
-import { isJsonObject, type JsonValue } from "../../services/domain/json.js";
+import { isJsonObject } from "../../services/domain/json.js";
 import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../services/domain/item.js";
 import { parseKey } from "../../services/domain/keys.js";
 import { segmentHash } from "../../services/domain/segments.js";
@@ -18,6 +18,7 @@ import {
   sizeExpression,
 } from "../../services/stores/mongodb/updates.js";
 import { jsonValues } from "../mongo/arbitraries.js";
+import { setInput as input } from "../support/set-input.js";
 
 /**
  * Each set as ONE update (S4): the documents sent to findOneAndUpdate,
@@ -27,15 +28,6 @@ import { jsonValues } from "../mongo/arbitraries.js";
  */
 const NOW = Date.UTC(2026, 10, 25);
 const AT = new Date(NOW);
-const input = (key: string, value: JsonValue | undefined, options: Partial<SetInput> = {}): SetInput => ({
-  key,
-  value,
-  unsetAttributes: [],
-  overwrite: false,
-  labels: [],
-  removeNulls: true,
-  ...options,
-});
 const update = (each: SetInput, quiet = false) => setUpdate(planSet(each, NOW), NOW, "w1", { quiet });
 const stage = (pipeline: Document[], index: number) => pipeline[index].$set as Document;
 

@@ -8,12 +8,10 @@ import { parseKey } from "../../services/domain/keys.js";
 import { applySet, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../../services/domain/set-plan.js";
 import { parseIsoDate, resolveTtl } from "../../services/domain/ttl.js";
 import { itemSize, validateValue } from "../../services/domain/values.js";
+import { setInput as input } from "../support/set-input.js";
 
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0, 123);
 
-function input(key: string, value: JsonValue | undefined, options: Partial<SetInput> = {}): SetInput {
-  return { key, value, unsetAttributes: [], overwrite: false, labels: [], removeNulls: true, ...options };
-}
 
 /** Runs set calls one after another on one item, as the store would. */
 function run(...inputs: SetInput[]): ItemRecord | undefined {
