@@ -20,6 +20,7 @@ export interface Config {
   readonly durability: "normal" | "full";
   readonly maxInFlight: number;
   readonly maxInFlightPerConnection: number;
+  readonly bodyTimeoutMs: number;
   readonly maxStreams: number;
 }
 
@@ -67,6 +68,11 @@ export const SETTINGS: readonly Setting[] = [
     about: "Unary calls served at once on one connection, so one client cannot take the whole LARDER_MAX_IN_FLIGHT.",
   },
   { name: "LARDER_MAX_STREAMS", fallback: "10000", about: "Open Watch streams at once; past it a Watch gets RESOURCE_EXHAUSTED." },
+  {
+    name: "LARDER_BODY_TIMEOUT_MS",
+    fallback: "60000",
+    about: "How long a call's request body may take to arrive; past it the stream (HTTP/2) or connection (HTTP/1.1) is closed.",
+  },
 ];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -111,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     durability: oneOf(read("LARDER_DURABILITY"), ["normal", "full"] as const, "LARDER_DURABILITY"),
     maxInFlight: integer(read("LARDER_MAX_IN_FLIGHT"), "LARDER_MAX_IN_FLIGHT", 1, 1_000_000),
     maxInFlightPerConnection: integer(read("LARDER_MAX_IN_FLIGHT_PER_CONNECTION"), "LARDER_MAX_IN_FLIGHT_PER_CONNECTION", 1, 1_000_000),
+    bodyTimeoutMs: integer(read("LARDER_BODY_TIMEOUT_MS"), "LARDER_BODY_TIMEOUT_MS", 100, 60 * 60_000),
     maxStreams: integer(read("LARDER_MAX_STREAMS"), "LARDER_MAX_STREAMS", 1, 1_000_000),
   };
 }

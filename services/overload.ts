@@ -78,6 +78,12 @@ export interface AdmissionLimits {
   readonly exempt: ReadonlySet<string>;
   /** How long a refused request's body may take to arrive before its stream or socket is closed (default 10 s). */
   readonly discardMs?: number;
+  /**
+   * How long an admitted request's body may take to arrive (LARDER_BODY_TIMEOUT_MS). Past it the
+   * stream (HTTP/2) or socket (HTTP/1.1) is closed and the slot freed: a client that trickles a
+   * body, or stops half-way, would otherwise hold a slot for as long as its connection lives.
+   */
+  readonly bodyMs: number;
 }
 
 export interface AdmissionGate extends NodeHandler {
@@ -131,7 +137,10 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
     }
     inFlight++;
     perConnection.set(connection, onConnection + 1);
+    const late = request.readableEnded ? undefined : setTimeout(() => cut(request), limits.bodyMs);
+    request.once("end", () => clearTimeout(late));
     response.once("close", () => {
+      clearTimeout(late);
       inFlight--;
       const left = (perConnection.get(connection) ?? 1) - 1;
       if (left > 0) perConnection.set(connection, left);
@@ -160,24 +169,26 @@ const MAX_DISCARD_MS = 10_000;
  */
 function refuse(request: NodeRequest, response: NodeResponse, message: string, discardMs: number, dropped: (bytes: number) => void): void {
   let discarded = 0;
-  const cut = () => {
-    if ("stream" in request && request.stream) request.stream.close(http2.constants.NGHTTP2_CANCEL);
-    else request.socket.destroy();
-  };
   // A body that trickles in forever would hold its stream (or socket) for nothing.
-  const slow = setTimeout(cut, discardMs);
+  const slow = setTimeout(() => cut(request), discardMs);
   response.once("close", () => clearTimeout(slow));
   request.once("close", () => clearTimeout(slow));
   request.on("error", () => undefined);
   request.on("data", (chunk: Buffer) => {
     discarded += chunk.length;
     dropped(chunk.length);
-    if (discarded > MAX_DISCARDED_BYTES) cut();
+    if (discarded > MAX_DISCARDED_BYTES) cut(request);
   });
   request.once("end", () => {
     clearTimeout(slow);
     answer(request, response, message);
   });
+}
+
+/** Ends a request whose body will not be read: HTTP/2 resets its stream (the session serves on); HTTP/1.1 has only the socket to close. */
+function cut(request: NodeRequest): void {
+  if ("stream" in request && request.stream) request.stream.close(http2.constants.NGHTTP2_CANCEL);
+  else request.socket.destroy();
 }
 
 function answer(request: NodeRequest, response: NodeResponse, message: string): void {

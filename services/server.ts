@@ -86,6 +86,7 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
   const gated = admissionGate(connectHandler, {
     maxInFlight: config.maxInFlight,
     maxPerConnection: config.maxInFlightPerConnection,
+    bodyMs: config.bodyTimeoutMs,
     services: [...served, ServerReflection, ServerReflectionAlpha],
     exempt: new Set([Health.typeName]),
   });

@@ -102,7 +102,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     close: () => Promise<void>;
   }
 
-  async function rig(limits: { maxInFlight: number; maxPerConnection: number; discardMs?: number }): Promise<Rig> {
+  async function rig(limits: { maxInFlight: number; maxPerConnection: number; discardMs?: number; bodyMs?: number }): Promise<Rig> {
     let handled = 0;
     let gates: (() => void)[] = [];
     const handler = connectNodeAdapter({
@@ -127,7 +127,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
         router.service(Health, { check: async () => ({ status: 1 }) });
       },
     });
-    const gate = admissionGate(handler, { ...limits, services: [DataService, Health], exempt: new Set([Health.typeName]) });
+    const gate = admissionGate(handler, { bodyMs: 60_000, ...limits, services: [DataService, Health], exempt: new Set([Health.typeName]) });
     // As the real server: room for a few maximal (16 MiB) messages per session (see http2Options in services/server.ts).
     const h2 = http2.createServer({ maxSessionMemory: 80 }, gate);
     const h1 = http.createServer(gate);
@@ -163,6 +163,19 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
   async function until(condition: () => boolean, what: string): Promise<void> {
     for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(condition(), what).to.equal(true);
+  }
+
+  /** HTTP/1.1: a body shorter than its Content-Length, then silence; resolves with the ms until the server closes the socket. */
+  function closedAfterStalledBody(h1url: string): Promise<number> {
+    return new Promise<number>((resolve) => {
+      const socket = net.connect(Number(new URL(h1url).port), "127.0.0.1", () =>
+        socket.write("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"key\""),
+      );
+      const opened = Date.now();
+      socket.on("error", () => undefined);
+      socket.on("data", () => undefined);
+      socket.on("close", () => resolve(Date.now() - opened));
+    });
   }
 
   const failure = async (call: Promise<unknown>) => {
@@ -315,20 +328,54 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     });
     expect(status).to.equal("0");
     session.close();
-    // HTTP/1.1: a body shorter than its Content-Length, then silence: the socket is closed.
-    const h1Port = Number(new URL(r.h1url).port);
-    const closedAfter = await new Promise<number>((resolve) => {
-      const socket = net.connect(h1Port, "127.0.0.1", () =>
-        socket.write("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"key\""),
-      );
-      const opened = Date.now();
-      socket.on("error", () => undefined);
-      socket.on("data", () => undefined);
-      socket.on("close", () => resolve(Date.now() - opened));
-    });
+    const closedAfter = await closedAfterStalledBody(r.h1url);
     expect(closedAfter).to.be.within(250, 3000);
     r.release();
     await held;
+  });
+
+  it("an admitted call whose body stops half-way is cut after LARDER_BODY_TIMEOUT_MS and frees its slot (HTTP/2: RST_STREAM CANCEL, the connection serves on; HTTP/1.1: the socket is closed)", async () => {
+    const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 100, bodyMs: 300 }));
+    const session = http2.connect(r.h2url);
+    const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Get", "content-type": "application/grpc", te: "trailers" });
+    stream.write(Buffer.from([0, 0, 0, 0, 100, 0x0a])); // a message that claims 100 bytes, and the body never ends
+    stream.on("error", () => undefined);
+    await until(() => r.gate.load().inFlight === 1, "the call is admitted while its body arrives");
+    const started = Date.now();
+    const code = await new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+    expect(code, "reset by the server").to.equal(http2.constants.NGHTTP2_CANCEL);
+    expect(Date.now() - started).to.be.below(3000);
+    await until(() => r.gate.load().inFlight === 0, "its slot is free again");
+    expect(r.handled(), "the handler never saw a call without its whole body").to.equal(0);
+    const client = createClient(DataService, createGrpcTransport({ baseUrl: r.h2url, sessionManager: new Http2SessionManager(r.h2url) }));
+    await client.get({ key: "after" });
+    session.close();
+
+    const closedAfter = await closedAfterStalledBody(r.h1url);
+    expect(closedAfter).to.be.within(250, 3000);
+    await until(() => r.gate.load().inFlight === 0, "its slot is free again");
+    expect(r.handled()).to.equal(1);
+  });
+
+  it("a call whose body takes less than LARDER_BODY_TIMEOUT_MS, or whose handler takes longer, is not cut", async () => {
+    const r = (current = await rig({ maxInFlight: 10, maxPerConnection: 100, bodyMs: 400 }));
+    const session = http2.connect(r.h2url);
+    const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Get", "content-type": "application/grpc", te: "trailers" });
+    const message = Buffer.from([0x0a, 4, ...Buffer.from("slow")]);
+    stream.write(Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message.subarray(0, 2)]));
+    setTimeout(() => stream.end(message.subarray(2)), 200);
+    const status = await new Promise<string | undefined>((resolve) => {
+      stream.on("trailers", (trailers) => resolve(String(trailers["grpc-status"])));
+      stream.on("close", () => resolve(undefined));
+      stream.on("data", () => undefined);
+    });
+    expect(status, "a body in two parts 200 ms apart is served").to.equal("0");
+    session.close();
+    const waiting = open(r.h2url).get({ key: "wait" });
+    await until(() => r.waiting() === 1, "the call waits in the handler");
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    r.release();
+    await waiting;
   });
 
   it("a call cancelled while it waits frees its slot", async () => {
