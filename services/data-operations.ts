@@ -7,7 +7,7 @@ import { looksLikeExpression, parseKey, type Key } from "./domain/keys.js";
 import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
 import { cutPage } from "./domain/paging.js";
 import { planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
-import type { LabelNumber, LabelPosition, ScanFilter, Store } from "./stores/store.js";
+import type { LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
 
 /**
  * The operations of the data API in domain terms: each validates and plans
@@ -49,25 +49,25 @@ export class DataOperations {
     private readonly clock: Clock = Date.now,
   ) {}
 
-  async get(rawKey: string): Promise<ItemRecord | undefined> {
+  async get(rawKey: string, reads: ReadOptions = {}): Promise<ItemRecord | undefined> {
     const key = parseKey(rawKey);
     if (looksLikeExpression(key)) {
       parseKeyExpression(rawKey); // a malformed expression gets its own message (Q2-Q4)
       throw invalidArgument("INVALID_KEY", "Get takes an exact key: use Query for key expressions");
     }
-    return this.store.get(key, this.clock());
+    return this.store.get(key, this.clock(), reads);
   }
 
   /** B1-B3: live items in the order of their first mention. */
-  async batchGet(rawKeys: readonly string[]): Promise<ItemRecord[]> {
+  async batchGet(rawKeys: readonly string[], reads: ReadOptions = {}): Promise<ItemRecord[]> {
     checkBatchSize(rawKeys.length, "keys", "batch get");
     const keys = uniqueKeys(rawKeys.map(exactKey));
-    const found = await this.store.getMany(keys, this.clock());
+    const found = await this.store.getMany(keys, this.clock(), reads);
     const byKey = new Map(found.map((item) => [item.key.full, item]));
     return keys.flatMap((key) => byKey.get(key.full) ?? []);
   }
 
-  async query(input: QueryInput): Promise<PageResult> {
+  async query(input: QueryInput, reads: ReadOptions = {}): Promise<PageResult> {
     const limit = resolveLimit(input.limit);
     const range = parseKeyExpression(input.expression);
     const now = this.clock();
@@ -79,13 +79,13 @@ export class DataOperations {
           throw invalidArgument("INVALID_OPTION", "'start' must be a key in the queried namespace");
         }
       }
-      const fetched = await this.store.queryKeys({ range, reverse: input.reverse, limit: limit + 1, after }, now);
+      const fetched = await this.store.queryKeys({ range, reverse: input.reverse, limit: limit + 1, after }, now, reads);
       const page = cutPage(fetched, limit);
       return { items: page.items, lastKey: page.continueAfter?.key.full };
     }
     const label = parseLabelName(input.label);
     const after = input.start === "" ? undefined : decodeLabelCursor(input.start);
-    const fetched = await this.store.queryLabel({ label, range, reverse: input.reverse, limit: limit + 1, after }, now);
+    const fetched = await this.store.queryLabel({ label, range, reverse: input.reverse, limit: limit + 1, after }, now, reads);
     const page = cutPage(fetched, limit);
     return { items: page.items, lastKey: page.continueAfter && labelCursor(page.continueAfter, label) };
   }
@@ -129,14 +129,14 @@ export class DataOperations {
     return this.store.remove(keys, this.clock());
   }
 
-  async scan(input: ScanInput): Promise<PageResult & { count?: number }> {
+  async scan(input: ScanInput, reads: ReadOptions = {}): Promise<PageResult & { count?: number }> {
     const limit = resolveLimit(input.limit);
     const filter = scanFilter(input);
     const now = this.clock();
-    if (input.count) return { items: [], count: await this.store.count(filter, now) };
+    if (input.count) return { items: [], count: await this.store.count(filter, now, reads) };
     let after: Key | LabelPosition | undefined;
     if (input.start !== "") after = filter.label ? decodeLabelCursor(input.start) : parseKey(input.start);
-    const fetched = await this.store.scan({ ...filter, limit: limit + 1, after }, now);
+    const fetched = await this.store.scan({ ...filter, limit: limit + 1, after }, now, reads);
     const page = cutPage(fetched, limit);
     const items = input.attributes.length > 0 ? page.items.map((item) => project(item, input.attributes)) : page.items;
     const last = page.continueAfter;

@@ -15,7 +15,7 @@ import type { JsonValue } from "./domain/json.js";
 import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
 import { guarded } from "./errors.js";
 import type { Engine } from "./stores/engine.js";
-import type { Store } from "./stores/store.js";
+import type { ReadOptions, Store } from "./stores/store.js";
 import { principalKey } from "./access/principal.js";
 import { watchChanges } from "./feed/watch.js";
 import { toItem } from "./item-message.js";
@@ -53,19 +53,19 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
   return {
     async get(request, context) {
       return guarded(async () => {
-        const item = await (await operationsOf(context)).get(request.key);
+        const item = await (await operationsOf(context)).get(request.key, readsOf(context));
         return { item: item && toItem(item) };
       });
     },
     async batchGet(request, context) {
       return guarded(async () => {
-        const items = await (await operationsOf(context)).batchGet(request.keys);
+        const items = await (await operationsOf(context)).batchGet(request.keys, readsOf(context));
         return { items: items.map(toItem) };
       });
     },
     async query(request, context) {
       return guarded(async () => {
-        const page = await (await operationsOf(context)).query(request);
+        const page = await (await operationsOf(context)).query(request, readsOf(context));
         return { items: page.items.map(toItem), lastKey: page.lastKey };
       });
     },
@@ -104,7 +104,7 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
     },
     async scan(request, context) {
       return guarded(async () => {
-        const page = await (await operationsOf(context)).scan(request);
+        const page = await (await operationsOf(context)).scan(request, readsOf(context));
         return {
           items: page.items.map(toItem),
           lastKey: page.lastKey,
@@ -209,4 +209,9 @@ function toLabelInput(update: LabelUpdate | undefined): LabelInput | undefined {
 
 function timestampMs(timestamp: Timestamp): number {
   return timestampDate(timestamp).getTime();
+}
+
+/** Reads stop at the call's deadline: a database can drop work nobody waits for. */
+function readsOf(context: HandlerContext): ReadOptions {
+  return { timeoutMs: context.timeoutMs() };
 }

@@ -17,17 +17,17 @@ export interface Store {
   /** The environment's change log, in commit order (EV7). */
   readonly feed: ChangeFeed;
 
-  get(key: Key, now: number): Promise<ItemRecord | undefined>;
+  get(key: Key, now: number, options?: ReadOptions): Promise<ItemRecord | undefined>;
   /** The live items among the keys, in any order. */
-  getMany(keys: readonly Key[], now: number): Promise<ItemRecord[]>;
+  getMany(keys: readonly Key[], now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** Up to `limit` live items of a key range, in key order (K7, P3). */
-  queryKeys(query: KeyQuery, now: number): Promise<ItemRecord[]>;
+  queryKeys(query: KeyQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** Up to `limit` live items whose label lies in a range, by label then key (L5). */
-  queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]>;
+  queryLabel(query: LabelQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** Up to `limit` live items of the environment, by key (SC2) or by a label (SC3). */
-  scan(query: ScanQuery, now: number): Promise<ItemRecord[]>;
+  scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** The number of live items a scan would return, ignoring limit and start (SC6). */
-  count(query: ScanFilter, now: number): Promise<number>;
+  count(query: ScanFilter, now: number, options?: ReadOptions): Promise<number>;
 
   /** One atomic write with its checks (S4, E1, E2, C1). */
   set(plan: SetPlan, now: number): Promise<SetOutcome>;
@@ -41,6 +41,15 @@ export interface Store {
   purgeExpired(now: number): Promise<number>;
 
   close(): Promise<void>;
+}
+
+export interface ReadOptions {
+  /**
+   * The time the caller still waits (its deadline), in ms: a database server
+   * can stop a read nobody will wait for (MongoDB's maxTimeMS). A read that
+   * runs out fails with a TimeoutError (DEADLINE_EXCEEDED).
+   */
+  readonly timeoutMs?: number;
 }
 
 export interface WriteOptions {

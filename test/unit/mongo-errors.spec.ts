@@ -1,6 +1,8 @@
+import { Code } from "@connectrpc/connect";
 import { expect } from "chai";
 import { MongoNetworkError, MongoNotConnectedError, MongoServerError, MongoServerSelectionError, MongoTopologyClosedError, MongoWriteConcernError } from "mongodb";
 import { DomainError } from "../../services/domain/errors.js";
+import { toConnectError } from "../../services/errors.js";
 import { fromMongoError, isDuplicateKey } from "../../services/stores/mongodb/errors.js";
 
 /**
@@ -41,9 +43,12 @@ describe("MongoDB engine: driver faults become clear statuses", () => {
     expect(mapped.message).to.contain("may or may not have been applied");
   });
 
-  it("an operation past its time limit → UNAVAILABLE", () => {
-    const slow = new MongoServerError({ message: "operation exceeded time limit", code: 50 });
-    expect((fromMongoError(slow) as DomainError).message).to.equal("MongoDB did not answer in time; retry");
+  it("a read past its maxTimeMS (the call's deadline) → DEADLINE_EXCEEDED; the server's own time limit → UNAVAILABLE", () => {
+    const pastDeadline = fromMongoError(new MongoServerError({ message: "operation exceeded time limit", code: 50 }));
+    expect(toConnectError(pastDeadline).code).to.equal(Code.DeadlineExceeded);
+    expect(toConnectError(pastDeadline).rawMessage).to.equal("The deadline passed before the call finished");
+    const slow = fromMongoError(new MongoServerError({ message: "Exceeded time limit", code: 262 })) as DomainError;
+    expect([slow.code, slow.message]).to.deep.equal(["UNAVAILABLE", "MongoDB did not answer in time; retry"]);
   });
 
   it("domain errors pass through unchanged; anything unknown is left for the edge to report as INTERNAL", () => {

@@ -10,6 +10,7 @@ import {
   KEY_INDEX,
   keyQueryPlan,
   labelQueryPlan,
+  readTimeLimit,
   scanPlan,
   TTL_INDEX,
   type ReadPlan,
@@ -291,5 +292,21 @@ describe("MongoDB engine: reads are hinted index ranges (K7, Q1-Q5, P3, P4, L3, 
         }),
       );
     });
+  });
+});
+
+describe("MongoDB engine: a read stops at its caller's deadline", () => {
+  it("the time left becomes maxTimeMS, rounded up and never 0 (MongoDB's 'no limit'); no deadline, no limit", () => {
+    expect(readTimeLimit({ timeoutMs: 2_500 })).to.deep.equal({ maxTimeMS: 2_500 });
+    expect(readTimeLimit({ timeoutMs: 0.2 })).to.deep.equal({ maxTimeMS: 1 });
+    expect(readTimeLimit({ timeoutMs: 0 })).to.deep.equal({ maxTimeMS: 1 });
+    expect(readTimeLimit({})).to.deep.equal({});
+    expect(readTimeLimit()).to.deep.equal({});
+  });
+
+  it("a later step of a plan gets what the earlier steps left", () => {
+    expect(readTimeLimit({ timeoutMs: 2_500 }, 1_000.5)).to.deep.equal({ maxTimeMS: 1_500 });
+    expect(readTimeLimit({ timeoutMs: 2_500 }, 3_000)).to.deep.equal({ maxTimeMS: 1 });
+    expect(readTimeLimit({}, 3_000)).to.deep.equal({});
   });
 });

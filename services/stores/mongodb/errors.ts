@@ -22,8 +22,10 @@ const NO_PRIMARY = new Set([
   13435, // NotPrimaryNoSecondaryOk
   13436, // NotPrimaryOrSecondary
 ]);
-/** Server codes for an operation that ran out of time. */
-const TIMED_OUT = new Set([50 /* MaxTimeMSExpired */, 262 /* ExceededTimeLimit */]);
+/** Reads carry the call's deadline as maxTimeMS (readTimeLimit): running out of it is the deadline passing. */
+const MAX_TIME_EXPIRED = 50;
+/** The server ran out of time for its own reasons (a lock or ticket it waited for). */
+const EXCEEDED_TIME_LIMIT = 262;
 const WRITE_CONFLICT = 112;
 
 export function isDuplicateKey(error: unknown): boolean {
@@ -59,7 +61,8 @@ export function fromMongoError(error: unknown): unknown {
   }
   if (error instanceof MongoServerError) {
     if (NO_PRIMARY.has(error.code as number)) return unavailable("MongoDB has no primary right now (an election is under way); retry");
-    if (TIMED_OUT.has(error.code as number)) return unavailable("MongoDB did not answer in time; retry");
+    if (error.code === MAX_TIME_EXPIRED) return new DOMException("The deadline passed before MongoDB finished the read", "TimeoutError");
+    if (error.code === EXCEEDED_TIME_LIMIT) return unavailable("MongoDB did not answer in time; retry");
     if (error.code === WRITE_CONFLICT) return unavailable("A concurrent write to the same item conflicted; retry");
   }
   if (error instanceof MongoError) {

@@ -5,7 +5,7 @@ import { isLive, type ItemRecord } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
-import type { KeyQuery, LabelQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
+import type { KeyQuery, LabelQuery, ReadOptions, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
@@ -15,6 +15,7 @@ import {
   keyQueryPlan,
   labelQueryPlan,
   liveFilter,
+  readTimeLimit,
   scanPlan,
   type ReadPlan,
 } from "./queries.js";
@@ -108,38 +109,38 @@ export class MongoStore implements Store {
     return `mongodb database ${this.options.db.databaseName}`;
   }
 
-  async get(key: Key, now: number): Promise<ItemRecord | undefined> {
+  async get(key: Key, now: number, options?: ReadOptions): Promise<ItemRecord | undefined> {
     return guard(async () => {
-      const document = await this.items.findOne({ ...keyFilter(key), ...liveFilter(now) });
+      const document = await this.items.findOne({ ...keyFilter(key), ...liveFilter(now) }, readTimeLimit(options));
       return document ? decodeItem(document) : undefined;
     });
   }
 
   /** B3: one query for every key; the caller puts the items in request order. */
-  async getMany(keys: readonly Key[], now: number): Promise<ItemRecord[]> {
+  async getMany(keys: readonly Key[], now: number, options?: ReadOptions): Promise<ItemRecord[]> {
     if (keys.length === 0) return [];
     return guard(async () => {
-      const documents = await this.items.find({ $or: keys.map(keyFilter), ...liveFilter(now) }).toArray();
+      const documents = await this.items.find({ $or: keys.map(keyFilter), ...liveFilter(now) }, readTimeLimit(options)).toArray();
       return documents.map(decodeItem);
     });
   }
 
-  async queryKeys(query: KeyQuery, now: number): Promise<ItemRecord[]> {
-    return this.read(keyQueryPlan(query, now), query.limit);
+  async queryKeys(query: KeyQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]> {
+    return this.read(keyQueryPlan(query, now), query.limit, options);
   }
 
-  async queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]> {
-    return this.read(labelQueryPlan(query, now), query.limit);
+  async queryLabel(query: LabelQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]> {
+    return this.read(labelQueryPlan(query, now), query.limit, options);
   }
 
-  async scan(query: ScanQuery, now: number): Promise<ItemRecord[]> {
-    return this.read(scanPlan(query, now), query.limit);
+  async scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]> {
+    return this.read(scanPlan(query, now), query.limit, options);
   }
 
-  async count(filter: ScanFilter, now: number): Promise<number> {
+  async count(filter: ScanFilter, now: number, options?: ReadOptions): Promise<number> {
     return guard(async () => {
       const shape = countShape(filter, now);
-      return this.items.countDocuments(shape.filter, { hint: shape.hint });
+      return this.items.countDocuments(shape.filter, { hint: shape.hint, ...readTimeLimit(options) });
     });
   }
 
@@ -292,14 +293,15 @@ export class MongoStore implements Store {
   }
 
   /** A read plan's shapes in order until the page is full (queries.ts). */
-  private async read(plan: ReadPlan, limit: number): Promise<ItemRecord[]> {
+  private async read(plan: ReadPlan, limit: number, options?: ReadOptions): Promise<ItemRecord[]> {
     return guard(async () => {
       const found: ItemRecord[] = [];
+      const started = performance.now();
       for (const shape of plan) {
         const wanted = limit - found.length;
         if (wanted <= 0) break;
         const documents = await this.items
-          .find(shape.filter)
+          .find(shape.filter, readTimeLimit(options, performance.now() - started))
           .sort(shape.sort)
           .hint(shape.hint)
           .limit(wanted)

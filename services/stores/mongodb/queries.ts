@@ -1,7 +1,7 @@
 import type { Document } from "mongodb";
 import { narrowRange, type Bound, type KeyRange } from "../../domain/expressions.js";
 import { compareUtf8, type Key } from "../../domain/keys.js";
-import type { KeyQuery, LabelNumber, LabelPosition, LabelQuery, ScanFilter, ScanQuery } from "../store.js";
+import type { KeyQuery, LabelNumber, LabelPosition, LabelQuery, ReadOptions, ScanFilter, ScanQuery } from "../store.js";
 import { labelFields } from "./codec.js";
 
 /** The name MongoDB gives the unique key index; the hint of every key read. */
@@ -45,6 +45,16 @@ function boundsOf(range: Pick<KeyRange, "lower" | "upper">): Document {
   const bounds: Document = { [range.lower.inclusive ? "$gte" : "$gt"]: range.lower.value };
   if (range.upper) bounds[range.upper.inclusive ? "$lte" : "$lt"] = range.upper.value;
   return bounds;
+}
+
+/**
+ * The caller's remaining time as the server's own limit on the read
+ * (maxTimeMS), so a query nobody waits for any more stops on the server too.
+ * Never 0, which MongoDB reads as "no limit". `spentMs`: what earlier steps
+ * of the same read took (a plan may take several queries).
+ */
+export function readTimeLimit(options: ReadOptions = {}, spentMs = 0): { maxTimeMS?: number } {
+  return options.timeoutMs === undefined ? {} : { maxTimeMS: Math.max(1, Math.ceil(options.timeoutMs - spentMs)) };
 }
 
 /** A range that holds no key part at all (a start past its end, P4), so nothing is read. */
