@@ -12,6 +12,20 @@ function invalidTtl(): Error {
   return invalidArgument("INVALID_OPTION", "Invalid ttl value.");
 }
 
+/**
+ * The instants a google.protobuf.Timestamp can carry, 0001-01-01 to
+ * 9999-12-31 UTC (and well inside what a Date or a BSON date holds). An
+ * expiry outside them could never be shown (T5): Connect's JSON refuses to
+ * encode such a Timestamp, so the item would fail every read over JSON.
+ */
+const FIRST_INSTANT_MS = -62_135_596_800_000;
+const LAST_INSTANT_MS = 253_402_300_799_999;
+
+function checkedExpiry(expires: number): TtlChange {
+  if (!(expires >= FIRST_INSTANT_MS && expires <= LAST_INSTANT_MS)) throw invalidTtl();
+  return { op: "set", expires };
+}
+
 /** T2: epoch milliseconds of an ISO 8601 string, or undefined if it is not one. */
 export function parseIsoDate(text: string): number | undefined {
   const match = ISO_8601.exec(text.trim());
@@ -38,17 +52,14 @@ function offsetMinutes(offset: string | undefined): number {
 export function resolveTtl(input: TtlInput | undefined, now: number): TtlChange {
   if (input === undefined) return { op: "keep" };
   if ("remove" in input) return { op: "remove" };
-  if ("at" in input) {
-    if (!Number.isFinite(input.at)) throw invalidTtl();
-    return { op: "set", expires: input.at };
-  }
+  if ("at" in input) return checkedExpiry(input.at);
   if ("date" in input) {
     const expires = parseIsoDate(input.date);
     if (expires === undefined) throw invalidTtl();
-    return { op: "set", expires };
+    return checkedExpiry(expires);
   }
   const seconds = input.seconds;
   if (!Number.isSafeInteger(seconds)) throw invalidTtl();
   // T1: a number past the current epoch second is an absolute time, anything else is relative.
-  return { op: "set", expires: seconds > Math.floor(now / 1000) ? seconds * 1000 : now + seconds * 1000 };
+  return checkedExpiry(seconds > Math.floor(now / 1000) ? seconds * 1000 : now + seconds * 1000);
 }

@@ -38,6 +38,8 @@ export interface ContractContext {
   readonly engine: EngineUnderTest;
   /** A DataService client over gRPC (HTTP/2) to the server of this engine. */
   readonly client: Client<typeof DataService>;
+  /** The server's base URL, for clients of other protocols (once the suite's server runs). */
+  readonly url: string;
   /** Removes every item, so a test starts from an empty environment. */
   clear(): Promise<void>;
 }
@@ -83,6 +85,9 @@ export function describeContract(
       const context: ContractContext = {
         engine,
         client,
+        get url() {
+          return server!.url;
+        },
         async clear() {
           await client.seed({ items: [], overwrite: true });
         },

@@ -1,9 +1,22 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
+import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { describeContract } from "./harness.js";
 import { json, plain } from "./values.js";
 
-describeContract("contract: ttl", ({ client }) => {
+describeContract("contract: ttl", (context) => {
+  const { client } = context;
   const past = { kind: { case: "seconds" as const, value: -1 } };
+
+  it("T5: the last expiry a Timestamp carries (9999-12-31T23:59:59Z) is kept, and read back over Connect JSON too", async () => {
+    await client.set({ key: "t:far", value: json(1), ttl: { kind: { case: "seconds", value: 253402300799 } } });
+    // Connect's JSON is where a Timestamp out of its range would fail to encode.
+    const overJson = createClient(DataService, createConnectTransport({ baseUrl: context.url, httpVersion: "1.1", useBinaryFormat: false }));
+    const item = (await overJson.get({ key: "t:far" })).item;
+    expect(item?.ttl && timestampDate(item.ttl).toISOString()).to.equal("9999-12-31T23:59:59.000Z");
+  });
 
   it("T7: an expired item is invisible to get, batch get, key and label queries, scan and count", async () => {
     await client.set({ key: "t:live", value: json(1), label1: { action: { case: "set", value: "l:x" } } });

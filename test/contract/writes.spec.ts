@@ -181,6 +181,16 @@ describeContract("contract: writes", ({ client }) => {
         "Invalid ttl value.",
       );
     });
+    it("T4: an expiry past 9999-12-31 (the last instant a Timestamp carries) → INVALID_ARGUMENT INVALID_OPTION", async () => {
+      for (const seconds of [253402300800, 1e13]) {
+        await expectFailure(
+          client.set({ key: "w:far", value: json(1), ttl: { kind: { case: "seconds", value: seconds } } }),
+          Code.InvalidArgument,
+          "INVALID_OPTION",
+          "Invalid ttl value.",
+        );
+      }
+    });
     it("L1: a label value that breaks the key rules → INVALID_ARGUMENT INVALID_KEY", async () => {
       await expectFailure(
         client.set({ key: "w:l", value: json(1), label1: { action: { case: "set", value: "ns:a|b" } } }),

@@ -254,5 +254,16 @@ describe("set planning (domain)", () => {
         expect([error.reason, error.message]).to.deep.equal(["INVALID_OPTION", "Invalid ttl value."]);
       }
     });
+    it("T4: an expiry no Timestamp can carry (before 0001-01-01 or after 9999-12-31 UTC) is 'Invalid ttl value.'; the ends themselves are kept", () => {
+      const last = Date.parse("9999-12-31T23:59:59.999Z");
+      const first = Date.parse("0001-01-01T00:00:00.000Z");
+      expect(resolveTtl({ at: last }, NOW)).to.deep.equal({ op: "set", expires: last });
+      expect(resolveTtl({ at: first }, NOW)).to.deep.equal({ op: "set", expires: first });
+      expect(resolveTtl({ seconds: 253402300799 }, NOW)).to.deep.equal({ op: "set", expires: 253402300799000 });
+      for (const bad of [{ seconds: 253402300800 }, { seconds: 1e13 }, { seconds: -1e13 }, { at: last + 1 }, { at: first - 1 }, { at: Number.POSITIVE_INFINITY }]) {
+        const error = failure(() => resolveTtl(bad, NOW));
+        expect([error.reason, error.message], JSON.stringify(bad)).to.deep.equal(["INVALID_OPTION", "Invalid ttl value."]);
+      }
+    });
   });
 });
