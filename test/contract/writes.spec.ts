@@ -167,6 +167,22 @@ describeContract("contract: writes", ({ client }) => {
         );
       }
     });
+    it("S5: exists:false with created → ALREADY_EXISTS on a live item (E1 comes first), CREATED_MISMATCH on a missing one", async () => {
+      const live = (await client.get({ key: "w:keep" })).item!;
+      const created = Number(live.created!.seconds) * 1000 + live.created!.nanos / 1e6;
+      await expectFailure(
+        client.set({ key: "w:keep", value: json({ x: 1 }), exists: false, created }),
+        Code.AlreadyExists,
+        "ITEM_EXISTS",
+        "Item already exists",
+      );
+      await expectFailure(
+        client.set({ key: "w:absent", value: json(1), exists: false, created }),
+        Code.FailedPrecondition,
+        "CREATED_MISMATCH",
+        "The 'created' date integrity check failed. The dates must match.",
+      );
+    });
     it("T4: an invalid ttl → INVALID_ARGUMENT INVALID_OPTION", async () => {
       await expectFailure(
         client.set({ key: "w:t", value: json(1), ttl: { kind: { case: "seconds", value: 1.5 } } }),

@@ -60,6 +60,12 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
       expect(update(input("k", 1, { created: 1688097108250, overwrite: true })).filter.created).to.deep.equal(new Date(1688097108250));
     });
 
+    it("E1 with C1 (exists:false and created): no stored state passes both, so the filter matches nothing and nothing is inserted", () => {
+      const { filter, upsert } = update(input("k", 1, { exists: false, created: 1688097108 }));
+      expect(filter.expires, "no document has an expires in the empty set, live or not").to.deep.equal({ $in: [] });
+      expect(upsert).to.equal(false);
+    });
+
     it("C2: a created no stored time can equal (a fraction, out of Date's range) matches nothing", () => {
       expect(createdCondition({ unit: "seconds", value: 1688097108.5 })).to.deep.equal({ created: { $in: [] } });
       expect(createdCondition({ unit: "millis", value: 1688097108250.5 })).to.deep.equal({ created: { $in: [] } });

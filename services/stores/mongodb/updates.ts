@@ -85,7 +85,9 @@ export function setUpdate(plan: SetPlan, now: number, writeId: string, options: 
   }
   if (plan.exists === true || plan.created) {
     // E2, C1: a live item must be there (and have that created); nothing is inserted.
-    filter.expires = { $not: { $lte: at } };
+    // With exists:false too (E1 wants no live item) no stored state passes both checks: the
+    // filter matches nothing, and the store's exact path names the error applySet gives (S5).
+    filter.expires = plan.exists === false ? { $in: [] } : { $not: { $lte: at } };
     if (plan.created) Object.assign(filter, createdCondition(plan.created));
     upsert = false;
   }
