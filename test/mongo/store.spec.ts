@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { MongoClient } from "mongodb";
+import { MongoClient, type Document } from "mongodb";
 import pino from "pino";
 import { DomainError } from "../../services/domain/errors.js";
 import { NO_LABELS } from "../../services/domain/item.js";
@@ -231,5 +231,43 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
     } finally {
       await engine.close();
     }
+  });
+
+  describe("preparing an environment's collection", () => {
+    /** Opens a store on a fresh database with a client that records every command it sends. */
+    async function prepared(setUp?: (db: ReturnType<MongoClient["db"]>) => Promise<unknown>) {
+      const name = `larder_prep_${process.pid}_${Date.now()}`;
+      const watched = await MongoClient.connect(mongoUri()!, { monitorCommands: true });
+      const commands: string[] = [];
+      watched.on("commandStarted", (event) => commands.push(event.commandName));
+      try {
+        await setUp?.(watched.db(name));
+        const prepared = await MongoStore.open({ client: watched, db: watched.db(name), environment: "prep", changeRetentionMs: 60_000, log });
+        await prepared.close();
+        const [info] = await watched.db(name).listCollections({ name: COLLECTIONS.items }).toArray();
+        return { commands, options: (info as { options?: Document }).options };
+      } finally {
+        await watched.db(name).dropDatabase();
+        await watched.close();
+      }
+    }
+
+    it("a new one is created with pre- and post-images and needs no collMod (a readWrite user can open it)", async () => {
+      const { commands, options } = await prepared();
+      expect(commands).to.include("create");
+      expect(commands, "collMod needs dbAdmin").not.to.include("collMod");
+      expect(options?.changeStreamPreAndPostImages).to.deep.equal({ enabled: true });
+    });
+
+    it("one made elsewhere without pre- and post-images gets them with one collMod", async () => {
+      const { commands, options } = await prepared((db) => db.createCollection(COLLECTIONS.items));
+      expect(commands.filter((name) => name === "collMod")).to.have.length(1);
+      expect(options?.changeStreamPreAndPostImages).to.deep.equal({ enabled: true });
+    });
+
+    it("one with a collation is refused (K7 needs binary string order)", async () => {
+      const refused = await prepared((db) => db.createCollection(COLLECTIONS.items, { collation: { locale: "en" } })).catch((error: Error) => error);
+      expect((refused as Error).message).to.contain("has the collation 'en'");
+    });
   });
 });

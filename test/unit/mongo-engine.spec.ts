@@ -1,24 +1,37 @@
 import { expect } from "chai";
-import { checkDeployment, CLIENT_OPTIONS, databaseName, MAX_DATABASE_NAME_BYTES } from "../../services/stores/mongodb/mongo-engine.js";
+import {
+  checkFeatureCompatibility,
+  checkTopology,
+  checkVersion,
+  CLIENT_OPTIONS,
+  databaseName,
+  MAX_DATABASE_NAME_BYTES,
+} from "../../services/stores/mongodb/mongo-engine.js";
 
 /** The start-up checks of the MongoDB engine; the real deployment is checked by `npm run test:mongo`. */
 describe("MongoDB engine: start-up checks", () => {
   it("refuses MongoDB older than 6.0, saying why and what to do", () => {
-    const problem = checkDeployment("5.0.14", { setName: "rs0" });
+    const problem = checkVersion("5.0.14");
     expect(problem).to.contain("MongoDB 5.0.14 is too old").and.contain("6.0 or newer").and.contain("pre- and post-images");
-    expect(checkDeployment("4.4.0", { setName: "rs0" })).to.contain("too old");
+    expect(checkVersion("4.4.0")).to.contain("too old");
   });
 
   it("refuses a standalone server, with the exact steps to make it a single-node replica set", () => {
-    const problem = checkDeployment("7.0.2", {});
+    const problem = checkTopology({});
     expect(problem).to.contain("standalone").and.contain("--replSet rs0").and.contain("rs.initiate()").and.contain("?replicaSet=rs0");
   });
 
   it("accepts replica sets and sharded clusters of 6.0 and newer", () => {
-    expect(checkDeployment("6.0.0", { setName: "rs0" })).to.equal(undefined);
-    expect(checkDeployment("7.0.2", { setName: "rs0" })).to.equal(undefined);
-    expect(checkDeployment("8.0.1", { msg: "isdbgrid" })).to.equal(undefined);
-    expect(checkDeployment("10.1.0", { setName: "rs0" })).to.equal(undefined);
+    for (const version of ["6.0.0", "7.0.2", "8.0.1", "10.1.0"]) expect(checkVersion(version), version).to.equal(undefined);
+    expect(checkTopology({ setName: "rs0" })).to.equal(undefined);
+    expect(checkTopology({ msg: "isdbgrid" })).to.equal(undefined);
+  });
+
+  it("refuses feature compatibility below 6.0 (pre- and post-images are refused there), with the command that raises it; unknown is not checked", () => {
+    expect(checkFeatureCompatibility("5.0")).to.contain("featureCompatibilityVersion is 5.0").and.contain("setFeatureCompatibilityVersion");
+    expect(checkFeatureCompatibility("6.0")).to.equal(undefined);
+    expect(checkFeatureCompatibility("8.0")).to.equal(undefined);
+    expect(checkFeatureCompatibility(undefined)).to.equal(undefined);
   });
 
   it("one database per environment, named prefix + name, within MongoDB's 63 bytes", () => {

@@ -33,23 +33,39 @@ export const CLIENT_OPTIONS = {
 /**
  * What Larder needs from the deployment, checked at start so a wrong one
  * fails with a message that says how to fix it, not at the first Watch.
+ * Each check runs only once the ones before it passed (a server too old
+ * for `hello` gets the version message).
  */
-export function checkDeployment(version: string, hello: { setName?: string; msg?: string }): string | undefined {
+export function checkVersion(version: string): string | undefined {
   const [major, minor] = version.split(".").map(Number);
-  if (!(major > MINIMUM_VERSION[0] || (major === MINIMUM_VERSION[0] && minor >= MINIMUM_VERSION[1]))) {
-    return (
-      `MongoDB ${version} is too old: Larder needs MongoDB 6.0 or newer (change streams with pre- and post-images ` +
-      "give change events their item and previous state). Upgrade the deployment, or use LARDER_ENGINE=embedded."
-    );
-  }
-  if (!hello.setName && hello.msg !== "isdbgrid") {
-    return (
-      "MongoDB is a standalone server: Larder needs a replica set or a sharded cluster (change streams and " +
-      "transactions exist only there). A single-node replica set is enough: start mongod with --replSet rs0, run " +
-      "rs.initiate() once in mongosh, and add ?replicaSet=rs0 to MONGODB_URI. See docs/mongodb.md."
-    );
-  }
-  return undefined;
+  if (major > MINIMUM_VERSION[0] || (major === MINIMUM_VERSION[0] && minor >= MINIMUM_VERSION[1])) return undefined;
+  return (
+    `MongoDB ${version} is too old: Larder needs MongoDB 6.0 or newer (change streams with pre- and post-images ` +
+    "give change events their item and previous state). Upgrade the deployment, or use LARDER_ENGINE=embedded."
+  );
+}
+
+export function checkTopology(hello: { setName?: string; msg?: string }): string | undefined {
+  if (hello.setName || hello.msg === "isdbgrid") return undefined;
+  return (
+    "MongoDB is a standalone server: Larder needs a replica set or a sharded cluster (change streams and " +
+    "transactions exist only there). A single-node replica set is enough: start mongod with --replSet rs0, run " +
+    "rs.initiate() once in mongosh, and add ?replicaSet=rs0 to MONGODB_URI. See docs/mongodb.md."
+  );
+}
+
+/**
+ * A 6.0 binary upgraded from 5.0 keeps feature compatibility 5.0 until it is
+ * raised, and refuses pre- and post-images until then. Undefined `fcv`: the
+ * user may not read it (getParameter needs clusterMonitor), so it is not checked.
+ */
+export function checkFeatureCompatibility(fcv: string | undefined): string | undefined {
+  if (fcv === undefined || checkVersion(fcv) === undefined) return undefined;
+  return (
+    `MongoDB's featureCompatibilityVersion is ${fcv}: change streams with pre- and post-images need 6.0 or newer. ` +
+    'Raise it once the deployment is upgraded: db.adminCommand({setFeatureCompatibilityVersion: "6.0", confirm: true}) ' +
+    "(confirm is for MongoDB 7.0 and newer)."
+  );
 }
 
 /** The database of an environment, or why it cannot have one. */
@@ -71,8 +87,10 @@ export async function openMongoEngine(options: MongoEngineOptions, log: Logger):
     await client.connect();
     const admin = client.db("admin");
     const { version } = (await admin.command({ buildInfo: 1 })) as { version: string };
+    const tooOld = checkVersion(version);
+    if (tooOld) throw new Error(tooOld);
     const hello = (await admin.command({ hello: 1 })) as { setName?: string; msg?: string };
-    const problem = checkDeployment(version, hello);
+    const problem = checkTopology(hello) ?? checkFeatureCompatibility(await featureCompatibilityVersion(client));
     if (problem) throw new Error(problem);
     log.info({ version, replicaSet: hello.setName ?? "sharded cluster" }, "connected to MongoDB");
   } catch (error) {
@@ -87,6 +105,15 @@ export async function openMongoEngine(options: MongoEngineOptions, log: Logger):
     throw error;
   }
   return new MongoEngine(client, options, log);
+}
+
+async function featureCompatibilityVersion(client: MongoClient): Promise<string | undefined> {
+  try {
+    const answer = await client.db("admin").command({ getParameter: 1, featureCompatibilityVersion: 1 });
+    return (answer as { featureCompatibilityVersion?: { version?: string } }).featureCompatibilityVersion?.version;
+  } catch {
+    return undefined; // not allowed to read it (Atlas shared tiers, users without clusterMonitor)
+  }
 }
 
 class MongoEngine implements Engine {

@@ -40,6 +40,9 @@ export const STREAM_OPTIONS = {
   maxAwaitTimeMS: 1_000,
 } as const;
 
+/** MongoDB's error code for a command the user has no right to run. */
+const UNAUTHORIZED = 13;
+
 interface CollectionInfo {
   readonly options?: { collation?: { locale?: string }; changeStreamPreAndPostImages?: { enabled?: boolean } };
 }
@@ -82,14 +85,8 @@ export class MongoStore implements Store {
    */
   private async prepare(): Promise<void> {
     const { db } = this.options;
-    const [existing] = (await db.listCollections({ name: COLLECTIONS.items }).toArray()) as CollectionInfo[];
-    if (!existing) {
-      await db.createCollection(COLLECTIONS.items, { changeStreamPreAndPostImages: { enabled: true } }).catch((error: unknown) => {
-        // Another server created it first; the check below still applies.
-        if ((error as { codeName?: string }).codeName !== "NamespaceExists") throw error;
-      });
-    }
-    const collation = existing?.options?.collation;
+    const items = (await this.itemsInfo()) ?? (await this.createItems());
+    const collation = items.options?.collation;
     if (collation && collation.locale !== "simple") {
       // K7 needs bytewise string order; a collection collation would change every comparison and index.
       throw new Error(
@@ -97,12 +94,48 @@ export class MongoStore implements Store {
           "MongoDB's default binary string order (K7). Move the data to a collection without a collation.",
       );
     }
-    if (existing?.options?.changeStreamPreAndPostImages?.enabled !== true) {
-      // collMod needs dbAdmin rights; only a collection made by someone else (or an older Larder) needs it.
-      await db.command({ collMod: COLLECTIONS.items, changeStreamPreAndPostImages: { enabled: true } });
-    }
+    if (items.options?.changeStreamPreAndPostImages?.enabled !== true) await this.enablePrePostImages();
     await this.items.createIndexes(itemIndexes().map((index) => ({ ...index })));
     await this.feed.start();
+  }
+
+  private async itemsInfo(): Promise<CollectionInfo | undefined> {
+    const [info] = (await this.options.db.listCollections({ name: COLLECTIONS.items }).toArray()) as CollectionInfo[];
+    return info;
+  }
+
+  /** The collection as it is now: made here with pre- and post-images, or as another server made it first. */
+  private async createItems(): Promise<CollectionInfo> {
+    const changeStreamPreAndPostImages = { enabled: true };
+    try {
+      await this.options.db.createCollection(COLLECTIONS.items, { changeStreamPreAndPostImages });
+      return { options: { changeStreamPreAndPostImages } };
+    } catch (error) {
+      if ((error as { codeName?: string }).codeName !== "NamespaceExists") throw error;
+      const made = await this.itemsInfo();
+      if (!made) throw error;
+      return made;
+    }
+  }
+
+  /**
+   * Only for a collection made without pre- and post-images (by hand, or by
+   * an older Larder): collMod needs dbAdmin, which readWrite users lack.
+   */
+  private async enablePrePostImages(): Promise<void> {
+    const { db } = this.options;
+    try {
+      await db.command({ collMod: COLLECTIONS.items, changeStreamPreAndPostImages: { enabled: true } });
+    } catch (error) {
+      if ((error as { code?: number }).code !== UNAUTHORIZED) throw error;
+      throw new DomainError(
+        "FAILED_PRECONDITION",
+        "STORE_UNAVAILABLE",
+        `The collection ${db.databaseName}.${COLLECTIONS.items} has no change-stream pre- and post-images, and Larder's ` +
+          "MongoDB user may not enable them. Run once as a dbAdmin: " +
+          `db.getSiblingDB("${db.databaseName}").runCommand({collMod: "${COLLECTIONS.items}", changeStreamPreAndPostImages: {enabled: true}})`,
+      );
+    }
   }
 
   describe(): string {
