@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
+import { MongoCursorExhaustedError, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
 import pino from "pino";
 import { DomainError } from "../../services/domain/errors.js";
 import { NO_LABELS } from "../../services/domain/item.js";
@@ -8,8 +8,8 @@ import { parseKey } from "../../services/domain/keys.js";
 import type { FeedEvent } from "../../services/feed/change-feed.js";
 import { encodeItem, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import { EventRing } from "../../services/stores/mongodb/event-ring.js";
-import { decodeFeedToken, encodeFeedToken, entriesOf } from "../../services/stores/mongodb/feed-events.js";
-import { MongoFeed, type ChangeCursor, type ChangeSource } from "../../services/stores/mongodb/mongo-feed.js";
+import { decodeFeedToken, encodeFeedToken, entriesOf, MissingImageError } from "../../services/stores/mongodb/feed-events.js";
+import { fromChangeStreamError, MongoFeed, type ChangeCursor, type ChangeSource } from "../../services/stores/mongodb/mongo-feed.js";
 
 /**
  * The MongoDB change feed without a server: change stream documents as
@@ -89,6 +89,9 @@ class ScriptedStream implements ChangeSource {
   }
 }
 
+/** A position between changes, hex like MongoDB's own tokens: every change before `next` has been read. */
+const highWaterMark = (next: number): ResumeToken => ({ _data: `FFFF${next.toString(16).toUpperCase()}` });
+
 class ScriptedCursor implements ChangeCursor {
   private next: number;
   private token: ResumeToken | undefined;
@@ -101,12 +104,12 @@ class ScriptedCursor implements ChangeCursor {
     if (resumeAfter === undefined) {
       this.next = stream.changes.length;
     } else {
-      // A change's own token, or a high-water mark ("pbrt-N": every change before N has been read).
+      // A change's own token, or a high-water mark ("FFFF" + N in hex: every change before N has been read).
       const data = (resumeAfter as { _data: string })._data;
       const at = stream.changes.findIndex((change) => (change._id as { _data: string })._data === data);
-      this.next = data.startsWith("pbrt-") ? Number(data.slice(5)) : at < 0 ? -1 : at + 1;
+      this.next = data.startsWith("FFFF") ? parseInt(data.slice(4), 16) : at < 0 ? -1 : at + 1;
     }
-    this.token = { _data: `pbrt-${this.next}` };
+    this.token = highWaterMark(this.next);
   }
 
   get resumeToken(): ResumeToken | undefined {
@@ -126,7 +129,7 @@ class ScriptedCursor implements ChangeCursor {
     const change = this.stream.changes[this.next];
     if (!change) {
       await new Promise((resolve) => setTimeout(resolve, 2));
-      this.token = { _data: `pbrt-${this.next}` };
+      this.token = highWaterMark(this.next);
       return null;
     }
     this.next++;
@@ -201,6 +204,31 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(ttl.kind === "event" && [ttl.event.name, ttl.event.expired]).to.deep.equal(["deleted", true]);
     });
 
+    it("EV6: a delete is marked expired by one clock at a time: MongoDB's at the delete, or the item's own write (written already expired)", () => {
+      // Written with ttl 0 (expires == modified) and deleted at once by a MongoDB whose clock is 5 ms behind Larder's.
+      const [deadOnArrival] = entriesOf(remove(stored("x:z", 1, { expires: T0 }), T0 - 5), undefined);
+      expect(deadOnArrival.kind === "event" && deadOnArrival.event.expired).to.equal(true);
+      const [removed] = entriesOf(remove(stored("x:y", 1, { expires: T0 + 10_000 }), T0), undefined);
+      expect(removed.kind === "event" && removed.event.expired, "a remove before the expiry is a plain delete").to.equal(false);
+    });
+
+    it("a stream reopened without a position reports null before its first batch: the tokens of an EV6 pair still decode", () => {
+      const change = update(stored("x:n", 1, { expires: T0 - 1 }), stored("x:n", 2, { fresh: true }));
+      const entries = entriesOf(change, null);
+      expect(entries.map((entry) => entry.kind)).to.deep.equal(["event", "event"]);
+      for (const entry of entries) if (entry.kind === "event") expect(() => decodeFeedToken(entry.token)).not.to.throw();
+    });
+
+    it("a change whose pre- or post-image MongoDB no longer has is lost history (MissingImageError), never a silent skip", () => {
+      const post = stored("img:a", 2, { fresh: false });
+      expect(() => entriesOf(update(undefined, post), undefined)).to.throw(MissingImageError, "no pre-image");
+      const noPost = { ...update(stored("img:a", 1), post), fullDocument: null } as unknown as Change;
+      expect(() => entriesOf(noPost, undefined)).to.throw(MissingImageError, "no post-image");
+      const noPre = { ...remove(stored("img:a", 1)), fullDocumentBeforeChange: null } as unknown as Change;
+      expect(() => entriesOf(noPre, undefined)).to.throw(MissingImageError, "no pre-image");
+      expect(entriesOf(update(undefined, stored("img:q", 1, { quiet: "w" })), undefined).map((entry) => entry.kind), "a quiet write needs no pre-image").to.deep.equal(["skip"]);
+    });
+
     it("writes without events are passed over; a delete of an item written quietly is not", () => {
       expect(entriesOf(insert(stored("q:a", 1, { quiet: "w" })), undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
       expect(entriesOf(update(stored("q:a", 1), stored("q:a", 1, { quiet: "d" })), undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
@@ -220,7 +248,18 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
     it("tokens are opaque strings that decode back to their position; anything else is INVALID_ARGUMENT", () => {
       const position = { key: "82AB", resume: { _data: "82AB" } };
       expect(decodeFeedToken(encodeFeedToken(position))).to.deep.equal(position);
-      for (const bad of ["", "1.5", "m1.", "m1.bm90IGpzb24", `m1.${Buffer.from('{"k":""}').toString("base64url")}`, `m1.${Buffer.from('{"k":"a","c":"b","s":0}').toString("base64url")}`]) {
+      const token = (body: object) => `m1.${Buffer.from(JSON.stringify(body)).toString("base64url")}`;
+      for (const bad of [
+        "",
+        "1.5",
+        "m1.",
+        "m1.bm90IGpzb24",
+        token({ k: "" }),
+        token({ k: "a", c: "b", s: 0 }),
+        token({ k: "a", r: null }),
+        token({ k: "a", r: { _data: "zz" } }),
+        token({ k: "a", r: { other: "82AB" } }),
+      ]) {
         expect(() => decodeFeedToken(bad), bad).to.throw(DomainError, "Invalid resume token");
       }
     });
@@ -359,6 +398,36 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       stream.failNext = new MongoServerError({ message: "history lost", code: 286 });
       const failure = await failureOf(events);
       expect([failure.code, failure.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
+    });
+
+    it("a change without its images is lost history: the consumer's followers and an old token's catch-up get TOKEN_EXPIRED", async () => {
+      await open({ ringEntries: 2 });
+      const head = await feed.head();
+      stream.append(insert(stored("i:a", 1)), insert(stored("i:b", 2)), insert(stored("i:c", 3)));
+      const [a] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
+      await settle();
+      // The token of i:a is out of the ring: its catch-up reads the oplog, where a change has lost its pre-image.
+      stream.changes.splice(stream.changes.indexOf(stream.changes.find((change) => change.operationType === "insert" && (change.fullDocument as ItemDocument).part === "b")!), 1, update(undefined, stored("i:b", 2, { fresh: false })));
+      const catchUp = await failureOf(feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]());
+      expect([catchUp.code, catchUp.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
+      expect(catchUp.message).to.contain("preAndPostImages.expireAfterSeconds");
+
+      const following = feed.follow(await feed.head(), new AbortController().signal)[Symbol.asyncIterator]();
+      stream.append(remove(stored("i:c", 3)));
+      (stream.changes.at(-1) as { fullDocumentBeforeChange?: unknown }).fullDocumentBeforeChange = null;
+      const consumer = await failureOf(following);
+      expect([consumer.code, consumer.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
+    });
+
+    it("a catch-up stream MongoDB cannot open from a token is INVALID_ARGUMENT; one it closed is UNAVAILABLE", () => {
+      for (const code of [260, 2, 9]) {
+        const mapped = fromChangeStreamError(new MongoServerError({ message: "bad token", code })) as DomainError;
+        expect([mapped.code, mapped.message], String(code)).to.deep.equal(["INVALID_ARGUMENT", "Invalid resume token"]);
+      }
+      const closed = fromChangeStreamError(new MongoCursorExhaustedError()) as DomainError;
+      expect([closed.code, closed.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
+      const lost = fromChangeStreamError(new MongoServerError({ message: "history lost", code: 286 })) as DomainError;
+      expect([lost.code, lost.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
     });
 
     it("stopping ends every follower cleanly and fails a pending head()", async () => {

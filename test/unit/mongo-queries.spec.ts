@@ -5,6 +5,7 @@ import { parseKeyExpression, rangeIncludes, type KeyRange } from "../../services
 import { compareUtf8, keyFromParts, parseKey, type Key } from "../../services/domain/keys.js";
 import {
   countShape,
+  expiredFilter,
   isEmptyRange,
   itemIndexes,
   KEY_INDEX,
@@ -308,5 +309,11 @@ describe("MongoDB engine: a read stops at its caller's deadline", () => {
     expect(readTimeLimit({ timeoutMs: 2_500 }, 1_000.5)).to.deep.equal({ maxTimeMS: 1_500 });
     expect(readTimeLimit({ timeoutMs: 2_500 }, 3_000)).to.deep.equal({ maxTimeMS: 1 });
     expect(readTimeLimit({}, 3_000)).to.deep.equal({});
+  });
+});
+
+describe("MongoDB engine: the sweeper deletes what both clocks find expired (EV6)", () => {
+  it("the TTL index range by Larder's clock, and MongoDB's $$NOW, so the delete's event time finds the item expired too", () => {
+    expect(expiredFilter(NOW)).to.deep.equal({ expires: { $lte: new Date(NOW) }, $expr: { $lte: ["$expires", "$$NOW"] } });
   });
 });

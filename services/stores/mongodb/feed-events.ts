@@ -36,6 +36,20 @@ export type FeedEntry =
 
 const TOKEN_PREFIX = "m1.";
 
+/**
+ * A change whose pre- or post-image MongoDB no longer has: images expire
+ * with the oplog or earlier (changeStreamOptions.preAndPostImages
+ * .expireAfterSeconds), and writes from before images were enabled have
+ * none. Its events cannot be told, so history there counts as lost
+ * (TOKEN_EXPIRED for a catch-up, a reset for the consumer), never skipped.
+ */
+export class MissingImageError extends Error {
+  constructor(operation: string, image: "pre" | "post") {
+    super(`MongoDB has no ${image}-image for this ${operation} change any more; its events cannot be told`);
+    this.name = "MissingImageError";
+  }
+}
+
 /** The ordering key MongoDB gives each change: its resume token's `_data`, a hex string since 4.2. */
 export function changeKey(id: ResumeToken): string {
   const data = (id as { _data?: unknown } | null)?._data;
@@ -60,7 +74,8 @@ export function decodeFeedToken(token: string): FeedPosition {
   if (typeof body !== "object" || body === null) throw invalid();
   const { k, r, c, s } = body as Record<string, unknown>;
   if (typeof k !== "string" || k === "") throw invalid();
-  if (r !== undefined && (typeof r !== "object" || r === null)) throw invalid();
+  // MongoDB's tokens (4.2+) are {_data: "<hex>"}: anything else is not one of its positions.
+  if (r !== undefined && !(typeof r === "object" && r !== null && /^[0-9A-Fa-f]+$/.test(String((r as { _data?: unknown })._data)))) throw invalid();
   if (c === undefined) return { key: k, resume: r as ResumeToken | undefined };
   if (typeof c !== "string" || typeof s !== "number" || !Number.isInteger(s) || s < 1) throw invalid();
   return { key: k, resume: r as ResumeToken | undefined, change: c, skip: s };
@@ -85,7 +100,9 @@ export function approximateBytes(document: ItemDocument | undefined): number {
  * The entries of one change stream document. `before` is the stream's
  * position just before it (for the tokens of events that share a change).
  */
-export function entriesOf(change: ChangeStreamDocument<Document>, before: ResumeToken | undefined): FeedEntry[] {
+export function entriesOf(change: ChangeStreamDocument<Document>, streamPosition: ResumeToken | null | undefined): FeedEntry[] {
+  // A driver stream reports null before its first batch (a stream reopened with no position).
+  const before = streamPosition ?? undefined;
   const key = changeKey(change._id);
   const collection = "ns" in change ? (change.ns as { coll?: string } | undefined)?.coll : undefined;
   if (collection === COLLECTIONS.heads) {
@@ -128,36 +145,39 @@ function markerOf(change: ChangeStreamDocument<Document>): number | undefined {
 /**
  * EV5/EV6 from one items change. The write's own record of whether it found
  * a live item (`_n`) names created vs updated, so the event agrees with the
- * write even at the instant an item expires; the TTL monitor's and the
- * sweeper's deletes are `deleted` marked expired (the before-image had
- * expired when it was removed).
+ * write even at the instant an item expires. A delete is marked expired when
+ * the item had expired by the delete's time (the TTL monitor's, the
+ * sweeper's) or already at its own last write (EV6: written with a past
+ * ttl): each comparison is between times of one clock, so a MongoDB clock
+ * behind Larder's cannot turn an expiry into a plain delete.
  */
 export function changesOf(change: ChangeStreamDocument<ItemDocument>, time: number): Change[] {
   switch (change.operationType) {
     case "insert": {
       const post = change.fullDocument;
-      if (!post || post._q) return [];
+      if (!post) throw new MissingImageError("insert", "post");
+      if (post._q) return [];
       return [{ name: "created", item: decodeItem(post) }];
     }
     case "update":
     case "replace": {
       const post = change.fullDocument;
-      if (!post || post._q) return [];
-      const pre = change.fullDocumentBeforeChange ?? undefined;
+      if (!post) throw new MissingImageError(change.operationType, "post");
+      if (post._q) return [];
+      // An upsert that inserts is an insert change: an update or replace always had a document before.
+      const pre = change.fullDocumentBeforeChange;
+      if (!pre) throw new MissingImageError(change.operationType, "pre");
       const item = decodeItem(post);
-      if (post._n === true) {
-        const previous = pre ? decodeItem(pre) : undefined;
-        return previous
-          ? [{ name: "deleted", item: previous, expired: true }, { name: "created", item }]
-          : [{ name: "created", item }];
-      }
-      return pre ? [{ name: "updated", item, previous: decodeItem(pre) }] : [{ name: "updated", item }];
+      const previous = decodeItem(pre);
+      if (post._n === true) return [{ name: "deleted", item: previous, expired: true }, { name: "created", item }];
+      return [{ name: "updated", item, previous }];
     }
     case "delete": {
       const pre = change.fullDocumentBeforeChange;
-      if (!pre || pre._q === "d") return [];
+      if (!pre) throw new MissingImageError("delete", "pre");
+      if (pre._q === "d") return [];
       const item = decodeItem(pre);
-      return [{ name: "deleted", item, expired: !isLive(item, time) }];
+      return [{ name: "deleted", item, expired: !isLive(item, Math.max(time, item.modified)) }];
     }
     default:
       return [];

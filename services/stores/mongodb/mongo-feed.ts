@@ -1,16 +1,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
+import { MongoCursorExhaustedError, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
 import type { ChangeFeed, FeedEvent } from "../../feed/change-feed.js";
 import type { Logger } from "../../log.js";
 import { fromMongoError } from "./errors.js";
 import { EventRing } from "./event-ring.js";
-import { changeKey, decodeFeedToken, entriesOf, type FeedPosition } from "./feed-events.js";
+import { changeKey, decodeFeedToken, entriesOf, MissingImageError, type FeedPosition } from "./feed-events.js";
 
 /** A change stream as the feed reads it (the driver's ChangeStream, or a scripted one in unit tests). */
 export interface ChangeCursor {
   tryNext(): Promise<ChangeStreamDocument<Document> | null>;
-  readonly resumeToken: ResumeToken | undefined;
+  /** The driver's is null until a stream opened without a position has read its first batch. */
+  readonly resumeToken: ResumeToken | null | undefined;
   readonly closed: boolean;
   close(): Promise<void>;
 }
@@ -47,6 +48,8 @@ const RECENT_MARKERS = 1_024;
 const HISTORY_LOST = new Set([286, 280]);
 /** InvalidResumeToken: not a token of this stream at all. */
 const INVALID_RESUME_TOKEN = 260;
+/** BadValue, FailedToParse: a token whose `_data` MongoDB cannot read (a tampered one). */
+const UNREADABLE_TOKEN = new Set([2, 9]);
 
 /**
  * Change events of one environment from ONE change stream, fanned out in
@@ -93,7 +96,7 @@ export class MongoFeed implements ChangeFeed {
     this.cursor = this.source.open();
     const first = await this.cursor.tryNext();
     if (first) this.publish(first, undefined);
-    this.position = this.cursor.resumeToken;
+    this.position = this.cursor.resumeToken ?? undefined;
     this.running = this.consume();
   }
 
@@ -326,11 +329,24 @@ function unavailable(message: string): DomainError {
 }
 
 function isLostPosition(error: unknown): boolean {
+  if (error instanceof MissingImageError) return true;
   return error instanceof MongoServerError && (HISTORY_LOST.has(error.code as number) || error.code === INVALID_RESUME_TOKEN);
 }
 
-/** What a subscriber is told when its catch-up stream fails. */
+/**
+ * What a subscriber is told when its catch-up stream fails. The token is the
+ * only input of a catch-up, so a stream MongoDB cannot open from it was
+ * given a bad one.
+ */
 export function fromChangeStreamError(error: unknown): unknown {
+  if (error instanceof MissingImageError) {
+    return new DomainError(
+      "OUT_OF_RANGE",
+      "TOKEN_EXPIRED",
+      "MongoDB no longer keeps the item images of changes this old (changeStreamOptions.preAndPostImages.expireAfterSeconds); start a new subscription",
+    );
+  }
+  if (error instanceof MongoCursorExhaustedError) return unavailable("MongoDB closed the change stream; resume from the last token");
   if (error instanceof MongoServerError) {
     if (HISTORY_LOST.has(error.code as number)) {
       return new DomainError(
@@ -339,7 +355,9 @@ export function fromChangeStreamError(error: unknown): unknown {
         "The resume token is older than MongoDB's change history (the oplog); start a new subscription",
       );
     }
-    if (error.code === INVALID_RESUME_TOKEN) return invalidArgument("INVALID_OPTION", "Invalid resume token");
+    if (error.code === INVALID_RESUME_TOKEN || UNREADABLE_TOKEN.has(error.code as number)) {
+      return invalidArgument("INVALID_OPTION", "Invalid resume token");
+    }
   }
   return fromMongoError(error);
 }

@@ -11,6 +11,7 @@ import { fromMongoError, isDuplicateKey } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
   countShape,
+  expiredFilter,
   itemIndexes,
   keyQueryPlan,
   labelQueryPlan,
@@ -260,7 +261,7 @@ export class MongoStore implements Store {
    * expired by the feed.
    */
   async purgeExpired(now: number): Promise<number> {
-    return guard(async () => (await this.items.deleteMany({ expires: { $lte: new Date(now) } })).deletedCount);
+    return guard(async () => (await this.items.deleteMany(expiredFilter(now))).deletedCount);
   }
 
   async close(): Promise<void> {
