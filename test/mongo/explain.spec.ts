@@ -46,11 +46,18 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
     await client?.close();
   });
 
+  /**
+   * Every stage of a winning plan: through the slot-based engine's wrapper
+   * (`queryPlan`, 6.3 to 7.0.16) and, behind mongos, through each shard's
+   * plan (`shards[].winningPlan`; a test collection is unsharded, so one shard).
+   */
   function stages(plan: Document | undefined, found: Document[] = []): Document[] {
     if (!plan) return found;
+    if (plan.queryPlan) return stages(plan.queryPlan as Document, found);
     found.push(plan);
     stages(plan.inputStage as Document | undefined, found);
     for (const child of (plan.inputStages as Document[] | undefined) ?? []) stages(child, found);
+    for (const shard of (plan.shards as Document[] | undefined) ?? []) stages(shard.winningPlan as Document | undefined, found);
     return found;
   }
 
@@ -64,7 +71,7 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
       if (wanted <= 0) break;
       const explained = (await items.find(shape.filter).sort(shape.sort).hint(shape.hint).limit(wanted).explain("executionStats")) as Document;
       const winning = explained.queryPlanner.winningPlan as Document;
-      const nodes = stages((winning.queryPlan as Document | undefined) ?? winning);
+      const nodes = stages(winning);
       const names = nodes.map((node) => node.stage as string);
       expect(names, JSON.stringify(winning)).to.include("IXSCAN");
       expect(names, JSON.stringify(winning)).not.to.include("SORT");
@@ -125,7 +132,7 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
     ]) {
       const explained = (await items.find(filter).explain("executionStats")) as Document;
       const winning = explained.queryPlanner.winningPlan as Document;
-      const names = stages((winning.queryPlan as Document | undefined) ?? winning).map((node) => node.stage as string);
+      const names = stages(winning).map((node) => node.stage as string);
       expect(names, JSON.stringify(winning)).not.to.include("COLLSCAN");
       expect(JSON.stringify(winning)).to.contain(KEY_INDEX);
       const stats = explained.executionStats as { totalKeysExamined: number; nReturned: number };

@@ -11,6 +11,7 @@ import type { FeedEvent } from "../../services/feed/change-feed.js";
 import { COLLECTIONS, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import { openMongoEngine } from "../../services/stores/mongodb/mongo-engine.js";
 import { MongoStore } from "../../services/stores/mongodb/mongo-store.js";
+import { TTL_INDEX } from "../../services/stores/mongodb/queries.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
 import { setInput as input } from "../support/set-input.js";
 
@@ -263,6 +264,13 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
       const { commands, options } = await prepared((db) => db.createCollection(COLLECTIONS.items));
       expect(commands.filter((name) => name === "collMod")).to.have.length(1);
       expect(options?.changeStreamPreAndPostImages).to.deep.equal({ enabled: true });
+    });
+
+    it("an index of Larder's name with another definition is refused with the index to drop", async () => {
+      const refused = await prepared((db) => db.collection(COLLECTIONS.items).createIndex({ expires: 1 }, { name: TTL_INDEX, expireAfterSeconds: 3600 })).catch(
+        (error: Error) => error,
+      );
+      expect((refused as Error).message).to.contain("another definition").and.contain("dropIndex");
     });
 
     it("one with a collation is refused (K7 needs binary string order)", async () => {

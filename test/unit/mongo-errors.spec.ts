@@ -51,6 +51,24 @@ describe("MongoDB engine: driver faults become clear statuses", () => {
     expect([slow.code, slow.message]).to.deep.equal(["UNAVAILABLE", "MongoDB did not answer in time; retry"]);
   });
 
+  it("a shard or host out of reach behind mongos, or majority reads not available yet → UNAVAILABLE with retry advice", () => {
+    for (const code of [6, 7, 89, 134, 9001]) {
+      const mapped = fromMongoError(new MongoServerError({ message: "unreachable", code })) as DomainError;
+      expect([mapped.code, mapped.reason, mapped.message], String(code)).to.deep.equal([
+        "UNAVAILABLE",
+        "STORE_UNAVAILABLE",
+        "MongoDB could not reach the servers holding the data; retry with backoff",
+      ]);
+    }
+  });
+
+  it("a commit whose outcome is unknown → UNAVAILABLE saying it may or may not have been applied", () => {
+    const unknown = new MongoServerError({ message: "commit timed out", code: 50, errorLabels: ["UnknownTransactionCommitResult"] });
+    const mapped = fromMongoError(unknown) as DomainError;
+    expect(mapped.code).to.equal("UNAVAILABLE");
+    expect(mapped.message).to.contain("may or may not have been applied");
+  });
+
   it("domain errors pass through unchanged; anything unknown is left for the edge to report as INTERNAL", () => {
     const domain = new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", "Item does not exist");
     expect(fromMongoError(domain)).to.equal(domain);

@@ -22,6 +22,14 @@ const NO_PRIMARY = new Set([
   13435, // NotPrimaryNoSecondaryOk
   13436, // NotPrimaryOrSecondary
 ]);
+/** Server codes for a network failure between servers (a mongos and its shards), or a read concern not yet available. */
+const UNREACHABLE = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  89, // NetworkTimeout
+  134, // ReadConcernMajorityNotAvailableYet
+  9001, // SocketException
+]);
 /** Reads carry the call's deadline as maxTimeMS (readTimeLimit): running out of it is the deadline passing. */
 const MAX_TIME_EXPIRED = 50;
 /** The server ran out of time for its own reasons (a lock or ticket it waited for). */
@@ -52,6 +60,10 @@ export function fromMongoError(error: unknown): unknown {
       "MongoDB did not confirm the write on enough replicas in time; it may or may not have been applied; read before retrying",
     );
   }
+  if (error instanceof MongoError && error.hasErrorLabel("UnknownTransactionCommitResult")) {
+    // Whatever the cause (a timeout, a lost primary), the commit may have happened.
+    return unavailable("MongoDB could not confirm that the batch committed; it may or may not have been applied; read before retrying");
+  }
   if (error instanceof MongoServerSelectionError || error instanceof MongoNotConnectedError) {
     return unavailable("MongoDB is not reachable (no suitable server was found in time); retry with backoff");
   }
@@ -64,6 +76,7 @@ export function fromMongoError(error: unknown): unknown {
     if (error.code === MAX_TIME_EXPIRED) return new DOMException("The deadline passed before MongoDB finished the read", "TimeoutError");
     if (error.code === EXCEEDED_TIME_LIMIT) return unavailable("MongoDB did not answer in time; retry");
     if (error.code === WRITE_CONFLICT) return unavailable("A concurrent write to the same item conflicted; retry");
+    if (UNREACHABLE.has(error.code as number)) return unavailable("MongoDB could not reach the servers holding the data; retry with backoff");
   }
   if (error instanceof MongoError) {
     if (error.hasErrorLabel("TransientTransactionError") || error.hasErrorLabel("RetryableWriteError")) {

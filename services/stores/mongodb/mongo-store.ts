@@ -43,6 +43,8 @@ export const STREAM_OPTIONS = {
 
 /** MongoDB's error code for a command the user has no right to run. */
 const UNAUTHORIZED = 13;
+/** IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or keys exists with other options. */
+const INDEX_CONFLICTS = new Set([85, 86]);
 
 interface CollectionInfo {
   readonly options?: { collation?: { locale?: string }; changeStreamPreAndPostImages?: { enabled?: boolean } };
@@ -96,7 +98,14 @@ export class MongoStore implements Store {
       );
     }
     if (items.options?.changeStreamPreAndPostImages?.enabled !== true) await this.enablePrePostImages();
-    await this.items.createIndexes(itemIndexes().map((index) => ({ ...index })));
+    await this.items.createIndexes(itemIndexes().map((index) => ({ ...index }))).catch((error: unknown) => {
+      if (!INDEX_CONFLICTS.has((error as { code?: number }).code as number)) throw error;
+      throw new Error(
+        `An index on ${db.databaseName}.${COLLECTIONS.items} has a name Larder uses but another definition ` +
+          `(${(error as Error).message}). Drop that index (db.${COLLECTIONS.items}.dropIndex("<name>")) and start Larder again: ` +
+          "it builds the index it needs (see docs/mongodb.md, Indexes).",
+      );
+    });
     await this.feed.start();
   }
 
