@@ -137,7 +137,7 @@ async function dropMongoDatabases(uri: string, prefix: string): Promise<void> {
   const { MongoClient } = await import("mongodb");
   const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000 });
   try {
-    const { databases } = await client.db().admin().listDatabases({ nameOnly: true });
+    const { databases } = await client.db().admin().listDatabases({ nameOnly: true, authorizedDatabases: true });
     for (const { name } of databases) if (name.startsWith(prefix)) await client.db(name).dropDatabase();
   } catch (error) {
     console.error(`bench: could not drop the bench databases ${prefix}*: ${(error as Error).message}`);

@@ -13,15 +13,17 @@ describeContract("contract: change events", ({ client }) => {
     await client.set({ key: "ev:a", value: json(2) });
     await client.remove({ keys: ["ev:nothing"] });
     await client.remove({ keys: ["ev:a"] });
-    const events = await watch.until(3);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // A last write as a sentinel: events come in commit order, so anything extra would arrive before it.
+    await client.set({ key: "ev:end", value: json(0) });
+    const events = await watch.until(4);
     await watch.close();
     expect(events.map((e) => [e.name, e.item?.key, plain(e.item?.value), plain(e.previous?.value)])).to.deep.equal([
       ["created", "ev:a", 1, undefined],
       ["updated", "ev:a", 2, 1],
       ["deleted", "ev:a", 2, undefined],
+      ["created", "ev:end", 0, undefined],
     ]);
-    expect(new Set(events.map((e) => e.id)).size).to.equal(3);
+    expect(new Set(events.map((e) => e.id)).size).to.equal(4);
   });
 
   it("EV7: one subscriber sees concurrent writes across namespaces in commit order", async () => {
@@ -52,11 +54,11 @@ describeContract("contract: change events", ({ client }) => {
     await first.close();
     const resumeAfter = seen[2].resumeToken;
     for (let i = 5; i < 8; i++) await client.set({ key: `r:${i}`, value: json(i) });
+    await client.set({ key: "r:end", value: json(0) }); // the sentinel: nothing may come between
     const second = subscribe(client, { filters: ["created:r:*", "updated:r:*"], resumeToken: resumeAfter });
-    const rest = await second.until(5);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const rest = await second.until(6);
     await second.close();
-    expect(rest.map((e) => e.item?.key)).to.deep.equal(["r:3", "r:4", "r:5", "r:6", "r:7"]);
+    expect(rest.map((e) => e.item?.key)).to.deep.equal(["r:3", "r:4", "r:5", "r:6", "r:7", "r:end"]);
   });
 
   it("durable subscriptions: a named subscription resumes after its acknowledged position", async () => {

@@ -8,8 +8,9 @@ import { useServer } from "../support/server.js";
 /**
  * The contract suite: one set of tests that every engine must pass, run over
  * gRPC against the real server. The embedded engine always runs; MongoDB runs
- * when LARDER_TEST_ENGINES names it and MONGODB_URI points at a replica set,
- * and is reported as skipped otherwise, never as passed.
+ * when MONGODB_URI points at a replica set, and is reported as skipped
+ * otherwise, never as passed. LARDER_TEST_ENGINES picks engines by name; one
+ * that names mongodb without MONGODB_URI stops the run (npm run test:mongo).
  */
 export interface EngineUnderTest {
   readonly name: "embedded" | "mongodb";
@@ -23,6 +24,13 @@ export function enginesUnderTest(): EngineUnderTest[] {
   if (wanted.includes("embedded")) engines.push({ name: "embedded", env: { LARDER_ENGINE: "embedded" } });
   if (wanted.includes("mongodb")) {
     const uri = process.env.MONGODB_URI;
+    if (!uri && process.env.LARDER_TEST_ENGINES) {
+      // Asked for by name (npm run test:mongo): a run that skips everything must not look like a pass.
+      throw new Error(
+        "LARDER_TEST_ENGINES names mongodb but MONGODB_URI is not set: point it at a MongoDB 6.0+ replica set, " +
+          "e.g. MONGODB_URI='mongodb://127.0.0.1:27017/?replicaSet=rs0' npm run test:mongo (see docs/mongodb.md)",
+      );
+    }
     engines.push({
       name: "mongodb",
       env: uri
@@ -65,7 +73,8 @@ export function describeContract(
           const { MongoClient } = await import("mongodb");
           const client = await MongoClient.connect(engine.env.MONGODB_URI);
           try {
-            const { databases } = await client.db("admin").admin().listDatabases({ nameOnly: true });
+            // authorizedDatabases: a user with rights on some databases only (Atlas) may still list them.
+            const { databases } = await client.db("admin").admin().listDatabases({ nameOnly: true, authorizedDatabases: true });
             const prefix = engine.env.LARDER_MONGODB_DB_PREFIX;
             for (const database of databases) if (database.name.startsWith(prefix)) await client.db(database.name).dropDatabase();
           } finally {

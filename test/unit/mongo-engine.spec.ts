@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { DomainError } from "../../services/domain/errors.js";
 import {
   checkFeatureCompatibility,
   checkTopology,
@@ -36,7 +37,9 @@ describe("MongoDB engine: start-up checks", () => {
 
   it("one database per environment, named prefix + name, within MongoDB's 63 bytes", () => {
     expect(databaseName("larder_", "prod")).to.equal("larder_prod");
-    expect(() => databaseName("larder_", "x".repeat(MAX_DATABASE_NAME_BYTES))).to.throw(/longer than MongoDB's 63 bytes/);
+    expect(() => databaseName("larder_", "x".repeat(MAX_DATABASE_NAME_BYTES)))
+      .to.throw(DomainError, /longer than MongoDB's 63 bytes/)
+      .with.property("code", "FAILED_PRECONDITION");
   });
 
   it("one pooled client: named, retrying reads and writes, failing fast when no server is reachable", () => {

@@ -1,6 +1,7 @@
 import { MongoClient } from "mongodb";
 import type { Logger } from "../../log.js";
 import type { Engine } from "../engine.js";
+import { DomainError } from "../../domain/errors.js";
 import { fromMongoError } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
 
@@ -72,7 +73,10 @@ export function checkFeatureCompatibility(fcv: string | undefined): string | und
 export function databaseName(prefix: string, environment: string): string {
   const name = prefix + environment;
   if (Buffer.byteLength(name, "utf8") > MAX_DATABASE_NAME_BYTES) {
-    throw new Error(
+    // The caller's key names this environment: a call in it is refused, not an internal error.
+    throw new DomainError(
+      "FAILED_PRECONDITION",
+      "STORE_UNAVAILABLE",
       `The environment '${environment}' would be the MongoDB database '${name}', longer than MongoDB's ` +
         `${MAX_DATABASE_NAME_BYTES} bytes; use a shorter environment name or LARDER_MONGODB_DB_PREFIX`,
     );
