@@ -110,9 +110,12 @@ async function startServer(dataDir: string): Promise<Server> {
     onOutput: (chunk) => {
       for (const line of chunk.split("\n")) if (/"level":(50|60)|Error/.test(line)) errors.push(line.slice(0, 500));
     },
+    // Known from the start, so an interrupt while it starts still kills it before its data is removed.
+    onSpawn: (child) => {
+      children.add(child);
+      child.once("exit", () => children.delete(child));
+    },
   });
-  children.add(server.child);
-  void server.exited.then(() => children.delete(server.child));
   return { url: server.url, child: server.child, exited: server.exited, errors };
 }
 

@@ -1,6 +1,7 @@
 import { fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { Item, LabelUpdate, Ttl } from "../gen/larder/data/v1/data_pb.js";
+import { isTimestampInstant } from "../services/domain/ttl.js";
 import { invalidArgument } from "./errors.js";
 import type { KeyValue, KeyValueMeta } from "./types.js";
 
@@ -115,7 +116,8 @@ export function toTtl(ttl: unknown): Ttl["kind"] | undefined {
   if (ttl === null) return { case: "remove", value: true };
   if (typeof ttl === "number") return { case: "seconds", value: ttl };
   if (typeof ttl === "string") return { case: "date", value: ttl };
-  if (ttl instanceof Date && !Number.isNaN(ttl.getTime())) return { case: "at", value: timestampFromDate(ttl) };
+  // A Date no Timestamp can carry would fail in the JSON transport before reaching the service (T4).
+  if (ttl instanceof Date && isTimestampInstant(ttl.getTime())) return { case: "at", value: timestampFromDate(ttl) };
   throw invalidArgument("INVALID_OPTION", "Invalid ttl value.");
 }
 

@@ -22,6 +22,8 @@ export interface LarderProcessOptions {
   readonly stderr?: "collect" | "inherit";
   /** Sees every chunk the server prints, as it arrives. */
   readonly onOutput?: (chunk: string) => void;
+  /** Sees the process as soon as it exists (to kill it on an interrupt, say, even before it listens). */
+  readonly onSpawn?: (child: ChildProcess) => void;
 }
 
 export interface LarderProcess {
@@ -38,12 +40,13 @@ export interface ListeningLarder extends LarderProcess {
 }
 
 /** Starts the server process without waiting for it (for configurations it must refuse, say). */
-export function spawnLarder({ env = {}, command = FROM_SOURCES, stderr = "collect", onOutput }: LarderProcessOptions = {}): LarderProcess {
+export function spawnLarder({ env = {}, command = FROM_SOURCES, stderr = "collect", onOutput, onSpawn }: LarderProcessOptions = {}): LarderProcess {
   const child = spawn(process.execPath, [...command], {
     cwd: REPO_ROOT,
     env: { ...withoutLarderSettings(process.env), LARDER_HOST: "127.0.0.1", LARDER_PORT: "0", ...env },
     stdio: ["ignore", "pipe", stderr === "inherit" ? "inherit" : "pipe"],
   });
+  onSpawn?.(child);
   let output = "";
   const collect = (chunk: string) => {
     output += chunk;

@@ -137,7 +137,8 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
     }
     inFlight++;
     perConnection.set(connection, onConnection + 1);
-    const late = request.readableEnded ? undefined : setTimeout(() => cut(request), limits.bodyMs);
+    // Connect GET calls carry their message in the URL; their (empty) body is never read, so no 'end' comes.
+    const late = hasBody(request) ? setTimeout(() => cut(request), limits.bodyMs) : undefined;
     request.once("end", () => clearTimeout(late));
     response.once("close", () => {
       clearTimeout(late);
@@ -183,6 +184,11 @@ function refuse(request: NodeRequest, response: NodeResponse, message: string, d
     clearTimeout(slow);
     answer(request, response, message);
   });
+}
+
+function hasBody(request: NodeRequest): boolean {
+  if (request.method === "GET" || request.method === "HEAD") return false;
+  return !("stream" in request && request.stream?.endAfterHeaders);
 }
 
 /** Ends a request whose body will not be read: HTTP/2 resets its stream (the session serves on); HTTP/1.1 has only the socket to close. */

@@ -21,8 +21,13 @@ function invalidTtl(): Error {
 const FIRST_INSTANT_MS = -62_135_596_800_000;
 const LAST_INSTANT_MS = 253_402_300_799_999;
 
+/** Whether a google.protobuf.Timestamp can carry this instant (epoch ms); NaN cannot. */
+export function isTimestampInstant(ms: number): boolean {
+  return ms >= FIRST_INSTANT_MS && ms <= LAST_INSTANT_MS;
+}
+
 function checkedExpiry(expires: number): TtlChange {
-  if (!(expires >= FIRST_INSTANT_MS && expires <= LAST_INSTANT_MS)) throw invalidTtl();
+  if (!isTimestampInstant(expires)) throw invalidTtl();
   return { op: "set", expires };
 }
 

@@ -86,6 +86,10 @@ describe("client conversion of options (T1-T4, L2)", () => {
     refused(() => toTtl(true), "INVALID_OPTION", "Invalid ttl value.");
     refused(() => toTtl({}), "INVALID_OPTION", "Invalid ttl value.");
     refused(() => toTtl(new Date(Number.NaN)), "INVALID_OPTION", "Invalid ttl value.");
+    // T4: a Date no Timestamp carries would otherwise fail in the JSON transport, before the service could say so.
+    refused(() => toTtl(new Date(Date.parse("9999-12-31T23:59:59.999Z") + 1)), "INVALID_OPTION", "Invalid ttl value.");
+    refused(() => toTtl(new Date(Date.parse("0001-01-01T00:00:00Z") - 1)), "INVALID_OPTION", "Invalid ttl value.");
+    expect(toTtl(new Date("9999-12-31T23:59:59Z"))?.case).to.equal("at");
   });
 
   it("L2: a string sets, [value] sets if absent, null or undefined removes, anything else is refused", () => {

@@ -266,13 +266,17 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
     ),
     { nil: undefined },
   );
-  // Whole seconds over the full range, not biased to small values: absolute times far past and far ahead.
-  const epochSeconds = fc.noBias(fc.integer({ min: -1e15, max: 1e15 }));
+  // Whole seconds over the full range (unbiased: far past and far ahead), and around the last second a Timestamp carries.
+  const LAST_SECOND = 253_402_300_799;
+  const epochSeconds = fc.oneof(fc.noBias(fc.integer({ min: -1e15, max: 1e15 })), fc.integer({ min: LAST_SECOND - 5, max: LAST_SECOND + 5 }));
+  const FIRST_MS = -62_135_596_800_000;
+  const LAST_MS = LAST_SECOND * 1000 + 999;
+  const instantMs = fc.oneof(fc.integer({ min: -1e12, max: 1e13 }), fc.integer({ min: LAST_MS - 5, max: LAST_MS + 5 }), fc.integer({ min: FIRST_MS - 5, max: FIRST_MS + 5 }));
   const ttl = fc.option(
     fc.oneof(
       fc.record({ kind: fc.record({ case: fc.constant("seconds" as const), value: fc.oneof(fc.double(), epochSeconds) }) }),
       fc.record({ kind: fc.record({ case: fc.constant("date" as const), value: anyText }) }),
-      fc.record({ kind: fc.record({ case: fc.constant("at" as const), value: fc.integer({ min: -1e12, max: 1e13 }).map(timestampFromMs) }) }),
+      fc.record({ kind: fc.record({ case: fc.constant("at" as const), value: instantMs.map(timestampFromMs) }) }),
       fc.constant({ kind: { case: "remove" as const, value: true } }),
     ),
     { nil: undefined },

@@ -357,7 +357,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     expect(r.handled()).to.equal(1);
   });
 
-  it("a call whose body takes less than LARDER_BODY_TIMEOUT_MS, or whose handler takes longer, is not cut", async () => {
+  it("a call whose body takes less than LARDER_BODY_TIMEOUT_MS, or whose handler takes longer (gRPC, Connect GET), is not cut", async () => {
     const r = (current = await rig({ maxInFlight: 10, maxPerConnection: 100, bodyMs: 400 }));
     const session = http2.connect(r.h2url);
     const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Get", "content-type": "application/grpc", te: "trailers" });
@@ -371,11 +371,14 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     });
     expect(status, "a body in two parts 200 ms apart is served").to.equal("0");
     session.close();
-    const waiting = open(r.h2url).get({ key: "wait" });
-    await until(() => r.waiting() === 1, "the call waits in the handler");
+    // Connect GET calls carry their message in the URL and have no body to wait for, over HTTP/1.1 and HTTP/2.
+    const viaGet = (httpVersion: "1.1" | "2") =>
+      createClient(DataService, createConnectTransport({ baseUrl: httpVersion === "2" ? r.h2url : r.h1url, httpVersion, useHttpGet: true }));
+    const waiting = [open(r.h2url).get({ key: "wait" }), viaGet("1.1").get({ key: "wait" }), viaGet("2").get({ key: "wait" })];
+    await until(() => r.waiting() === 3, "the calls wait in the handler");
     await new Promise((resolve) => setTimeout(resolve, 700));
     r.release();
-    await waiting;
+    await Promise.all(waiting);
   });
 
   it("a call cancelled while it waits frees its slot", async () => {

@@ -95,7 +95,13 @@ export class MongoFeed implements ChangeFeed {
   async start(): Promise<void> {
     this.cursor = this.source.open();
     const first = await this.cursor.tryNext();
-    if (first) this.publish(first, undefined);
+    try {
+      if (first) this.publish(first, undefined);
+    } catch (error) {
+      // Nobody follows yet, and an old token meets this change in its own catch-up: nothing to tell here.
+      if (!(error instanceof MissingImageError)) throw error;
+      this.options.log.warn({ err: error }, "the first change after start has no images; passed over");
+    }
     this.position = this.cursor.resumeToken ?? undefined;
     this.running = this.consume();
   }

@@ -41,8 +41,11 @@ export const STREAM_OPTIONS = {
   maxAwaitTimeMS: 1_000,
 } as const;
 
-/** MongoDB's error code for a command the user has no right to run. */
-const UNAUTHORIZED = 13;
+/** A command the user has no right to run: MongoDB's Unauthorized, or Atlas's AtlasError (8000). */
+function isUnauthorized(error: unknown): boolean {
+  const { code, codeName } = error as { code?: number; codeName?: string };
+  return code === 13 || code === 8000 || codeName === "Unauthorized";
+}
 /** IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or keys exists with other options. */
 const INDEX_CONFLICTS = new Set([85, 86]);
 
@@ -92,7 +95,9 @@ export class MongoStore implements Store {
     const collation = items.options?.collation;
     if (collation && collation.locale !== "simple") {
       // K7 needs bytewise string order; a collection collation would change every comparison and index.
-      throw new Error(
+      throw new DomainError(
+        "FAILED_PRECONDITION",
+        "STORE_UNAVAILABLE",
         `The collection ${db.databaseName}.${COLLECTIONS.items} has the collation '${collation.locale}'; Larder needs ` +
           "MongoDB's default binary string order (K7). Move the data to a collection without a collation.",
       );
@@ -100,7 +105,9 @@ export class MongoStore implements Store {
     if (items.options?.changeStreamPreAndPostImages?.enabled !== true) await this.enablePrePostImages();
     await this.items.createIndexes(itemIndexes().map((index) => ({ ...index }))).catch((error: unknown) => {
       if (!INDEX_CONFLICTS.has((error as { code?: number }).code as number)) throw error;
-      throw new Error(
+      throw new DomainError(
+        "FAILED_PRECONDITION",
+        "STORE_UNAVAILABLE",
         `An index on ${db.databaseName}.${COLLECTIONS.items} has a name Larder uses but another definition ` +
           `(${(error as Error).message}). Drop that index (db.${COLLECTIONS.items}.dropIndex("<name>")) and start Larder again: ` +
           "it builds the index it needs (see docs/mongodb.md, Indexes).",
@@ -137,7 +144,7 @@ export class MongoStore implements Store {
     try {
       await db.command({ collMod: COLLECTIONS.items, changeStreamPreAndPostImages: { enabled: true } });
     } catch (error) {
-      if ((error as { code?: number }).code !== UNAUTHORIZED) throw error;
+      if (!isUnauthorized(error)) throw error;
       throw new DomainError(
         "FAILED_PRECONDITION",
         "STORE_UNAVAILABLE",
