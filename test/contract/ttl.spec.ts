@@ -18,7 +18,7 @@ describeContract("contract: ttl", (context) => {
     expect(item?.ttl && timestampDate(item.ttl).toISOString()).to.equal("9999-12-31T23:59:59.000Z");
   });
 
-  it("T7: an expired item is invisible to get, batch get, key and label queries, scan and count", async () => {
+  it("T7/SC7: an expired item is invisible to get, batch get, key and label queries, scan and count", async () => {
     await client.set({ key: "t:live", value: json(1), label1: { action: { case: "set", value: "l:x" } } });
     await client.set({ key: "t:gone", value: json(2), ttl: past, label1: { action: { case: "set", value: "l:x" } } });
     await client.set({ key: "gone", value: json(3), ttl: past });

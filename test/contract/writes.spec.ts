@@ -149,6 +149,13 @@ describeContract("contract: writes", ({ client }) => {
         "Item already exists",
       );
     });
+    it("E3: the checks hold with overwrite too, and a failed one changes no metadata", async () => {
+      const before = (await client.get({ key: "w:keep" })).item!;
+      await expectFailure(client.set({ key: "w:keep", value: json(1), exists: false, overwrite: true }), Code.AlreadyExists, "ITEM_EXISTS");
+      await expectFailure(client.set({ key: "w:gone", value: json(1), exists: true, overwrite: true }), Code.NotFound, "ITEM_NOT_FOUND");
+      const after = (await client.get({ key: "w:keep" })).item!;
+      expect([after.created, after.modified]).to.deep.equal([before.created, before.modified]);
+    });
     it("E2: exists:true on a missing item → NOT_FOUND ITEM_NOT_FOUND", async () => {
       await expectFailure(
         client.set({ key: "w:missing", value: json(1), exists: true }),

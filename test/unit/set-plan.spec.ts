@@ -2,7 +2,7 @@ import { expect } from "chai";
 import fc from "fast-check";
 import { DomainError } from "../../services/domain/errors.js";
 import type { ItemRecord } from "../../services/domain/item.js";
-import { NO_LABELS } from "../../services/domain/item.js";
+import { isLive, NO_LABELS } from "../../services/domain/item.js";
 import type { JsonValue } from "../../services/domain/json.js";
 import { parseKey } from "../../services/domain/keys.js";
 import { applySet, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../../services/domain/set-plan.js";
@@ -229,7 +229,14 @@ describe("set planning (domain)", () => {
     });
   });
 
-  describe("ttl T1-T4", () => {
+  describe("ttl T1-T4, T6", () => {
+    it("T6: an item is expired from the instant its expiry is reached, live the millisecond before", () => {
+      const item = { key: parseKey("t:6"), value: 1, created: NOW, modified: NOW, expires: NOW + 1000, labels: NO_LABELS };
+      expect(isLive(item, NOW + 999)).to.equal(true);
+      expect(isLive(item, NOW + 1000)).to.equal(false);
+      expect(isLive({ ...item, expires: undefined }, Number.MAX_SAFE_INTEGER), "no expiry: never expires").to.equal(true);
+    });
+
     it("T1 relative seconds, absolute epoch seconds and past values", () => {
       expect(resolveTtl({ seconds: 3600 }, NOW)).to.deep.equal({ op: "set", expires: NOW + 3_600_000 });
       expect(resolveTtl({ seconds: 4102444800 }, NOW)).to.deep.equal({ op: "set", expires: 4102444800000 });
