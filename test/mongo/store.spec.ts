@@ -180,7 +180,7 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
     const head = await store.feed.head();
     await set("ttl:past", 1, { ttl: { seconds: -1 } });
     await set("ttl:soon", 1, { ttl: { seconds: 1 } });
-    // The sweep deletes what both clocks find expired ($$NOW): sweep until MongoDB's clock agrees too
+    // The sweep deletes what both clocks find expired: sweep until MongoDB's clock agrees too
     // (or the TTL monitor was quicker, and there is nothing left to delete).
     let swept = 0;
     for (let tries = 0; tries < 50 && (await raw("ttl:soon")) !== null; tries++) {

@@ -42,14 +42,14 @@ export function liveFilter(now: number): Document {
 }
 
 /**
- * Expired items for the sweeper: by Larder's clock for the index range, and
- * by MongoDB's ($$NOW) too, so that the delete's event time (the server's
- * wall clock) also finds the item expired, and the event says so (EV6)
- * however the two clocks differ. An item only Larder's clock finds expired
- * is already hidden from reads, and goes at a later sweep.
+ * Expired items for the sweeper, up to `bound`: the earlier of Larder's
+ * clock and MongoDB's (see MongoStore.purgeExpired), so that the delete's
+ * event time (the server's wall clock) finds the item expired too, and the
+ * event says so (EV6) however the two clocks differ. ($$NOW would say the
+ * same inside the query, but the delete command does not take it.)
  */
-export function expiredFilter(now: number): Document {
-  return { expires: { $lte: new Date(now) }, $expr: { $lte: ["$expires", "$$NOW"] } };
+export function expiredFilter(bound: number): Document {
+  return { expires: { $lte: new Date(bound) } };
 }
 
 function boundsOf(range: Pick<KeyRange, "lower" | "upper">): Document {
