@@ -3,6 +3,7 @@ import { loadKeysFile, type StoredKey } from "./access/api-keys.js";
 import { ConfigError, helpText, isLoopback, loadConfig, type Config } from "./config.js";
 import { createLogger } from "./log.js";
 import { createLarderServer } from "./server.js";
+import { databaseName } from "./stores/mongodb/database-name.js";
 import { openEngine } from "./stores/open-engine.js";
 
 /** Exit code for a configuration the server refuses to start with. */
@@ -18,6 +19,10 @@ async function main(): Promise<void> {
   try {
     config = loadConfig();
     keys = config.keysFile ? loadKeysFile(config.keysFile) : undefined;
+    if (config.engine === "mongodb") {
+      // Each environment becomes a database: one whose name MongoDB refuses would fail every call in it.
+      for (const key of keys ?? []) databaseName(config.mongodbDbPrefix, key.environment);
+    }
     if (!keys && !isLoopback(config.host)) {
       throw new ConfigError(
         `Refusing to listen on ${config.host} without API keys: anyone who can reach it could read and write ` +

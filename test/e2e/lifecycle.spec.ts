@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,6 +184,21 @@ describe("e2e: start, configuration and graceful shutdown", () => {
         expect(output).to.match(message);
       }).timeout(30_000);
     }
+
+    it("on MongoDB, a keys file naming an environment too long for a database name (before any connection)", async () => {
+      const directory = mkdtempSync(join(tmpdir(), "larder-keys-"));
+      const keysFile = join(directory, "keys.json");
+      const environment = "e".repeat(60);
+      writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "k1", sha256: "0".repeat(64), environment, role: "admin" }] }));
+      try {
+        // Port 1 has no MongoDB: the check must come first, so the message names the environment, not the connection.
+        const { code, output } = await runServerToExit({ LARDER_ENGINE: "mongodb", MONGODB_URI: "mongodb://127.0.0.1:1/?replicaSet=rs0", LARDER_KEYS_FILE: keysFile });
+        expect(code, output).to.equal(2);
+        expect(output).to.contain(`The environment '${environment}' would be the MongoDB database 'larder_${environment}', longer than MongoDB's 63 bytes`);
+      } finally {
+        rmSync(directory, { recursive: true, force: true });
+      }
+    }).timeout(30_000);
   });
 
   it("--help lists every setting with its default", async () => {

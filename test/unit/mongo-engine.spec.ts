@@ -5,9 +5,8 @@ import {
   checkTopology,
   checkVersion,
   CLIENT_OPTIONS,
-  databaseName,
-  MAX_DATABASE_NAME_BYTES,
 } from "../../services/stores/mongodb/mongo-engine.js";
+import { databaseName, MAX_DATABASE_NAME_BYTES } from "../../services/stores/mongodb/database-name.js";
 
 /** The start-up checks of the MongoDB engine; the real deployment is checked by `npm run test:mongo`. */
 describe("MongoDB engine: start-up checks", () => {

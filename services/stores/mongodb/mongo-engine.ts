@@ -1,7 +1,7 @@
 import { MongoClient } from "mongodb";
 import type { Logger } from "../../log.js";
 import type { Engine } from "../engine.js";
-import { DomainError } from "../../domain/errors.js";
+import { databaseName } from "./database-name.js";
 import { fromMongoError } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
 
@@ -18,8 +18,6 @@ export interface MongoEngineOptions {
 
 /** Change streams with pre- and post-images need MongoDB 6.0. */
 export const MINIMUM_VERSION = [6, 0] as const;
-/** MongoDB refuses database names of 64 bytes or more. */
-export const MAX_DATABASE_NAME_BYTES = 63;
 
 /** Client settings, in one place: one pooled client serves every environment. */
 export const CLIENT_OPTIONS = {
@@ -67,21 +65,6 @@ export function checkFeatureCompatibility(fcv: string | undefined): string | und
     'Raise it once the deployment is upgraded: db.adminCommand({setFeatureCompatibilityVersion: "6.0", confirm: true}) ' +
     "(confirm is for MongoDB 7.0 and newer)."
   );
-}
-
-/** The database of an environment, or why it cannot have one. */
-export function databaseName(prefix: string, environment: string): string {
-  const name = prefix + environment;
-  if (Buffer.byteLength(name, "utf8") > MAX_DATABASE_NAME_BYTES) {
-    // The caller's key names this environment: a call in it is refused, not an internal error.
-    throw new DomainError(
-      "FAILED_PRECONDITION",
-      "STORE_UNAVAILABLE",
-      `The environment '${environment}' would be the MongoDB database '${name}', longer than MongoDB's ` +
-        `${MAX_DATABASE_NAME_BYTES} bytes; use a shorter environment name or LARDER_MONGODB_DB_PREFIX`,
-    );
-  }
-  return name;
 }
 
 /** One pooled client for every environment; each environment is its own database. */
