@@ -9,7 +9,7 @@ import { planAdd, planSet, type SetInput } from "../../services/domain/set-plan.
 import { itemSize, MAX_ITEM_BYTES } from "../../services/domain/values.js";
 import type { FeedEvent } from "../../services/feed/change-feed.js";
 import { COLLECTIONS, type ItemDocument } from "../../services/stores/mongodb/codec.js";
-import { openMongoEngine } from "../../services/stores/mongodb/mongo-engine.js";
+import { openMongoEngine, sweepTime } from "../../services/stores/mongodb/mongo-engine.js";
 import { MongoStore } from "../../services/stores/mongodb/mongo-store.js";
 import { TTL_INDEX } from "../../services/stores/mongodb/queries.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
@@ -185,7 +185,7 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
     let swept = 0;
     for (let tries = 0; tries < 50 && (await raw("ttl:soon")) !== null; tries++) {
       await new Promise((resolve) => setTimeout(resolve, 200));
-      swept += await store.purgeExpired(Date.now());
+      swept += await store.purgeExpired(await sweepTime(client, Date.now()));
     }
     expect(swept).to.be.at.most(1);
     expect(await raw("ttl:soon"), "deleted within 10 s").to.equal(null);

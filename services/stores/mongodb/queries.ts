@@ -43,9 +43,7 @@ export function liveFilter(now: number): Document {
 
 /**
  * Expired items for the sweeper, up to `bound`: the earlier of Larder's
- * clock and MongoDB's (see MongoStore.purgeExpired), so that the delete's
- * event time (the server's wall clock) finds the item expired too, and the
- * event says so (EV6) however the two clocks differ. ($$NOW would say the
+ * clock and MongoDB's (sweepTime in mongo-engine.ts). ($$NOW would say the
  * same inside the query, but the delete command does not take it.)
  */
 export function expiredFilter(bound: number): Document {
