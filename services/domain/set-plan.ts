@@ -1,4 +1,4 @@
-import { DomainError, invalidArgument } from "./errors.js";
+import { DomainError, failedPrecondition, invalidArgument } from "./errors.js";
 import { hasOwn, isJsonObject, setOwn, type JsonObject, type JsonValue } from "./json.js";
 import { parseWritableKey, type Key } from "./keys.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
@@ -380,8 +380,13 @@ function objectOf(entries: readonly (readonly [string, JsonValue])[]): JsonObjec
 
 const NOT_A_SIMPLE_VALUE = "Cannot convert an existing object to a simple value.";
 
+/** E1: what a write with `exists: false` gets when a live item is there. */
+export function itemExists(): DomainError {
+  return new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", "Item already exists");
+}
+
 function notANumber(attribute: string): DomainError {
-  return new DomainError("FAILED_PRECONDITION", "NOT_A_NUMBER", `'${attribute}' is not a number`);
+  return failedPrecondition("NOT_A_NUMBER", `'${attribute}' is not a number`);
 }
 
 /**
@@ -392,14 +397,13 @@ function notANumber(attribute: string): DomainError {
  */
 export function applySet(live: ItemRecord | undefined, plan: SetPlan, now: number): SetOutcome {
   if (plan.exists === false && live) {
-    throw new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", "Item already exists");
+    throw itemExists();
   }
   if (plan.exists === true && !live) {
     throw new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", "Item does not exist");
   }
   if (plan.created && !(live && createdMatches(live.created, plan.created))) {
-    throw new DomainError(
-      "FAILED_PRECONDITION",
+    throw failedPrecondition(
       "CREATED_MISMATCH",
       "The 'created' date integrity check failed. The dates must match.",
     );
@@ -439,15 +443,15 @@ function nextValue(stored: JsonValue | undefined, exists: boolean, plan: ValuePl
     case "replace":
       return plan.value;
     case "single":
-      if (isJsonObject(stored)) throw new DomainError("FAILED_PRECONDITION", "NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
+      if (isJsonObject(stored)) throw failedPrecondition("NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
       return plan.value;
     case "singleDefault":
       if (!exists) return plan.value;
-      if (isJsonObject(stored)) throw new DomainError("FAILED_PRECONDITION", "NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
+      if (isJsonObject(stored)) throw failedPrecondition("NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
       return stored as JsonValue;
     case "addToValue":
       if (!exists) return plan.amount;
-      if (isJsonObject(stored)) throw new DomainError("FAILED_PRECONDITION", "NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
+      if (isJsonObject(stored)) throw failedPrecondition("NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
       if (typeof stored !== "number") throw notANumber("value");
       return stored + plan.amount;
     case "merge": {

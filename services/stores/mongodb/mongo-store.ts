@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } from "mongodb";
-import { DomainError } from "../../domain/errors.js";
+import { failedPrecondition } from "../../domain/errors.js";
 import { isLive, type ItemRecord } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
-import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
+import { applySet, itemExists, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
 import type { KeyQuery, LabelQuery, ReadOptions, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } from "./codec.js";
@@ -95,8 +95,7 @@ export class MongoStore implements Store {
     const collation = items.options?.collation;
     if (collation && collation.locale !== "simple") {
       // K7 needs bytewise string order; a collection collation would change every comparison and index.
-      throw new DomainError(
-        "FAILED_PRECONDITION",
+      throw failedPrecondition(
         "STORE_UNAVAILABLE",
         `The collection ${db.databaseName}.${COLLECTIONS.items} has the collation '${collation.locale}'; Larder needs ` +
           "MongoDB's default binary string order (K7). Move the data to a collection without a collation.",
@@ -105,8 +104,7 @@ export class MongoStore implements Store {
     if (items.options?.changeStreamPreAndPostImages?.enabled !== true) await this.enablePrePostImages();
     await this.items.createIndexes(itemIndexes().map((index) => ({ ...index }))).catch((error: unknown) => {
       if (!INDEX_CONFLICTS.has((error as { code?: number }).code as number)) throw error;
-      throw new DomainError(
-        "FAILED_PRECONDITION",
+      throw failedPrecondition(
         "STORE_UNAVAILABLE",
         `An index on ${db.databaseName}.${COLLECTIONS.items} has a name Larder uses but another definition ` +
           `(${(error as Error).message}). Drop that index (db.${COLLECTIONS.items}.dropIndex("<name>")) and start Larder again: ` +
@@ -145,8 +143,7 @@ export class MongoStore implements Store {
       await db.command({ collMod: COLLECTIONS.items, changeStreamPreAndPostImages: { enabled: true } });
     } catch (error) {
       if (!isUnauthorized(error)) throw error;
-      throw new DomainError(
-        "FAILED_PRECONDITION",
+      throw failedPrecondition(
         "STORE_UNAVAILABLE",
         `The collection ${db.databaseName}.${COLLECTIONS.items} has no change-stream pre- and post-images, and Larder's ` +
           "MongoDB user may not enable them. Run once as a dbAdmin: " +
@@ -305,7 +302,7 @@ export class MongoStore implements Store {
     } catch (error) {
       if (!isDuplicateKey(error)) throw error;
       // E1: the upsert's insert collided with a live item (an expired one would have matched).
-      if (plan.exists === false) throw new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", "Item already exists");
+      if (plan.exists === false) throw itemExists();
     }
     if (document && document._w === writeId) {
       const item = decodeItem(document);
