@@ -139,7 +139,7 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
     perConnection.set(connection, onConnection + 1);
     // Connect GET calls carry their message in the URL; their (empty) body is never read, so no 'end' comes.
     const late = hasBody(request) ? setTimeout(() => cut(request), limits.bodyMs) : undefined;
-    request.once("end", () => clearTimeout(late));
+    if (late) request.once("end", () => clearTimeout(late));
     response.once("close", () => {
       clearTimeout(late);
       inFlight--;

@@ -29,14 +29,12 @@ export interface StartOptions {
  */
 export async function startServer({ env = {}, dataDir }: StartOptions = {}): Promise<RunningServer> {
   const directory = dataDir ?? mkdtempSync(join(tmpdir(), "larder-test-"));
-  let server;
-  try {
-    server = await startLarder({ env: { LARDER_DATA_DIR: directory, LARDER_LOG_LEVEL: "warn", ...env } });
-  } catch (error) {
+  const { child, exited, output, port, url } = await startLarder({
+    env: { LARDER_DATA_DIR: directory, LARDER_LOG_LEVEL: "warn", ...env },
+  }).catch((error: unknown) => {
     if (!dataDir) rmSync(directory, { recursive: true, force: true });
     throw error;
-  }
-  const { child, exited, output, port, url } = server;
+  });
   return {
     url,
     port,
