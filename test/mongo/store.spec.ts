@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { MongoClient, type Document } from "mongodb";
+import { MongoClient, type CommandStartedEvent, type Document } from "mongodb";
 import pino from "pino";
 import { DomainError } from "../../services/domain/errors.js";
 import { NO_LABELS } from "../../services/domain/item.js";
@@ -63,7 +63,8 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
   before(async function () {
     const uri = mongoUri();
     if (!uri) return skipWithoutMongo(this);
-    client = await MongoClient.connect(uri);
+    // monitorCommands: the counter test reads which updates the store sent.
+    client = await MongoClient.connect(uri, { monitorCommands: true });
     store = await MongoStore.open({
       client,
       db: client.db(database),
@@ -127,6 +128,44 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
     expect((await add("a6:big", 2 ** 53)).item.value).to.equal(2 ** 31 + 2 ** 53);
     await add("a6:frac", 0.1, "n");
     expect((await add("a6:frac", 0.2, "n")).item.value).to.deep.equal({ n: 0.1 + 0.2 });
+  });
+
+  it("AD1/A1: a counter on a live number is one $inc; a new counter and a refusal are the pipeline's; events as ever", async () => {
+    const add = (key: string, amount: number, attribute?: string) => {
+      const now = Date.now();
+      return store.set(planAdd({ key, amount, attribute, overwrite: false }, now), now);
+    };
+    const sent: string[] = [];
+    const record = (event: CommandStartedEvent) => {
+      if (event.commandName !== "findAndModify" || event.command.findAndModify !== COLLECTIONS.items) return;
+      const update = event.command.update as Document | Document[];
+      sent.push(Array.isArray(update) ? "pipeline" : Object.keys(update)[0]);
+    };
+    const head = await store.feed.head();
+    client.on("commandStarted", record);
+    try {
+      expect((await add("inc:n", 5)).item.value).to.equal(5);
+      expect((await add("inc:n", 2)).item.value).to.equal(7);
+      expect((await add("inc:o", 1, "views")).item.value).to.deep.equal({ views: 1 });
+      expect((await add("inc:o", 2, "views")).item.value).to.deep.equal({ views: 3 });
+      await set("inc:s", "text");
+      const refused = await failure(add("inc:s", 1));
+      expect([refused.code, refused.reason]).to.deep.equal(["FAILED_PRECONDITION", "NOT_A_NUMBER"]);
+    } finally {
+      client.off("commandStarted", record);
+    }
+    expect(sent).to.deep.equal(["$inc", "pipeline", "$inc", "$inc", "pipeline", "$inc", "pipeline", "$inc", "pipeline"]);
+    expect((await raw("inc:n"))?.vs?.n).to.equal(7);
+    await set("inc:sentinel", 1);
+    const seen = (await events(head, 6)).map((event) => [event.name, event.item.key.full, event.item.value, event.previous?.value]);
+    expect(seen).to.deep.equal([
+      ["created", "inc:n", 5, undefined],
+      ["updated", "inc:n", 7, 5],
+      ["created", "inc:o", { views: 1 }, undefined],
+      ["updated", "inc:o", { views: 3 }, { views: 1 }],
+      ["created", "inc:s", "text", undefined],
+      ["created", "inc:sentinel", 1, undefined],
+    ]);
   });
 
   it("E1/AD6: on a new key, of 20 concurrent exists:false sets exactly one succeeds, and 50 concurrent adds make 50", async () => {

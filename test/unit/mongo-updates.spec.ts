@@ -1,23 +1,24 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import type { Document } from "mongodb";
-import { isJsonObject } from "../../services/domain/json.js";
+import { Double, type Document } from "mongodb";
+import { isJsonObject, setOwn, type JsonObject } from "../../services/domain/json.js";
 import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../services/domain/item.js";
 import { parseKey } from "../../services/domain/keys.js";
 import { segmentHash } from "../../services/domain/segments.js";
-import { planBatchSet, planSet, type SetInput, type SetPlan } from "../../services/domain/set-plan.js";
-import { itemSize } from "../../services/domain/values.js";
+import { applySet, planAdd, planBatchSet, planSet, type SetInput, type SetPlan } from "../../services/domain/set-plan.js";
+import { itemSize, MAX_ITEM_BYTES } from "../../services/domain/values.js";
 import { encodeItem, type Attribute, type Cell, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import {
   createdCondition,
   expiresAtWrite,
+  incrementUpdate,
   isUnconditionalOverwrite,
   MAX_NUMBER_TEXT,
   PIPELINE_FIELDS,
   setUpdate,
   sizeExpression,
 } from "../../services/stores/mongodb/updates.js";
-import { jsonValues } from "../mongo/arbitraries.js";
+import { attributeNames, jsonValues } from "../mongo/arbitraries.js";
 import { setInput as input } from "../support/set-input.js";
 
 /**
@@ -30,6 +31,33 @@ const NOW = Date.UTC(2026, 10, 25);
 const AT = new Date(NOW);
 const update = (each: SetInput, quiet = false) => setUpdate(planSet(each, NOW), NOW, "w1", { quiet });
 const stage = (pipeline: Document[], index: number) => pipeline[index].$set as Document;
+
+/**
+ * The arithmetic of sizeExpression, restated in JavaScript over a stored
+ * document; the properties below show that the fields the codec stores
+ * are enough for it to equal domain/values.ts itemSize (integers) or
+ * bound it from above (other numbers), and that the counter fast path's
+ * margin keeps V8. MongoDB's evaluation of the expression itself is
+ * exercised by the contract suite (V8 tests).
+ */
+function boundOf(key: string, document: ItemDocument): number {
+  const number = (n: number) => (Number.isInteger(n) && Math.abs(n) < 2 ** 53 ? String(n).length : MAX_NUMBER_TEXT);
+  const cell = (c: Cell) => (typeof c.n === "number" ? number(c.n) : Buffer.byteLength(c.j ?? "null"));
+  const cells: readonly Attribute[] = document.vo ?? [];
+  const value =
+    document.vt === "o"
+      ? 2 + Math.max(cells.length - 1, 0) + cells.reduce((sum, a) => sum + 3 + Buffer.byteLength(a.k) + (a.e ?? 0) + cell(a), 0)
+      : cell(document.vs!);
+  const fields = document as unknown as Record<string, string | number | undefined>;
+  let labels = 0;
+  for (let slot = 1; slot <= 5; slot++) {
+    const ns = fields[`l${slot}ns`] as string | undefined;
+    if (ns === undefined) continue;
+    const part = fields[`l${slot}part`] as string;
+    labels += 12 + Buffer.byteLength(ns) + (part === "" ? 0 : 1 + Buffer.byteLength(part)) + ((fields[`l${slot}e`] as number | undefined) ?? 0);
+  }
+  return Buffer.byteLength(JSON.stringify({ key, value: null })) - 4 + value + labels;
+}
 
 describe("MongoDB engine: each set is one atomic update (S4)", () => {
   describe("the filter carries the existence and created checks (E1, E2, C1, C2)", () => {
@@ -225,32 +253,6 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
   });
 
   describe("V8 in the pipeline: exact, or an upper bound that the exact path settles", () => {
-    /**
-     * The arithmetic of sizeExpression, restated in JavaScript over a stored
-     * document; the property below shows that the fields the codec stores
-     * are enough for it to equal domain/values.ts itemSize (integers) or
-     * bound it from above (other numbers). MongoDB's evaluation of the
-     * expression itself is exercised by the contract suite (V8 tests).
-     */
-    function boundOf(key: string, document: ItemDocument): number {
-      const number = (n: number) => (Number.isInteger(n) && Math.abs(n) < 2 ** 53 ? String(n).length : MAX_NUMBER_TEXT);
-      const cell = (c: Cell) => (typeof c.n === "number" ? number(c.n) : Buffer.byteLength(c.j ?? "null"));
-      const cells: readonly Attribute[] = document.vo ?? [];
-      const value =
-        document.vt === "o"
-          ? 2 + Math.max(cells.length - 1, 0) + cells.reduce((sum, a) => sum + 3 + Buffer.byteLength(a.k) + (a.e ?? 0) + cell(a), 0)
-          : cell(document.vs!);
-      const fields = document as unknown as Record<string, string | number | undefined>;
-      let labels = 0;
-      for (let slot = 1; slot <= 5; slot++) {
-        const ns = fields[`l${slot}ns`] as string | undefined;
-        if (ns === undefined) continue;
-        const part = fields[`l${slot}part`] as string;
-        labels += 12 + Buffer.byteLength(ns) + (part === "" ? 0 : 1 + Buffer.byteLength(part)) + ((fields[`l${slot}e`] as number | undefined) ?? 0);
-      }
-      return Buffer.byteLength(JSON.stringify({ key, value: null })) - 4 + value + labels;
-    }
-
     const keys = fc.constantFrom("k", "users:jane", 'q"uote:x', "ns:😀");
     const labelValues = fc.constantFrom(undefined, "team", "team:x", 'a"b:c\\d', "t:\u0001");
 
@@ -284,6 +286,93 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
       const check = stage(pipeline, 3)._fail;
       expect(check.$cond[0].$and.slice(0, 2)).to.deep.equal([{ $eq: [{ $ifNull: ["$_fail", null] }, null] }, "$_live"]);
       expect(check.$cond[0].$and[2].$gt[1]).to.equal(409_600);
+    });
+  });
+
+  describe("counters on live numbers are one $inc (AD1, A1, A6)", () => {
+    const increment = (plan: SetPlan) => incrementUpdate(plan, NOW, "w1");
+    const add = (key: string, amount: number, attribute?: string) => planAdd({ key, amount, attribute, overwrite: false }, NOW);
+    const live = { expires: { $not: { $lte: AT } } };
+    // EV5: found live, so `updated`; a quiet batch's marker must not hide this change.
+    const stamp = { $set: { modified: AT, _w: "w1", _n: false }, $unset: { _q: "" } };
+
+    it("add(key, n): $inc of a double amount, matching only a live stored number", () => {
+      const built = increment(add("hits:home", 2))!;
+      expect(built.filter).to.deep.equal({ ns: "hits", part: "home", ...live, vt: "s", "vs.n": { $type: "number" } });
+      expect(built.update).to.deep.equal({ $inc: { "vs.n": new Double(2) }, ...stamp });
+      // A6: int32 + double adds in doubles, where int32 + int32 would turn int64 past 2^31.
+      expect((built.update.$inc as Document)["vs.n"]).to.be.instanceOf(Double);
+      expect(built.arrayFilters).to.equal(undefined);
+    });
+
+    it("add(key, attribute, n) and $add merges: $inc through arrayFilters on live numeric attributes, names only as values", () => {
+      const plan = planSet(input("page:home", { views: { $add: 1 }, "$x.y": { $add: -0.5 } }), NOW);
+      const built = increment(plan)!;
+      expect(built.filter).to.deep.equal({
+        ns: "page",
+        part: "home",
+        ...live,
+        vt: "o",
+        vo: { $all: [{ $elemMatch: { k: "views", n: { $type: "number" } } }, { $elemMatch: { k: "$x.y", n: { $type: "number" } } }] },
+        $expr: { $lte: [sizeExpression(plan), MAX_ITEM_BYTES - 2 * MAX_NUMBER_TEXT] },
+      });
+      expect(built.update).to.deep.equal({ $inc: { "vo.$[c0].n": new Double(1), "vo.$[c1].n": new Double(-0.5) }, ...stamp });
+      expect(built.arrayFilters).to.deep.equal([{ "c0.k": "views" }, { "c1.k": "$x.y" }]);
+      expect(increment(add("page:home", 3, "views"))!.arrayFilters).to.deep.equal([{ "c0.k": "views" }]);
+    });
+
+    it("C1: a created check rides in the filter; exists:true needs nothing more than the live condition", () => {
+      const checked = increment(planSet(input("k", { $add: 1 }, { created: 1688097108, exists: true }), NOW))!;
+      expect(checked.filter).to.deep.include({
+        ...live,
+        created: { $gte: new Date(1688097108000), $lt: new Date(1688097109000) },
+      });
+      expect(increment(planSet(input("k", { $add: 1 }, { exists: true }), NOW))!.filter).to.deep.equal(increment(add("k", 1))!.filter);
+    });
+
+    it("a plan that changes more than counters is left to the pipeline", () => {
+      const others = [
+        planAdd({ key: "k", amount: 1, overwrite: true }, NOW), // A5: sets
+        planSet(input("k", { $add: 1 }, { exists: false }), NOW), // E1 wants no live item
+        planSet(input("k", { $add: 1 }, { ttl: { seconds: 60 } }), NOW),
+        planSet(input("k", { $add: 1 }, { labels: [{ set: "team:a" }] }), NOW),
+        planSet(input("k", { c: { $add: 1 }, s: "x" }), NOW),
+        planSet(input("k", { c: { $add: 1 }, gone: null }), NOW),
+        planSet(input("k", { c: { $add: 1 } }, { defaultValue: { d: 1 } }), NOW),
+        planSet(input("k", 5), NOW),
+        planSet(input("k", { a: 1 }), NOW),
+      ];
+      for (const plan of others) expect(increment(plan), JSON.stringify(plan.value)).to.equal(undefined);
+    });
+
+    it("V8: a stored item within the filter's bound stays within 400 KB after the increments", () => {
+      const numbers = fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }));
+      fc.assert(
+        fc.property(
+          fc.dictionary(attributeNames, fc.tuple(numbers, numbers), { minKeys: 1, maxKeys: 3 }),
+          fc.integer({ min: -40, max: 0 }),
+          (counters, slack) => {
+            fc.pre(!Object.keys(counters).includes("pad"));
+            const key = parseKey("k");
+            const stored = (pad: string): ItemRecord => {
+              const value: JsonObject = { pad };
+              for (const name of Object.keys(counters)) setOwn(value, name, counters[name][0]);
+              return { key, value, created: 1, modified: 1, labels: NO_LABELS };
+            };
+            const room = MAX_ITEM_BYTES - MAX_NUMBER_TEXT * Object.keys(counters).length;
+            const padding = room - boundOf(key.full, encodeItem(stored(""), { writeId: "w", created: false })) + slack;
+            fc.pre(padding >= 0);
+            const item = stored("x".repeat(padding));
+            expect(boundOf(key.full, encodeItem(item, { writeId: "w", created: false }))).to.equal(room + slack);
+            const adds: JsonObject = {};
+            for (const name of Object.keys(counters)) setOwn(adds, name, { $add: counters[name][1] });
+            const plan = planSet(input("k", adds), NOW);
+            expect(increment(plan)).to.not.equal(undefined);
+            expect(() => applySet(item, plan, NOW)).not.to.throw();
+          },
+        ),
+        { numRuns: 300 },
+      );
     });
   });
 

@@ -20,7 +20,7 @@ import {
   scanPlan,
   type ReadPlan,
 } from "./queries.js";
-import { expiresAtWrite, isUnconditionalOverwrite, setUpdate } from "./updates.js";
+import { expiresAtWrite, incrementUpdate, isUnconditionalOverwrite, setUpdate } from "./updates.js";
 
 export interface MongoStoreOptions {
   readonly client: MongoClient;
@@ -283,7 +283,9 @@ export class MongoStore implements Store {
   }
 
   /**
-   * The fast path is one findOneAndUpdate (updates.ts). When it did not
+   * A counter on a live number is one `$inc` (incrementUpdate). Otherwise,
+   * or when that matched nothing, the path is one findOneAndUpdate of an
+   * update pipeline (setUpdate). When it did not
    * apply (a check in the filter failed, the pipeline refused the value, or
    * two upserts of a new key raced), the exact path decides: a transaction
    * that reads the item, applies the pure applySet (which throws the precise
@@ -292,6 +294,15 @@ export class MongoStore implements Store {
    */
   private async setOne(plan: SetPlan, now: number): Promise<SetOutcome> {
     const writeId = randomUUID();
+    const increment = incrementUpdate(plan, now, writeId);
+    if (increment) {
+      const { filter, update, arrayFilters } = increment;
+      const counted = await this.items.findOneAndUpdate(filter, update, {
+        returnDocument: "after",
+        ...(arrayFilters ? { arrayFilters } : {}),
+      });
+      if (counted) return { item: decodeItem(counted) };
+    }
     const update = setUpdate(plan, now, writeId);
     let document: WithId<ItemDocument> | null = null;
     try {

@@ -1,4 +1,4 @@
-import type { Document } from "mongodb";
+import { Double, type Document } from "mongodb";
 import { utf8Length, type JsonObject } from "../../domain/json.js";
 import { LABEL_COUNT } from "../../domain/item.js";
 import { segmentHash } from "../../domain/segments.js";
@@ -9,7 +9,8 @@ import { encodeAttribute, encodeCell, encodeLabel, encodeValue, labelFields } fr
 
 /**
  * A SetPlan as ONE atomic MongoDB update (S4): `findOneAndUpdate(filter,
- * pipeline, { upsert })`. The filter carries the existence and created checks
+ * pipeline, { upsert })`, or `$inc` for a counter on a live number
+ * (incrementUpdate). The filter carries the existence and created checks
  * (E1, E2, C1), so they hold at the instant of the write; the update pipeline
  * applies the plan to the stored document in the same step (merge, `$add`,
  * defaults, labels, ttl, metadata), the way applySet (domain/set-plan.ts)
@@ -72,6 +73,60 @@ export function createdCondition(check: CreatedCheck): Document {
   return check.unit === "millis"
     ? { created: new Date(base) }
     : { created: { $gte: new Date(base), $lt: new Date(base + 1000) } };
+}
+
+/**
+ * The counter fast path (AD1, A1): `add` onto a live number, and `$add` onto
+ * live numeric attributes with nothing else changing, is MongoDB's own `$inc`,
+ * its cheapest atomic update. The filter states all that the pipeline would
+ * find out (the item is live and passes the checks, the targets are numbers,
+ * the result stays within V8), so a match writes exactly what applySet
+ * computes. No match (no item yet, an expired one, a non-number, a failed
+ * check, V8 too close) writes nothing, and the store goes on to setUpdate's
+ * pipeline, which creates the item or names the error. undefined: the plan
+ * changes more than counters, which only the pipeline can apply.
+ */
+export interface IncrementUpdate {
+  readonly filter: Document;
+  readonly update: Document;
+  readonly arrayFilters?: Document[];
+}
+
+export function incrementUpdate(plan: SetPlan, now: number, writeId: string): IncrementUpdate | undefined {
+  const keepsTheRest = plan.ttl.op === "keep" && plan.labels.every((change) => change.op === "keep");
+  if (plan.overwrite || plan.exists === false || !keepsTheRest) return undefined;
+  const at = new Date(now);
+  const live: Document = { ns: plan.key.ns, part: plan.key.part, expires: { $not: { $lte: at } } };
+  if (plan.created) Object.assign(live, createdCondition(plan.created));
+  // EV5: the write found a live item, so its event is `updated`; a quiet marker of an earlier batch goes.
+  const stamp = { $set: { modified: at, _w: writeId, _n: false }, $unset: { _q: "" } };
+  const value = plan.value;
+  if (value.kind === "addToValue") {
+    // A6: a double amount makes MongoDB add in doubles, as JavaScript does (int32 + int32 would become int64).
+    // No V8 guard: a single number with a key and five labels is a few KB at most.
+    return {
+      filter: { ...live, vt: "s", "vs.n": { $type: "number" } },
+      update: { $inc: { "vs.n": new Double(value.amount) }, ...stamp },
+    };
+  }
+  if (value.kind !== "merge" || Object.keys(value.set).length + value.unset.length + Object.keys(value.fill).length > 0) {
+    return undefined;
+  }
+  const names = Object.keys(value.add);
+  if (names.length === 0) return undefined;
+  const increments: Document = {};
+  names.forEach((name, index) => (increments[`vo.$[c${index}].n`] = new Double(value.add[name])));
+  return {
+    filter: {
+      ...live,
+      vt: "o",
+      vo: { $all: names.map((name) => ({ $elemMatch: { k: name, n: { $type: "number" } } })) },
+      // V8: each sum's JSON text is at most MAX_NUMBER_TEXT bytes, and sizeExpression never undercounts.
+      $expr: { $lte: [sizeExpression(plan), MAX_ITEM_BYTES - MAX_NUMBER_TEXT * names.length] },
+    },
+    update: { $inc: increments, ...stamp },
+    arrayFilters: names.map((name, index) => ({ [`c${index}.k`]: name })),
+  };
 }
 
 export function setUpdate(plan: SetPlan, now: number, writeId: string, options: SetUpdateOptions = {}): SetUpdate {
