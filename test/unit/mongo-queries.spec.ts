@@ -4,6 +4,7 @@ import type { Document } from "mongodb";
 import { parseKeyExpression, rangeIncludes, type KeyRange } from "../../services/domain/expressions.js";
 import { compareUtf8, keyFromParts, parseKey, type Key } from "../../services/domain/keys.js";
 import {
+  batchGetFilter,
   countShape,
   expiredFilter,
   isEmptyRange,
@@ -181,6 +182,21 @@ describe("MongoDB engine: reads are hinted index ranges (K7, Q1-Q5, P3, P4, L3, 
         expect(shape.filter.expires).to.deep.equal({ $not: { $lte: new Date(NOW) } });
         expect(shape.filter).not.to.have.property("$or");
       }
+    });
+  });
+
+  it("B3: a batch get is one query: one $in of key parts per namespace, several namespaces as their $or", () => {
+    const keys = (...texts: string[]) => texts.map((text) => parseKey(text));
+    expect(batchGetFilter(keys("users:a", "users:$b", "users:a"), NOW)).to.deep.equal({ ns: "users", part: { $in: ["a", "$b", "a"] }, ...live });
+    expect(batchGetFilter(keys("users:a"), NOW)).to.deep.equal({ ns: "users", part: "a", ...live });
+    expect(batchGetFilter(keys("users:a", "k", "orders:1", "users:b"), NOW)).to.deep.equal({
+      $or: [
+        { ns: "users", part: { $in: ["a", "b"] } },
+        // K8: a simple key is its namespace's entry with part "".
+        { ns: "k", part: "" },
+        { ns: "orders", part: "1" },
+      ],
+      ...live,
     });
   });
 

@@ -10,6 +10,7 @@ import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } fro
 import { fromMongoError, isDuplicateKey } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
+  batchGetFilter,
   countShape,
   expiredFilter,
   itemIndexes,
@@ -167,7 +168,7 @@ export class MongoStore implements Store {
   async getMany(keys: readonly Key[], now: number, options?: ReadOptions): Promise<ItemRecord[]> {
     if (keys.length === 0) return [];
     return guard(async () => {
-      const documents = await this.items.find({ $or: keys.map(keyFilter), ...liveFilter(now) }, readTimeLimit(options)).toArray();
+      const documents = await this.items.find(batchGetFilter(keys, now), readTimeLimit(options)).toArray();
       return documents.map(decodeItem);
     });
   }

@@ -141,6 +141,22 @@ export function labelQueryPlan(query: LabelQuery, now: number): ReadPlan {
 }
 
 /**
+ * B3: a batch get as one query on the key index: per namespace one `$in` of
+ * key parts (point intervals of one index scan), several namespaces as the
+ * `$or` of those. Any order; the caller puts the items in request order.
+ */
+export function batchGetFilter(keys: readonly Key[], now: number): Document {
+  const partsByNs = new Map<string, string[]>();
+  for (const key of keys) {
+    const parts = partsByNs.get(key.ns);
+    if (parts) parts.push(key.part);
+    else partsByNs.set(key.ns, [key.part]);
+  }
+  const branches = [...partsByNs].map(([ns, parts]) => ({ ns, part: parts.length === 1 ? parts[0] : { $in: parts } }));
+  return { ...(branches.length === 1 ? branches[0] : { $or: branches }), ...liveFilter(now) };
+}
+
+/**
  * SC2/SC3/SC5: the whole environment in key order (namespace, then key part,
  * a simple key first since its part is ""), or in one label's order. A
  * segment is `seg % total = index` on the stored hash, filtered on the way.
