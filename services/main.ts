@@ -1,9 +1,11 @@
 import { isIPv6 } from "node:net";
 import { loadKeysFile, type StoredKey } from "./access/api-keys.js";
+import { LOCAL_PRINCIPAL } from "./access/principal.js";
 import { ConfigError, helpText, isLoopback, loadConfig, type Config } from "./config.js";
 import { createLogger } from "./log.js";
 import { createLarderServer } from "./server.js";
 import { databaseName } from "./stores/mongodb/database-name.js";
+import type { Engine } from "./stores/engine.js";
 import { openEngine } from "./stores/open-engine.js";
 
 /** Exit code for a configuration the server refuses to start with. */
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logLevel);
   const engine = await openEngine(config, log);
+  await openEnvironments(engine, keys ? keys.map((key) => key.environment) : [LOCAL_PRINCIPAL.environment]);
   const server = createLarderServer({ config, engine, log, keys });
   // Signals are handled before the port opens: whoever sees the listening line may stop the server.
   let stopping = false;
@@ -78,6 +81,23 @@ async function main(): Promise<void> {
   // An IPv6 address takes brackets in a URL (RFC 3986), so the line can be pasted as it is.
   const authority = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
   console.log(`larder listening on ${scheme}://${authority} (engine ${config.engine}, ${where})`);
+}
+
+/**
+ * The environments the keys name (or `default`) open before the port does:
+ * their databases, collections and indexes are made now, and one the
+ * deployment refuses (rights, a conflicting index, a file that cannot be
+ * opened) stops the server with its name and the reason, not its first call.
+ * Environments made later (Clone, Seed into a new one) open on first use.
+ */
+async function openEnvironments(engine: Engine, names: readonly string[]): Promise<void> {
+  const unique = [...new Set(names)];
+  const opened = await Promise.allSettled(unique.map((name) => engine.environment(name)));
+  const failed = opened.findIndex((result) => result.status === "rejected");
+  if (failed < 0) return;
+  await engine.close().catch(() => undefined);
+  const reason = (opened[failed] as PromiseRejectedResult).reason as Error;
+  throw new Error(`the environment '${unique[failed]}' could not be opened: ${reason.message ?? reason}`);
 }
 
 main().catch((error: unknown) => {

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -164,6 +164,37 @@ describe("e2e: start, configuration and graceful shutdown", () => {
       await first.stop();
     }
   }).timeout(60_000);
+
+  it("the environments the keys file names are opened before the port opens: their data exists before any call", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "larder-open-"));
+    const keysFile = join(dataDir, "keys.json");
+    const key = (id: string, environment: string) => ({ id, sha256: "0".repeat(64), environment, role: "admin" });
+    writeFileSync(keysFile, JSON.stringify({ keys: [key("k1", "prod"), key("k2", "staging"), key("k3", "prod")] }));
+    try {
+      const server = await startServer({ dataDir, env: { LARDER_KEYS_FILE: keysFile } });
+      try {
+        expect(readdirSync(dataDir).filter((file) => file.endsWith(".sqlite")).sort()).to.deep.equal(["prod.sqlite", "staging.sqlite"]);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }).timeout(30_000);
+
+  it("an environment that cannot be opened stops the server at start, naming it and the reason (exit 1)", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "larder-open-"));
+    // A directory where the default environment's SQLite file belongs.
+    mkdirSync(join(dataDir, "default.sqlite"));
+    try {
+      const { code, output } = await runServerToExit({ LARDER_DATA_DIR: dataDir });
+      expect(code, output).to.equal(1);
+      expect(output).to.contain("larder: could not start: the environment 'default' could not be opened:");
+      expect(output).not.to.contain("listening");
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }).timeout(30_000);
 
   describe("configurations the server refuses, with exit code 2 and a message saying what to do", () => {
     const cases: [string, Record<string, string>, RegExp][] = [
