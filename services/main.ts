@@ -88,7 +88,8 @@ async function main(): Promise<void> {
  * their databases, collections and indexes are made now, and one the
  * deployment refuses (rights, a conflicting index, a file that cannot be
  * opened) stops the server with its name and the reason, not its first call.
- * Environments made later (Clone, Seed into a new one) open on first use.
+ * Environments made later through AdminService (create, import, clone) open
+ * on first use.
  */
 async function openEnvironments(engine: Engine, names: readonly string[]): Promise<void> {
   const unique = [...new Set(names)];
