@@ -390,6 +390,20 @@ function notANumber(attribute: string): DomainError {
 }
 
 /**
+ * A6: a counter adds in doubles, and a sum past Number.MAX_VALUE is Infinity,
+ * which JSON cannot hold (it would be stored as null, or fail every read).
+ * OUT_OF_RANGE rather than FAILED_PRECONDITION: the same call succeeds again
+ * once the stored number is smaller.
+ */
+function addTo(attribute: string, stored: number, amount: number): number {
+  const sum = stored + amount;
+  if (!Number.isFinite(sum)) {
+    throw new DomainError("OUT_OF_RANGE", "NUMBER_OVERFLOW", `Adding ${amount} to '${attribute}' overflows the largest number`);
+  }
+  return sum;
+}
+
+/**
  * Applies a plan to the live item (undefined when there is none, T7) in the
  * order S5 prescribes: exists, then created, then V5/A4/V8. Pure: the
  * embedded engine runs it inside its write transaction, which makes it
@@ -453,7 +467,7 @@ function nextValue(stored: JsonValue | undefined, exists: boolean, plan: ValuePl
       if (!exists) return plan.amount;
       if (isJsonObject(stored)) throw failedPrecondition("NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
       if (typeof stored !== "number") throw notANumber("value");
-      return stored + plan.amount;
+      return addTo("value", stored, plan.amount);
     case "merge": {
       // V4: onto a single value (or nothing) the merge starts from an empty object.
       const merged: JsonObject = {};
@@ -465,7 +479,7 @@ function nextValue(stored: JsonValue | undefined, exists: boolean, plan: ValuePl
       for (const attribute of Object.keys(plan.add)) {
         const current = hasOwn(merged, attribute) ? merged[attribute] : 0;
         if (typeof current !== "number") throw notANumber(attribute);
-        setOwn(merged, attribute, current + plan.add[attribute]);
+        setOwn(merged, attribute, addTo(attribute, current, plan.add[attribute]));
       }
       for (const attribute of Object.keys(plan.fill)) {
         if (!hasOwn(merged, attribute)) setOwn(merged, attribute, plan.fill[attribute]);

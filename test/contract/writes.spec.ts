@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { json, plain } from "./values.js";
+import { subscribe } from "./watching.js";
 
 describeContract("contract: writes", ({ client }) => {
   async function valueOf(key: string) {
@@ -63,6 +64,38 @@ describeContract("contract: writes", ({ client }) => {
     const stored = (await valueOf("w:obj")) as Record<string, number>;
     expect(stored.n).to.equal(60);
     expect(Object.keys(stored)).to.have.length(31);
+  });
+
+  it("A6: a counter past the largest double → OUT_OF_RANGE NUMBER_OVERFLOW; nothing is written, no event", async () => {
+    const max = Number.MAX_VALUE;
+    await client.set({ key: "w:big", value: json(max) });
+    await client.set({ key: "w:bigs", value: json({ low: -max, n: 1 }) });
+    const before = await client.batchGet({ keys: ["w:big", "w:bigs"] });
+    const watch = subscribe(client, { filters: ["*:w:*"] });
+    await watch.started;
+    try {
+      const overflow = `Adding ${max} to 'value' overflows the largest number`;
+      await expectFailure(client.add({ key: "w:big", amount: max }), Code.OutOfRange, "NUMBER_OVERFLOW", overflow);
+      await expectFailure(client.set({ key: "w:big", value: json({ $add: max }) }), Code.OutOfRange, "NUMBER_OVERFLOW", overflow);
+      const low = `Adding ${-max} to 'low' overflows the largest number`;
+      await expectFailure(client.add({ key: "w:bigs", attribute: "low", amount: -max }), Code.OutOfRange, "NUMBER_OVERFLOW", low);
+      // Both counters in one set: the one that overflows refuses the whole write, the other is not added either.
+      await expectFailure(
+        client.set({ key: "w:bigs", value: json({ n: { $add: 1 }, low: { $add: -max } }) }),
+        Code.OutOfRange,
+        "NUMBER_OVERFLOW",
+        low,
+      );
+      expect(await client.batchGet({ keys: ["w:big", "w:bigs"] })).to.deep.equal(before);
+      await client.set({ key: "w:sentinel", value: json(0) });
+      const events = await watch.until(1);
+      expect(events.map((event) => [event.name, event.item?.key])).to.deep.equal([["created", "w:sentinel"]]);
+    } finally {
+      await watch.close();
+    }
+    // Up to the largest double is an ordinary sum.
+    expect(plain((await client.add({ key: "w:bigs", attribute: "low", amount: max })).item?.value)).to.deep.equal({ low: 0, n: 1 });
+    await client.remove({ keys: ["w:big", "w:bigs", "w:sentinel"] });
   });
 
   describe("bad input gets a precise status and reason, and nothing is written", () => {

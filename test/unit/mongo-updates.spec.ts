@@ -168,8 +168,13 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
 
     it("A1/A4/A6: a whole-value counter adds in doubles onto a live number, starts at the amount otherwise", () => {
       const value = stage(update(input("k", { $add: 2 })).pipeline, 1);
-      expect(value.vs).to.deep.equal({ $cond: ["$_live", { n: { $add: [{ $toDouble: "$vs.n" }, 2] } }, { n: 2 }] });
-      expect(JSON.stringify(value._fail)).to.contain('"V5"').and.contain('"A4"');
+      const sum = { $add: [{ $toDouble: "$vs.n" }, 2] };
+      expect(value.vs).to.deep.equal({ $cond: ["$_live", { n: sum }, { n: 2 }] });
+      expect(value._fail.$switch.branches.map((branch: Document) => branch.then)).to.deep.equal(["V5", "A4", "A6"]);
+      // A6: the very sum written is refused past the largest double (the domain's NUMBER_OVERFLOW).
+      expect(value._fail.$switch.branches[2].case).to.deep.equal({
+        $and: ["$_live", { $not: [{ $lte: [{ $abs: sum }, Number.MAX_VALUE] }] }],
+      });
     });
 
     it("D3: a single default keeps a live single value, and is written only where nothing is live", () => {
@@ -194,7 +199,12 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
       expect(text).to.contain(JSON.stringify({ $add: [{ $toDouble: "$$e.n" }, "$$g.n"] }));
       expect(text).to.contain(JSON.stringify({ $literal: [{ k: "c", n: 1 }] }));
       expect(text).to.contain(JSON.stringify({ $literal: [{ k: "f", n: 1 }] }));
-      expect(JSON.stringify(value._fail)).to.contain('"A4"');
+      expect(value._fail.$switch.branches.map((branch: Document) => branch.then)).to.deep.equal(["A4", "A6"]);
+      // A6: each counter's sum, the same expression as the one written, must stay a finite double.
+      const counted = JSON.stringify({ $add: [{ $toDouble: "$$e.n" }, "$$g.n"] });
+      expect(JSON.stringify(value._fail.$switch.branches[1].case)).to.contain(
+        `{"$not":[{"$lte":[{"$abs":{"$let":{"vars":{"g":`,
+      ).and.contain(`"in":${counted}}}},${Number.MAX_VALUE}]}]}`);
     });
 
     it("a merge of defaults only (D5) needs no $switch, and without counters cannot fail A4", () => {
@@ -298,7 +308,15 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
 
     it("add(key, n): $inc of a double amount, matching only a live stored number", () => {
       const built = increment(add("hits:home", 2))!;
-      expect(built.filter).to.deep.equal({ ns: "hits", part: "home", ...live, vt: "s", "vs.n": { $type: "number" } });
+      expect(built.filter).to.deep.equal({
+        ns: "hits",
+        part: "home",
+        ...live,
+        vt: "s",
+        "vs.n": { $type: "number" },
+        // A6: a sum past the largest double does not match; the pipeline then refuses it (NUMBER_OVERFLOW).
+        $expr: { $lte: [{ $abs: { $add: ["$vs.n", new Double(2)] } }, Number.MAX_VALUE] },
+      });
       expect(built.update).to.deep.equal({ $inc: { "vs.n": new Double(2) }, ...stamp });
       // A6: int32 + double adds in doubles, where int32 + int32 would turn int64 past 2^31.
       expect((built.update.$inc as Document)["vs.n"]).to.be.instanceOf(Double);
@@ -308,13 +326,26 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
     it("add(key, attribute, n) and $add merges: $inc through arrayFilters on live numeric attributes, names only as values", () => {
       const plan = planSet(input("page:home", { views: { $add: 1 }, "$x.y": { $add: -0.5 } }), NOW);
       const built = increment(plan)!;
+      const storedNumber = (name: string) => ({
+        $let: {
+          vars: { a: { $arrayElemAt: [{ $filter: { input: "$vo", as: "x", cond: { $eq: ["$$x.k", { $literal: name }] } } }, 0] } },
+          in: "$$a.n",
+        },
+      });
       expect(built.filter).to.deep.equal({
         ns: "page",
         part: "home",
         ...live,
         vt: "o",
         vo: { $all: [{ $elemMatch: { k: "views", n: { $type: "number" } } }, { $elemMatch: { k: "$x.y", n: { $type: "number" } } }] },
-        $expr: { $lte: [sizeExpression(plan), MAX_ITEM_BYTES - 2 * MAX_NUMBER_TEXT] },
+        $expr: {
+          $and: [
+            { $lte: [sizeExpression(plan), MAX_ITEM_BYTES - 2 * MAX_NUMBER_TEXT] },
+            // A6: each sum stays a finite double; the '$'-leading name is a $literal, not a field path.
+            { $lte: [{ $abs: { $add: [storedNumber("views"), new Double(1)] } }, Number.MAX_VALUE] },
+            { $lte: [{ $abs: { $add: [storedNumber("$x.y"), new Double(-0.5)] } }, Number.MAX_VALUE] },
+          ],
+        },
       });
       expect(built.update).to.deep.equal({ $inc: { "vo.$[c0].n": new Double(1), "vo.$[c1].n": new Double(-0.5) }, ...stamp });
       expect(built.arrayFilters).to.deep.equal([{ "c0.k": "views" }, { "c1.k": "$x.y" }]);
@@ -353,6 +384,8 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
           fc.integer({ min: -40, max: 0 }),
           (counters, slack) => {
             fc.pre(!Object.keys(counters).includes("pad"));
+            // Sums past the largest double are A6's (the filter's staysFinite), not this property's.
+            fc.pre(Object.values(counters).every(([stored, amount]) => Number.isFinite(stored + amount)));
             const key = parseKey("k");
             const stored = (pad: string): ItemRecord => {
               const value: JsonObject = { pad };

@@ -150,6 +150,21 @@ describe("set planning (domain)", () => {
         "'c' is not a number",
       ]);
     });
+    it("A6 a sum past the largest double is OUT_OF_RANGE NUMBER_OVERFLOW, for the value and for attributes", () => {
+      const max = Number.MAX_VALUE;
+      const single = run(input("s", max));
+      const error = failure(() => applySet(single, planAdd({ key: "s", amount: max, overwrite: false }, NOW), NOW));
+      expect([error.code, error.reason, error.message]).to.deep.equal([
+        "OUT_OF_RANGE",
+        "NUMBER_OVERFLOW",
+        `Adding ${max} to 'value' overflows the largest number`,
+      ]);
+      const object = run(input("o", { low: -max, ok: 1 }));
+      const attribute = failure(() => applySet(object, planSet(input("o", { ok: { $add: 1 }, low: { $add: -max } }), NOW), NOW));
+      expect([attribute.reason, attribute.message]).to.deep.equal(["NUMBER_OVERFLOW", `Adding ${-max} to 'low' overflows the largest number`]);
+      // Up to the largest double itself is a number like any other.
+      expect(applySet(run(input("e", max - 1e292)), planAdd({ key: "e", amount: 1e292, overwrite: false }, NOW), NOW).item.value).to.equal(max);
+    });
     it("A5 with overwrite $add stores the number", () => {
       expect(run(input("k", { c: { $add: 7 } }), input("k", { c: { $add: 3 } }, { overwrite: true }))!.value).to.deep.equal({
         c: 3,

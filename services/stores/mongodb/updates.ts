@@ -45,6 +45,8 @@ const REMOVE = "$$REMOVE";
 export const MAX_NUMBER_TEXT = 25;
 
 const literal = (value: unknown) => ({ $literal: value });
+/** A6: a double sum past Number.MAX_VALUE is Infinity, which JSON cannot hold; the domain refuses it (NUMBER_OVERFLOW). */
+const staysFinite = (sum: unknown) => ({ $lte: [{ $abs: sum }, Number.MAX_VALUE] });
 
 /** T7: a stored document is the live item only if it has not expired at `now`. */
 export function liveExpression(now: Date): Document {
@@ -102,11 +104,13 @@ export function incrementUpdate(plan: SetPlan, now: number, writeId: string): In
   const stamp = { $set: { modified: at, _w: writeId, _n: false }, $unset: { _q: "" } };
   const value = plan.value;
   if (value.kind === "addToValue") {
-    // A6: a double amount makes MongoDB add in doubles, as JavaScript does (int32 + int32 would become int64).
-    // No V8 guard: a single number with a key and five labels is a few KB at most.
+    // A6: a double amount makes MongoDB add in doubles, as JavaScript does (int32 + int32 would become int64),
+    // and $add in the filter is the very sum $inc writes. No V8 guard: a single number with a key and five
+    // labels is a few KB at most.
+    const amount = new Double(value.amount);
     return {
-      filter: { ...live, vt: "s", "vs.n": { $type: "number" } },
-      update: { $inc: { "vs.n": new Double(value.amount) }, ...stamp },
+      filter: { ...live, vt: "s", "vs.n": { $type: "number" }, $expr: staysFinite({ $add: ["$vs.n", amount] }) },
+      update: { $inc: { "vs.n": amount }, ...stamp },
     };
   }
   if (value.kind !== "merge" || Object.keys(value.set).length + value.unset.length + Object.keys(value.fill).length > 0) {
@@ -115,14 +119,26 @@ export function incrementUpdate(plan: SetPlan, now: number, writeId: string): In
   const names = Object.keys(value.add);
   if (names.length === 0) return undefined;
   const increments: Document = {};
-  names.forEach((name, index) => (increments[`vo.$[c${index}].n`] = new Double(value.add[name])));
+  const amounts = names.map((name) => new Double(value.add[name]));
+  names.forEach((_, index) => (increments[`vo.$[c${index}].n`] = amounts[index]));
+  const storedNumber = (name: string) => ({
+    $let: {
+      vars: { a: { $arrayElemAt: [{ $filter: { input: "$vo", as: "x", cond: { $eq: ["$$x.k", literal(name)] } } }, 0] } },
+      in: "$$a.n",
+    },
+  });
   return {
     filter: {
       ...live,
       vt: "o",
       vo: { $all: names.map((name) => ({ $elemMatch: { k: name, n: { $type: "number" } } })) },
-      // V8: each sum's JSON text is at most MAX_NUMBER_TEXT bytes, and sizeExpression never undercounts.
-      $expr: { $lte: [sizeExpression(plan), MAX_ITEM_BYTES - MAX_NUMBER_TEXT * names.length] },
+      $expr: {
+        $and: [
+          // V8: each sum's JSON text is at most MAX_NUMBER_TEXT bytes, and sizeExpression never undercounts.
+          { $lte: [sizeExpression(plan), MAX_ITEM_BYTES - MAX_NUMBER_TEXT * names.length] },
+          ...names.map((name, index) => staysFinite({ $add: [storedNumber(name), amounts[index]] })),
+        ],
+      },
     },
     update: { $inc: increments, ...stamp },
     arrayFilters: names.map((name, index) => ({ [`c${index}.k`]: name })),
@@ -191,16 +207,25 @@ function valueStage(plan: ValuePlan): Document {
         vs: { $cond: ["$_live", "$vs", literal(encodeCell(plan.value))] },
         vo: REMOVE,
       };
-    case "addToValue":
-      // A1, AD2, AD5: onto nothing it is the amount; onto an object V5; onto a non-number A4.
+    case "addToValue": {
+      // A1, AD2, AD5: onto nothing it is the amount; onto an object V5; onto a non-number A4; A6 past the largest double.
+      const sum = plus("$vs.n", plan.amount);
       return {
         _fail: {
-          $cond: [isObjectStored, "V5", { $cond: [{ $and: ["$_live", { $not: [isNumber("$vs.n")] }] }, "A4", null] }],
+          $switch: {
+            branches: [
+              { case: isObjectStored, then: "V5" },
+              { case: { $and: ["$_live", { $not: [isNumber("$vs.n")] }] }, then: "A4" },
+              { case: { $and: ["$_live", { $not: [staysFinite(sum)] }] }, then: "A6" },
+            ],
+            default: null,
+          },
         },
         vt: "s",
-        vs: { $cond: ["$_live", { n: plus("$vs.n", plan.amount) }, { n: plan.amount }] },
+        vs: { $cond: ["$_live", { n: sum }, { n: plan.amount }] },
         vo: REMOVE,
       };
+    }
     case "merge":
       return mergeStage(plan);
   }
@@ -227,13 +252,11 @@ function mergeStage(plan: Extract<ValuePlan, { kind: "merge" }>): Document {
   const given = (cells: unknown[]) => ({
     $arrayElemAt: [{ $filter: { input: literal(cells), as: "x", cond: { $eq: ["$$x.k", "$$e.k"] } } }, 0],
   });
+  const counted = { $let: { vars: { g: given(adds) }, in: plus("$$e.n", "$$g.n") } };
   const branches: Document[] = [];
   if (sets.length > 0) branches.push({ case: { $in: ["$$e.k", setNames] }, then: given(sets) });
   if (adds.length > 0) {
-    branches.push({
-      case: { $in: ["$$e.k", addNames] },
-      then: { $mergeObjects: ["$$e", { n: { $let: { vars: { g: given(adds) }, in: plus("$$e.n", "$$g.n") } } }] },
-    });
+    branches.push({ case: { $in: ["$$e.k", addNames] }, then: { $mergeObjects: ["$$e", { n: counted }] } });
   }
   const updated =
     branches.length === 0 ? "$$kept" : { $map: { input: "$$kept", as: "e", in: { $switch: { branches, default: "$$e" } } } };
@@ -258,17 +281,19 @@ function mergeStage(plan: Extract<ValuePlan, { kind: "merge" }>): Document {
     _fail: null,
   };
   if (adds.length > 0) {
-    // A4: a counter onto a stored attribute that is not a number (a removed one counts as missing, so 0).
+    // A4: a counter onto a stored attribute that is not a number (a removed one counts as missing, so 0);
+    // A6: a sum past the largest double.
+    const anyCounter = (test: Document) => ({
+      $anyElementTrue: [{ $map: { input: kept, as: "e", in: { $and: [{ $in: ["$$e.k", addNames] }, test] } } }],
+    });
     stage._fail = {
-      $cond: [
-        {
-          $anyElementTrue: [
-            { $map: { input: kept, as: "e", in: { $and: [{ $in: ["$$e.k", addNames] }, { $not: [isNumber("$$e.n")] }] } } },
-          ],
-        },
-        "A4",
-        null,
-      ],
+      $switch: {
+        branches: [
+          { case: anyCounter({ $not: [isNumber("$$e.n")] }), then: "A4" },
+          { case: anyCounter({ $not: [staysFinite(counted)] }), then: "A6" },
+        ],
+        default: null,
+      },
     };
   }
   return stage;
