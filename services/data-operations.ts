@@ -1,6 +1,6 @@
 import { decodeLabelCursor, encodeLabelCursor } from "./domain/cursor.js";
 import { invalidArgument } from "./domain/errors.js";
-import { parseKeyExpression } from "./domain/expressions.js";
+import { parseKeyExpression, type KeyRange } from "./domain/expressions.js";
 import type { ItemRecord } from "./domain/item.js";
 import { isJsonObject, hasOwn, setOwn, type JsonObject } from "./domain/json.js";
 import { looksLikeExpression, parseKey, type Key } from "./domain/keys.js";
@@ -72,19 +72,14 @@ export class DataOperations {
     const range = parseKeyExpression(input.expression);
     const now = this.clock();
     if (input.label === "") {
-      let after: Key | undefined;
-      if (input.start !== "") {
-        after = parseKey(input.start);
-        if (after.ns !== range.ns) {
-          throw invalidArgument("INVALID_OPTION", "'start' must be a key in the queried namespace");
-        }
-      }
+      const after = input.start === "" ? undefined : inNamespaceOf(range, parseKey(input.start));
       const fetched = await this.store.queryKeys({ range, reverse: input.reverse, limit: limit + 1, after }, now, reads);
       const page = cutPage(fetched, limit);
       return { items: page.items, lastKey: page.continueAfter?.key.full };
     }
     const label = parseLabelName(input.label);
     const after = input.start === "" ? undefined : decodeLabelCursor(input.start);
+    if (after) inNamespaceOf(range, after.label);
     const fetched = await this.store.queryLabel({ label, range, reverse: input.reverse, limit: limit + 1, after }, now, reads);
     const page = cutPage(fetched, limit);
     return { items: page.items, lastKey: page.continueAfter && labelCursor(page.continueAfter, label) };
@@ -166,6 +161,12 @@ function exactKey(raw: string): Key {
     throw invalidArgument("INVALID_KEY", "Batch get takes exact keys only: use one query per key expression");
   }
   return key;
+}
+
+/** P4: a start, of a key query or a label query, lies in the queried namespace. */
+function inNamespaceOf(range: KeyRange, start: Key): Key {
+  if (start.ns !== range.ns) throw invalidArgument("INVALID_OPTION", "'start' must be a key in the queried namespace");
+  return start;
 }
 
 function uniqueKeys(keys: readonly Key[]): Key[] {

@@ -150,6 +150,64 @@ describeContract("contract: queries", ({ client }) => {
       expect(await collect("first", { label: "label1" })).to.deep.equal([]);
     });
 
+    it("P4/Q5: a label start is a position, never a wider range: every stored position, every expression form", async () => {
+      // Labels with ties and gaps; the positions are the lastKeys of real pages, as a client gets them.
+      const labels = ["b", "b", "c", "a", "d", "b", "c", "a", "e", "c"];
+      for (const [i, label] of labels.entries()) {
+        await client.set({ key: `lp:${i}`, value: json(i), label3: { action: { case: "set", value: `tag:${label}` } } });
+      }
+      const byPosition = labels
+        .map((label, i) => ({ label, key: `lp:${i}` }))
+        .sort((x, y) => utf8Order(x.label, y.label) || utf8Order(x.key, y.key));
+      const positions: string[] = [];
+      for (let start = "", i = 0; i < labels.length; i++) {
+        const page = await client.query({ expression: "tag:*", label: "label3", limit: 1, start });
+        if (page.lastKey === undefined) break;
+        positions.push((start = page.lastKey));
+      }
+      expect(positions).to.have.length(labels.length - 1);
+      const forms: [string, (label: string) => boolean][] = [
+        ["tag:*", () => true],
+        ["tag:c", (l) => l === "c"],
+        ["tag:b*", (l) => l.startsWith("b")],
+        ["tag:>b", (l) => l > "b"],
+        ["tag:>=b", (l) => l >= "b"],
+        ["tag:<c", (l) => l < "c"],
+        ["tag:<=c", (l) => l <= "c"],
+        ["tag:b|d", (l) => l >= "b" && l <= "d"],
+      ];
+      for (const [expression, matches] of forms) {
+        for (const reverse of [false, true]) {
+          const order = reverse ? [...byPosition].reverse() : byPosition;
+          for (const [index, start] of positions.entries()) {
+            // positions[index] is the position of byPosition[index] (forward pages of one item).
+            const after = byPosition[index];
+            const beyond = (x: { label: string; key: string }) => {
+              const c = utf8Order(x.label, after.label) || utf8Order(x.key, after.key);
+              return reverse ? c < 0 : c > 0;
+            };
+            const expected = order.filter((x) => matches(x.label) && beyond(x)).map((x) => x.key);
+            const page = await client.query({ expression, label: "label3", reverse, start, limit: 100 });
+            const where = `${expression}${reverse ? " reverse" : ""} after ${after.label} / ${after.key}`;
+            expect(page.items.map((item) => item.key), where).to.deep.equal(expected);
+          }
+        }
+      }
+      // A position in another label namespace is no position in this one (P4).
+      const other = (await client.query({ expression: "tag:*", label: "label3", limit: 1 })).lastKey!;
+      for (const key of ["lp:x", "lp:y"]) {
+        await client.set({ key, value: json(0), label3: { action: { case: "set", value: "zzz:b" } } });
+      }
+      const foreign = (await client.query({ expression: "zzz:*", label: "label3", limit: 1 })).lastKey!;
+      expect(foreign).to.not.equal(other);
+      await expectFailure(
+        client.query({ expression: "tag:*", label: "label3", start: foreign }),
+        Code.InvalidArgument,
+        "INVALID_OPTION",
+        "'start' must be a key in the queried namespace",
+      );
+    });
+
     it("L4: bad label names → INVALID_ARGUMENT INVALID_LABEL; a bad label cursor → INVALID_OPTION", async () => {
       await expectFailure(
         client.query({ expression: "a", label: "label6" }),

@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
-import { narrowRange, type KeyRange } from "../../domain/expressions.js";
+import { narrowRange, rangeIncludes, type KeyRange } from "../../domain/expressions.js";
 import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { segmentHash } from "../../domain/segments.js";
@@ -130,11 +130,12 @@ export class EmbeddedStore implements Store {
 
   async queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]> {
     const { ns, part } = labelColumns(query.label);
-    // The continuation replaces the range bound on its side whenever it is tighter, so the index
-    // range has one bound per side (see narrowRange).
+    // A continuation inside the range replaces the range's bound on its side, so the index range
+    // has one bound per side (see narrowRange). One outside it keeps the range's bounds: before the
+    // range they are the tighter ones (an exclusive bound at the position's own label too, Q5), and
+    // past it the position leaves no row (P4).
     const after = query.after;
-    const narrowed = after && narrowRange(query.range, after.label.part, query.reverse) !== query.range;
-    const range: KeyRange = narrowed
+    const range: KeyRange = after && rangeIncludes(query.range, after.label)
       ? query.reverse
         ? { ...query.range, upper: undefined }
         : { ...query.range, lower: { value: after.label.part, inclusive: true } }

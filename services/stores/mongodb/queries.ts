@@ -1,5 +1,5 @@
 import type { Document } from "mongodb";
-import { narrowRange, type Bound, type KeyRange } from "../../domain/expressions.js";
+import { narrowRange, rangeIncludes, type Bound, type KeyRange } from "../../domain/expressions.js";
 import { compareUtf8, type Key } from "../../domain/keys.js";
 import type { KeyQuery, LabelNumber, LabelPosition, LabelQuery, ReadOptions, ScanFilter, ScanQuery } from "../store.js";
 import { labelFields } from "./codec.js";
@@ -73,14 +73,6 @@ export function isEmptyRange(range: { readonly lower: Bound; readonly upper?: Bo
   return order > 0 || (order === 0 && !(range.lower.inclusive && range.upper.inclusive));
 }
 
-function partInRange(range: KeyRange, part: string): boolean {
-  const low = compareUtf8(part, range.lower.value);
-  if (low < 0 || (low === 0 && !range.lower.inclusive)) return false;
-  if (!range.upper) return true;
-  const high = compareUtf8(part, range.upper.value);
-  return high < 0 || (high === 0 && range.upper.inclusive);
-}
-
 const direction = (reverse: boolean) => (reverse ? -1 : 1);
 const beyond = (reverse: boolean) => (reverse ? "$lt" : "$gt");
 
@@ -127,7 +119,7 @@ export function labelQueryPlan(query: LabelQuery, now: number): ReadPlan {
   const inLabelNs = labelNs(fields.ns, { $eq: query.range.ns });
   const shapes: ReadShape[] = [];
   const after = query.after;
-  if (after && partInRange(query.range, after.label.part)) {
+  if (after && rangeIncludes(query.range, after.label)) {
     const past = beyond(query.reverse);
     const tie = { ...inLabelNs, [fields.part]: after.label.part };
     shapes.push(
