@@ -1,5 +1,5 @@
 import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import {
   AdminService,
@@ -15,6 +15,7 @@ import { guarded, toConnectError } from "./errors.js";
 import type { Engine } from "./stores/engine.js";
 import type { Key } from "./domain/keys.js";
 import type { Store, WriteOptions } from "./stores/store.js";
+import { timestampToMs } from "./item-message.js";
 
 /** Exports stream in chunks of this many items; imports write in chunks of this many. */
 const CHUNK = 500;
@@ -147,7 +148,7 @@ function fromExported(item: ExportedItem): SetInput {
     value: item.value === undefined ? undefined : (toJson(ValueSchema, item.value) as JsonValue),
     unsetAttributes: [],
     overwrite: true,
-    ttl: item.ttl && { at: timestampDate(item.ttl).getTime() },
+    ttl: item.ttl && { at: timestampToMs(item.ttl) },
     labels: [item.label1, item.label2, item.label3, item.label4, item.label5].map((label) =>
       label === undefined ? undefined : { set: label },
     ),

@@ -1,5 +1,5 @@
 import { toJson } from "@bufbuild/protobuf";
-import { timestampDate, ValueSchema, type Timestamp, type Value } from "@bufbuild/protobuf/wkt";
+import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
@@ -18,7 +18,7 @@ import type { Engine } from "./stores/engine.js";
 import type { ReadOptions, Store } from "./stores/store.js";
 import { principalKey } from "./access/principal.js";
 import { watchChanges } from "./feed/watch.js";
-import { toItem } from "./item-message.js";
+import { timestampToMs, toItem } from "./item-message.js";
 
 export interface DataServiceDeps {
   /** Every call runs in its caller's environment (from the API key), never in one the request names. */
@@ -186,7 +186,7 @@ function toTtlInput(ttl: Ttl | undefined): TtlInput | undefined {
     case "date":
       return { date: ttl.kind.value };
     case "at":
-      return { at: timestampMs(ttl.kind.value) };
+      return { at: timestampToMs(ttl.kind.value) };
     case "remove":
       return ttl.kind.value ? { remove: true } : undefined;
     default:
@@ -205,10 +205,6 @@ function toLabelInput(update: LabelUpdate | undefined): LabelInput | undefined {
     default:
       return undefined;
   }
-}
-
-function timestampMs(timestamp: Timestamp): number {
-  return timestampDate(timestamp).getTime();
 }
 
 /** Reads stop at the call's deadline: a database can drop work nobody waits for. */

@@ -40,17 +40,23 @@ export function parseIsoDate(text: string): number | undefined {
   const [y, mo, d, h, mi, s] = parts;
   if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return undefined;
   const millis = Number((fraction + "000").slice(0, 3));
-  const utc = Date.UTC(y, mo - 1, d, h, mi, s, millis);
-  // Date.UTC rolls 2030-02-31 over into March; a real date round-trips.
-  if (new Date(utc).getUTCDate() !== d) return undefined;
-  return utc - offsetMinutes(offset) * 60_000;
+  // Not Date.UTC, which reads the years 0 to 99 as 1900 to 1999.
+  const date = new Date(0);
+  date.setUTCFullYear(y, mo - 1, d);
+  date.setUTCHours(h, mi, s, millis);
+  // Dates roll 2030-02-31 over into March; a real date round-trips.
+  if (date.getUTCDate() !== d) return undefined;
+  const shift = offsetMinutes(offset);
+  return shift === undefined ? undefined : date.getTime() - shift * 60_000;
 }
 
-function offsetMinutes(offset: string | undefined): number {
+/** Minutes east of UTC; undefined for an offset no clock has (hours past 23, minutes past 59). */
+function offsetMinutes(offset: string | undefined): number | undefined {
   if (!offset || offset.toUpperCase() === "Z") return 0;
   const sign = offset.startsWith("-") ? -1 : 1;
   const digits = offset.slice(1).replace(":", "");
-  return sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || "0"));
+  const [hours, minutes] = [Number(digits.slice(0, 2)), Number(digits.slice(2) || "0")];
+  return hours > 23 || minutes > 59 ? undefined : sign * (hours * 60 + minutes);
 }
 
 /** T1-T4: what a set does to the expiry, resolved against now (epoch ms). */

@@ -64,4 +64,13 @@ describeContract("contract: ttl", (context) => {
     expect(new Date(Number(year.ttl!.seconds) * 1000).toISOString()).to.equal("2045-01-01T00:00:00.000Z");
     expect((await client.get({ key: "t:iso" })).item).to.not.equal(undefined);
   });
+
+  it("T2/T5: an expiry in the years 1 to 99 is that year, not 1901 to 1999; `at` and `date` truncate to the same millisecond", async () => {
+    const expiry = async (ttl: Parameters<typeof client.set>[0]["ttl"]) =>
+      timestampDate((await client.set({ key: "t:when", value: json(1), ttl })).item!.ttl!).toISOString();
+    expect(await expiry({ kind: { case: "date", value: "0050-06-01" } })).to.equal("0050-06-01T00:00:00.000Z");
+    const last = { seconds: 253402300799n, nanos: 999_500_000 };
+    expect(await expiry({ kind: { case: "at", value: last } })).to.equal("9999-12-31T23:59:59.999Z");
+    expect(await expiry({ kind: { case: "date", value: "9999-12-31T23:59:59.9995Z" } })).to.equal("9999-12-31T23:59:59.999Z");
+  });
 });

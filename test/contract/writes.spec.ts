@@ -230,12 +230,15 @@ describeContract("contract: writes", ({ client }) => {
         "INVALID_OPTION",
         "Invalid ttl value.",
       );
-      await expectFailure(
-        client.set({ key: "w:t", value: json(1), ttl: { kind: { case: "date", value: "not a date" } } }),
-        Code.InvalidArgument,
-        "INVALID_OPTION",
-        "Invalid ttl value.",
-      );
+      // A date no clock shows (an offset past 23:59) and the year 0, before the first Timestamp.
+      for (const value of ["not a date", "2030-01-01T10:00+99:99", "0000"]) {
+        await expectFailure(
+          client.set({ key: "w:t", value: json(1), ttl: { kind: { case: "date", value } } }),
+          Code.InvalidArgument,
+          "INVALID_OPTION",
+          "Invalid ttl value.",
+        );
+      }
     });
     it("T4: an expiry past 9999-12-31 (the last instant a Timestamp carries) → INVALID_ARGUMENT INVALID_OPTION", async () => {
       for (const seconds of [253402300800, 1e13]) {

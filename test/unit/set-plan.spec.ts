@@ -268,6 +268,28 @@ describe("set planning (domain)", () => {
       for (const [text, iso] of cases) expect(new Date(parseIsoDate(text)!).toISOString(), text).to.equal(iso);
       for (const bad of ["soon", "2030-13", "2030-02-30", "30-01-01", ""]) expect(parseIsoDate(bad), bad).to.equal(undefined);
     });
+    it("T2: the years 0000 to 0099 are those years (not 1900 to 1999); 0000 is then outside a Timestamp (T4)", () => {
+      const cases: [string, string][] = [
+        ["0001-01-01", "0001-01-01T00:00:00.000Z"],
+        ["0050-06-01", "0050-06-01T00:00:00.000Z"],
+        ["0099-12-31T23:59:59Z", "0099-12-31T23:59:59.000Z"],
+        ["0100-01-01", "0100-01-01T00:00:00.000Z"],
+        ["0000-12-31T23:00-02:00", "0001-01-01T01:00:00.000Z"],
+      ];
+      for (const [text, iso] of cases) expect(new Date(parseIsoDate(text)!).toISOString(), text).to.equal(iso);
+      expect(parseIsoDate("0004-02-29"), "a leap day of year 4").to.equal(Date.parse("0004-02-29T00:00:00Z"));
+      expect(parseIsoDate("0100-02-29"), "no leap day in year 100").to.equal(undefined);
+      for (const year of ["0000", "0000-06-01"]) {
+        expect(failure(() => resolveTtl({ date: year }, NOW)).message, year).to.equal("Invalid ttl value.");
+      }
+    });
+    it("T4: an offset no clock has (hours past 23, minutes past 59) is no date", () => {
+      for (const bad of ["2030-01-01T10:00+99:99", "2030-01-01T10:00+24:00", "2030-01-01T10:00+00:75", "2030-01-01T10:00-2400"]) {
+        expect(parseIsoDate(bad), bad).to.equal(undefined);
+      }
+      expect(new Date(parseIsoDate("2030-01-01T10:00-23:59")!).toISOString()).to.equal("2030-01-02T09:59:00.000Z");
+      expect(new Date(parseIsoDate("2030-01-01T10:00+0530")!).toISOString()).to.equal("2030-01-01T04:30:00.000Z");
+    });
     it("T3 remove and keep; T4 everything else is INVALID_OPTION 'Invalid ttl value.'", () => {
       expect(resolveTtl(undefined, NOW)).to.deep.equal({ op: "keep" });
       expect(resolveTtl({ remove: true }, NOW)).to.deep.equal({ op: "remove" });
