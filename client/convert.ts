@@ -2,6 +2,7 @@ import { fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/pro
 import { timestampDate, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { Item, LabelUpdate, Ttl } from "../gen/larder/data/v1/data_pb.js";
 import { isTimestampInstant } from "../services/domain/ttl.js";
+import { hasLoneSurrogate } from "../services/domain/values.js";
 import { invalidArgument } from "./errors.js";
 import type { KeyValue, KeyValueMeta } from "./types.js";
 
@@ -21,6 +22,7 @@ export function toJsonValue(input: unknown, depth = 0, holder = ""): JsonValue {
   const value = applyToJson(input, holder);
   switch (typeof value) {
     case "string":
+      return wellFormed(value);
     case "boolean":
       return value;
     case "number":
@@ -46,9 +48,17 @@ export function toJsonValue(input: unknown, depth = 0, holder = ""): JsonValue {
   for (const attribute of Object.keys(value as object)) {
     const element = (value as Record<string, unknown>)[attribute];
     if (element === undefined) continue;
-    setOwn(object, attribute, toJsonValue(element, depth + 1, attribute));
+    setOwn(object, wellFormed(attribute), toJsonValue(element, depth + 1, attribute));
   }
   return object;
+}
+
+/** V2: the wire's UTF-8 would turn a lone surrogate into U+FFFD, so two attribute names could become one. */
+function wellFormed(text: string): string {
+  if (hasLoneSurrogate(text)) {
+    throw invalidArgument("INVALID_VALUE", "Invalid value: text may not hold a lone surrogate (it is not valid Unicode)");
+  }
+  return text;
 }
 
 function applyToJson(input: unknown, holder: string): unknown {

@@ -4,7 +4,7 @@ import { parseWritableKey, type Key } from "./keys.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
 import { checkBatchSize } from "./limits.js";
 import { resolveTtl } from "./ttl.js";
-import { addAmount, checkItemSize, itemSize, validateValue } from "./values.js";
+import { addAmount, checkItemSize, checkText, itemSize, validateValue } from "./values.js";
 
 /**
  * Set planning: a SetInput (what a caller asked, already decoded from the
@@ -241,6 +241,7 @@ function validateDefault(defaultValue: JsonValue): void {
       if (isJsonObject(nested) && hasOwn(nested, "$add")) {
         throw invalidArgument("INVALID_OPTION", `'$add' cannot be used as a default (${attribute})`);
       }
+      checkText(attribute, "default");
       validateValue(nested, "default", 1);
     }
     return;
@@ -301,6 +302,7 @@ function planMerge(
   const add: Record<string, number> = {};
   const unset = new Set(unsetAttributes);
   for (const attribute of Object.keys(value)) {
+    checkText(attribute, "value");
     const given = value[attribute];
     const amount = addAmount(given, attribute);
     if (amount !== undefined) {

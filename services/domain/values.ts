@@ -10,11 +10,29 @@ export const MAX_ITEM_BYTES = 400 * 1024;
 
 const ADD = "$add";
 
+/** In a `u` pattern a surrogate pair is one code point, so only a lone surrogate is of category Cs. */
+export function hasLoneSurrogate(text: string): boolean {
+  return /\p{Cs}/u.test(text);
+}
+
+/**
+ * V1, V2: text must be well-formed UTF-16, which is what UTF-8 storage and
+ * the protobuf wire can carry: a lone surrogate (which Connect's JSON lets
+ * through inside a google.protobuf.Value) would be stored as it came and then
+ * read back over gRPC as U+FFFD, so two attribute names could become one.
+ */
+export function checkText(text: string, what: string): void {
+  if (hasLoneSurrogate(text)) {
+    throw invalidArgument("INVALID_VALUE", `'${what}' may only hold well-formed Unicode text (no lone surrogates)`);
+  }
+}
+
 /**
  * V1, A3: a value must be finite JSON no deeper than MAX_DEPTH, and `$add`
  * may only appear as a whole root attribute (or the whole value), which the
  * set planner takes apart before this check sees the rest. A root attribute's
- * value is checked from depth 1, so objects and arrays nest equally deep.
+ * value is checked from depth 1, so objects and arrays nest equally deep;
+ * the caller checks that attribute's name.
  */
 export function validateValue(value: JsonValue, what = "value", startDepth = 0): void {
   visit(value, startDepth);
@@ -24,6 +42,7 @@ export function validateValue(value: JsonValue, what = "value", startDepth = 0):
       if (!Number.isFinite(node)) throw invalidArgument("INVALID_VALUE", `'${what}' may only hold finite numbers`);
       return;
     }
+    if (typeof node === "string") return checkText(node, what);
     if (node === null || typeof node !== "object") return;
     if (depth >= MAX_DEPTH) {
       throw invalidArgument("INVALID_VALUE", `'${what}' is nested deeper than ${MAX_DEPTH} levels`);
@@ -36,6 +55,7 @@ export function validateValue(value: JsonValue, what = "value", startDepth = 0):
       if (attribute === ADD) {
         throw invalidArgument("INVALID_VALUE", "'$add' can only be used on a root attribute or on the whole value");
       }
+      checkText(attribute, what);
       visit(node[attribute], depth + 1);
     }
   }

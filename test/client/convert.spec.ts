@@ -41,6 +41,12 @@ describe("client conversion of values (V1, V2, V6)", () => {
     refused(() => toJsonValue(Number.POSITIVE_INFINITY), "INVALID_VALUE");
   });
 
+  it("V1/V2: a lone surrogate in a string or an attribute name is refused before sending (the wire would make it U+FFFD)", () => {
+    refused(() => toJsonValue("a\ud800"), "INVALID_VALUE", "lone surrogate");
+    refused(() => toJsonValue({ nested: { ["x\udc00"]: 1 } }), "INVALID_VALUE", "lone surrogate");
+    expect(toJsonValue({ "😀": ["😀"] })).to.deep.equal({ "😀": ["😀"] });
+  });
+
   it("V1: nesting deeper than 32 levels (and so any cycle) is refused, 32 is fine", () => {
     const nest = (levels: number): unknown => (levels === 0 ? 1 : { a: nest(levels - 1) });
     expect(() => toJsonValue(nest(32))).to.not.throw();

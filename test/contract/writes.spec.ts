@@ -1,10 +1,13 @@
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { json, plain } from "./values.js";
 import { subscribe } from "./watching.js";
 
-describeContract("contract: writes", ({ client }) => {
+describeContract("contract: writes", (context) => {
+  const { client } = context;
   async function valueOf(key: string) {
     return plain((await client.get({ key })).item?.value);
   }
@@ -154,6 +157,20 @@ describeContract("contract: writes", ({ client }) => {
       expect(failure.rawMessage).to.equal("Item size of 488.32 KB is greater than the maximum size of 400 KB.");
       expect(Object.keys((await valueOf("w:merge")) as object)).to.deep.equal(["a"]);
       await client.remove({ keys: ["w:merge"] });
+    });
+    it("V1/V2: a lone surrogate in a string or attribute name (Connect JSON lets it through) → INVALID_ARGUMENT INVALID_VALUE", async () => {
+      // gRPC's binary strings cannot carry one (UTF-8 makes it U+FFFD); JSON's "\ud800" escapes can.
+      const overJson = createClient(DataService, createConnectTransport({ baseUrl: context.url, httpVersion: "1.1", useBinaryFormat: false }));
+      const message = "'value' may only hold well-formed Unicode text (no lone surrogates)";
+      for (const value of ["a\ud800", { ["x\udc00"]: 1 }, { kept: { ["\ud800"]: 1 } }]) {
+        await expectFailure(overJson.set({ key: "w:keep", value: json(value) }), Code.InvalidArgument, "INVALID_VALUE", message);
+      }
+      await expectFailure(
+        overJson.set({ key: "w:keep", defaultValue: json({ d: "\udfff" }) }),
+        Code.InvalidArgument,
+        "INVALID_VALUE",
+        "'default' may only hold well-formed Unicode text (no lone surrogates)",
+      );
     });
     it("V5: a single value onto an object → FAILED_PRECONDITION NOT_A_SIMPLE_VALUE", async () => {
       await expectFailure(

@@ -72,6 +72,19 @@ describe("set planning (domain)", () => {
       expect(failure(() => validateValue(deep)).reason).to.equal("INVALID_VALUE");
       expect(failure(() => planSet(input("k", { a: Number.NaN }), NOW)).reason).to.equal("INVALID_VALUE");
     });
+    it("V1/V2 refuse a lone surrogate in any string or attribute name, of the value or the default; pairs are text", () => {
+      const lone = "\ud800";
+      const message = "'value' may only hold well-formed Unicode text (no lone surrogates)";
+      for (const value of [`a${lone}`, { [`x${lone}`]: 1 }, { a: { [lone]: 1 } }, { a: [`\udc00b`] }, [lone], { c: { $add: 1 }, [lone]: 2 }]) {
+        const error = failure(() => planSet(input("k", value as JsonValue), NOW));
+        expect([error.code, error.reason, error.message], JSON.stringify(value)).to.deep.equal(["INVALID_ARGUMENT", "INVALID_VALUE", message]);
+      }
+      for (const defaultValue of [lone, { [lone]: 1 }, { a: { b: lone } }]) {
+        const error = failure(() => planSet(input("k", undefined, { defaultValue: defaultValue as JsonValue }), NOW));
+        expect(error.message, JSON.stringify(defaultValue)).to.equal("'default' may only hold well-formed Unicode text (no lone surrogates)");
+      }
+      expect(run(input("k", { "😀": "\ud83d\ude00" }))!.value).to.deep.equal({ "😀": "😀" });
+    });
     it("V8 measures { key, value, labels } as JSON and names the size", () => {
       expect(itemSize(parseKey("k"), "v", NO_LABELS)).to.equal(JSON.stringify({ key: "k", value: "v" }).length);
       const error = failure(() => planSet(input("big", "x".repeat(409_600)), NOW));
