@@ -138,8 +138,9 @@ function toLogEvent(event: ChangeEvent): LogEvent {
   };
 }
 
+/** The embedded engine's change sequence: the last part of `2.<incarnation>.<sequence>`. */
 function tokenSequence(token: string): number {
-  const match = /^\d+\.(\d+)$/.exec(token);
+  const match = /^2\.\d+\.(\d+)$/.exec(token);
   if (!match) throw new Error(`unexpected resume token form: ${token}`);
   return Number(match[1]);
 }

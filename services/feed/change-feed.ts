@@ -1,4 +1,18 @@
+import { DomainError } from "../domain/errors.js";
 import type { Change } from "../domain/item.js";
+
+/**
+ * What a follower gets when its environment's database closes under it (a
+ * drop, or a stop that its own caller did not ask for): resumable, and a
+ * token of a dropped history is then refused as TOKEN_EXPIRED by the new one.
+ */
+export function feedClosed(): DomainError {
+  return new DomainError(
+    "UNAVAILABLE",
+    "STORE_UNAVAILABLE",
+    "The environment's database was closed (dropped, or the server is stopping); resume from the last token",
+  );
+}
 
 /** One change as a subscriber sees it: with its place in the log (EV4). */
 export interface FeedEvent extends Change {
@@ -20,8 +34,9 @@ export interface ChangeFeed {
   head(): Promise<string>;
   /**
    * Every change after `token`, in commit order, waiting for new ones until
-   * `signal` aborts. A token older than the retained history is refused with
-   * OUT_OF_RANGE, never silently skipped. A token the engine can check
+   * `signal` aborts, or ends with feedClosed() when the environment's
+   * database closes. A token older than the retained history, or of a
+   * dropped one, is refused with OUT_OF_RANGE, never silently skipped. A token the engine can check
    * without I/O should be refused when follow is called, so the Watch fails
    * before its `started` message.
    */

@@ -1,4 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { subscribe } from "./watching.js";
@@ -168,4 +171,42 @@ describeContract("contract: change events", ({ client }) => {
     expect(fast.events.map((event) => event.item?.key)).to.deep.equal(expected);
     expect(received, `ended ${endings} times and resumed`).to.deep.equal(expected);
   }).timeout(60_000);
+});
+
+describeContract("contract: dropping an environment ends its history", (context) => {
+  const { client } = context;
+
+  it("open Watch streams end UNAVAILABLE (resumable), and a token of the dropped history is TOKEN_EXPIRED, never a silent gap", async () => {
+    const admin = createClient(AdminService, createGrpcTransport({ baseUrl: context.url }));
+    await client.set({ key: "drop:a", value: json(1) });
+    const before = subscribe(client);
+    await before.started;
+    await client.set({ key: "drop:b", value: json(2) });
+    const [seen] = await before.until(1);
+    await admin.dropEnvironment({ name: "default" });
+    // The stream ends by itself, with a status a client answers by resuming.
+    const deadline = Date.now() + 5000;
+    while (before.failure === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(ConnectError.from(before.failure).code, String(before.failure)).to.equal(Code.Unavailable);
+    await before.close();
+
+    // The environment starts afresh at its next use; its change history does not continue the old one.
+    for (const key of ["drop:c", "drop:d", "drop:e"]) await client.set({ key, value: json(0) });
+    for (const token of [seen.resumeToken, before.token!]) {
+      const resumed = subscribe(client, { resumeToken: token });
+      await resumed.started;
+      await resumed.close();
+      expect(resumed.failure, `resuming from ${token}`).to.be.instanceOf(ConnectError);
+      expect(ConnectError.from(resumed.failure).code).to.equal(Code.OutOfRange);
+      expect(ConnectError.from(resumed.failure).findDetails(ErrorInfoSchema)[0]?.reason).to.equal("TOKEN_EXPIRED");
+      // The old history's own later events may come first (MongoDB replays its oplog up to the drop), never the new one's.
+      const keys = resumed.events.map((event) => event.item?.key);
+      expect(keys.filter((key) => key !== "drop:b"), "events of the new history passed off as following the old one").to.deep.equal([]);
+    }
+    const after = subscribe(client);
+    await after.started;
+    await client.set({ key: "drop:f", value: json(0) });
+    expect((await after.until(1)).map((event) => event.item?.key)).to.deep.equal(["drop:f"]);
+    await after.close();
+  });
 });

@@ -430,17 +430,40 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect([lost.code, lost.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
     });
 
-    it("stopping ends every follower cleanly and fails a pending head()", async () => {
+    it("stopping (a drop, or a stop no caller asked for) ends every follower UNAVAILABLE, resumably, and fails a pending head()", async () => {
       await open();
       const head = await feed.head();
       const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
-      const ended = events.next();
+      const ended = failureOf(events);
       await feed.stop();
-      expect((await ended).done).to.equal(true);
+      const failure = await ended;
+      expect([failure.code, failure.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
+      expect(failure.message).to.contain("resume from the last token");
       await feed.head().then(
         () => expect.fail("head() after stop should fail"),
         (error: DomainError) => expect(error.code).to.equal("UNAVAILABLE"),
       );
+    });
+
+    it("a token from before a drop catches up to the drop and ends there (TOKEN_EXPIRED), after the events before it", async () => {
+      await open();
+      const head = await feed.head();
+      stream.append(insert(stored("d:a", 1)), insert(stored("d:b", 2)));
+      const [a] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
+      // What db.watch() shows for dropDatabase: a drop of each collection, dropDatabase, invalidate.
+      const dropped = (operationType: string, coll?: string) =>
+        ({ _id: nextId(), operationType, ns: coll ? ns(coll) : { db: "larder_test" }, wallTime: new Date(T0) }) as unknown as Change;
+      stream.append(dropped("drop", "items"), dropped("drop", "heads"), dropped("dropDatabase"), dropped("invalidate"));
+      await feed.stop();
+      // The environment's next use opens a new store and feed, whose consumer starts after the drop.
+      feed = new MongoFeed(stream, { retentionMs: 60_000, log, restartDelayMs: 1, clock: () => clock });
+      await feed.start();
+      stream.append(insert(stored("d:new", 3)));
+      const events = feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]();
+      expect((await take(events, 1)).map((event) => event.item.key.full)).to.deep.equal(["d:b"]);
+      const failure = await failureOf(events);
+      expect([failure.code, failure.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
+      expect(failure.message).to.contain("dropped");
     });
 
     it("a caller that goes away stops its delivery", async () => {

@@ -1,13 +1,17 @@
 import { on } from "node:events";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
-import type { ChangeFeed, FeedEvent } from "../../feed/change-feed.js";
+import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
 import type { ChangeRow } from "./change-codec.js";
 import type { EmbeddedStore } from "./embedded-store.js";
 
 const BATCH = 256;
 /** Recent changes kept decoded in memory: every subscriber at the head shares one read and one decoding. */
 const RECENT = 2_048;
-const TOKEN = /^1\.(\d+)$/;
+/**
+ * `2.<incarnation>.<sequence>`; `1.<sequence>`, from before tokens named the
+ * database's incarnation, is read as a position in the current one.
+ */
+const TOKEN = /^(?:1|2\.(\d+))\.(\d+)$/;
 
 /**
  * The embedded change feed reads the `changes` table, which every write
@@ -26,7 +30,7 @@ export class EmbeddedFeed implements ChangeFeed {
   }
 
   async head(): Promise<string> {
-    return encodeToken(this.store.headSequence());
+    return this.encodeToken(this.store.headSequence());
   }
 
   /** Checks the token at once, so a bad or expired one fails the Watch before it starts. */
@@ -41,6 +45,8 @@ export class EmbeddedFeed implements ChangeFeed {
     const commits = on(this.store.commits, "commit", { signal });
     try {
       while (!signal.aborted) {
+        // A drop ends the history this stream follows; the new database's tokens start over (decode).
+        if (!this.store.isOpen) throw feedClosed();
         this.checkRetained(after);
         const events = this.read(after);
         for (const event of events) {
@@ -72,7 +78,11 @@ export class EmbeddedFeed implements ChangeFeed {
       }
       return low === this.recent.length ? [] : this.recent.slice(low, low + BATCH);
     }
-    return this.store.readChanges(after, BATCH).map(toFeedEvent);
+    return this.store.readChanges(after, BATCH).map((row) => this.toFeedEvent(row));
+  }
+
+  private toFeedEvent(row: ChangeRow): FeedEvent & { readonly sequence: number } {
+    return { ...row, id: String(row.sequence), token: this.encodeToken(row.sequence) };
   }
 
   private loadRecent(): void {
@@ -80,7 +90,7 @@ export class EmbeddedFeed implements ChangeFeed {
     if (this.loadedThrough < 0) this.loadedThrough = Math.max(0, this.store.headSequence() - RECENT);
     for (;;) {
       const rows = this.store.readChanges(this.loadedThrough, BATCH);
-      for (const row of rows) this.recent.push(toFeedEvent(row));
+      for (const row of rows) this.recent.push(this.toFeedEvent(row));
       if (rows.length > 0) this.loadedThrough = rows[rows.length - 1].sequence;
       if (rows.length < BATCH) break;
     }
@@ -94,16 +104,26 @@ export class EmbeddedFeed implements ChangeFeed {
 
   async acknowledged(subscription: string): Promise<string | undefined> {
     const sequence = this.store.loadSubscription(subscription);
-    return sequence === undefined ? undefined : encodeToken(sequence);
+    return sequence === undefined ? undefined : this.encodeToken(sequence);
   }
 
   private decode(token: string): number {
     const match = TOKEN.exec(token);
-    const sequence = match ? Number(match[1]) : NaN;
-    if (!Number.isSafeInteger(sequence) || sequence > this.store.headSequence()) {
-      throw invalidArgument("INVALID_OPTION", "Invalid resume token");
+    const sequence = match ? Number(match[2]) : NaN;
+    if (!Number.isSafeInteger(sequence)) throw invalidArgument("INVALID_OPTION", "Invalid resume token");
+    if (match![1] !== undefined && Number(match![1]) !== this.store.incarnation) {
+      throw new DomainError(
+        "OUT_OF_RANGE",
+        "TOKEN_EXPIRED",
+        "The resume token belongs to an earlier database of this environment (it was dropped since); start a new subscription",
+      );
     }
+    if (sequence > this.store.headSequence()) throw invalidArgument("INVALID_OPTION", "Invalid resume token");
     return sequence;
+  }
+
+  private encodeToken(sequence: number): string {
+    return `2.${this.store.incarnation}.${sequence}`;
   }
 
   private checkRetained(after: number): void {
@@ -115,12 +135,4 @@ export class EmbeddedFeed implements ChangeFeed {
       );
     }
   }
-}
-
-function toFeedEvent(row: ChangeRow): FeedEvent & { readonly sequence: number } {
-  return { ...row, id: String(row.sequence), token: encodeToken(row.sequence) };
-}
-
-function encodeToken(sequence: number): string {
-  return `1.${sequence}`;
 }

@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
@@ -66,6 +67,12 @@ export class EmbeddedStore implements Store {
   private readonly sweeper: NodeJS.Timeout;
   /** Emits "commit" after each transaction that appended changes. */
   readonly commits = new EventEmitter();
+  /**
+   * A random number drawn when the database file is made: an environment
+   * dropped and made again is another database, whose change sequence starts
+   * over, so resume tokens carry this to tell the two histories apart.
+   */
+  readonly incarnation: number;
   /** prunedThrough, kept between prunes (undefined: read it again). */
   private pruned?: number;
   readonly feed: ChangeFeed = new EmbeddedFeed(this);
@@ -77,6 +84,8 @@ export class EmbeddedStore implements Store {
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
+    this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('incarnation', @value)").run({ value: randomInt(1, 2 ** 48) });
+    this.incarnation = (this.db.prepare("SELECT value FROM meta WHERE name = 'incarnation'").get() as { value: number }).value;
     this.commits.setMaxListeners(0);
     this.sweeper = setInterval(() => {
       try {
@@ -285,9 +294,16 @@ export class EmbeddedStore implements Store {
     return row?.seq;
   }
 
+  /** False once closed: by a drop of the environment, or at shutdown. */
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     this.db.close();
+    // Wakes every waiting Watch stream, which then finds the store closed and ends (EmbeddedFeed).
+    this.commits.emit("commit");
   }
 
   private purgeExpiredNow(now: number): number {

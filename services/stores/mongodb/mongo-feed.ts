@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoCursorExhaustedError, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
-import type { ChangeFeed, FeedEvent } from "../../feed/change-feed.js";
+import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
 import type { Logger } from "../../log.js";
 import { fromMongoError } from "./errors.js";
 import { EventRing } from "./event-ring.js";
@@ -48,6 +48,12 @@ const RECENT_MARKERS = 1_024;
 const HISTORY_LOST = new Set([286, 280]);
 /** InvalidResumeToken: not a token of this stream at all. */
 const INVALID_RESUME_TOKEN = 260;
+/**
+ * The changes that end an environment's history: its database was dropped
+ * (DropEnvironment) after the token. A catch-up from such a token must not
+ * go on into whatever the name holds now.
+ */
+const HISTORY_ENDS = new Set(["drop", "dropDatabase", "invalidate"]);
 /** BadValue, FailedToParse: a token whose `_data` MongoDB cannot read (a tampered one). */
 const UNREADABLE_TOKEN = new Set([2, 9]);
 
@@ -166,6 +172,17 @@ export class MongoFeed implements ChangeFeed {
     from: number | undefined,
     callSignal: AbortSignal,
   ): AsyncGenerator<FeedEvent> {
+    yield* this.deliverUntilStopped(token, position, from, callSignal);
+    // The store closed under a caller still reading (a drop, or a stop it did not ask for).
+    if (this.stopped && !callSignal.aborted) throw feedClosed();
+  }
+
+  private async *deliverUntilStopped(
+    token: string,
+    position: FeedPosition,
+    from: number | undefined,
+    callSignal: AbortSignal,
+  ): AsyncGenerator<FeedEvent> {
     const signal = AbortSignal.any([callSignal, this.stopping.signal]);
     const generation = this.ring.generation;
     let last = token;
@@ -233,6 +250,13 @@ export class MongoFeed implements ChangeFeed {
         if (!change) {
           if (cursor.closed && !signal.aborted) throw unavailable("MongoDB closed the change stream; resume from the last token");
           continue;
+        }
+        if (HISTORY_ENDS.has(change.operationType)) {
+          throw new DomainError(
+            "OUT_OF_RANGE",
+            "TOKEN_EXPIRED",
+            "The environment was dropped after this token, which ended its change history; start a new subscription",
+          );
         }
         const entries = entriesOf(change, before);
         const skip = position.change !== undefined && changeKey(change._id) === position.change ? (position.skip ?? 0) : 0;
