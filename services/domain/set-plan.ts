@@ -130,6 +130,10 @@ export function planAdd(
   if (typeof input.amount !== "number" || !Number.isFinite(input.amount)) {
     throw invalidArgument("INVALID_VALUE", "Values must be numeric");
   }
+  if (input.attribute === "$add") {
+    // A2: `{ $add: { $add: n } }` would otherwise be reported as a whole-value counter of a non-number.
+    throw invalidArgument("INVALID_VALUE", "'$add' is a reserved keyword and cannot be the name of a counter");
+  }
   const value: JsonValue =
     input.attribute === undefined ? { $add: input.amount } : objectOf([[input.attribute, { $add: input.amount }]]);
   return planSet(

@@ -188,8 +188,14 @@ describeContract("contract: writes", (context) => {
       );
       await expectFailure(client.add({ key: "w:keep", attribute: "kept", amount: 1 }), Code.FailedPrecondition, "NOT_A_NUMBER");
     });
-    it("AD4: a non-finite amount → INVALID_ARGUMENT INVALID_VALUE", async () => {
+    it("AD4/A2: a non-finite amount, or a counter named '$add' → INVALID_ARGUMENT INVALID_VALUE", async () => {
       await expectFailure(client.add({ key: "w:n", amount: Number.NaN }), Code.InvalidArgument, "INVALID_VALUE", "Values must be numeric");
+      await expectFailure(
+        client.add({ key: "w:keep", attribute: "$add", amount: 5 }),
+        Code.InvalidArgument,
+        "INVALID_VALUE",
+        "'$add' is a reserved keyword and cannot be the name of a counter",
+      );
     });
     it("E1: exists:false on a live item → ALREADY_EXISTS ITEM_EXISTS", async () => {
       await expectFailure(

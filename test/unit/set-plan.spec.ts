@@ -190,6 +190,9 @@ describe("set planning (domain)", () => {
       const single = run(input("s", 5));
       expect(applySet(single, planAdd({ key: "s", attribute: "c", amount: 1, overwrite: false }, NOW), NOW).item.value).to.deep.equal({ c: 1 });
       expect(failure(() => planAdd({ key: "c", amount: Number.NaN, overwrite: false }, NOW)).message).to.equal("Values must be numeric");
+      expect(failure(() => planAdd({ key: "c", attribute: "$add", amount: 5, overwrite: false }, NOW)).message).to.equal(
+        "'$add' is a reserved keyword and cannot be the name of a counter",
+      );
       const object = run(input("o", { a: 1 }));
       expect(failure(() => applySet(object, planAdd({ key: "o", amount: 1, overwrite: false }, NOW), NOW)).reason).to.equal(
         "NOT_A_SIMPLE_VALUE",
