@@ -2,7 +2,7 @@ import { fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/pro
 import { timestampDate, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { Item, LabelUpdate, Ttl } from "../gen/larder/data/v1/data_pb.js";
 import { isTimestampInstant } from "../services/domain/ttl.js";
-import { hasLoneSurrogate } from "../services/domain/values.js";
+import { hasLoneSurrogate } from "../services/domain/json.js";
 import { invalidArgument } from "./errors.js";
 import type { KeyValue, KeyValueMeta } from "./types.js";
 

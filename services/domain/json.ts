@@ -18,6 +18,14 @@ export function hasOwn(target: JsonObject, attribute: string): boolean {
   return Object.prototype.hasOwnProperty.call(target, attribute);
 }
 
+/**
+ * K5, V1: text UTF-8 cannot hold. In a `u` pattern a surrogate pair is one
+ * code point, so only a lone surrogate is of category Surrogate.
+ */
+export function hasLoneSurrogate(text: string): boolean {
+  return /\p{Surrogate}/u.test(text);
+}
+
 /** Byte length of a string in UTF-8, without allocating a buffer. */
 export function utf8Length(text: string): number {
   return Buffer.byteLength(text, "utf8");

@@ -1,5 +1,5 @@
 import { invalidArgument } from "./errors.js";
-import { utf8Length } from "./json.js";
+import { hasLoneSurrogate, utf8Length } from "./json.js";
 
 /**
  * A parsed, trimmed key (K1-K2). A simple key has `ns` = the whole key and
@@ -15,13 +15,11 @@ export interface Key {
 
 export const MAX_KEY_BYTES = 256;
 
-const LONE_SURROGATE = /\p{Surrogate}/u;
-
 /** Splits at every colon, trims each piece and validates the shape (K1-K5). */
 export function parseKey(raw: string): Key {
   if (typeof raw !== "string") throw invalidArgument("INVALID_KEY", "Invalid key");
   const pieces = raw.split(":").map((piece) => piece.trim());
-  if (LONE_SURROGATE.test(raw)) {
+  if (hasLoneSurrogate(raw)) {
     throw invalidArgument("INVALID_KEY", "Invalid key: keys must be valid Unicode text");
   }
   if (pieces.length === 1) {

@@ -1,5 +1,5 @@
 import { DomainError, invalidArgument, type ErrorCodeName } from "./errors.js";
-import { isJsonObject, utf8Length, type JsonValue } from "./json.js";
+import { hasLoneSurrogate, isJsonObject, utf8Length, type JsonValue } from "./json.js";
 import type { LabelSlots } from "./item.js";
 import type { Key } from "./keys.js";
 
@@ -9,11 +9,6 @@ export const MAX_DEPTH = 32;
 export const MAX_ITEM_BYTES = 400 * 1024;
 
 const ADD = "$add";
-
-/** In a `u` pattern a surrogate pair is one code point, so only a lone surrogate is of category Cs. */
-export function hasLoneSurrogate(text: string): boolean {
-  return /\p{Cs}/u.test(text);
-}
 
 /**
  * V1, V2: text must be well-formed UTF-16, which is what UTF-8 storage and
