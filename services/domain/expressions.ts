@@ -1,5 +1,6 @@
 import { invalidArgument } from "./errors.js";
-import { compareUtf8, isSimpleKey, parseKey, type Key } from "./keys.js";
+import { utf8Length } from "./json.js";
+import { compareUtf8, isSimpleKey, keyTooLong, MAX_KEY_BYTES, parseKeyWithPartLimit, type Key } from "./keys.js";
 
 /** One end of a range of key parts. */
 export interface Bound {
@@ -25,9 +26,15 @@ export interface KeyRange {
 const AFTER_SIMPLE_KEY: Bound = { value: "", inclusive: false };
 const COMPARISONS = ["<=", ">=", "<", ">"] as const;
 
+/**
+ * An expression's key part can name two keys of up to 256 bytes each (`A|B`,
+ * and a `*` Q2 ignores); K4 then holds for each key it names (checkedKey).
+ */
+const MAX_EXPRESSION_PART_BYTES = 2 * MAX_KEY_BYTES + 2;
+
 /** Parses a key expression or an exact key (Q1-Q5). */
 export function parseKeyExpression(raw: string): KeyRange {
-  const key = parseKey(raw);
+  const key = parseKeyWithPartLimit(raw, MAX_EXPRESSION_PART_BYTES);
   if (isSimpleKey(key)) {
     // Q1: a simple key is always matched literally, `*` and all.
     return { ns: key.ns, lower: { value: "", inclusive: true }, upper: { value: "", inclusive: true }, exact: true };
@@ -67,7 +74,7 @@ export function parseKeyExpression(raw: string): KeyRange {
     return { ns, lower: { value: from, inclusive: true }, upper: { value: to, inclusive: true }, exact: false };
   }
   if (star === part.length - 1) {
-    const prefix = part.slice(0, -1);
+    const prefix = checkedKey(part.slice(0, -1));
     if (prefix === "") return { ns, lower: AFTER_SIMPLE_KEY, exact: false };
     const end = prefixEnd(prefix);
     return {
@@ -77,6 +84,7 @@ export function parseKeyExpression(raw: string): KeyRange {
       exact: false,
     };
   }
+  checkedKey(part);
   return { ns, lower: { value: part, inclusive: true }, upper: { value: part, inclusive: true }, exact: true };
 }
 
@@ -85,7 +93,13 @@ function operandOf(text: string, emptyMessage: string): string {
   let operand = text.trim();
   if (operand.endsWith("*")) operand = operand.slice(0, -1).trim();
   if (operand === "") throw invalidArgument("INVALID_EXPRESSION", emptyMessage);
-  return operand;
+  return checkedKey(operand);
+}
+
+/** K4 for each key an expression names: no key is longer, so a longer one could only be a typo. */
+function checkedKey(part: string): string {
+  if (utf8Length(part) > MAX_KEY_BYTES) throw keyTooLong();
+  return part;
 }
 
 /**

@@ -17,6 +17,11 @@ export const MAX_KEY_BYTES = 256;
 
 /** Splits at every colon, trims each piece and validates the shape (K1-K5). */
 export function parseKey(raw: string): Key {
+  return parseKeyWithPartLimit(raw, MAX_KEY_BYTES);
+}
+
+/** parseKey for a key part that may be longer than a key's: an expression's can name two keys (expressions.ts). */
+export function parseKeyWithPartLimit(raw: string, maxPartBytes: number): Key {
   if (typeof raw !== "string") throw invalidArgument("INVALID_KEY", "Invalid key");
   const pieces = raw.split(":").map((piece) => piece.trim());
   if (hasLoneSurrogate(raw)) {
@@ -25,9 +30,7 @@ export function parseKey(raw: string): Key {
   if (pieces.length === 1) {
     const full = pieces[0];
     if (full === "") throw invalidArgument("INVALID_KEY", "Invalid key");
-    if (utf8Length(full) > MAX_KEY_BYTES) {
-      throw invalidArgument("INVALID_KEY", "Invalid key: Maximum Key size is 256 bytes");
-    }
+    if (utf8Length(full) > MAX_KEY_BYTES) throw keyTooLong();
     return { full, ns: full, part: "" };
   }
   const [ns, second] = pieces;
@@ -36,10 +39,13 @@ export function parseKey(raw: string): Key {
   if (utf8Length(ns) > MAX_KEY_BYTES) {
     throw invalidArgument("INVALID_KEY", "Invalid key: Maximum collection name size is 256 bytes");
   }
-  if (utf8Length(part) > MAX_KEY_BYTES) {
-    throw invalidArgument("INVALID_KEY", "Invalid key: Maximum Key size is 256 bytes");
-  }
+  if (utf8Length(part) > maxPartBytes) throw keyTooLong();
   return { full: `${ns}:${part}`, ns, part };
+}
+
+/** K4 over a key, or over each key an expression names. */
+export function keyTooLong(): Error {
+  return invalidArgument("INVALID_KEY", "Invalid key: Maximum Key size is 256 bytes");
 }
 
 export function isSimpleKey(key: Key): boolean {

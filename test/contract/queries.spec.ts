@@ -64,6 +64,16 @@ describeContract("contract: queries", ({ client }) => {
     expect(await parts("q:zz*")).to.deep.equal([]);
   });
 
+  it("K4: keys of 256 bytes can bound a range, by key and by label; a longer bound → INVALID_ARGUMENT INVALID_KEY", async () => {
+    const [a, m, z] = ["a", "m", "z"].map((c) => c.repeat(256));
+    for (const part of [a, m, z]) {
+      await client.set({ key: `long:${part}`, value: json(part[0]), label4: { action: { case: "set", value: `tag:${part}` } } });
+    }
+    expect((await collect(`long:${a}|${m}`)).map((key) => key[5])).to.deep.equal(["a", "m"]);
+    expect((await collect(`tag:>${a}`, { label: "label4" })).map((key) => key[5])).to.deep.equal(["m", "z"]);
+    await expectFailure(client.query({ expression: `long:${a}|${m}z` }), Code.InvalidArgument, "INVALID_KEY", "Invalid key: Maximum Key size is 256 bytes");
+  });
+
   it("K8: a simple key is not a member of the collection of the same name", async () => {
     await client.set({ key: "users", value: json("simple") });
     await client.set({ key: "users:0", value: json("member") });

@@ -60,6 +60,17 @@ describe("key expressions", () => {
     messageOf("q:b|a");
   });
 
+  it("K4 holds for each key an expression names, so a range between two 256-byte keys is an expression", () => {
+    const [a, b, long] = ["a".repeat(256), "b".repeat(256), "é".repeat(129)];
+    expect(parseKeyExpression(`ns:${a}|${b}*`)).to.deep.include({ lower: { value: a, inclusive: true }, upper: { value: b, inclusive: true } });
+    expect(parseKeyExpression(`ns:>= ${a}`).lower).to.deep.equal({ value: a, inclusive: true });
+    expect(parseKeyExpression(`ns:${a}*`).lower).to.deep.equal({ value: a, inclusive: true });
+    for (const expression of [`ns:${a}|${long}`, `ns:${long}|${b}`, `ns:<${long}`, `ns:${long}*`, `ns:${long}`, `ns:${a}|${b}|c`]) {
+      expect(() => parseKeyExpression(expression), expression.slice(0, 12))
+        .to.throw(DomainError, "Invalid key: Maximum Key size is 256 bytes")
+        .with.property("reason", "INVALID_KEY");
+    }
+  });
   it("prefix ranges end at the exact code-point successor", () => {
     expect(prefixEnd("ab")).to.equal("ac");
     expect(prefixEnd("a\u{10FFFF}")).to.equal("b");
