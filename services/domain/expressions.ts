@@ -28,9 +28,11 @@ const COMPARISONS = ["<=", ">=", "<", ">"] as const;
 
 /**
  * An expression's key part can name two keys of up to 256 bytes each (`A|B`,
- * and a `*` Q2 ignores); K4 then holds for each key it names (checkedKey).
+ * and a `*` Q2 ignores), with the whitespace Q2 trims around them; K4 then
+ * holds for each key it names (checkedKey). The bound on the whole only
+ * keeps absurd input from being parsed.
  */
-const MAX_EXPRESSION_PART_BYTES = 2 * MAX_KEY_BYTES + 2;
+const MAX_EXPRESSION_PART_BYTES = 4 * MAX_KEY_BYTES;
 
 /** Parses a key expression or an exact key (Q1-Q5). */
 export function parseKeyExpression(raw: string): KeyRange {

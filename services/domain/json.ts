@@ -23,8 +23,11 @@ export function hasOwn(target: JsonObject, attribute: string): boolean {
  * code point, so only a lone surrogate is of category Surrogate.
  */
 export function hasLoneSurrogate(text: string): boolean {
-  return /\p{Surrogate}/u.test(text);
+  return LONE_SURROGATE.test(text);
 }
+
+// No `g` flag, so test() keeps no state between calls.
+const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /** Byte length of a string in UTF-8, without allocating a buffer. */
 export function utf8Length(text: string): number {

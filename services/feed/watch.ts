@@ -40,7 +40,8 @@ function eventMessage(event: FeedEvent): WatchMessage {
  * One Watch stream: the `started` message with the position it starts after,
  * then every matching change in commit order. Non-matching changes are read
  * and passed over, so each event's token resumes exactly after it. The stream
- * ends when the caller goes away or the server shuts down.
+ * ends when the caller goes away or the server shuts down, and with
+ * UNAVAILABLE when the environment's database closes under it (a drop).
  */
 export async function* watchChanges(
   feed: ChangeFeed,

@@ -64,8 +64,9 @@ describe("key expressions", () => {
     const [a, b, long] = ["a".repeat(256), "b".repeat(256), "é".repeat(129)];
     expect(parseKeyExpression(`ns:${a}|${b}*`)).to.deep.include({ lower: { value: a, inclusive: true }, upper: { value: b, inclusive: true } });
     expect(parseKeyExpression(`ns:>= ${a}`).lower).to.deep.equal({ value: a, inclusive: true });
+    expect(parseKeyExpression(`ns: ${a} | ${b} `).upper).to.deep.equal({ value: b, inclusive: true });
     expect(parseKeyExpression(`ns:${a}*`).lower).to.deep.equal({ value: a, inclusive: true });
-    for (const expression of [`ns:${a}|${long}`, `ns:${long}|${b}`, `ns:<${long}`, `ns:${long}*`, `ns:${long}`, `ns:${a}|${b}|c`]) {
+    for (const expression of [`ns:${a}|${long}`, `ns:${long}|${b}`, `ns:<${long}`, `ns:${long}*`, `ns:${long}`, `ns:${"a".repeat(1025)}`]) {
       expect(() => parseKeyExpression(expression), expression.slice(0, 12))
         .to.throw(DomainError, "Invalid key: Maximum Key size is 256 bytes")
         .with.property("reason", "INVALID_KEY");

@@ -49,11 +49,13 @@ const HISTORY_LOST = new Set([286, 280]);
 /** InvalidResumeToken: not a token of this stream at all. */
 const INVALID_RESUME_TOKEN = 260;
 /**
- * The changes that end an environment's history: its database was dropped
- * (DropEnvironment) after the token. A catch-up from such a token must not
- * go on into whatever the name holds now.
+ * The change that ends an environment's history: its collection was dropped
+ * with its database (DropEnvironment) after the token. A catch-up from such
+ * a token must not go on into whatever the name holds now. (dropDatabase and
+ * invalidate have no `ns.coll`, so STREAM_PIPELINE never lets them through;
+ * the drop of `items` or `heads` comes before them.)
  */
-const HISTORY_ENDS = new Set(["drop", "dropDatabase", "invalidate"]);
+const HISTORY_ENDS = "drop";
 /** BadValue, FailedToParse: a token whose `_data` MongoDB cannot read (a tampered one). */
 const UNREADABLE_TOKEN = new Set([2, 9]);
 
@@ -251,7 +253,7 @@ export class MongoFeed implements ChangeFeed {
           if (cursor.closed && !signal.aborted) throw unavailable("MongoDB closed the change stream; resume from the last token");
           continue;
         }
-        if (HISTORY_ENDS.has(change.operationType)) {
+        if (change.operationType === HISTORY_ENDS) {
           throw new DomainError(
             "OUT_OF_RANGE",
             "TOKEN_EXPIRED",

@@ -16,7 +16,7 @@ import { encodeAttribute, encodeCell, encodeLabel, encodeValue, labelFields } fr
  * defaults, labels, ttl, metadata), the way applySet (domain/set-plan.ts)
  * applies it to the live item.
  *
- * Checks that depend on the stored value (V5, A4, V8) cannot abort a
+ * Checks that depend on the stored value (V5, A4, A6, V8) cannot abort a
  * pipeline, so the pipeline computes them and, when one fails, replaces the
  * document with itself as it was: MongoDB sees a byte-identical document and
  * writes nothing (no oplog entry, no change event). The write id `_w` then
@@ -82,9 +82,9 @@ export function createdCondition(check: CreatedCheck): Document {
  * live numeric attributes with nothing else changing, is MongoDB's own `$inc`,
  * its cheapest atomic update. The filter states all that the pipeline would
  * find out (the item is live and passes the checks, the targets are numbers,
- * the result stays within V8), so a match writes exactly what applySet
- * computes. No match (no item yet, an expired one, a non-number, a failed
- * check, V8 too close) writes nothing, and the store goes on to setUpdate's
+ * the result stays a finite double within V8), so a match writes exactly
+ * what applySet computes. No match (no item yet, an expired one, a
+ * non-number, an overflow, a failed check, V8 too close) writes nothing, and the store goes on to setUpdate's
  * pipeline, which creates the item or names the error. undefined: the plan
  * changes more than counters, which only the pipeline can apply.
  */
