@@ -16,3 +16,28 @@ export interface Engine {
   drop(name: string): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * Drops under way, by environment name. A drop first closes the store, which
+ * ends its Watch streams with UNAVAILABLE so clients resume at once; a call
+ * that arrives before the old database is gone waits here, so it opens the
+ * new database after the drop instead of one the drop then deletes.
+ */
+export class PendingDrops {
+  private readonly pending = new Map<string, Promise<void>>();
+
+  /** Resolves once no drop of `name` is under way (at once, without a tick, when none is). */
+  settled(name: string): Promise<void> | undefined {
+    return this.pending.get(name)?.catch(() => undefined);
+  }
+
+  async run(name: string, drop: () => Promise<void>): Promise<void> {
+    const running = (this.settled(name) ?? Promise.resolve()).then(drop);
+    this.pending.set(name, running);
+    try {
+      await running;
+    } finally {
+      if (this.pending.get(name) === running) this.pending.delete(name);
+    }
+  }
+}

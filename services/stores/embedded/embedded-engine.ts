@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { Engine } from "../engine.js";
+import { PendingDrops, type Engine } from "../engine.js";
 import { EmbeddedStore, type EmbeddedStoreOptions } from "./embedded-store.js";
 
 const FILE_SUFFIX = ".sqlite";
@@ -8,6 +8,7 @@ const FILE_SUFFIX = ".sqlite";
 /** Environments of the embedded engine: one SQLite file each in the data directory. */
 export class EmbeddedEngine implements Engine {
   private readonly stores = new Map<string, EmbeddedStore>();
+  private readonly drops = new PendingDrops();
 
   constructor(private readonly options: Omit<EmbeddedStoreOptions, "environment">) {
     mkdirSync(options.dataDir, { recursive: true });
@@ -18,6 +19,7 @@ export class EmbeddedEngine implements Engine {
   }
 
   async environment(name: string): Promise<EmbeddedStore> {
+    await this.drops.settled(name);
     let store = this.stores.get(name);
     if (!store) {
       store = new EmbeddedStore({ ...this.options, environment: name });
@@ -35,12 +37,14 @@ export class EmbeddedEngine implements Engine {
   }
 
   async drop(name: string): Promise<void> {
-    const store = this.stores.get(name);
-    this.stores.delete(name);
-    await store?.close();
-    for (const suffix of [FILE_SUFFIX, `${FILE_SUFFIX}-wal`, `${FILE_SUFFIX}-shm`]) {
-      rmSync(join(this.options.dataDir, `${name}${suffix}`), { force: true });
-    }
+    await this.drops.run(name, async () => {
+      const store = this.stores.get(name);
+      this.stores.delete(name);
+      await store?.close();
+      for (const suffix of [FILE_SUFFIX, `${FILE_SUFFIX}-wal`, `${FILE_SUFFIX}-shm`]) {
+        rmSync(join(this.options.dataDir, `${name}${suffix}`), { force: true });
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,8 @@ const BATCH = 256;
 const RECENT = 2_048;
 /**
  * `2.<incarnation>.<sequence>`; `1.<sequence>`, from before tokens named the
- * database's incarnation, is read as a position in the current one.
+ * database's incarnation, is read as a position in a database that issued
+ * such tokens, and refused by any other.
  */
 const TOKEN = /^(?:1|2\.(\d+))\.(\d+)$/;
 
@@ -111,11 +112,12 @@ export class EmbeddedFeed implements ChangeFeed {
     const match = TOKEN.exec(token);
     const sequence = match ? Number(match[2]) : NaN;
     if (!Number.isSafeInteger(sequence)) throw invalidArgument("INVALID_OPTION", "Invalid resume token");
-    if (match![1] !== undefined && Number(match![1]) !== this.store.incarnation) {
+    const ours = match![1] === undefined ? this.store.acceptsLegacyTokens : Number(match![1]) === this.store.incarnation;
+    if (!ours) {
       throw new DomainError(
         "OUT_OF_RANGE",
         "TOKEN_EXPIRED",
-        "The resume token belongs to an earlier database of this environment (it was dropped since); start a new subscription",
+        "The resume token is not of this environment's current database (it was dropped since, or the token is another environment's); start a new subscription",
       );
     }
     if (sequence > this.store.headSequence()) throw invalidArgument("INVALID_OPTION", "Invalid resume token");

@@ -65,7 +65,7 @@ export class EmbeddedStore implements Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly sweeper: NodeJS.Timeout;
-  /** Emits "commit" after each transaction that appended changes. */
+  /** Emits "commit" after each transaction that appended changes, and once at close (to wake followers). */
   readonly commits = new EventEmitter();
   /**
    * A random number drawn when the database file is made: an environment
@@ -73,6 +73,8 @@ export class EmbeddedStore implements Store {
    * over, so resume tokens carry this to tell the two histories apart.
    */
   readonly incarnation: number;
+  /** Whether `1.<sequence>` tokens were ever issued here (by a version before incarnations). */
+  readonly acceptsLegacyTokens: boolean;
   /** prunedThrough, kept between prunes (undefined: read it again). */
   private pruned?: number;
   readonly feed: ChangeFeed = new EmbeddedFeed(this);
@@ -84,8 +86,14 @@ export class EmbeddedStore implements Store {
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
-    this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('incarnation', @value)").run({ value: randomInt(1, 2 ** 48) });
-    this.incarnation = (this.db.prepare("SELECT value FROM meta WHERE name = 'incarnation'").get() as { value: number }).value;
+    const made = this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('incarnation', @value)").run({ value: randomInt(1, 2 ** 48) });
+    if (made.changes === 1 && this.headSequence() > 0) {
+      // Changes from before tokens named an incarnation went out as `1.<sequence>`: those stay positions here.
+      this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('legacy_tokens', 1)").run();
+    }
+    const meta = (name: string) => (this.db.prepare("SELECT value FROM meta WHERE name = @name").get({ name }) as { value: number } | undefined)?.value;
+    this.incarnation = meta("incarnation")!;
+    this.acceptsLegacyTokens = meta("legacy_tokens") === 1;
     this.commits.setMaxListeners(0);
     this.sweeper = setInterval(() => {
       try {

@@ -1,6 +1,6 @@
 import { MongoClient } from "mongodb";
 import type { Logger } from "../../log.js";
-import type { Engine } from "../engine.js";
+import { PendingDrops, type Engine } from "../engine.js";
 import { databaseName } from "./database-name.js";
 import { fromMongoError } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
@@ -105,6 +105,7 @@ async function featureCompatibilityVersion(client: MongoClient): Promise<string 
 
 class MongoEngine implements Engine {
   private readonly stores = new Map<string, Promise<MongoStore>>();
+  private readonly drops = new PendingDrops();
   private readonly sweeper?: NodeJS.Timeout;
   private sweeping = false;
 
@@ -124,6 +125,8 @@ class MongoEngine implements Engine {
   }
 
   environment(name: string): Promise<MongoStore> {
+    const dropping = this.drops.settled(name);
+    if (dropping) return dropping.then(() => this.environment(name));
     let store = this.stores.get(name);
     if (!store) {
       store = (async () =>
@@ -154,11 +157,13 @@ class MongoEngine implements Engine {
   }
 
   async drop(name: string): Promise<void> {
-    const store = this.stores.get(name);
-    this.stores.delete(name);
-    // The feed's stream stops first, so dropping the database does not look like a failure to it.
-    await (await store?.catch(() => undefined))?.close();
-    await this.client.db(databaseName(this.options.dbPrefix, name)).dropDatabase();
+    await this.drops.run(name, async () => {
+      const store = this.stores.get(name);
+      this.stores.delete(name);
+      // The feed's stream stops first, so dropping the database does not look like a failure to it.
+      await (await store?.catch(() => undefined))?.close();
+      await this.client.db(databaseName(this.options.dbPrefix, name)).dropDatabase();
+    });
   }
 
   async close(): Promise<void> {
