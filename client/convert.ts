@@ -53,8 +53,19 @@ export function toJsonValue(input: unknown, depth = 0, holder = ""): JsonValue {
   return object;
 }
 
+/**
+ * K1, K5, L1: a key or label value is a string the wire can carry. Protobuf
+ * would send String(x) for anything else (so `remove(undefined)` would remove
+ * the item "undefined"), and U+FFFD for a lone surrogate.
+ */
+export function keyText(key: unknown): string {
+  if (typeof key !== "string") throw invalidArgument("INVALID_KEY", "Invalid key");
+  if (hasLoneSurrogate(key)) throw invalidArgument("INVALID_KEY", "Invalid key: keys must be valid Unicode text");
+  return key;
+}
+
 /** V2: the wire's UTF-8 would turn a lone surrogate into U+FFFD, so two attribute names could become one. */
-function wellFormed(text: string): string {
+export function wellFormed(text: string): string {
   if (hasLoneSurrogate(text)) {
     throw invalidArgument("INVALID_VALUE", "Invalid value: text may not hold a lone surrogate (it is not valid Unicode)");
   }
@@ -138,9 +149,9 @@ export function toTtl(ttl: unknown): Ttl["kind"] | undefined {
  */
 export function toLabelUpdate(name: string, setting: unknown): LabelUpdate["action"] {
   if (setting === null || setting === undefined) return { case: "remove", value: true };
-  if (typeof setting === "string") return { case: "set", value: setting };
+  if (typeof setting === "string") return { case: "set", value: keyText(setting) };
   if (Array.isArray(setting) && setting.length === 1 && typeof setting[0] === "string") {
-    return { case: "setIfAbsent", value: setting[0] };
+    return { case: "setIfAbsent", value: keyText(setting[0]) };
   }
   throw invalidArgument(
     "INVALID_LABEL",

@@ -3,7 +3,19 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DataService, type BatchSetItemSchema, type Item, type SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
 import { EventDispatcher, type EventHandler, type EventOptions, type WatchSource } from "./events.js";
-import { fromValue, isPlainObjectValue, labelNames, shapeItem, toLabelUpdate, toMetaItem, toTtl, toValue, toWriteValue } from "./convert.js";
+import {
+  fromValue,
+  isPlainObjectValue,
+  keyText,
+  labelNames,
+  shapeItem,
+  toLabelUpdate,
+  toMetaItem,
+  toTtl,
+  toValue,
+  toWriteValue,
+  wellFormed,
+} from "./convert.js";
 import { invalidArgument, LarderError, toLarderError } from "./errors.js";
 import type { Data } from "./types.js";
 
@@ -110,13 +122,13 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     return page;
   }
 
-  function setRequest(key: string, value: unknown, options: Options): MessageInitShape<typeof SetRequestSchema> {
+  function setRequest(key: unknown, value: unknown, options: Options): MessageInitShape<typeof SetRequestSchema> {
     if (options.created !== undefined && typeof options.created !== "number") {
       throw invalidArgument("INVALID_OPTION", "'created' value must be a number");
     }
     const written = toWriteValue(value);
     const request: MessageInitShape<typeof SetRequestSchema> = {
-      key,
+      key: keyText(key),
       value: written.value,
       unsetAttributes: written.unsetAttributes,
       overwrite: options.overwrite === true,
@@ -140,7 +152,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     if (!("value" in item)) throw invalidArgument("INVALID_VALUE", "A 'value' must be provided in each item");
     const written = toWriteValue(item.value);
     const result: MessageInitShape<typeof BatchSetItemSchema> = {
-      key: item.key,
+      key: keyText(item.key),
       value: written.value,
       unsetAttributes: written.unsetAttributes,
     };
@@ -155,7 +167,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
       if (typeof label !== "string") {
         throw invalidArgument("INVALID_LABEL", `Invalid '${name}' value in item ${index}: batch items take a string label`);
       }
-      result[name] = label;
+      result[name] = keyText(label);
     }
     return result;
   }
@@ -225,12 +237,12 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
           if (extra.length > 0) {
             throw invalidArgument("INVALID_OPTION", `Invalid options for batch get request: ${extra.join(", ")}`);
           }
-          const response = await client.batchGet({ keys: keys as string[] });
+          const response = await client.batchGet({ keys: keys.map(keyText) });
           return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
         }
-        if (typeof keys !== "string") throw invalidArgument("INVALID_KEY", "Invalid key");
-        if (options.label !== undefined || isExpression(keys)) return query(keys, options);
-        const response = await client.get({ key: keys });
+        const key = keyText(keys);
+        if (options.label !== undefined || isExpression(key)) return query(key, options);
+        const response = await client.get({ key });
         if (!response.item) return undefined;
         return options.meta === true ? toMetaItem(response.item) : fromValue(response.item.value);
       });
@@ -258,7 +270,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
           return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
         }
         const options = optionsOf(rawOptions);
-        const response = await client.set(setRequest(keys as string, value, options));
+        const response = await client.set(setRequest(keys, value, options));
         const item = response.item as Item;
         return options.meta === true ? toMetaItem(item) : fromValue(item.value);
       });
@@ -274,8 +286,8 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
           throw invalidArgument("INVALID_VALUE", "Values must be numeric");
         }
         const response = await client.add({
-          key,
-          attribute: counterForm ? undefined : String(attribute),
+          key: keyText(key),
+          attribute: counterForm ? undefined : wellFormed(String(attribute)),
           amount,
           overwrite: options.overwrite === true,
         });
@@ -286,7 +298,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
 
     remove(keys: unknown): Promise<boolean> {
       return call(async () => {
-        await client.remove({ keys: Array.isArray(keys) ? (keys as string[]) : [keys as string] });
+        await client.remove({ keys: (Array.isArray(keys) ? keys : [keys]).map(keyText) });
         return true;
       });
     },

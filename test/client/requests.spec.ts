@@ -200,6 +200,31 @@ describe("client requests: writes (V1, V6, V9, L2, T1-T4, AD1, R1, SC1, SE1)", (
     expect(calls).to.deep.equal([]);
   });
 
+  it("K1/K5/L1: a key or label that is not a string, or holds a lone surrogate, is INVALID_KEY before sending (protobuf would send String(x) or U+FFFD)", async () => {
+    const { data, calls } = recordingData();
+    const lone = "k:\ud800";
+    const attempts: [string, () => Promise<unknown>, string][] = [
+      ["set(123)", () => data.set(123 as never, "a"), "Invalid key"],
+      ["set({ id })", () => data.set({ id: 1 } as never, "a"), "Invalid key"],
+      ["add(7, 1)", () => data.add(7 as never, 1), "Invalid key"],
+      ["remove(undefined)", () => data.remove(undefined as never), "Invalid key"],
+      ["remove([k, null])", () => data.remove(["k", null] as never), "Invalid key"],
+      ["get([k, 5])", () => data.get(["k", 5] as never), "Invalid key"],
+      ["get(lone)", () => data.get(lone), "Invalid key: keys must be valid Unicode text"],
+      ["set(lone)", () => data.set(lone, 1), "Invalid key: keys must be valid Unicode text"],
+      ["batch set(lone)", () => data.set([{ key: lone, value: 1 }]), "Invalid key: keys must be valid Unicode text"],
+      ["label1 lone", () => data.set("k", 1, { label1: lone }), "Invalid key: keys must be valid Unicode text"],
+      ["label2 [lone]", () => data.set("k", 1, { label2: [lone] }), "Invalid key: keys must be valid Unicode text"],
+    ];
+    for (const [name, attempt, message] of attempts) {
+      const failure = await attempt().catch((error: unknown) => error);
+      expect(failure, name).to.be.instanceOf(LarderError).and.include({ code: "INVALID_ARGUMENT", reason: "INVALID_KEY", message });
+    }
+    const attribute = await data.add("k", "x\udc00", 1).catch((error: unknown) => error);
+    expect(attribute).to.be.instanceOf(LarderError).and.include({ reason: "INVALID_VALUE" });
+    expect(calls).to.deep.equal([]);
+  });
+
   it("V9: data.removeNulls is the default of every later set and batch set; an option overrides it", async () => {
     const { data, calls } = recordingData();
     await data.set("k", 1);
