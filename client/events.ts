@@ -1,6 +1,6 @@
 import { anyFilterMatches, parseEventFilter, type EventFilter } from "../services/domain/filters.js";
 import type { ChangeName } from "../services/domain/item.js";
-import { LarderError } from "./errors.js";
+import { LarderError, toLarderError } from "./errors.js";
 
 /**
  * The client side of change events (`data.on`, EV8-EV10): one Watch stream
@@ -99,6 +99,8 @@ export class EventDispatcher {
   private lastToken?: string;
   private queued = 0;
   private drained?: () => void;
+  /** Why the server refuses the stream, while it does (ready() rejects with it). */
+  private refused?: LarderError;
   /** Positions in arrival order, for acknowledging only what is handled without a gap. */
   private readonly pending: { token: string; done: boolean }[] = [];
 
@@ -133,9 +135,16 @@ export class EventDispatcher {
     this.connection ??= this.connect();
   }
 
-  /** Resolves once the stream is in place: events committed after this are delivered. */
+  /**
+   * Resolves once the stream is in place: events committed after this are
+   * delivered. Rejects while the server refuses the stream for good (a key
+   * without the watch role, an unknown key), which retrying cannot mend.
+   */
   async ready(): Promise<void> {
-    while (this.lastToken === undefined && !this.abort.signal.aborted) await this.clock.sleep(5, this.abort.signal);
+    while (this.lastToken === undefined && !this.abort.signal.aborted) {
+      if (this.refused) throw this.refused;
+      await this.clock.sleep(5, this.abort.signal);
+    }
   }
 
   async close(): Promise<void> {
@@ -153,6 +162,7 @@ export class EventDispatcher {
         for await (const message of this.source(request, this.abort.signal)) {
           backoff = this.options.initialBackoffMs;
           if ("started" in message) {
+            this.refused = undefined;
             this.lastToken ??= message.started;
             continue;
           }
@@ -164,15 +174,37 @@ export class EventDispatcher {
         }
       } catch (error) {
         if (this.abort.signal.aborted) return;
-        if ((error as { code?: number }).code === 11 /* OUT_OF_RANGE */) {
+        const code = (error as { code?: number }).code;
+        if (code === 11 /* OUT_OF_RANGE */) {
           this.log("the resume position is older than the server keeps; events in between were missed", error);
-          this.lastToken = undefined;
+          // A subscription's stored position would be refused again: go on from the head instead.
+          this.lastToken = this.settings.subscription ? await this.head().catch(() => undefined) : undefined;
+        } else if (code === 7 /* PERMISSION_DENIED */ || code === 16 /* UNAUTHENTICATED */) {
+          const refused = toLarderError(error);
+          this.refused = refused instanceof LarderError ? refused : new LarderError(code === 7 ? "PERMISSION_DENIED" : "UNAUTHENTICATED", String(error));
+          this.log(`the server refuses the event stream (${this.refused.message}); retrying in ${backoff} ms`, error);
         } else {
           this.log(`the event stream failed; reconnecting in ${backoff} ms`, error);
         }
       }
       await this.clock.sleep(backoff, this.abort.signal);
       backoff = Math.min(backoff * 2, this.options.maxBackoffMs);
+    }
+  }
+
+  /** Where a new stream without a position starts (its `started` token). */
+  private async head(): Promise<string | undefined> {
+    const abort = new AbortController();
+    const stop = () => abort.abort();
+    this.abort.signal.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const message of this.source({}, abort.signal)) {
+        if ("started" in message) return message.started;
+      }
+      return undefined;
+    } finally {
+      this.abort.signal.removeEventListener("abort", stop);
+      abort.abort();
     }
   }
 
@@ -196,10 +228,15 @@ export class EventDispatcher {
     const queue = this.queues.get(namespace)!;
     while (queue.length > 0 && !this.abort.signal.aborted) {
       const streamEvent = queue[0];
+      let settled = true;
       for (const registration of this.registrations) {
         if (!anyFilterMatches(registration.filters, streamEvent.event.name, splitKey(streamEvent.key))) continue;
-        await this.runWithRetries(registration, streamEvent.event, streamEvent.arrived);
+        settled = await this.runWithRetries(registration, streamEvent.event, streamEvent.arrived);
+        if (!settled) break;
       }
+      // Closed while a handler was still being retried: the event stays unacknowledged, for the
+      // subscription's next consumer (at-least-once), and so does everything after it.
+      if (!settled) break;
       queue.shift();
       this.queued--;
       await this.completed(streamEvent.event.resumeToken);
@@ -209,22 +246,27 @@ export class EventDispatcher {
     if (queue.length === 0) this.queues.delete(namespace);
   }
 
-  /** EV9: retried on its own with exponential backoff, until the retry period ends. */
-  private async runWithRetries(registration: Registration, event: DataEvent, arrived: number): Promise<void> {
+  /**
+   * EV9: retried on its own with exponential backoff, until the retry period
+   * ends. True once the event is settled for this handler (handled, or
+   * dropped after the retry period); false when closed before that.
+   */
+  private async runWithRetries(registration: Registration, event: DataEvent, arrived: number): Promise<boolean> {
     let delay = this.options.initialBackoffMs;
     for (let attempt = 1; !this.abort.signal.aborted; attempt++) {
       try {
         await this.runOnce(registration, event);
-        return;
+        return true;
       } catch (error) {
         if (this.clock.now() + delay - arrived > this.options.retryForMs) {
           this.log(`dropping ${event.name} event ${event.id} after ${attempt} failed attempts`, error);
-          return;
+          return true;
         }
         await this.clock.sleep(delay, this.abort.signal);
         delay = Math.min(delay * 2, this.options.maxBackoffMs);
       }
     }
+    return false;
   }
 
   private async runOnce(registration: Registration, event: DataEvent): Promise<void> {

@@ -1,4 +1,6 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { expect } from "chai";
+import { LarderError } from "../../client/errors.js";
 import { EventDispatcher, type DataEvent, type EventClock, type WatchMessage, type WatchSource } from "../../client/events.js";
 
 /** A Watch source fed by the test: each connection records its request and reads from a shared script. */
@@ -208,5 +210,61 @@ describe("client events (data.on)", () => {
     await tick(100);
     await dispatcher.close();
     expect(acks).to.deep.equal(["1.2"]);
+  });
+
+  it("EV9/at-least-once: a close while a handler is still being retried leaves its event, and those after it, unacknowledged", async () => {
+    const { source, emit } = scriptedSource();
+    const acks: string[] = [];
+    const dispatcher = new EventDispatcher(source, {
+      subscription: "mailer",
+      acknowledge: async (_name, token) => void acks.push(token),
+      initialBackoffMs: 10,
+      log: () => {},
+    });
+    let attempts = 0;
+    dispatcher.on("created:orders:*", () => {
+      attempts++;
+      throw new Error("SMTP down");
+    });
+    await dispatcher.ready();
+    emit("orders:1");
+    emit("orders:2");
+    await tick(60);
+    await dispatcher.close();
+    expect(attempts).to.be.at.least(2);
+    expect(acks, "the next consumer of the subscription gets orders:1 again").to.deep.equal([]);
+  });
+
+  it("ready() rejects while the server refuses the stream for good (PERMISSION_DENIED, UNAUTHENTICATED)", async () => {
+    for (const [code, name] of [[Code.PermissionDenied, "PERMISSION_DENIED"], [Code.Unauthenticated, "UNAUTHENTICATED"]] as const) {
+      const refusing: WatchSource = async function* () {
+        throw new ConnectError("the key's role 'read' may not call Watch", code);
+      };
+      const { clock } = fastClock();
+      const dispatcher = new EventDispatcher(refusing, { clock, log: () => {} });
+      dispatcher.on("*", () => {});
+      const failure = await dispatcher.ready().then(() => undefined, (error: unknown) => error);
+      await dispatcher.close();
+      expect(failure, name).to.be.instanceOf(LarderError).and.include({ code: name, message: "the key's role 'read' may not call Watch" });
+    }
+  });
+
+  it("a subscription whose position the server no longer keeps goes on from the head, not from that position again", async () => {
+    const script = scriptedSource();
+    const { clock } = fastClock();
+    const dispatcher = new EventDispatcher(script.source, { clock, subscription: "mailer", acknowledge: async () => {}, log: () => {} });
+    dispatcher.on("*", () => {});
+    await dispatcher.ready();
+    script.emit("ns:a");
+    await tick();
+    script.fail(new ConnectError("The resume token is older than the retained change history", Code.OutOfRange));
+    await tick();
+    await dispatcher.close();
+    // The stored position would be refused again: a plain Watch gives the head, and the stream resumes there.
+    expect(script.requests).to.deep.equal([
+      { resumeToken: undefined, subscription: "mailer" },
+      {},
+      { resumeToken: "1.0", subscription: "mailer" },
+    ]);
   });
 });
