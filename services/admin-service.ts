@@ -10,6 +10,7 @@ import { isEnvironmentName } from "./access/api-keys.js";
 import { DomainError, invalidArgument } from "./domain/errors.js";
 import type { ItemRecord } from "./domain/item.js";
 import type { JsonValue } from "./domain/json.js";
+import { itemSize } from "./domain/values.js";
 import { planSeed, type SetInput } from "./domain/set-plan.js";
 import { guarded, toConnectError } from "./errors.js";
 import type { Engine } from "./stores/engine.js";
@@ -19,6 +20,12 @@ import { timestampToMs } from "./item-message.js";
 
 /** Exports stream in chunks of this many items; imports write in chunks of this many. */
 const CHUNK = 500;
+/**
+ * An export message holds at most this much item JSON (V8's measure), so 500
+ * items of up to 400 KB each never exceed LARDER_MAX_MESSAGE_BYTES (at least
+ * 11 MiB), whatever protobuf adds to the JSON size.
+ */
+const EXPORT_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 export interface AdminServiceDeps {
   readonly engine: Engine;
@@ -74,7 +81,9 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
     async *exportEnvironment(request) {
       try {
         const store = await existing(request.name);
-        for await (const chunk of readAll(store, clock)) yield { items: chunk.map(toExported) };
+        for await (const chunk of readAll(store, clock)) {
+          for (const message of bySize(chunk, EXPORT_MESSAGE_BYTES)) yield { items: message.map(toExported) };
+        }
       } catch (error) {
         throw toConnectError(error);
       }
@@ -127,6 +136,23 @@ async function* readAll(store: Store, clock: () => number): AsyncGenerator<ItemR
     if (items.length < CHUNK) return;
     after = items[items.length - 1].key;
   }
+}
+
+/** Consecutive runs of items whose sizes add up to at most `bytes`, each run at least one item. */
+export function* bySize(items: readonly ItemRecord[], bytes: number): Generator<ItemRecord[]> {
+  let run: ItemRecord[] = [];
+  let size = 0;
+  for (const item of items) {
+    const itemBytes = itemSize(item.key, item.value, item.labels);
+    if (run.length > 0 && size + itemBytes > bytes) {
+      yield run;
+      run = [];
+      size = 0;
+    }
+    run.push(item);
+    size += itemBytes;
+  }
+  if (run.length > 0) yield run;
 }
 
 function toExported(item: ItemRecord): MessageInitShape<typeof ExportedItemSchema> {

@@ -6,7 +6,8 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { expect } from "chai";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
+import { toBinary } from "@bufbuild/protobuf";
+import { AdminService, ExportEnvironmentResponseSchema } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import type { Role } from "../../services/access/roles.js";
@@ -236,6 +237,27 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     expect(cloned).to.deep.equal(exported);
     await admin.dropEnvironment({ name: "clone" });
     expect((await admin.listEnvironments({})).environments.map((env) => env.name)).not.to.include("clone");
+  });
+
+  it("export streams an environment of large items in messages below the message limit (50 items of 380 KB: 19 MB)", async () => {
+    const admin = createClient(AdminService, transport(KEYS.admin.key));
+    const prod = data(KEYS.prodWrite.key);
+    await prod.seed({ items: [], overwrite: true });
+    const big = value("x".repeat(380 * 1024));
+    for (let i = 0; i < 50; i += 10) {
+      const items = Array.from({ length: 10 }, (_, j) => ({ key: `big:${String(i + j).padStart(2, "0")}`, value: big }));
+      await prod.batchSet({ items, overwrite: true });
+    }
+    const sizes: number[] = [];
+    const keys: string[] = [];
+    for await (const chunk of admin.exportEnvironment({ name: "prod" })) {
+      sizes.push(toBinary(ExportEnvironmentResponseSchema, chunk).length);
+      keys.push(...chunk.items.map((item) => item.key));
+    }
+    expect(keys).to.deep.equal(Array.from({ length: 50 }, (_, i) => `big:${String(i).padStart(2, "0")}`));
+    expect(sizes.length).to.be.greaterThan(1);
+    expect(Math.max(...sizes)).to.be.below(16 * 1024 * 1024);
+    await prod.seed({ items: [], overwrite: true });
   });
 
   it("import fires a created event per item, and none with skipEvents", async () => {
