@@ -18,6 +18,7 @@ import {
 } from "./convert.js";
 import { invalidArgument, LarderError, toLarderError } from "./errors.js";
 import type { Data } from "./types.js";
+import { badSeedMessage } from "../services/domain/limits.js";
 
 export interface DataOptions {
   /** A ready transport (gRPC, gRPC-Web or Connect; Node or browser), with bearerAuth(apiKey) among its interceptors if keys are in use. */
@@ -143,6 +144,24 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     if (options.created !== undefined) request.created = options.created as number;
     for (const name of labelNames(options)) request[name] = { action: toLabelUpdate(name, options[name]) };
     return request;
+  }
+
+  /** SE3: every bad item is named by its index, as the service does, not only the first. */
+  function seedItems(list: readonly unknown[]): MessageInitShape<typeof BatchSetItemSchema>[] {
+    const problems: { index: number; message: string }[] = [];
+    let reason: string | undefined;
+    const items = list.flatMap((item, index) => {
+      try {
+        return [batchItem(item, index)];
+      } catch (error) {
+        if (!(error instanceof LarderError)) throw error;
+        reason ??= error.reason;
+        problems.push({ index, message: error.message });
+        return [];
+      }
+    });
+    if (problems.length > 0) throw invalidArgument(reason ?? "INVALID_VALUE", badSeedMessage(problems));
+    return items;
   }
 
   function batchItem(item: unknown, index: number): MessageInitShape<typeof BatchSetItemSchema> {
@@ -313,7 +332,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
         const options = rawOptions === true ? { overwrite: true } : optionsOf(rawOptions);
         const list = typeof items === "string" ? await readSeedFile(items, readFile) : items;
         if (!Array.isArray(list)) throw invalidArgument("INVALID_VALUE", "seed takes an array of items or the path of a JSON file holding one");
-        const response = await client.seed({ items: list.map(batchItem), overwrite: options.overwrite === true });
+        const response = await client.seed({ items: seedItems(list), overwrite: options.overwrite === true });
         return { items: Number(response.items) };
       });
     },

@@ -9,6 +9,16 @@ export const MAX_LIMIT = 1000;
 export const MAX_PAGE_BYTES = 1024 * 1024;
 export const MAX_SEGMENTS = 1000;
 
+/** SE3: what a seed with bad items says: each by its index (the first ten, then how many more). */
+export function badSeedMessage(problems: readonly { readonly index: number; readonly message: string }[]): string {
+  const shown = problems
+    .slice(0, 10)
+    .map(({ index, message }) => `item ${index}: ${message}`)
+    .join("; ");
+  const more = problems.length > 10 ? `; and ${problems.length - 10} more` : "";
+  return `Invalid items in seed, nothing was written: ${shown}${more}`;
+}
+
 /** P2: 1 to 1000; 0 (proto3's unset value, and the published client's) means the default. */
 export function resolveLimit(limit: number | undefined): number {
   if (limit === undefined || limit === 0) return DEFAULT_LIMIT;

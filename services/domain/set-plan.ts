@@ -2,7 +2,7 @@ import { DomainError, failedPrecondition, invalidArgument } from "./errors.js";
 import { hasOwn, isJsonObject, setOwn, type JsonObject, type JsonValue } from "./json.js";
 import { parseWritableKey, type Key } from "./keys.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
-import { checkBatchSize } from "./limits.js";
+import { badSeedMessage, checkBatchSize } from "./limits.js";
 import { resolveTtl } from "./ttl.js";
 import { addAmount, checkItemSize, checkText, itemSize, validateValue } from "./values.js";
 
@@ -173,7 +173,7 @@ export function planBatchSet(
  */
 export function planSeed(items: readonly SetInput[], now: number): SetPlan[] {
   const plans: SetPlan[] = [];
-  const problems: string[] = [];
+  const problems: { index: number; message: string }[] = [];
   let firstProblem: DomainError | undefined;
   items.forEach((item, index) => {
     try {
@@ -181,14 +181,10 @@ export function planSeed(items: readonly SetInput[], now: number): SetPlan[] {
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       firstProblem ??= error;
-      problems.push(`item ${index}: ${error.message}`);
+      problems.push({ index, message: error.message });
     }
   });
-  if (firstProblem) {
-    const shown = problems.slice(0, 10).join("; ");
-    const more = problems.length > 10 ? `; and ${problems.length - 10} more` : "";
-    throw invalidArgument(firstProblem.reason, `Invalid items in seed, nothing was written: ${shown}${more}`);
-  }
+  if (firstProblem) throw invalidArgument(firstProblem.reason, badSeedMessage(problems));
   return plans;
 }
 

@@ -298,6 +298,22 @@ describe("client requests: writes (V1, V6, V9, L2, T1-T4, AD1, R1, SC1, SE1)", (
     await refusedLocally(calls, () => data.seed("./seed.json"), "seed can read a JSON file only in Node; pass the array of items instead");
   });
 
+  it("SE3: a seed with bad items names each by its index, as the service does, and sends nothing", async () => {
+    const { data, calls } = recordingData();
+    const items: unknown[] = Array.from({ length: 1000 }, (_, i) => ({ key: `k:${i}`, value: i }));
+    items[537] = { key: "k:537" };
+    items[900] = { key: "", value: 1 };
+    const failure = await data.seed(items as never).catch((error: unknown) => error);
+    expect(failure).to.be.instanceOf(LarderError).and.include({
+      code: "INVALID_ARGUMENT",
+      reason: "INVALID_VALUE",
+      message:
+        "Invalid items in seed, nothing was written: item 537: A 'value' must be provided in each item; " +
+        "item 900: A string value of 'key' must be provided in each item",
+    });
+    expect(calls).to.deep.equal([]);
+  });
+
   it("BS1: batch items without a string key or without a value are refused before sending", async () => {
     const { data, calls } = recordingData();
     await refusedLocally(calls, () => data.set([{ key: "", value: 1 }]), "A string value of 'key' must be provided in each item");
