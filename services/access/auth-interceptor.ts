@@ -1,4 +1,5 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
+import { withReason } from "../errors.js";
 import { authenticate, type StoredKey } from "./api-keys.js";
 import { principalKey } from "./principal.js";
 import { roleAllows } from "./roles.js";
@@ -23,15 +24,16 @@ export function authInterceptor({ keys, publicServices }: AuthOptions): Intercep
     if (keys === undefined || publicServices.has(service)) return next(request);
     const header = request.header.get("authorization");
     if (!header) {
-      throw new ConnectError("Missing API key: send the header 'authorization: Bearer <key>'", Code.Unauthenticated);
+      throw withReason("Missing API key: send the header 'authorization: Bearer <key>'", Code.Unauthenticated, "API_KEY_MISSING");
     }
     const presented = BEARER.exec(header)?.[1];
     const principal = presented === undefined ? undefined : authenticate(keys, presented);
-    if (!principal) throw new ConnectError("Unknown API key", Code.Unauthenticated);
+    if (!principal) throw withReason("Unknown API key", Code.Unauthenticated, "API_KEY_UNKNOWN");
     if (!roleAllows(principal.role, service, request.method.name)) {
-      throw new ConnectError(
+      throw withReason(
         `The API key '${principal.keyId}' has the role '${principal.role}', which may not call ${service}/${request.method.name}`,
         Code.PermissionDenied,
+        "ROLE_NOT_ALLOWED",
       );
     }
     request.contextValues.set(principalKey, principal);

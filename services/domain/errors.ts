@@ -29,7 +29,10 @@ export type Reason =
   | "NUMBER_OVERFLOW"
   | "TOKEN_EXPIRED"
   | "SUBSCRIBER_TOO_SLOW"
-  | "STORE_UNAVAILABLE";
+  | "STORE_UNAVAILABLE"
+  | "API_KEY_MISSING"
+  | "API_KEY_UNKNOWN"
+  | "ROLE_NOT_ALLOWED";
 
 export class DomainError extends Error {
   constructor(

@@ -9,6 +9,7 @@ import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js"
 import { toBinary } from "@bufbuild/protobuf";
 import { AdminService, ExportEnvironmentResponseSchema } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import type { Role } from "../../services/access/roles.js";
 import { runServerToExit, useServer } from "../support/server.js";
@@ -160,14 +161,17 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     };
     for (const [method, allowed, call] of dataCalls) {
       it(`DataService/${method}`, async () => {
-        expect((await failureOf(call(data()))).code, "no key").to.equal(Code.Unauthenticated);
-        expect((await failureOf(call(data(generateKey())))).code, "unknown key").to.equal(Code.Unauthenticated);
+        const reasonOf = (failure: ConnectError) => failure.findDetails(ErrorInfoSchema)[0]?.reason;
+        const missing = await failureOf(call(data()));
+        expect([missing.code, reasonOf(missing)], "no key").to.deep.equal([Code.Unauthenticated, "API_KEY_MISSING"]);
+        const unknown = await failureOf(call(data(generateKey())));
+        expect([unknown.code, reasonOf(unknown)], "unknown key").to.deep.equal([Code.Unauthenticated, "API_KEY_UNKNOWN"]);
         for (const [role, key] of Object.entries(keyByRole)) {
           if (allowed.includes(role as Role)) {
             await call(data(key));
           } else {
             const failure = await failureOf(call(data(key)));
-            expect(failure.code, `role ${role}`).to.equal(Code.PermissionDenied);
+            expect([failure.code, reasonOf(failure)], `role ${role}`).to.deep.equal([Code.PermissionDenied, "ROLE_NOT_ALLOWED"]);
             expect(failure.rawMessage).to.contain(`role '${role}'`);
             expect(failure.rawMessage).not.to.contain(key);
           }
