@@ -111,7 +111,9 @@ export interface WriteValue {
 export function toWriteValue(input: unknown): WriteValue {
   if (input === undefined) return { unsetAttributes: [] };
   const unsetAttributes = isPlainObjectValue(input)
-    ? Object.keys(input).filter((attribute) => input[attribute] === undefined)
+    ? Object.keys(input)
+        .filter((attribute) => input[attribute] === undefined)
+        .map(wellFormed)
     : [];
   return { value: toValue(input), unsetAttributes };
 }

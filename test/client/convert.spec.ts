@@ -44,6 +44,8 @@ describe("client conversion of values (V1, V2, V6)", () => {
   it("V1/V2: a lone surrogate in a string or an attribute name is refused before sending (the wire would make it U+FFFD)", () => {
     refused(() => toJsonValue("a\ud800"), "INVALID_VALUE", "lone surrogate");
     refused(() => toJsonValue({ nested: { ["x\udc00"]: 1 } }), "INVALID_VALUE", "lone surrogate");
+    // A root attribute given as undefined is a removal by name: the name must reach the service intact too.
+    refused(() => toWriteValue({ ["x\ud800"]: undefined }), "INVALID_VALUE", "lone surrogate");
     expect(toJsonValue({ "😀": ["😀"] })).to.deep.equal({ "😀": ["😀"] });
   });
 
