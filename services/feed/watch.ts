@@ -53,10 +53,14 @@ export async function* watchChanges(
   let start: string;
   try {
     const filters = (request.filters.length === 0 ? ["*"] : request.filters).map(parseEventFilter);
-    start =
-      request.resumeToken ||
-      (request.subscription && (await feed.acknowledged(request.subscription))) ||
-      (await feed.head());
+    const acknowledged = request.subscription ? await feed.acknowledged(request.subscription) : undefined;
+    start = request.resumeToken || acknowledged || (await feed.head());
+    if (request.subscription && acknowledged === undefined) {
+      // A new subscription's position is where it began, until its first Ack: otherwise a
+      // consumer that stops before acknowledging would leave its next one starting at the head,
+      // past events nobody handled (at-least-once).
+      await feed.acknowledge(request.subscription, start);
+    }
     const changes = feed.follow(start, signal);
     yield { kind: { case: "started", value: { resumeToken: start } } };
     for await (const event of changes) {

@@ -88,6 +88,20 @@ describeContract("contract: change events", ({ client }) => {
     expect(failure.rawMessage).to.equal("Invalid event name: changed");
   });
 
+  it("a named subscription that never acknowledged resumes where it began, not at the head (at-least-once)", async () => {
+    const first = subscribe(client, { subscription: "fresh", filters: ["*:fresh:*"] });
+    await first.started;
+    await client.set({ key: "fresh:a", value: json(1) });
+    await first.until(1);
+    await first.close(); // stopped before any Ack
+    await client.set({ key: "fresh:b", value: json(2) });
+    const next = subscribe(client, { subscription: "fresh", filters: ["*:fresh:*"] });
+    await next.started;
+    expect(next.token, "it starts where the first began").to.equal(first.token);
+    expect((await next.until(2)).map((event) => event.item?.key)).to.deep.equal(["fresh:a", "fresh:b"]);
+    await next.close();
+  });
+
   it("a malformed resume token → INVALID_ARGUMENT", async () => {
     const watch = subscribe(client, { resumeToken: "not-a-token" });
     await watch.started;
