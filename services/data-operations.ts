@@ -1,9 +1,9 @@
 import { decodeLabelCursor, encodeLabelCursor } from "./domain/cursor.js";
 import { invalidArgument } from "./domain/errors.js";
-import { parseKeyExpression, type KeyRange } from "./domain/expressions.js";
+import { parseKeyExpression, rangeIncludes, type KeyRange } from "./domain/expressions.js";
 import type { ItemRecord } from "./domain/item.js";
 import { isJsonObject, hasOwn, setOwn, type JsonObject } from "./domain/json.js";
-import { looksLikeExpression, parseKey, type Key } from "./domain/keys.js";
+import { isSimpleKey, looksLikeExpression, parseKey, type Key } from "./domain/keys.js";
 import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
 import { cutPage } from "./domain/paging.js";
 import { planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
@@ -163,9 +163,15 @@ function exactKey(raw: string): Key {
   return key;
 }
 
-/** P4: a start, of a key query or a label query, lies in the queried namespace. */
+/**
+ * P4: a start, of a key query or a label query, lies in the queried
+ * namespace; a simple key is in none but its own (K8), so it starts only a
+ * query of that simple key.
+ */
 function inNamespaceOf(range: KeyRange, start: Key): Key {
-  if (start.ns !== range.ns) throw invalidArgument("INVALID_OPTION", "'start' must be a key in the queried namespace");
+  if (start.ns !== range.ns || (isSimpleKey(start) && !rangeIncludes(range, start))) {
+    throw invalidArgument("INVALID_OPTION", "'start' must be a key in the queried namespace");
+  }
   return start;
 }
 

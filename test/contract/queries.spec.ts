@@ -118,6 +118,10 @@ describeContract("contract: queries", ({ client }) => {
 
   it("P4: start must be in the queried namespace → INVALID_ARGUMENT INVALID_OPTION", async () => {
     await expectFailure(client.query({ expression: "p:*", start: "other:b" }), Code.InvalidArgument, "INVALID_OPTION");
+    // K8: the simple key `p` is in no collection, not even `p`'s.
+    for (const reverse of [false, true]) {
+      await expectFailure(client.query({ expression: "p:*", start: "p", reverse }), Code.InvalidArgument, "INVALID_OPTION");
+    }
   });
 
   it("Q2-Q4: malformed expressions → INVALID_ARGUMENT INVALID_EXPRESSION", async () => {
