@@ -954,7 +954,7 @@ export type ChangeEvent = Message<"larder.data.v1.ChangeEvent"> & {
   item?: Item | undefined;
 
   /**
-   * The item before the change, for `updated` and `deleted`.
+   * The item before the change, for `updated` (EV4); a `deleted` event's item is already that.
    *
    * @generated from field: larder.data.v1.Item previous = 4;
    */
