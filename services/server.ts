@@ -29,6 +29,9 @@ const FIRST_BYTE_TIMEOUT_MS = 10_000;
 /** After the first bytes: until the client's HTTP/2 SETTINGS, or its first complete HTTP/1.1 request head. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/** The longest delay a Node timer keeps (2^31-1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface LarderServer {
   /** Starts listening; resolves with the bound address (the real port when 0 was asked). */
   listen(): Promise<{ host: string; port: number }>;
@@ -70,6 +73,9 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     routes,
     readMaxBytes: config.maxMessageBytes,
     writeMaxBytes: config.maxMessageBytes,
+    // Connect times a deadline with one setTimeout, which Node fires at once past 2^31-1 ms (24.8
+    // days): a longer deadline would cut the call straight away, so it is refused as INVALID_ARGUMENT.
+    maxTimeoutMs: MAX_TIMER_MS,
     interceptors: [
       callLog(log, keys !== undefined),
       health.storeInterceptor(),

@@ -3,6 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { WatchResponseSchema, type WatchRequest } from "../../gen/larder/data/v1/data_pb.js";
 import { anyFilterMatches, parseEventFilter } from "../domain/filters.js";
 import { toItem } from "../item-message.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { toConnectError } from "../errors.js";
 import type { ChangeFeed, FeedEvent } from "./change-feed.js";
 
@@ -68,7 +69,9 @@ export async function* watchChanges(
       yield eventMessage(event);
     }
   } catch (error) {
-    if (signal.aborted) return;
-    throw toConnectError(error);
+    if (!signal.aborted) throw toConnectError(error);
   }
+  // The caller leaving or a shutdown ends the stream cleanly; a deadline is the caller's error to see.
+  const reason: unknown = callSignal.reason;
+  if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) throw reason;
 }

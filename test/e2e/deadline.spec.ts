@@ -22,4 +22,33 @@ describe("e2e: deadlines cancel the work, not just the wait", function () {
     expect(again, "nothing keeps writing after the deadline").to.equal(written);
     expect((await client.ping({})).$typeName).to.equal("larder.data.v1.PingResponse");
   });
+
+  /** A client that sends a deadline header without timing it itself, so the status seen is the server's. */
+  const withDeadlineHeader = (name: "grpc-timeout", value: string) =>
+    createClient(
+      DataService,
+      createGrpcTransport({ baseUrl: running.url, interceptors: [(next) => (request) => (request.header.set(name, value), next(request))] }),
+    );
+
+  it("a Watch whose deadline passes ends with DEADLINE_EXCEEDED, not a clean end", async () => {
+    const client = withDeadlineHeader("grpc-timeout", "300m");
+    const started = Date.now();
+    let failure: ConnectError | undefined;
+    try {
+      for await (const message of client.watch({})) void message;
+    } catch (error) {
+      failure = ConnectError.from(error);
+    }
+    expect(failure?.code, String(failure)).to.equal(Code.DeadlineExceeded);
+    expect(Date.now() - started).to.be.at.least(250);
+  });
+
+  it("a deadline past what a timer can hold (24.8 days) is INVALID_ARGUMENT, not a call cut at once", async () => {
+    const failure = await withDeadlineHeader("grpc-timeout", "99999999S")
+      .ping({})
+      .catch((error: unknown) => ConnectError.from(error));
+    expect((failure as ConnectError).code, String(failure)).to.equal(Code.InvalidArgument);
+    expect((failure as ConnectError).rawMessage).to.contain("must be <= 2147483647");
+    expect((await withDeadlineHeader("grpc-timeout", "2000000S").ping({})).$typeName).to.equal("larder.data.v1.PingResponse");
+  });
 });
