@@ -230,7 +230,10 @@ class ActiveRequests {
       this.count++;
       // An HTTP/1.1 answer finished during shutdown closes its connection instead of keeping it alive.
       const onShutdown = () => closeAfterResponse(response as http.ServerResponse);
-      if (http1) shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+      if (http1) {
+        shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+        closeIfAnsweredEarly(request as http.IncomingMessage, response as http.ServerResponse);
+      }
       response.once("close", () => {
         shutdownSignal.removeEventListener("abort", onShutdown);
         this.done();
@@ -254,6 +257,21 @@ class ActiveRequests {
       };
     });
   }
+}
+
+/**
+ * An HTTP/1.1 answer given before its request body has all arrived (a body
+ * past LARDER_MAX_MESSAGE_BYTES, refused as soon as the limit is crossed)
+ * says `Connection: close`: the rest of the body is never read, so the
+ * connection cannot carry another request (it would hang until the body
+ * timeout, then reset).
+ */
+function closeIfAnsweredEarly(request: http.IncomingMessage, response: http.ServerResponse): void {
+  const writeHead = response.writeHead;
+  response.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!request.complete) this.shouldKeepAlive = false;
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
 }
 
 function closeAfterResponse(response: http.ServerResponse): void {

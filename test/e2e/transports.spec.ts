@@ -3,12 +3,20 @@ import { createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
+import * as http from "node:http";
 import {
   DataService,
   GetRequestSchema,
   GetResponseSchema,
 } from "../../gen/larder/data/v1/data_pb.js";
 import { useServer } from "../support/server.js";
+
+function varint(value: number): number[] {
+  const bytes: number[] = [];
+  for (; value > 0x7f; value = Math.floor(value / 128)) bytes.push((value % 128) | 0x80);
+  bytes.push(value);
+  return bytes;
+}
 
 /**
  * One port, every protocol: the same item written and read over gRPC (two
@@ -109,6 +117,34 @@ describe("e2e: one port serves gRPC, gRPC-Web and Connect over h2c and HTTP/1.1"
     }
     expect(code).to.equal(8); // RESOURCE_EXHAUSTED
     expect((await client.ping({})).$typeName).to.equal("larder.data.v1.PingResponse");
+  });
+
+  it("HTTP/1.1: a chunked body over the limit → RESOURCE_EXHAUSTED with Connection: close, and the next call does not hang", async () => {
+    // Chunked (no content-length), as Connect's binary HTTP/1.1 transport sends: refused before it has all arrived.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (path: string, chunks: Buffer[]) =>
+      new Promise<{ status: number; connection?: string; body: string }>((resolve, reject) => {
+        const request = http.request(`${running.url}${path}`, { method: "POST", agent, headers: { "content-type": "application/proto" } }, (response) => {
+          let body = "";
+          response.on("data", (chunk) => (body += chunk));
+          response.on("end", () => resolve({ status: response.statusCode!, connection: response.headers.connection, body }));
+        });
+        request.on("error", reject);
+        for (const chunk of chunks) request.write(chunk);
+        request.end();
+      });
+    const request = toBinary(GetRequestSchema, create(GetRequestSchema, { key: "a" }));
+    // Field 15 (unknown, so skipped when parsed) as one length-delimited 18 MB blob.
+    const padding = Buffer.alloc(18_000_000, 0x61);
+    const header = Buffer.from([0x7a, ...varint(padding.length)]);
+    const big = await post("/larder.data.v1.DataService/Get", [Buffer.from(request), header, padding]);
+    expect([big.status, big.connection]).to.deep.equal([429, "close"]);
+    expect(big.body).to.contain("resource_exhausted");
+    const started = Date.now();
+    const small = await post("/larder.data.v1.DataService/Ping", []);
+    expect(small.status).to.equal(200);
+    expect(Date.now() - started, "the next call is not held until the body timeout").to.be.below(5_000);
+    agent.destroy();
   });
 
   it("a batch of 25 items of almost 400 KB fits in one message (V8)", async () => {
