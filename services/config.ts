@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { createSecureContext } from "node:tls";
 
 /** Everything the server reads from its environment, validated once at start. */
 export interface Config {
@@ -74,6 +76,28 @@ export const SETTINGS: readonly Setting[] = [
     about: "How long a call's request body may take to arrive; past it the stream (HTTP/2) or connection (HTTP/1.1) is closed.",
   },
 ];
+
+/**
+ * A certificate and key that cannot be read, are not PEM or do not match are
+ * a bad value like any other (exit 2, naming the variable), not a failure
+ * of the server once it starts.
+ */
+export function checkTlsFiles(config: Pick<Config, "tlsCert" | "tlsKey">): void {
+  if (!config.tlsCert || !config.tlsKey) return;
+  const read = (variable: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new ConfigError(`${variable}: cannot read ${path}: ${(error as Error).message}`);
+    }
+  };
+  const [cert, key] = [read("LARDER_TLS_CERT", config.tlsCert), read("LARDER_TLS_KEY", config.tlsKey)];
+  try {
+    createSecureContext({ cert, key });
+  } catch (error) {
+    throw new ConfigError(`LARDER_TLS_CERT and LARDER_TLS_KEY are not a usable PEM certificate and its key: ${(error as Error).message}`);
+  }
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const read = (name: string): string => {

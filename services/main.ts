@@ -1,7 +1,7 @@
 import { isIPv6 } from "node:net";
 import { loadKeysFile, type StoredKey } from "./access/api-keys.js";
 import { LOCAL_PRINCIPAL } from "./access/principal.js";
-import { ConfigError, helpText, isLoopback, loadConfig, type Config } from "./config.js";
+import { checkTlsFiles, ConfigError, helpText, isLoopback, loadConfig, type Config } from "./config.js";
 import { createLogger } from "./log.js";
 import { createLarderServer } from "./server.js";
 import { databaseName } from "./stores/mongodb/database-name.js";
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   let keys: StoredKey[] | undefined;
   try {
     config = loadConfig();
+    checkTlsFiles(config);
     keys = config.keysFile ? loadKeysFile(config.keysFile) : undefined;
     if (config.engine === "mongodb") {
       // Each environment becomes a database: one whose name MongoDB refuses would fail every call in it.

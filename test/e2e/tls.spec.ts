@@ -1,12 +1,12 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
-import { startServer, type RunningServer } from "../support/server.js";
+import { runServerToExit, startServer, type RunningServer } from "../support/server.js";
 
 /** A self-signed certificate for 127.0.0.1, made with openssl where it is installed. */
 function certificate(): { cert: string; key: string } | undefined {
@@ -46,6 +46,23 @@ describe("e2e: TLS (LARDER_TLS_CERT / LARDER_TLS_KEY): h2 and HTTP/1.1 on one po
     await grpc.set({ key: "tls:a", value: { kind: { case: "stringValue", value: "secret" } } });
     const connect = createClient(DataService, createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca } }));
     expect((await connect.get({ key: "tls:a" })).item?.value?.kind).to.deep.equal({ case: "stringValue", value: "secret" });
+  });
+
+  it("a certificate or key that is missing, not PEM, or not a pair stops the server at start: exit 2, naming the variables", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "larder-tls-bad-"));
+    const empty = join(directory, "empty.pem");
+    writeFileSync(empty, "");
+    const other = certificate()!;
+    const cases: [Record<string, string>, string][] = [
+      [{ LARDER_TLS_CERT: join(directory, "nope.pem"), LARDER_TLS_KEY: files!.key }, "LARDER_TLS_CERT: cannot read"],
+      [{ LARDER_TLS_CERT: files!.cert, LARDER_TLS_KEY: join(directory, "nope.pem") }, "LARDER_TLS_KEY: cannot read"],
+      [{ LARDER_TLS_CERT: empty, LARDER_TLS_KEY: empty }, "LARDER_TLS_CERT and LARDER_TLS_KEY are not a usable PEM certificate and its key"],
+      [{ LARDER_TLS_CERT: files!.cert, LARDER_TLS_KEY: other.key }, "LARDER_TLS_CERT and LARDER_TLS_KEY are not a usable PEM certificate and its key"],
+    ];
+    for (const [env, message] of cases) {
+      const { code, output } = await runServerToExit(env);
+      expect([code, output.includes(message)], output).to.deep.equal([2, true]);
+    }
   });
 
   it("refuses a client that does not trust the certificate", async () => {
