@@ -1,9 +1,9 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { WatchResponseSchema, type WatchRequest } from "../../gen/larder/data/v1/data_pb.js";
 import { anyFilterMatches, parseEventFilter } from "../domain/filters.js";
 import { toItem } from "../item-message.js";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { toConnectError } from "../errors.js";
 import type { ChangeFeed, FeedEvent } from "./change-feed.js";
 
@@ -56,13 +56,13 @@ export async function* watchChanges(
     const filters = (request.filters.length === 0 ? ["*"] : request.filters).map(parseEventFilter);
     const acknowledged = request.subscription ? await feed.acknowledged(request.subscription) : undefined;
     start = request.resumeToken || acknowledged || (await feed.head());
+    const changes = feed.follow(start, signal);
     if (request.subscription && acknowledged === undefined) {
-      // A new subscription's position is where it began, until its first Ack: otherwise a
-      // consumer that stops before acknowledging would leave its next one starting at the head,
-      // past events nobody handled (at-least-once).
+      // A new subscription's position is where it began (once follow has accepted it), until its
+      // first Ack: otherwise a consumer that stops before acknowledging would leave its next one
+      // starting at the head, past events nobody handled (at-least-once).
       await feed.acknowledge(request.subscription, start);
     }
-    const changes = feed.follow(start, signal);
     yield { kind: { case: "started", value: { resumeToken: start } } };
     for await (const event of changes) {
       if (!anyFilterMatches(filters, event.name, event.item.key)) continue;
