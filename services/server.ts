@@ -269,7 +269,7 @@ class ActiveRequests {
 function closeIfAnsweredEarly(request: http.IncomingMessage, response: http.ServerResponse): void {
   const writeHead = response.writeHead;
   response.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
-    if (!request.complete) this.shouldKeepAlive = false;
+    if (!request.complete) closeAfterResponse(this);
     return writeHead.apply(this, args);
   } as typeof writeHead;
 }
