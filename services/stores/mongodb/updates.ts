@@ -45,6 +45,10 @@ const REMOVE = "$$REMOVE";
 export const MAX_NUMBER_TEXT = 25;
 
 const literal = (value: unknown) => ({ $literal: value });
+/** The first cell of a list whose name `k` equals `name` (missing when none). */
+const cellNamed = (cells: unknown, name: unknown) => ({
+  $arrayElemAt: [{ $filter: { input: cells, as: "x", cond: { $eq: ["$$x.k", name] } } }, 0],
+});
 /** A6: a double sum past Number.MAX_VALUE is Infinity, which JSON cannot hold; the domain refuses it (NUMBER_OVERFLOW). */
 const staysFinite = (sum: unknown) => ({ $lte: [{ $abs: sum }, Number.MAX_VALUE] });
 
@@ -84,9 +88,10 @@ export function createdCondition(check: CreatedCheck): Document {
  * find out (the item is live and passes the checks, the targets are numbers,
  * the result stays a finite double within V8), so a match writes exactly
  * what applySet computes. No match (no item yet, an expired one, a
- * non-number, an overflow, a failed check, V8 too close) writes nothing, and the store goes on to setUpdate's
- * pipeline, which creates the item or names the error. undefined: the plan
- * changes more than counters, which only the pipeline can apply.
+ * non-number, an overflow, a failed check, V8 too close) writes nothing,
+ * and the store goes on to setUpdate's pipeline, which creates the item or
+ * names the error. undefined: the plan changes more than counters, which
+ * only the pipeline can apply.
  */
 export interface IncrementUpdate {
   readonly filter: Document;
@@ -121,12 +126,7 @@ export function incrementUpdate(plan: SetPlan, now: number, writeId: string): In
   const increments: Document = {};
   const amounts = names.map((name) => new Double(value.add[name]));
   names.forEach((_, index) => (increments[`vo.$[c${index}].n`] = amounts[index]));
-  const storedNumber = (name: string) => ({
-    $let: {
-      vars: { a: { $arrayElemAt: [{ $filter: { input: "$vo", as: "x", cond: { $eq: ["$$x.k", literal(name)] } } }, 0] } },
-      in: "$$a.n",
-    },
-  });
+  const storedNumber = (name: string) => ({ $let: { vars: { a: cellNamed("$vo", literal(name)) }, in: "$$a.n" } });
   return {
     filter: {
       ...live,
@@ -249,9 +249,7 @@ function mergeStage(plan: Extract<ValuePlan, { kind: "merge" }>): Document {
     plan.unset.length === 0
       ? stored
       : { $filter: { input: stored, as: "e", cond: { $not: [{ $in: ["$$e.k", literal(plan.unset)] }] } } };
-  const given = (cells: unknown[]) => ({
-    $arrayElemAt: [{ $filter: { input: literal(cells), as: "x", cond: { $eq: ["$$x.k", "$$e.k"] } } }, 0],
-  });
+  const given = (cells: unknown[]) => cellNamed(literal(cells), "$$e.k");
   const counted = { $let: { vars: { g: given(adds) }, in: plus("$$e.n", "$$g.n") } };
   const branches: Document[] = [];
   if (sets.length > 0) branches.push({ case: { $in: ["$$e.k", setNames] }, then: given(sets) });
