@@ -2,8 +2,8 @@ import { decodeLabelCursor, encodeLabelCursor } from "./domain/cursor.js";
 import { invalidArgument } from "./domain/errors.js";
 import { parseKeyExpression, rangeIncludes, type KeyRange } from "./domain/expressions.js";
 import type { ItemRecord } from "./domain/item.js";
-import { isJsonObject, hasOwn, setOwn, type JsonObject } from "./domain/json.js";
-import { isSimpleKey, looksLikeExpression, parseKey, type Key } from "./domain/keys.js";
+import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonObject } from "./domain/json.js";
+import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "./domain/keys.js";
 import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
 import { cutPage } from "./domain/paging.js";
 import { planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
@@ -138,6 +138,15 @@ export class DataOperations {
     return { items, lastKey: last && (filter.label ? labelCursor(last, filter.label) : last.key.full) };
   }
 
+  /** A page of the namespaces holding live items, with `lastKey` iff more follow (P6). */
+  async namespaces(input: { limit: number; start: string }, reads: ReadOptions = {}): Promise<{ namespaces: string[]; lastNamespace?: string }> {
+    const limit = resolveLimit(input.limit);
+    const after = input.start === "" ? undefined : namespaceStart(input.start);
+    const found = await this.store.namespaces({ limit: limit + 1, after }, this.clock(), reads);
+    const namespaces = found.slice(0, limit);
+    return { namespaces, lastNamespace: found.length > limit ? namespaces[namespaces.length - 1] : undefined };
+  }
+
   /** SE1-SE3: everything is validated before the environment is touched. */
   async seed(items: readonly SetInput[], overwrite: boolean, signal?: AbortSignal): Promise<number> {
     const now = this.clock();
@@ -171,6 +180,14 @@ function exactKey(raw: string): Key {
 function inNamespaceOf(range: KeyRange, start: Key): Key {
   if (start.ns !== range.ns || (isSimpleKey(start) && !rangeIncludes(range, start))) {
     throw invalidArgument("INVALID_OPTION", "'start' must be a key in the queried namespace");
+  }
+  return start;
+}
+
+/** A namespace as a previous page returned it: a position only, compared bytewise like every namespace (K4, K7). */
+function namespaceStart(start: string): string {
+  if (start.includes(":") || hasLoneSurrogate(start) || utf8Length(start) > MAX_KEY_BYTES) {
+    throw invalidArgument("INVALID_OPTION", "'start' must be a namespace: a previous page's lastNamespace");
   }
   return start;
 }

@@ -133,6 +133,9 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
         return {};
       });
     },
+    async namespaces(request, context) {
+      return guarded(async () => (await operationsOf(context)).namespaces(request, readsOf(context)));
+    },
     async ping() {
       return {};
     },

@@ -28,6 +28,12 @@ export interface Store {
   scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** The number of live items a scan would return, ignoring limit and start (SC6). */
   count(query: ScanFilter, now: number, options?: ReadOptions): Promise<number>;
+  /**
+   * Up to `limit` namespaces after `after` (K7 order) that hold a live
+   * collection item (T7, K8), found by jumping through the key index from one
+   * namespace to the next: the cost is per namespace, not per item.
+   */
+  namespaces(query: NamespaceQuery, now: number, options?: ReadOptions): Promise<string[]>;
 
   /** One atomic write with its checks (S4, E1, E2, C1). */
   set(plan: SetPlan, now: number): Promise<SetOutcome>;
@@ -63,6 +69,12 @@ export interface KeyQuery {
   readonly reverse: boolean;
   readonly limit: number;
   readonly after?: Key;
+}
+
+export interface NamespaceQuery {
+  readonly limit: number;
+  /** Continue strictly after this namespace. */
+  readonly after?: string;
 }
 
 /** A label slot, 1 to 5. */

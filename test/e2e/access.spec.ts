@@ -139,6 +139,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
       ["BatchGet", ["read", "write", "watch"], (c) => c.batchGet({ keys: ["a"] })],
       ["Query", ["read", "write", "watch"], (c) => c.query({ expression: "a:*" })],
       ["Scan", ["read", "write", "watch"], (c) => c.scan({})],
+      ["Namespaces", ["read", "write", "watch"], (c) => c.namespaces({})],
       ["Ping", ["read", "write", "watch"], (c) => c.ping({})],
       ["Set", ["write"], (c) => c.set({ key: "a", value: value("x") })],
       ["BatchSet", ["write"], (c) => c.batchSet({ items: [{ key: "a", value: value("x") }], overwrite: true })],

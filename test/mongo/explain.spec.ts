@@ -12,6 +12,7 @@ import {
   keyQueryPlan,
   labelQueryPlan,
   liveFilter,
+  namespaceStep,
   scanPlan,
   type ReadPlan,
 } from "../../services/stores/mongodb/queries.js";
@@ -160,5 +161,20 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
     const after = { label: parseKey("status:open"), item: parseKey("users:k0480") };
     const byLabel = await explainPlan(scanPlan({ label: 2, after }, Date.now()), "label2");
     expect(byLabel.keysExamined).to.be.at.most(LIMIT + 5);
+  });
+
+  it("a namespace step is one IXSCAN on the key index that skips the previous namespace's entries", async () => {
+    for (const after of [undefined, "a", "users"]) {
+      const step = namespaceStep(after, Date.now());
+      const explained = (await items.find(step.filter, { projection: step.projection }).sort(step.sort).hint(step.hint).limit(1).explain("executionStats")) as Document;
+      const names = stages(explained.queryPlanner?.winningPlan as Document).map((stage) => stage.stage as string);
+      expect(names).to.include("IXSCAN");
+      expect(names).not.to.include("SORT");
+      expect(names).not.to.include("COLLSCAN");
+      const stats = explained.executionStats as { totalKeysExamined: number; nReturned: number };
+      expect(stats.nReturned).to.equal(1);
+      // The index bounds start past `after`: its 500 entries are never examined.
+      expect(stats.totalKeysExamined).to.be.at.most(3);
+    }
   });
 });

@@ -12,6 +12,7 @@ import {
   KEY_INDEX,
   keyQueryPlan,
   labelQueryPlan,
+  namespaceStep,
   readTimeLimit,
   scanPlan,
   TTL_INDEX,
@@ -331,5 +332,16 @@ describe("MongoDB engine: a read stops at its caller's deadline", () => {
 describe("MongoDB engine: the sweeper deletes what both clocks find expired (EV6)", () => {
   it("a range of the TTL index up to the bound the store gives (the earlier of the two clocks), and nothing the delete command refuses", () => {
     expect(expiredFilter(NOW)).to.deep.equal({ expires: { $lte: new Date(NOW) } });
+  });
+
+  describe("namespaces", () => {
+    it("each step seeks the key index past the last namespace, to a live collection item (K8, T7)", () => {
+      const first = namespaceStep(undefined, NOW);
+      expect(first.filter).to.deep.equal({ ns: { $gt: "" }, part: { $gt: "" }, ...live });
+      expect(first.sort).to.deep.equal({ ns: 1, part: 1 });
+      expect(first.hint).to.equal(KEY_INDEX);
+      expect(first.projection).to.deep.equal({ _id: 0, ns: 1 });
+      expect(namespaceStep("users", NOW).filter).to.deep.equal({ ns: { $gt: "users" }, part: { $gt: "" }, ...live });
+    });
   });
 });

@@ -8,7 +8,7 @@ import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../dom
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { segmentHash } from "../../domain/segments.js";
 import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
-import type { KeyQuery, LabelPosition, LabelQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
+import type { KeyQuery, LabelPosition, LabelQuery, NamespaceQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
 import { SCHEMA, labelColumns } from "./schema.js";
 import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
@@ -198,6 +198,18 @@ export class EmbeddedStore implements Store {
     const { where, params } = scanShape(filter, now);
     const row = this.statement(`SELECT count(*) AS n FROM items WHERE ${where.join(" AND ")}`).get(params) as { n: number };
     return row.n;
+  }
+
+  async namespaces(query: NamespaceQuery, now: number): Promise<string[]> {
+    // A skip-scan written out: each step is one seek on the (ns, part) primary key past the
+    // previous namespace, to its first live collection item. Simple keys (part = '') and
+    // expired items awaiting the sweeper are stepped over, never a namespace's live items.
+    const next = `SELECT ns FROM items WHERE ns > walk.ns AND part > '' AND ${LIVE} ORDER BY ns, part LIMIT 1`;
+    const sql =
+      `WITH RECURSIVE walk(ns) AS (SELECT @after UNION ALL SELECT (${next}) FROM walk WHERE walk.ns IS NOT NULL LIMIT @steps) ` +
+      "SELECT ns FROM walk WHERE ns IS NOT NULL AND ns > @after";
+    const rows = this.statement(sql).all({ after: query.after ?? "", now, steps: query.limit + 1 }) as { ns: string }[];
+    return rows.map((row) => row.ns);
   }
 
   async set(plan: SetPlan, now: number): Promise<SetOutcome> {

@@ -5,7 +5,7 @@ import { isLive, type ItemRecord } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, itemExists, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
-import type { KeyQuery, LabelQuery, ReadOptions, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
+import type { KeyQuery, LabelQuery, NamespaceQuery, ReadOptions, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
@@ -17,6 +17,7 @@ import {
   keyQueryPlan,
   labelQueryPlan,
   liveFilter,
+  namespaceStep,
   readTimeLimit,
   scanPlan,
   type ReadPlan,
@@ -183,6 +184,27 @@ export class MongoStore implements Store {
 
   async scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]> {
     return this.read(scanPlan(query, now), query.limit, options);
+  }
+
+  async namespaces(query: NamespaceQuery, now: number, options?: ReadOptions): Promise<string[]> {
+    return guard(async () => {
+      const found: string[] = [];
+      const started = performance.now();
+      let after = query.after;
+      while (found.length < query.limit) {
+        const step = namespaceStep(after, now);
+        const [next] = await this.items
+          .find(step.filter, { projection: step.projection, ...readTimeLimit(options, performance.now() - started) })
+          .sort(step.sort)
+          .hint(step.hint)
+          .limit(1)
+          .toArray();
+        if (!next) break;
+        found.push(next.ns);
+        after = next.ns;
+      }
+      return found;
+    });
   }
 
   async count(filter: ScanFilter, now: number, options?: ReadOptions): Promise<number> {

@@ -179,6 +179,22 @@ export function scanPlan(query: ScanFilter & Pick<ScanQuery, "after">, now: numb
   ];
 }
 
+/**
+ * One step of the namespace walk: the first live collection item (part > "",
+ * K8) past the namespace `after`, on the key index. Its bounds skip the rest
+ * of `after`'s entries and every simple key; only expired items not yet
+ * deleted are fetched and passed over. The store runs one step per namespace
+ * (a `distinct` cannot stop after a page, nor hide expired items from the index alone).
+ */
+export function namespaceStep(after: string | undefined, now: number): ReadShape & { readonly projection: Document } {
+  return {
+    filter: { ns: { $gt: after ?? "" }, part: { $gt: "" }, ...liveFilter(now) },
+    sort: { ns: 1, part: 1 },
+    hint: KEY_INDEX,
+    projection: { _id: 0, ns: 1 },
+  };
+}
+
 /** SC6: what a scan would return, ignoring limit and start. */
 export function countShape(query: ScanFilter, now: number): { readonly filter: Document; readonly hint: string } {
   const [whole] = scanPlan({ ...query, after: undefined }, now);
