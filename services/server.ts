@@ -73,6 +73,9 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     routes,
     readMaxBytes: config.maxMessageBytes,
     writeMaxBytes: config.maxMessageBytes,
+    // A misspelt field (`"exist": false` for `"exists"`) would otherwise be dropped and the call run
+    // without it: refused as INVALID_ARGUMENT naming the field, before the handler, so nothing is written.
+    jsonOptions: { ignoreUnknownFields: false },
     // Connect times a deadline with one setTimeout, which Node fires at once past 2^31-1 ms (24.8
     // days): a longer deadline would cut the call straight away, so it is refused as INVALID_ARGUMENT.
     maxTimeoutMs: MAX_TIMER_MS,
