@@ -104,6 +104,11 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
       throw toLarderError(error);
     }
   };
+  /** A write made after `on()` returns must reach its handlers: it is sent once the stream has its start (see started()). */
+  const write = async <T>(body: () => Promise<T>): Promise<T> => {
+    await dispatcher?.started();
+    return call(body);
+  };
 
   async function query(expression: string, options: Options): Promise<Page> {
     const meta = options.meta === true;
@@ -278,7 +283,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     },
 
     set(keys: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {
-      return call(async () => {
+      return write(async () => {
         if (Array.isArray(keys)) {
           const options = optionsOf(value);
           const response = await client.batchSet({
@@ -296,7 +301,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     },
 
     add(key: string, attribute: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {
-      return call(async () => {
+      return write(async () => {
         // add(key, n, opts) or add(key, attribute, n, opts) (AD1).
         const counterForm = typeof attribute === "number";
         const amount = counterForm ? attribute : value;
@@ -316,7 +321,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     },
 
     remove(keys: unknown): Promise<boolean> {
-      return call(async () => {
+      return write(async () => {
         await client.remove({ keys: (Array.isArray(keys) ? keys : [keys]).map(keyText) });
         return true;
       });
@@ -327,7 +332,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     },
 
     seed(items: unknown, rawOptions?: unknown): Promise<{ items: number }> {
-      return call(async () => {
+      return write(async () => {
         // SE2: `true` here means `{ overwrite: true }`.
         const options = rawOptions === true ? { overwrite: true } : optionsOf(rawOptions);
         const list = typeof items === "string" ? await readSeedFile(items, readFile) : items;

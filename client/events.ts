@@ -103,6 +103,9 @@ export class EventDispatcher {
   private refused?: LarderError;
   /** Positions in arrival order, for acknowledging only what is handled without a gap. */
   private readonly pending: { token: string; done: boolean }[] = [];
+  /** Settles once the first stream has its start position, or the first attempt to open it has failed. */
+  private firstAttempt?: Promise<void>;
+  private firstAttemptSettled: () => void = () => undefined;
 
   constructor(
     private readonly source: WatchSource,
@@ -132,7 +135,24 @@ export class EventDispatcher {
     });
     if (typeof handler !== "function") throw new Error("An event handler must be a function");
     this.registrations.push({ filters, handler, timeoutMs: timeoutMs ?? this.options.defaultTimeoutMs });
-    this.connection ??= this.connect();
+    if (!this.connection) {
+      this.firstAttempt = new Promise((resolve) => (this.firstAttemptSettled = resolve));
+      this.connection = this.connect();
+    }
+  }
+
+  /**
+   * What a write of this client waits for before it is sent: the stream's
+   * start position. A Watch starts at the head of the change log as the server
+   * sees it when the stream opens, which is a round trip after `on()` returns;
+   * a write sent meanwhile could commit before that head and its event would
+   * never be delivered. Waiting here puts every write made after `on()` after
+   * the stream's start, with or without `ready()`, on any transport. Settles
+   * also when the first attempt fails (a refused stream must not stall writes:
+   * they fail or succeed on their own) and at once when nothing listens.
+   */
+  async started(): Promise<void> {
+    await this.firstAttempt;
   }
 
   /**
@@ -149,6 +169,7 @@ export class EventDispatcher {
 
   async close(): Promise<void> {
     this.abort.abort();
+    this.firstAttemptSettled();
     this.drained?.();
     await this.connection;
   }
@@ -164,6 +185,7 @@ export class EventDispatcher {
           if ("started" in message) {
             this.refused = undefined;
             this.lastToken ??= message.started;
+            this.firstAttemptSettled();
             continue;
           }
           this.lastToken = message.event.event.resumeToken;
@@ -187,6 +209,8 @@ export class EventDispatcher {
           this.log(`the event stream failed; reconnecting in ${backoff} ms`, error);
         }
       }
+      // The stream ended or failed before it started: writes go ahead and meet whatever the server says.
+      this.firstAttemptSettled();
       await this.clock.sleep(backoff, this.abort.signal);
       backoff = Math.min(backoff * 2, this.options.maxBackoffMs);
     }

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
+import { createData as createBrowserData } from "../../client/browser.js";
 import { createData, type DataChangeEvent, type LarderData } from "../../client/index.js";
 import { startServer, useServer, type RunningServer } from "../support/server.js";
 
@@ -192,5 +193,56 @@ describe("client on() across connections", function () {
     expect([...seen.values()].sort()).to.deep.equal(["mail:1", "mail:2", "mail:3", "mail:4"]);
     await secondClient.close();
     await writer.close();
+  });
+});
+
+/**
+ * An @ampt/data app registers handlers and writes at once; it never calls
+ * ready(). Every write this client makes after on() returns must reach the
+ * handlers, on every transport (the Watch starts a round trip later).
+ */
+describe("client on() then an immediate write, without ready()", function () {
+  this.timeout(60_000);
+  const running = useServer();
+  const transports: [string, (url: string) => LarderData][] = [
+    ["grpc", (url) => createData({ url, transport: "grpc" })],
+    ["connect", (url) => createData({ url, transport: "connect" })],
+    ["browser grpc-web", (url) => createBrowserData({ url, transport: "grpc-web" })],
+    ["browser connect", (url) => createBrowserData({ url, transport: "connect" })],
+  ];
+
+  for (const [name, create] of transports) {
+    it(`${name}: both keys set right after on() are delivered, 5 runs of 5`, async () => {
+      for (let run = 0; run < 5; run++) {
+        const data = create(running.url);
+        const namespace = `early${name.replace(/\W+/g, "")}${run}`;
+        const seen: string[] = [];
+        try {
+          data.on(`created:${namespace}:*`, (event) => void seen.push(keyOf(event)));
+          await data.set(`${namespace}:a`, 1);
+          await data.set(`${namespace}:b`, 2);
+          await until(() => seen.length >= 2, `two events (run ${run}; saw ${seen.join(", ") || "none"})`);
+          expect(seen).to.deep.equal([`${namespace}:a`, `${namespace}:b`]);
+        } finally {
+          await data.close();
+        }
+      }
+    });
+  }
+
+  it("writes are not held up by a stream that cannot open", async () => {
+    // A stream that never opens (nothing listens there) must not stall the writes of an app.
+    const data = createData({ url: running.url, events: { initialBackoffMs: 20, maxBackoffMs: 50, log: () => undefined } });
+    const refused = createData({ url: "http://127.0.0.1:1", events: { initialBackoffMs: 20, maxBackoffMs: 50, log: () => undefined } });
+    try {
+      refused.on("*", () => undefined);
+      const failure = await refused.set("x:a", 1).catch((error: unknown) => error);
+      expect(failure).to.have.property("code", "UNAVAILABLE");
+      data.on("*", () => undefined);
+      expect(await data.set("x:b", 1)).to.equal(1);
+    } finally {
+      await refused.close();
+      await data.close();
+    }
   });
 });
