@@ -300,6 +300,19 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
       });
     },
 
+    count(first: unknown, second?: unknown): Promise<number> {
+      return call(async () => {
+        // count(expression) or count(label, expression), like getByLabel's order.
+        const byLabel = second !== undefined;
+        if (byLabel && typeof first !== "string") throw invalidArgument("INVALID_LABEL", "The label to count by must be a string such as 'label1'");
+        const response = await client.count({
+          expression: keyText(byLabel ? second : first),
+          label: byLabel ? (first as string) : "",
+        });
+        return Number(response.count);
+      });
+    },
+
     add(key: string, attribute: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {
       return write(async () => {
         // add(key, n, opts) or add(key, attribute, n, opts) (AD1).

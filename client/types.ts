@@ -209,6 +209,13 @@ export interface Data {
   getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: true): Promise<GetBatchResponseMeta<T>>;
   getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: false): Promise<GetBatchResponse<T>>;
   scan<T>(options: ScanOptions | boolean): Promise<ScanResponse<T>>;
+  /**
+   * Larder's addition: the number of live items a key expression matches,
+   * or with a label first, that label's expression (`count("label1", "city:*")`).
+   * Answered from the index, never counting expired items.
+   */
+  count(keys: Query | string): Promise<number>;
+  count(label: LabelSelector, keys: Query | string): Promise<number>;
   set<T>(keys: BatchSetItem<T>[], opts?: SetBatchOptions | boolean): Promise<SetBatchResponse<T>>;
   set<T>(keys: string, value: T | Partial<T>, options: false): Promise<SetResponse<T>>;
   set<T>(keys: string, value: T | Partial<T>, options: true): Promise<SetResponseMeta<T>>;

@@ -85,6 +85,13 @@ export class DataOperations {
     return { items: page.items, lastKey: page.continueAfter && labelCursor(page.continueAfter, label) };
   }
 
+  /** The number of live items a query of the same expression and label would page through. */
+  async count(input: { readonly expression: string; readonly label: string }, reads: ReadOptions = {}): Promise<number> {
+    const range = parseKeyExpression(input.expression);
+    const label = input.label === "" ? undefined : parseLabelName(input.label);
+    return this.store.countRange({ range, label }, this.clock(), reads);
+  }
+
   async set(input: SetInput): Promise<ItemRecord> {
     const now = this.clock();
     const outcome = await this.store.set(planSet(input, now), now);

@@ -69,6 +69,12 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
         return { items: page.items.map(toItem), lastKey: page.lastKey };
       });
     },
+    async count(request, context) {
+      return guarded(async () => {
+        const count = await (await operationsOf(context)).count(request, readsOf(context));
+        return { count: BigInt(count) };
+      });
+    },
     async set(request, context) {
       return guarded(async () => {
         const item = await (await operationsOf(context)).set(toSetInput(request));

@@ -6,7 +6,7 @@ export type Role = "read" | "write" | "watch" | "admin";
 
 export const ROLES: readonly Role[] = ["read", "write", "watch", "admin"];
 
-const READS = ["Get", "BatchGet", "Query", "Scan", "Namespaces", "Ping"];
+const READS = ["Get", "BatchGet", "Query", "Count", "Scan", "Namespaces", "Ping"];
 const WRITES = ["Set", "BatchSet", "Add", "Remove", "Seed"];
 const EVENTS = ["Watch", "Ack"];
 

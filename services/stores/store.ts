@@ -26,6 +26,11 @@ export interface Store {
   queryLabel(query: LabelQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** Up to `limit` live items of the environment, by key (SC2) or by a label (SC3). */
   scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
+  /**
+   * The number of live items of a key range, or whose label lies in a range,
+   * answered from an index without reading item values.
+   */
+  countRange(query: CountQuery, now: number, options?: ReadOptions): Promise<number>;
   /** The number of live items a scan would return, ignoring limit and start (SC6). */
   count(query: ScanFilter, now: number, options?: ReadOptions): Promise<number>;
   /**
@@ -92,6 +97,12 @@ export interface LabelQuery {
   readonly reverse: boolean;
   readonly limit: number;
   readonly after?: LabelPosition;
+}
+
+/** What Count selects: a key range, or with `label` a range of that label's values. */
+export interface CountQuery {
+  readonly range: KeyRange;
+  readonly label?: LabelNumber;
 }
 
 export interface ScanFilter {

@@ -32,6 +32,22 @@ describe("client against a live server", () => {
     });
   }
 
+  it("count(expression) and count(label, expression) count live items from the index", async () => {
+    const data = createData({ url: running.url });
+    await data.seed([], true);
+    await data.set("users:a", { n: 1 }, { label1: "city:oslo" });
+    await data.set("users:b", { n: 2 }, { label1: "city:rome" });
+    await data.set("users:c", { n: 3 }, { label1: "city:oslo", ttl: -1 });
+    expect(await data.count("users:*")).to.equal(2);
+    expect(await data.count("users:a|b")).to.equal(2);
+    expect(await data.count("label1", "city:oslo")).to.equal(1);
+    expect(await data.count("1", "city:*")).to.equal(2);
+    expect(await data.count("label2", "city:*")).to.equal(0);
+    expect(await data.count("users:*x").catch((error: unknown) => error)).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_EXPRESSION" });
+    expect(await data.count("label9" as "label1", "city:*").catch((error: unknown) => error)).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_LABEL" });
+    await data.close();
+  });
+
   it("errors are Errors with @ampt/data's message, the gRPC code and the reason (§14)", async () => {
     const data = createData({ url: running.url });
     await data.set("e:1", "x", { exists: false });

@@ -138,6 +138,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
       ["Get", ["read", "write", "watch"], (c) => c.get({ key: "a" })],
       ["BatchGet", ["read", "write", "watch"], (c) => c.batchGet({ keys: ["a"] })],
       ["Query", ["read", "write", "watch"], (c) => c.query({ expression: "a:*" })],
+      ["Count", ["read", "write", "watch"], (c) => c.count({ expression: "a:*" })],
       ["Scan", ["read", "write", "watch"], (c) => c.scan({})],
       ["Namespaces", ["read", "write", "watch"], (c) => c.namespaces({})],
       ["Ping", ["read", "write", "watch"], (c) => c.ping({})],

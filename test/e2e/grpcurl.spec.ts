@@ -39,7 +39,7 @@ describe(`e2e: grpcurl -plaintext drives the server through reflection${unavaila
 
   it("describe shows the data service and its messages, well-known types included", async () => {
     const service = await call(target(), "describe", "larder.data.v1.DataService");
-    for (const method of ["Get", "BatchGet", "Query", "Set", "BatchSet", "Add", "Remove", "Scan", "Seed", "Watch", "Ack"]) {
+    for (const method of ["Get", "BatchGet", "Query", "Count", "Set", "BatchSet", "Add", "Remove", "Scan", "Seed", "Watch", "Ack"]) {
       expect(service).to.contain(`rpc ${method} (`);
     }
     expect(service).to.contain("returns ( stream .larder.data.v1.WatchResponse )");

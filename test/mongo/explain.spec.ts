@@ -7,6 +7,7 @@ import { encodeItem, keyFilter, type ItemDocument } from "../../services/stores/
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
 import {
   batchGetFilter,
+  countRangeShape,
   itemIndexes,
   KEY_INDEX,
   keyQueryPlan,
@@ -175,6 +176,22 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
       expect(stats.nReturned).to.equal(1);
       // The index bounds start past `after`: its 500 entries are never examined.
       expect(stats.totalKeysExamined).to.be.at.most(3);
+    }
+  });
+
+  it("Count: an aggregate $count runs on the hinted index range (no COLLSCAN), and countDocuments gives the range's count", async () => {
+    for (const [expression, label, index, expected] of [
+      ["users:k01*", undefined, KEY_INDEX, 100],
+      ["users:*", undefined, KEY_INDEX, 500],
+      ["team:t1*", 1, "label1", 99],
+      ["status:open", 2, "label2", 500],
+    ] as const) {
+      const shape = countRangeShape({ range: parseKeyExpression(expression), label }, Date.now())!;
+      expect(await items.countDocuments(shape.filter, { hint: shape.hint })).to.equal(expected);
+      const explained = (await items.aggregate([{ $match: shape.filter }, { $count: "n" }], { hint: shape.hint }).explain("executionStats")) as Document;
+      const nodes = stages((explained.queryPlanner ?? explained.stages?.[0]?.$cursor?.queryPlanner)?.winningPlan as Document);
+      expect(nodes.filter((node) => node.stage === "IXSCAN").map((node) => node.indexName), expression).to.deep.equal([index]);
+      expect(nodes.map((node) => node.stage)).not.to.include("COLLSCAN");
     }
   });
 });

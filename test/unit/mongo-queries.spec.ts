@@ -5,6 +5,7 @@ import { parseKeyExpression, rangeIncludes, type KeyRange } from "../../services
 import { compareUtf8, keyFromParts, parseKey, type Key } from "../../services/domain/keys.js";
 import {
   batchGetFilter,
+  countRangeShape,
   countShape,
   expiredFilter,
   isEmptyRange,
@@ -175,6 +176,18 @@ describe("MongoDB engine: reads are hinted index ranges (K7, Q1-Q5, P3, P4, L3, 
       expect(countShape({ label: 1, segment: { index: 0, total: 2 } }, NOW)).to.deep.equal({
         filter: { l1ns: { $exists: true }, ...live, seg: { $mod: [2, 0] } },
         hint: "label1",
+      });
+    });
+
+    it("Count: a key or label range is the first page's filter on the same hinted index, with the expiry filter", () => {
+      const count = (expression: string, label?: 2) => countRangeShape({ range: parseKeyExpression(expression), label }, NOW);
+      expect(count("users:*")).to.deep.equal({ filter: { ns: "users", part: { $gt: "" }, ...live }, hint: KEY_INDEX });
+      expect(count("users:a|c")).to.deep.equal({ filter: { ns: "users", part: { $gte: "a", $lte: "c" }, ...live }, hint: KEY_INDEX });
+      // K8: a simple key is the one entry of its namespace with part "".
+      expect(count("users")).to.deep.equal({ filter: { ns: "users", part: { $gte: "", $lte: "" }, ...live }, hint: KEY_INDEX });
+      expect(count("city:os*", 2)).to.deep.equal({
+        filter: { l2ns: { $eq: "city", $exists: true }, l2part: { $gte: "os", $lt: "ot" }, ...live },
+        hint: "label2",
       });
     });
 

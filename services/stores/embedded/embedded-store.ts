@@ -8,8 +8,8 @@ import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../dom
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { segmentHash } from "../../domain/segments.js";
 import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
-import type { KeyQuery, LabelPosition, LabelQuery, NamespaceQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
-import { SCHEMA, labelColumns } from "./schema.js";
+import type { CountQuery, KeyQuery, LabelPosition, LabelQuery, NamespaceQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
+import { LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
 import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
 import type { ChangeFeed } from "../../feed/change-feed.js";
@@ -192,6 +192,11 @@ export class EmbeddedStore implements Store {
     params.limit = query.limit;
     const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT @limit`;
     return (this.statement(sql).all(params) as Row[]).map(toRecord);
+  }
+
+  async countRange(query: CountQuery, now: number): Promise<number> {
+    const { sql, params } = countStatement(query, now);
+    return (this.statement(sql).get(params) as { n: number }).n;
   }
 
   async count(filter: ScanFilter, now: number): Promise<number> {
@@ -439,6 +444,20 @@ function rangeConditions(column: string, range: KeyRange): string[] {
   const conditions = [`${column} ${range.lower.inclusive ? ">=" : ">"} @lower`];
   if (range.upper) conditions.push(`${column} ${range.upper.inclusive ? "<=" : "<"} @upper`);
   return conditions;
+}
+
+/**
+ * A range count as one SQL statement over a covering index (schema.ts):
+ * INDEXED BY pins the index, since the clustered primary key would answer too,
+ * but by reading every row.
+ */
+export function countStatement(query: CountQuery, now: number): { sql: string; params: Record<string, unknown> } {
+  const { range } = query;
+  const columns = query.label ? labelColumns(query.label) : { ns: "ns", part: "part", index: LIVE_KEYS_INDEX };
+  const params: Record<string, unknown> = { ns: range.ns, lower: range.lower.value, now };
+  if (range.upper) params.upper = range.upper.value;
+  const where = [`${columns.ns} = @ns`, ...rangeConditions(columns.part, range), LIVE];
+  return { sql: `SELECT count(*) AS n FROM items INDEXED BY ${columns.index} WHERE ${where.join(" AND ")}`, params };
 }
 
 function scanShape(filter: ScanFilter, now: number) {

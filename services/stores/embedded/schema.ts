@@ -3,9 +3,14 @@ import type { LabelNumber } from "../store.js";
 /**
  * Items are keyed by (ns, part) in a WITHOUT ROWID table, so the primary key
  * is the clustered index that every key range scans. Each label has a partial
- * index (label ns, label part, item ns, item part): a label query is one range
- * scan in the order L5 asks for. TEXT compares with the BINARY collation,
- * i.e. as UTF-8 bytes (K7).
+ * index (label ns, label part, item ns, item part, expires): a label query is
+ * one range scan in the order L5 asks for. TEXT compares with the BINARY
+ * collation, i.e. as UTF-8 bytes (K7).
+ *
+ * Count reads indexes only: `items_live_keys` and the label indexes end with
+ * `expires`, so a range count checks liveness (T7) without visiting a row,
+ * whose value may be large and spill to overflow pages. The label indexes
+ * before that column (items_labelN) are replaced at open.
  */
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS items (
@@ -23,11 +28,17 @@ CREATE TABLE IF NOT EXISTS items (
   seg INTEGER NOT NULL,
   PRIMARY KEY (ns, part)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_label1 ON items (l1ns, l1part, ns, part) WHERE l1ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_label2 ON items (l2ns, l2part, ns, part) WHERE l2ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_label3 ON items (l3ns, l3part, ns, part) WHERE l3ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_label4 ON items (l4ns, l4part, ns, part) WHERE l4ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_label5 ON items (l5ns, l5part, ns, part) WHERE l5ns IS NOT NULL;
+DROP INDEX IF EXISTS items_label1;
+DROP INDEX IF EXISTS items_label2;
+DROP INDEX IF EXISTS items_label3;
+DROP INDEX IF EXISTS items_label4;
+DROP INDEX IF EXISTS items_label5;
+CREATE INDEX IF NOT EXISTS items_live_label1 ON items (l1ns, l1part, ns, part, expires) WHERE l1ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_live_label2 ON items (l2ns, l2part, ns, part, expires) WHERE l2ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_live_label3 ON items (l3ns, l3part, ns, part, expires) WHERE l3ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_live_label4 ON items (l4ns, l4part, ns, part, expires) WHERE l4ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_live_label5 ON items (l5ns, l5part, ns, part, expires) WHERE l5ns IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_live_keys ON items (ns, part, expires);
 CREATE INDEX IF NOT EXISTS items_expires ON items (expires) WHERE expires IS NOT NULL;
 CREATE TABLE IF NOT EXISTS changes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -46,6 +57,9 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 ) WITHOUT ROWID;
 `;
 
-export function labelColumns(label: LabelNumber): { ns: string; part: string } {
-  return { ns: `l${label}ns`, part: `l${label}part` };
+export function labelColumns(label: LabelNumber): { ns: string; part: string; index: string } {
+  return { ns: `l${label}ns`, part: `l${label}part`, index: `items_live_label${label}` };
 }
+
+/** The covering index of key-range counts. */
+export const LIVE_KEYS_INDEX = "items_live_keys";

@@ -5,12 +5,13 @@ import { isLive, type ItemRecord } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, itemExists, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
-import type { KeyQuery, LabelQuery, NamespaceQuery, ReadOptions, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
+import type { CountQuery, KeyQuery, LabelQuery, NamespaceQuery, ReadOptions, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
   batchGetFilter,
+  countRangeShape,
   countShape,
   expiredFilter,
   itemIndexes,
@@ -205,6 +206,12 @@ export class MongoStore implements Store {
       }
       return found;
     });
+  }
+
+  async countRange(query: CountQuery, now: number, options?: ReadOptions): Promise<number> {
+    const shape = countRangeShape(query, now);
+    if (!shape) return 0;
+    return guard(() => this.items.countDocuments(shape.filter, { hint: shape.hint, ...readTimeLimit(options) }));
   }
 
   async count(filter: ScanFilter, now: number, options?: ReadOptions): Promise<number> {

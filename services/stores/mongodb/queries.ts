@@ -1,7 +1,7 @@
 import type { Document } from "mongodb";
 import { narrowRange, rangeIncludes, type Bound, type KeyRange } from "../../domain/expressions.js";
 import { compareUtf8, type Key } from "../../domain/keys.js";
-import type { KeyQuery, LabelNumber, LabelPosition, LabelQuery, ReadOptions, ScanFilter, ScanQuery } from "../store.js";
+import type { CountQuery, KeyQuery, LabelNumber, LabelPosition, LabelQuery, ReadOptions, ScanFilter, ScanQuery } from "../store.js";
 import { labelFields } from "./codec.js";
 
 /** The name MongoDB gives the unique key index; the hint of every key read. */
@@ -199,6 +199,20 @@ export function namespaceStep(after: string | undefined, now: number): ReadShape
 export function countShape(query: ScanFilter, now: number): { readonly filter: Document; readonly hint: string } {
   const [whole] = scanPlan({ ...query, after: undefined }, now);
   return { filter: whole.filter, hint: whole.hint };
+}
+
+/**
+ * Count: the first page's range of the same query, without sort or limit,
+ * on the same hinted index; undefined when the range holds no key part, so
+ * nothing is read. Expired items are excluded like in every read (T7); the
+ * server checks `expires` on the documents of the range, since no index of
+ * ours ends with it.
+ */
+export function countRangeShape(query: CountQuery, now: number): { readonly filter: Document; readonly hint: string } | undefined {
+  const [shape] = query.label
+    ? labelQueryPlan({ label: query.label, range: query.range, reverse: false, limit: 0 }, now)
+    : keyQueryPlan({ range: query.range, reverse: false, limit: 0 }, now);
+  return shape && { filter: shape.filter, hint: shape.hint };
 }
 
 function segmentFilter(query: ScanFilter): Document {

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file larder/data/v1/data.proto.
  */
 export const file_larder_data_v1_data: GenFile = /*@__PURE__*/
-  fileDesc("ChlsYXJkZXIvZGF0YS92MS9kYXRhLnByb3RvEg5sYXJkZXIuZGF0YS52MSLeAgoESXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoHY3JlYXRlZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIbW9kaWZpZWQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA3R0bBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQFCCQoHX2xhYmVsMUIJCgdfbGFiZWwyQgkKB19sYWJlbDNCCQoHX2xhYmVsNEIJCgdfbGFiZWw1ImwKA1R0bBIRCgdzZWNvbmRzGAEgASgBSAASDgoEZGF0ZRgCIAEoCUgAEigKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhAKBnJlbW92ZRgEIAEoCEgAQgYKBGtpbmQiUQoLTGFiZWxVcGRhdGUSDQoDc2V0GAEgASgJSAASFwoNc2V0X2lmX2Fic2VudBgCIAEoCUgAEhAKBnJlbW92ZRgDIAEoCEgAQggKBmFjdGlvbiIZCgpHZXRSZXF1ZXN0EgsKA2tleRgBIAEoCSIxCgtHZXRSZXNwb25zZRIiCgRpdGVtGAEgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbSIfCg9CYXRjaEdldFJlcXVlc3QSDAoEa2V5cxgBIAMoCSI3ChBCYXRjaEdldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubGFyZGVyLmRhdGEudjEuSXRlbSJgCgxRdWVyeVJlcXVlc3QSEgoKZXhwcmVzc2lvbhgBIAEoCRINCgVsYWJlbBgCIAEoCRINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIEg0KBXN0YXJ0GAUgASgJIlgKDVF1ZXJ5UmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEhUKCGxhc3Rfa2V5GAIgASgJSACIAQFCCwoJX2xhc3Rfa2V5Io0ECgpTZXRSZXF1ZXN0EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIYChB1bnNldF9hdHRyaWJ1dGVzGAMgAygJEhEKCW92ZXJ3cml0ZRgEIAEoCBIgCgN0dGwYBSABKAsyEy5sYXJkZXIuZGF0YS52MS5UdGwSEwoGZXhpc3RzGAYgASgISACIAQESLQoNZGVmYXVsdF92YWx1ZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgZsYWJlbDEYCCABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDIYCSABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDMYCiABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDQYCyABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDUYDCABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIUCgdjcmVhdGVkGA0gASgBSAGIAQESGQoMcmVtb3ZlX251bGxzGA4gASgISAKIAQFCCQoHX2V4aXN0c0IKCghfY3JlYXRlZEIPCg1fcmVtb3ZlX251bGxzIjEKC1NldFJlc3BvbnNlEiIKBGl0ZW0YASABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtIs0CCgxCYXRjaFNldEl0ZW0SCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhgKEHVuc2V0X2F0dHJpYnV0ZXMYAyADKAkSLQoNZGVmYXVsdF92YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIgCgN0dGwYBSABKAsyEy5sYXJkZXIuZGF0YS52MS5UdGwSEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQFCCQoHX2xhYmVsMUIJCgdfbGFiZWwyQgkKB19sYWJlbDNCCQoHX2xhYmVsNEIJCgdfbGFiZWw1IpABCg9CYXRjaFNldFJlcXVlc3QSKwoFaXRlbXMYASADKAsyHC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldEl0ZW0SFgoJb3ZlcndyaXRlGAIgASgISACIAQESGQoMcmVtb3ZlX251bGxzGAMgASgISAGIAQFCDAoKX292ZXJ3cml0ZUIPCg1fcmVtb3ZlX251bGxzIjcKEEJhdGNoU2V0UmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtImIKCkFkZFJlcXVlc3QSCwoDa2V5GAEgASgJEhYKCWF0dHJpYnV0ZRgCIAEoCUgAiAEBEg4KBmFtb3VudBgDIAEoARIRCglvdmVyd3JpdGUYBCABKAhCDAoKX2F0dHJpYnV0ZSIxCgtBZGRSZXNwb25zZRIiCgRpdGVtGAEgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbSIdCg1SZW1vdmVSZXF1ZXN0EgwKBGtleXMYASADKAkiJgoOUmVtb3ZlUmVzcG9uc2USFAoMcmVtb3ZlZF9rZXlzGAEgAygJIq8BCgtTY2FuUmVxdWVzdBINCgVsaW1pdBgBIAEoDRINCgVzdGFydBgCIAEoCRINCgVsYWJlbBgDIAEoCRISCgphdHRyaWJ1dGVzGAQgAygJEhQKB3NlZ21lbnQYBSABKA1IAIgBARIbCg50b3RhbF9zZWdtZW50cxgGIAEoDUgBiAEBEg0KBWNvdW50GAcgASgIQgoKCF9zZWdtZW50QhEKD190b3RhbF9zZWdtZW50cyJ1CgxTY2FuUmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEhUKCGxhc3Rfa2V5GAIgASgJSACIAQESEgoFY291bnQYAyABKARIAYgBAUILCglfbGFzdF9rZXlCCAoGX2NvdW50Ik0KC1NlZWRSZXF1ZXN0EisKBWl0ZW1zGAEgAygLMhwubGFyZGVyLmRhdGEudjEuQmF0Y2hTZXRJdGVtEhEKCW92ZXJ3cml0ZRgCIAEoCCIdCgxTZWVkUmVzcG9uc2USDQoFaXRlbXMYASABKAQiSwoMV2F0Y2hSZXF1ZXN0Eg8KB2ZpbHRlcnMYASADKAkSFAoMcmVzdW1lX3Rva2VuGAIgASgJEhQKDHN1YnNjcmlwdGlvbhgDIAEoCSLEAQoLQ2hhbmdlRXZlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIiCgRpdGVtGAMgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbRImCghwcmV2aW91cxgEIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcmVzdW1lX3Rva2VuGAYgASgJEg8KB2V4cGlyZWQYByABKAgiJAoMV2F0Y2hTdGFydGVkEhQKDHJlc3VtZV90b2tlbhgBIAEoCSJ2Cg1XYXRjaFJlc3BvbnNlEi8KB3N0YXJ0ZWQYASABKAsyHC5sYXJkZXIuZGF0YS52MS5XYXRjaFN0YXJ0ZWRIABIsCgVldmVudBgCIAEoCzIbLmxhcmRlci5kYXRhLnYxLkNoYW5nZUV2ZW50SABCBgoEa2luZCI4CgpBY2tSZXF1ZXN0EhQKDHN1YnNjcmlwdGlvbhgBIAEoCRIUCgxyZXN1bWVfdG9rZW4YAiABKAkiDQoLQWNrUmVzcG9uc2UiMQoRTmFtZXNwYWNlc1JlcXVlc3QSDQoFbGltaXQYASABKA0SDQoFc3RhcnQYAiABKAkiWAoSTmFtZXNwYWNlc1Jlc3BvbnNlEhIKCm5hbWVzcGFjZXMYASADKAkSGwoObGFzdF9uYW1lc3BhY2UYAiABKAlIAIgBAUIRCg9fbGFzdF9uYW1lc3BhY2UiDQoLUGluZ1JlcXVlc3QiDgoMUGluZ1Jlc3BvbnNlMr4HCgtEYXRhU2VydmljZRJDCgNHZXQSGi5sYXJkZXIuZGF0YS52MS5HZXRSZXF1ZXN0GhsubGFyZGVyLmRhdGEudjEuR2V0UmVzcG9uc2UiA5ACARJSCghCYXRjaEdldBIfLmxhcmRlci5kYXRhLnYxLkJhdGNoR2V0UmVxdWVzdBogLmxhcmRlci5kYXRhLnYxLkJhdGNoR2V0UmVzcG9uc2UiA5ACARJJCgVRdWVyeRIcLmxhcmRlci5kYXRhLnYxLlF1ZXJ5UmVxdWVzdBodLmxhcmRlci5kYXRhLnYxLlF1ZXJ5UmVzcG9uc2UiA5ACARI+CgNTZXQSGi5sYXJkZXIuZGF0YS52MS5TZXRSZXF1ZXN0GhsubGFyZGVyLmRhdGEudjEuU2V0UmVzcG9uc2USTQoIQmF0Y2hTZXQSHy5sYXJkZXIuZGF0YS52MS5CYXRjaFNldFJlcXVlc3QaIC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldFJlc3BvbnNlEj4KA0FkZBIaLmxhcmRlci5kYXRhLnYxLkFkZFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5BZGRSZXNwb25zZRJHCgZSZW1vdmUSHS5sYXJkZXIuZGF0YS52MS5SZW1vdmVSZXF1ZXN0Gh4ubGFyZGVyLmRhdGEudjEuUmVtb3ZlUmVzcG9uc2USRgoEU2NhbhIbLmxhcmRlci5kYXRhLnYxLlNjYW5SZXF1ZXN0GhwubGFyZGVyLmRhdGEudjEuU2NhblJlc3BvbnNlIgOQAgESQQoEU2VlZBIbLmxhcmRlci5kYXRhLnYxLlNlZWRSZXF1ZXN0GhwubGFyZGVyLmRhdGEudjEuU2VlZFJlc3BvbnNlEkYKBVdhdGNoEhwubGFyZGVyLmRhdGEudjEuV2F0Y2hSZXF1ZXN0Gh0ubGFyZGVyLmRhdGEudjEuV2F0Y2hSZXNwb25zZTABEj4KA0FjaxIaLmxhcmRlci5kYXRhLnYxLkFja1JlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5BY2tSZXNwb25zZRJYCgpOYW1lc3BhY2VzEiEubGFyZGVyLmRhdGEudjEuTmFtZXNwYWNlc1JlcXVlc3QaIi5sYXJkZXIuZGF0YS52MS5OYW1lc3BhY2VzUmVzcG9uc2UiA5ACARJGCgRQaW5nEhsubGFyZGVyLmRhdGEudjEuUGluZ1JlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5QaW5nUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChlsYXJkZXIvZGF0YS92MS9kYXRhLnByb3RvEg5sYXJkZXIuZGF0YS52MSLeAgoESXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoHY3JlYXRlZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIbW9kaWZpZWQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA3R0bBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQFCCQoHX2xhYmVsMUIJCgdfbGFiZWwyQgkKB19sYWJlbDNCCQoHX2xhYmVsNEIJCgdfbGFiZWw1ImwKA1R0bBIRCgdzZWNvbmRzGAEgASgBSAASDgoEZGF0ZRgCIAEoCUgAEigKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEhAKBnJlbW92ZRgEIAEoCEgAQgYKBGtpbmQiUQoLTGFiZWxVcGRhdGUSDQoDc2V0GAEgASgJSAASFwoNc2V0X2lmX2Fic2VudBgCIAEoCUgAEhAKBnJlbW92ZRgDIAEoCEgAQggKBmFjdGlvbiIZCgpHZXRSZXF1ZXN0EgsKA2tleRgBIAEoCSIxCgtHZXRSZXNwb25zZRIiCgRpdGVtGAEgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbSIfCg9CYXRjaEdldFJlcXVlc3QSDAoEa2V5cxgBIAMoCSI3ChBCYXRjaEdldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubGFyZGVyLmRhdGEudjEuSXRlbSJgCgxRdWVyeVJlcXVlc3QSEgoKZXhwcmVzc2lvbhgBIAEoCRINCgVsYWJlbBgCIAEoCRINCgVsaW1pdBgDIAEoDRIPCgdyZXZlcnNlGAQgASgIEg0KBXN0YXJ0GAUgASgJIlgKDVF1ZXJ5UmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEhUKCGxhc3Rfa2V5GAIgASgJSACIAQFCCwoJX2xhc3Rfa2V5IjEKDENvdW50UmVxdWVzdBISCgpleHByZXNzaW9uGAEgASgJEg0KBWxhYmVsGAIgASgJIh4KDUNvdW50UmVzcG9uc2USDQoFY291bnQYASABKAQijQQKClNldFJlcXVlc3QSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhgKEHVuc2V0X2F0dHJpYnV0ZXMYAyADKAkSEQoJb3ZlcndyaXRlGAQgASgIEiAKA3R0bBgFIAEoCzITLmxhcmRlci5kYXRhLnYxLlR0bBITCgZleGlzdHMYBiABKAhIAIgBARItCg1kZWZhdWx0X3ZhbHVlGAcgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEisKBmxhYmVsMRgIIAEoCzIbLmxhcmRlci5kYXRhLnYxLkxhYmVsVXBkYXRlEisKBmxhYmVsMhgJIAEoCzIbLmxhcmRlci5kYXRhLnYxLkxhYmVsVXBkYXRlEisKBmxhYmVsMxgKIAEoCzIbLmxhcmRlci5kYXRhLnYxLkxhYmVsVXBkYXRlEisKBmxhYmVsNBgLIAEoCzIbLmxhcmRlci5kYXRhLnYxLkxhYmVsVXBkYXRlEisKBmxhYmVsNRgMIAEoCzIbLmxhcmRlci5kYXRhLnYxLkxhYmVsVXBkYXRlEhQKB2NyZWF0ZWQYDSABKAFIAYgBARIZCgxyZW1vdmVfbnVsbHMYDiABKAhIAogBAUIJCgdfZXhpc3RzQgoKCF9jcmVhdGVkQg8KDV9yZW1vdmVfbnVsbHMiMQoLU2V0UmVzcG9uc2USIgoEaXRlbRgBIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0izQIKDEJhdGNoU2V0SXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSGAoQdW5zZXRfYXR0cmlidXRlcxgDIAMoCRItCg1kZWZhdWx0X3ZhbHVlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEiAKA3R0bBgFIAEoCzITLmxhcmRlci5kYXRhLnYxLlR0bBITCgZsYWJlbDEYBiABKAlIAIgBARITCgZsYWJlbDIYByABKAlIAYgBARITCgZsYWJlbDMYCCABKAlIAogBARITCgZsYWJlbDQYCSABKAlIA4gBARITCgZsYWJlbDUYCiABKAlIBIgBAUIJCgdfbGFiZWwxQgkKB19sYWJlbDJCCQoHX2xhYmVsM0IJCgdfbGFiZWw0QgkKB19sYWJlbDUikAEKD0JhdGNoU2V0UmVxdWVzdBIrCgVpdGVtcxgBIAMoCzIcLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0SXRlbRIWCglvdmVyd3JpdGUYAiABKAhIAIgBARIZCgxyZW1vdmVfbnVsbHMYAyABKAhIAYgBAUIMCgpfb3ZlcndyaXRlQg8KDV9yZW1vdmVfbnVsbHMiNwoQQmF0Y2hTZXRSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iYgoKQWRkUmVxdWVzdBILCgNrZXkYASABKAkSFgoJYXR0cmlidXRlGAIgASgJSACIAQESDgoGYW1vdW50GAMgASgBEhEKCW92ZXJ3cml0ZRgEIAEoCEIMCgpfYXR0cmlidXRlIjEKC0FkZFJlc3BvbnNlEiIKBGl0ZW0YASABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtIh0KDVJlbW92ZVJlcXVlc3QSDAoEa2V5cxgBIAMoCSImCg5SZW1vdmVSZXNwb25zZRIUCgxyZW1vdmVkX2tleXMYASADKAkirwEKC1NjYW5SZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEg0KBXN0YXJ0GAIgASgJEg0KBWxhYmVsGAMgASgJEhIKCmF0dHJpYnV0ZXMYBCADKAkSFAoHc2VnbWVudBgFIAEoDUgAiAEBEhsKDnRvdGFsX3NlZ21lbnRzGAYgASgNSAGIAQESDQoFY291bnQYByABKAhCCgoIX3NlZ21lbnRCEQoPX3RvdGFsX3NlZ21lbnRzInUKDFNjYW5SZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SFQoIbGFzdF9rZXkYAiABKAlIAIgBARISCgVjb3VudBgDIAEoBEgBiAEBQgsKCV9sYXN0X2tleUIICgZfY291bnQiTQoLU2VlZFJlcXVlc3QSKwoFaXRlbXMYASADKAsyHC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldEl0ZW0SEQoJb3ZlcndyaXRlGAIgASgIIh0KDFNlZWRSZXNwb25zZRINCgVpdGVtcxgBIAEoBCJLCgxXYXRjaFJlcXVlc3QSDwoHZmlsdGVycxgBIAMoCRIUCgxyZXN1bWVfdG9rZW4YAiABKAkSFAoMc3Vic2NyaXB0aW9uGAMgASgJIsQBCgtDaGFuZ2VFdmVudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiIKBGl0ZW0YAyABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEiYKCHByZXZpb3VzGAQgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxyZXN1bWVfdG9rZW4YBiABKAkSDwoHZXhwaXJlZBgHIAEoCCIkCgxXYXRjaFN0YXJ0ZWQSFAoMcmVzdW1lX3Rva2VuGAEgASgJInYKDVdhdGNoUmVzcG9uc2USLwoHc3RhcnRlZBgBIAEoCzIcLmxhcmRlci5kYXRhLnYxLldhdGNoU3RhcnRlZEgAEiwKBWV2ZW50GAIgASgLMhsubGFyZGVyLmRhdGEudjEuQ2hhbmdlRXZlbnRIAEIGCgRraW5kIjgKCkFja1JlcXVlc3QSFAoMc3Vic2NyaXB0aW9uGAEgASgJEhQKDHJlc3VtZV90b2tlbhgCIAEoCSINCgtBY2tSZXNwb25zZSIxChFOYW1lc3BhY2VzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRINCgVzdGFydBgCIAEoCSJYChJOYW1lc3BhY2VzUmVzcG9uc2USEgoKbmFtZXNwYWNlcxgBIAMoCRIbCg5sYXN0X25hbWVzcGFjZRgCIAEoCUgAiAEBQhEKD19sYXN0X25hbWVzcGFjZSINCgtQaW5nUmVxdWVzdCIOCgxQaW5nUmVzcG9uc2UyiQgKC0RhdGFTZXJ2aWNlEkMKA0dldBIaLmxhcmRlci5kYXRhLnYxLkdldFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5HZXRSZXNwb25zZSIDkAIBElIKCEJhdGNoR2V0Eh8ubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXF1ZXN0GiAubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXNwb25zZSIDkAIBEkkKBVF1ZXJ5EhwubGFyZGVyLmRhdGEudjEuUXVlcnlSZXF1ZXN0Gh0ubGFyZGVyLmRhdGEudjEuUXVlcnlSZXNwb25zZSIDkAIBEj4KA1NldBIaLmxhcmRlci5kYXRhLnYxLlNldFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5TZXRSZXNwb25zZRJNCghCYXRjaFNldBIfLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVxdWVzdBogLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVzcG9uc2USPgoDQWRkEhoubGFyZGVyLmRhdGEudjEuQWRkUmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLkFkZFJlc3BvbnNlEkcKBlJlbW92ZRIdLmxhcmRlci5kYXRhLnYxLlJlbW92ZVJlcXVlc3QaHi5sYXJkZXIuZGF0YS52MS5SZW1vdmVSZXNwb25zZRJJCgVDb3VudBIcLmxhcmRlci5kYXRhLnYxLkNvdW50UmVxdWVzdBodLmxhcmRlci5kYXRhLnYxLkNvdW50UmVzcG9uc2UiA5ACARJGCgRTY2FuEhsubGFyZGVyLmRhdGEudjEuU2NhblJlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5TY2FuUmVzcG9uc2UiA5ACARJBCgRTZWVkEhsubGFyZGVyLmRhdGEudjEuU2VlZFJlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5TZWVkUmVzcG9uc2USRgoFV2F0Y2gSHC5sYXJkZXIuZGF0YS52MS5XYXRjaFJlcXVlc3QaHS5sYXJkZXIuZGF0YS52MS5XYXRjaFJlc3BvbnNlMAESPgoDQWNrEhoubGFyZGVyLmRhdGEudjEuQWNrUmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLkFja1Jlc3BvbnNlElgKCk5hbWVzcGFjZXMSIS5sYXJkZXIuZGF0YS52MS5OYW1lc3BhY2VzUmVxdWVzdBoiLmxhcmRlci5kYXRhLnYxLk5hbWVzcGFjZXNSZXNwb25zZSIDkAIBEkYKBFBpbmcSGy5sYXJkZXIuZGF0YS52MS5QaW5nUmVxdWVzdBocLmxhcmRlci5kYXRhLnYxLlBpbmdSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Item is one stored item with its metadata (M1-M4).
@@ -364,6 +364,56 @@ export const QueryResponseSchema: GenMessage<QueryResponse> = /*@__PURE__*/
   messageDesc(file_larder_data_v1_data, 8);
 
 /**
+ * CountRequest selects items the way a QueryRequest does, without paging.
+ *
+ * @generated from message larder.data.v1.CountRequest
+ */
+export type CountRequest = Message<"larder.data.v1.CountRequest"> & {
+  /**
+   * A key expression (`users:*`, `users:pre*`, `users:>=x`, `users:a|b`) or an
+   * exact key; with `label`, an expression over that label's values (L3).
+   *
+   * @generated from field: string expression = 1;
+   */
+  expression: string;
+
+  /**
+   * Empty to count by key, else `label1`..`label5` or `1`..`5` (L4).
+   *
+   * @generated from field: string label = 2;
+   */
+  label: string;
+};
+
+/**
+ * Describes the message larder.data.v1.CountRequest.
+ * Use `create(CountRequestSchema)` to create a new message.
+ */
+export const CountRequestSchema: GenMessage<CountRequest> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 9);
+
+/**
+ * CountResponse holds the number of matching live items.
+ *
+ * @generated from message larder.data.v1.CountResponse
+ */
+export type CountResponse = Message<"larder.data.v1.CountResponse"> & {
+  /**
+   * The number of live items the expression matches, at the time of the call.
+   *
+   * @generated from field: uint64 count = 1;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message larder.data.v1.CountResponse.
+ * Use `create(CountResponseSchema)` to create a new message.
+ */
+export const CountResponseSchema: GenMessage<CountResponse> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 10);
+
+/**
  * SetRequest writes one item.
  *
  * @generated from message larder.data.v1.SetRequest
@@ -474,7 +524,7 @@ export type SetRequest = Message<"larder.data.v1.SetRequest"> & {
  * Use `create(SetRequestSchema)` to create a new message.
  */
 export const SetRequestSchema: GenMessage<SetRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 9);
+  messageDesc(file_larder_data_v1_data, 11);
 
 /**
  * SetResponse holds the item as written.
@@ -495,7 +545,7 @@ export type SetResponse = Message<"larder.data.v1.SetResponse"> & {
  * Use `create(SetResponseSchema)` to create a new message.
  */
 export const SetResponseSchema: GenMessage<SetResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 10);
+  messageDesc(file_larder_data_v1_data, 12);
 
 /**
  * BatchSetItem is one item of a batch set or of a seed.
@@ -579,7 +629,7 @@ export type BatchSetItem = Message<"larder.data.v1.BatchSetItem"> & {
  * Use `create(BatchSetItemSchema)` to create a new message.
  */
 export const BatchSetItemSchema: GenMessage<BatchSetItem> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 11);
+  messageDesc(file_larder_data_v1_data, 13);
 
 /**
  * BatchSetRequest overwrites up to 25 items.
@@ -614,7 +664,7 @@ export type BatchSetRequest = Message<"larder.data.v1.BatchSetRequest"> & {
  * Use `create(BatchSetRequestSchema)` to create a new message.
  */
 export const BatchSetRequestSchema: GenMessage<BatchSetRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 12);
+  messageDesc(file_larder_data_v1_data, 14);
 
 /**
  * BatchSetResponse holds every written item.
@@ -635,7 +685,7 @@ export type BatchSetResponse = Message<"larder.data.v1.BatchSetResponse"> & {
  * Use `create(BatchSetResponseSchema)` to create a new message.
  */
 export const BatchSetResponseSchema: GenMessage<BatchSetResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 13);
+  messageDesc(file_larder_data_v1_data, 15);
 
 /**
  * AddRequest adds to a counter.
@@ -677,7 +727,7 @@ export type AddRequest = Message<"larder.data.v1.AddRequest"> & {
  * Use `create(AddRequestSchema)` to create a new message.
  */
 export const AddRequestSchema: GenMessage<AddRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 14);
+  messageDesc(file_larder_data_v1_data, 16);
 
 /**
  * AddResponse holds the item after the addition.
@@ -698,7 +748,7 @@ export type AddResponse = Message<"larder.data.v1.AddResponse"> & {
  * Use `create(AddResponseSchema)` to create a new message.
  */
 export const AddResponseSchema: GenMessage<AddResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 15);
+  messageDesc(file_larder_data_v1_data, 17);
 
 /**
  * RemoveRequest names up to 25 exact keys.
@@ -719,7 +769,7 @@ export type RemoveRequest = Message<"larder.data.v1.RemoveRequest"> & {
  * Use `create(RemoveRequestSchema)` to create a new message.
  */
 export const RemoveRequestSchema: GenMessage<RemoveRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 16);
+  messageDesc(file_larder_data_v1_data, 18);
 
 /**
  * RemoveResponse says which keys held a live item (R5).
@@ -740,7 +790,7 @@ export type RemoveResponse = Message<"larder.data.v1.RemoveResponse"> & {
  * Use `create(RemoveResponseSchema)` to create a new message.
  */
 export const RemoveResponseSchema: GenMessage<RemoveResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 17);
+  messageDesc(file_larder_data_v1_data, 19);
 
 /**
  * ScanRequest reads the environment in a stable order (SC2).
@@ -803,7 +853,7 @@ export type ScanRequest = Message<"larder.data.v1.ScanRequest"> & {
  * Use `create(ScanRequestSchema)` to create a new message.
  */
 export const ScanRequestSchema: GenMessage<ScanRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 18);
+  messageDesc(file_larder_data_v1_data, 20);
 
 /**
  * ScanResponse is one page of the scan, or its count.
@@ -838,7 +888,7 @@ export type ScanResponse = Message<"larder.data.v1.ScanResponse"> & {
  * Use `create(ScanResponseSchema)` to create a new message.
  */
 export const ScanResponseSchema: GenMessage<ScanResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 19);
+  messageDesc(file_larder_data_v1_data, 21);
 
 /**
  * SeedRequest imports items.
@@ -866,7 +916,7 @@ export type SeedRequest = Message<"larder.data.v1.SeedRequest"> & {
  * Use `create(SeedRequestSchema)` to create a new message.
  */
 export const SeedRequestSchema: GenMessage<SeedRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 20);
+  messageDesc(file_larder_data_v1_data, 22);
 
 /**
  * SeedResponse counts what was written.
@@ -887,7 +937,7 @@ export type SeedResponse = Message<"larder.data.v1.SeedResponse"> & {
  * Use `create(SeedResponseSchema)` to create a new message.
  */
 export const SeedResponseSchema: GenMessage<SeedResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 21);
+  messageDesc(file_larder_data_v1_data, 23);
 
 /**
  * WatchRequest subscribes to change events.
@@ -924,7 +974,7 @@ export type WatchRequest = Message<"larder.data.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 22);
+  messageDesc(file_larder_data_v1_data, 24);
 
 /**
  * ChangeEvent is one change to one item (EV4).
@@ -987,7 +1037,7 @@ export type ChangeEvent = Message<"larder.data.v1.ChangeEvent"> & {
  * Use `create(ChangeEventSchema)` to create a new message.
  */
 export const ChangeEventSchema: GenMessage<ChangeEvent> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 23);
+  messageDesc(file_larder_data_v1_data, 25);
 
 /**
  * WatchStarted tells a subscriber that the subscription is in place.
@@ -1008,7 +1058,7 @@ export type WatchStarted = Message<"larder.data.v1.WatchStarted"> & {
  * Use `create(WatchStartedSchema)` to create a new message.
  */
 export const WatchStartedSchema: GenMessage<WatchStarted> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 24);
+  messageDesc(file_larder_data_v1_data, 26);
 
 /**
  * WatchResponse is one message of a watch stream.
@@ -1045,7 +1095,7 @@ export type WatchResponse = Message<"larder.data.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 25);
+  messageDesc(file_larder_data_v1_data, 27);
 
 /**
  * AckRequest records a named subscription's progress.
@@ -1073,7 +1123,7 @@ export type AckRequest = Message<"larder.data.v1.AckRequest"> & {
  * Use `create(AckRequestSchema)` to create a new message.
  */
 export const AckRequestSchema: GenMessage<AckRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 26);
+  messageDesc(file_larder_data_v1_data, 28);
 
 /**
  * AckResponse is empty.
@@ -1088,7 +1138,7 @@ export type AckResponse = Message<"larder.data.v1.AckResponse"> & {
  * Use `create(AckResponseSchema)` to create a new message.
  */
 export const AckResponseSchema: GenMessage<AckResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 27);
+  messageDesc(file_larder_data_v1_data, 29);
 
 /**
  * NamespacesRequest asks for one page of namespaces.
@@ -1116,7 +1166,7 @@ export type NamespacesRequest = Message<"larder.data.v1.NamespacesRequest"> & {
  * Use `create(NamespacesRequestSchema)` to create a new message.
  */
 export const NamespacesRequestSchema: GenMessage<NamespacesRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 28);
+  messageDesc(file_larder_data_v1_data, 30);
 
 /**
  * NamespacesResponse is one page of namespaces.
@@ -1144,7 +1194,7 @@ export type NamespacesResponse = Message<"larder.data.v1.NamespacesResponse"> & 
  * Use `create(NamespacesResponseSchema)` to create a new message.
  */
 export const NamespacesResponseSchema: GenMessage<NamespacesResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 29);
+  messageDesc(file_larder_data_v1_data, 31);
 
 /**
  * PingRequest is empty.
@@ -1159,7 +1209,7 @@ export type PingRequest = Message<"larder.data.v1.PingRequest"> & {
  * Use `create(PingRequestSchema)` to create a new message.
  */
 export const PingRequestSchema: GenMessage<PingRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 30);
+  messageDesc(file_larder_data_v1_data, 32);
 
 /**
  * PingResponse is empty.
@@ -1174,7 +1224,7 @@ export type PingResponse = Message<"larder.data.v1.PingResponse"> & {
  * Use `create(PingResponseSchema)` to create a new message.
  */
 export const PingResponseSchema: GenMessage<PingResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 31);
+  messageDesc(file_larder_data_v1_data, 33);
 
 /**
  * DataService reads and writes the items of one environment. The environment
@@ -1253,6 +1303,18 @@ export const DataService: GenService<{
     methodKind: "unary";
     input: typeof RemoveRequestSchema;
     output: typeof RemoveResponseSchema;
+  },
+  /**
+   * Count returns the number of live items whose key, or whose label, matches
+   * an expression, read from the index alone: no item is read and expired
+   * items are never counted (T7).
+   *
+   * @generated from rpc larder.data.v1.DataService.Count
+   */
+  count: {
+    methodKind: "unary";
+    input: typeof CountRequestSchema;
+    output: typeof CountResponseSchema;
   },
   /**
    * Scan reads the whole environment in pages, or counts it (SC1-SC7).

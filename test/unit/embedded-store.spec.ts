@@ -1,0 +1,86 @@
+import Database from "better-sqlite3";
+import { expect } from "chai";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseKeyExpression } from "../../services/domain/expressions.js";
+import { planSet } from "../../services/domain/set-plan.js";
+import { countStatement, EmbeddedStore, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
+import { setInput } from "../support/set-input.js";
+
+/** The embedded engine's own SQL, where the contract suite cannot see it: plans, migrations, clocks. */
+describe("embedded engine", () => {
+  let dataDir: string;
+  let store: EmbeddedStore;
+  const options = (): EmbeddedStoreOptions => ({
+    dataDir,
+    environment: "prod",
+    durability: "normal",
+    sweepIntervalMs: 3_600_000,
+    changeRetentionMs: 3_600_000,
+  });
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), "larder-embedded-"));
+    store = new EmbeddedStore(options());
+  });
+  afterEach(async () => {
+    if (store.isOpen) await store.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  describe("Count", () => {
+    const T = Date.UTC(2026, 11, 5);
+    const write = (key: string, value: number, extra: Parameters<typeof setInput>[2] = {}) =>
+      store.set(planSet(setInput(key, value, extra), T), T);
+
+    it("counts a key range and a label range, and never an item expired at `now` (T7) even before the sweeper ran", async () => {
+      await write("users:a", 1, { labels: [{ set: "city:oslo" }] });
+      await write("users:b", 2, { labels: [{ set: "city:oslo" }], ttl: { at: T + 1_000 } });
+      await write("users:c", 3, { labels: [{ set: "city:rome" }] });
+      await write("users", 4);
+      await write("other:a", 5, { labels: [{ set: "city:oslo" }] });
+      const count = (expression: string, now: number, label?: 1) => store.countRange({ range: parseKeyExpression(expression), label }, now);
+      expect(await count("users:*", T)).to.equal(3);
+      expect(await count("users:*", T + 1_000)).to.equal(2);
+      expect(await count("users:a|b", T)).to.equal(2);
+      expect(await count("users:>a", T + 5_000)).to.equal(1);
+      expect(await count("users", T)).to.equal(1);
+      expect(await count("city:*", T, 1)).to.equal(4);
+      expect(await count("city:oslo", T, 1)).to.equal(3);
+      expect(await count("city:oslo", T + 1_000, 1)).to.equal(2);
+      expect(await count("city:r*", T, 1)).to.equal(1);
+      expect(await count("nothing:*", T)).to.equal(0);
+    });
+
+    it("reads a covering index only, never the item rows (the values)", async () => {
+      await store.close();
+      const db = new Database(join(dataDir, "prod.sqlite"));
+      try {
+        for (const [expression, label] of [["users:*"], ["users:a|b"], ["users"], ["city:*", 2], ["city:x", 5]] as const) {
+          const { sql, params } = countStatement({ range: parseKeyExpression(expression), label }, T);
+          const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as { detail: string }[]).map((row) => row.detail);
+          expect(plan, `${expression} ${label ?? ""}`).to.have.length(1);
+          expect(plan[0]).to.match(/^SEARCH items USING COVERING INDEX items_live_(keys|label[1-5]) \(/);
+        }
+      } finally {
+        db.close();
+      }
+    });
+
+    it("a file made before the covering label indexes gets them at open, and its old label indexes are dropped", async () => {
+      await write("users:a", 1, { labels: [undefined, undefined, { set: "city:oslo" }] });
+      await store.close();
+      const db = new Database(join(dataDir, "prod.sqlite"));
+      db.exec("DROP INDEX items_live_label3; DROP INDEX items_live_keys; CREATE INDEX items_label3 ON items (l3ns, l3part, ns, part) WHERE l3ns IS NOT NULL");
+      db.close();
+      store = new EmbeddedStore(options());
+      expect(await store.countRange({ range: parseKeyExpression("city:*"), label: 3 }, T)).to.equal(1);
+      await store.close();
+      const reopened = new Database(join(dataDir, "prod.sqlite"));
+      const names = (reopened.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'").all() as { name: string }[]).map((row) => row.name);
+      reopened.close();
+      expect(names).to.include.members(["items_live_keys", "items_live_label3"]);
+      expect(names).to.not.include("items_label3");
+    });
+  });
+});
