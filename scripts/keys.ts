@@ -10,23 +10,51 @@ import { isRole, ROLES } from "../services/access/roles.js";
  * `remove --id web` manage the rest.
  */
 const USAGE = `usage:
-  npm run keys -- add --file FILE --id NAME --environment ENV --role ${ROLES.join("|")}
+  npm run keys -- add --file FILE --id NAME --environment ENV --role ROLE
+      adds a key and prints it once (the file keeps only its SHA-256)
   npm run keys -- list --file FILE
-  npm run keys -- remove --file FILE --id NAME`;
+      one line per key: id, environment, role (never the key)
+  npm run keys -- remove --file FILE --id NAME
+      removes the key; restart the server to apply
+  npm run keys -- --help
+
+roles:
+  read    Get, BatchGet, Query, Scan, Namespaces, Ping
+  write   read + Set, BatchSet, Add, Remove, Seed
+  watch   read + Watch, Ack
+  app     read + write + watch: what an app using data.on() needs
+  admin   everything, AdminService (environments) included`;
 
 function main(): number {
-  const { positionals, values } = parseArgs({
-    allowPositionals: true,
-    options: {
-      file: { type: "string" },
-      id: { type: "string" },
-      environment: { type: "string" },
-      role: { type: "string" },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        file: { type: "string" },
+        id: { type: "string" },
+        environment: { type: "string" },
+        role: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    // An unknown or malformed option: one line saying which, then how to call it (no stack trace).
+    console.error(`${(error as Error).message.split(". ")[0]}\n\n${USAGE}`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
   const [command] = positionals;
-  if (!values.file || !["add", "list", "remove"].includes(command ?? "")) {
-    console.error(USAGE);
+  if (values.help || command === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!["add", "list", "remove"].includes(command ?? "")) {
+    console.error(`${command === undefined ? "a command is required" : `unknown command '${command}'`}\n\n${USAGE}`);
+    return 2;
+  }
+  if (!values.file) {
+    console.error(`--file is required\n\n${USAGE}`);
     return 2;
   }
   const keys = existsSync(values.file) ? loadKeysFile(values.file) : [];

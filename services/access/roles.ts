@@ -2,9 +2,9 @@
  * What each role may call. Roles are given per API key (issue 7); the table
  * is the whole policy, so a reader can check it at a glance.
  */
-export type Role = "read" | "write" | "watch" | "admin";
+export type Role = "read" | "write" | "watch" | "app" | "admin";
 
-export const ROLES: readonly Role[] = ["read", "write", "watch", "admin"];
+export const ROLES: readonly Role[] = ["read", "write", "watch", "app", "admin"];
 
 const READS = ["Get", "BatchGet", "Query", "Count", "Scan", "Namespaces", "Ping"];
 const WRITES = ["Set", "BatchSet", "Add", "Remove", "Seed"];
@@ -14,6 +14,8 @@ const DATA_METHODS: Record<Role, ReadonlySet<string>> = {
   read: new Set(READS),
   write: new Set([...READS, ...WRITES]),
   watch: new Set([...READS, ...EVENTS]),
+  // What an @ampt/data app does (read, write, data.on()) and nothing of AdminService: the least an app needs.
+  app: new Set([...READS, ...WRITES, ...EVENTS]),
   admin: new Set([...READS, ...WRITES, ...EVENTS]),
 };
 

@@ -20,6 +20,7 @@ const KEYS: Record<string, { environment: string; role: Role; key: string }> = {
   stageWrite: { environment: "stage", role: "write", key: generateKey() },
   prodRead: { environment: "prod", role: "read", key: generateKey() },
   prodWatch: { environment: "prod", role: "watch", key: generateKey() },
+  prodApp: { environment: "prod", role: "app", key: generateKey() },
   admin: { environment: "prod", role: "admin", key: generateKey() },
   copyWatch: { environment: "copy", role: "watch", key: generateKey() },
   stageWatch: { environment: "stage", role: "watch", key: generateKey() },
@@ -135,22 +136,22 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
       }
     });
     const dataCalls: [string, Role[], (client: ReturnType<typeof data>) => Promise<unknown>][] = [
-      ["Get", ["read", "write", "watch"], (c) => c.get({ key: "a" })],
-      ["BatchGet", ["read", "write", "watch"], (c) => c.batchGet({ keys: ["a"] })],
-      ["Query", ["read", "write", "watch"], (c) => c.query({ expression: "a:*" })],
-      ["Count", ["read", "write", "watch"], (c) => c.count({ expression: "a:*" })],
-      ["Scan", ["read", "write", "watch"], (c) => c.scan({})],
-      ["Namespaces", ["read", "write", "watch"], (c) => c.namespaces({})],
-      ["Ping", ["read", "write", "watch"], (c) => c.ping({})],
-      ["Set", ["write"], (c) => c.set({ key: "a", value: value("x") })],
-      ["BatchSet", ["write"], (c) => c.batchSet({ items: [{ key: "a", value: value("x") }], overwrite: true })],
-      ["Add", ["write"], (c) => c.add({ key: "n", amount: 1 })],
-      ["Remove", ["write"], (c) => c.remove({ keys: ["a"] })],
-      ["Seed", ["write"], (c) => c.seed({ items: [] })],
-      ["Ack", ["watch"], (c) => c.ack({ subscription: "s", resumeToken: prodToken })],
+      ["Get", ["read", "write", "watch", "app"], (c) => c.get({ key: "a" })],
+      ["BatchGet", ["read", "write", "watch", "app"], (c) => c.batchGet({ keys: ["a"] })],
+      ["Query", ["read", "write", "watch", "app"], (c) => c.query({ expression: "a:*" })],
+      ["Count", ["read", "write", "watch", "app"], (c) => c.count({ expression: "a:*" })],
+      ["Scan", ["read", "write", "watch", "app"], (c) => c.scan({})],
+      ["Namespaces", ["read", "write", "watch", "app"], (c) => c.namespaces({})],
+      ["Ping", ["read", "write", "watch", "app"], (c) => c.ping({})],
+      ["Set", ["write", "app"], (c) => c.set({ key: "a", value: value("x") })],
+      ["BatchSet", ["write", "app"], (c) => c.batchSet({ items: [{ key: "a", value: value("x") }], overwrite: true })],
+      ["Add", ["write", "app"], (c) => c.add({ key: "n", amount: 1 })],
+      ["Remove", ["write", "app"], (c) => c.remove({ keys: ["a"] })],
+      ["Seed", ["write", "app"], (c) => c.seed({ items: [] })],
+      ["Ack", ["watch", "app"], (c) => c.ack({ subscription: "s", resumeToken: prodToken })],
       [
         "Watch",
-        ["watch"],
+        ["watch", "app"],
         async (c) => {
           for await (const message of c.watch({})) if (message.kind.case === "started") return;
         },
@@ -160,6 +161,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
       read: KEYS.prodRead.key,
       write: KEYS.prodWrite.key,
       watch: KEYS.prodWatch.key,
+      app: KEYS.prodApp.key,
     };
     for (const [method, allowed, call] of dataCalls) {
       it(`DataService/${method}`, async () => {
@@ -185,6 +187,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
       const admin = (key?: string) => createClient(AdminService, transport(key));
       expect((await failureOf(admin().listEnvironments({}))).code).to.equal(Code.Unauthenticated);
       expect((await failureOf(admin(KEYS.prodWrite.key).listEnvironments({}))).code).to.equal(Code.PermissionDenied);
+      expect((await failureOf(admin(KEYS.prodApp.key).listEnvironments({}))).code).to.equal(Code.PermissionDenied);
       const names = (await admin(KEYS.admin.key).listEnvironments({})).environments.map((env) => env.name);
       expect(names).to.include.members(["prod", "stage"]);
     });

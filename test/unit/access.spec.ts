@@ -50,7 +50,7 @@ describe("API keys and roles", () => {
     expect(() => loadKeysFile(join(dir, "missing.json"))).to.throw(/cannot read the keys file/);
   });
 
-  it("roles: read reads, write also writes, watch also watches, admin does everything", () => {
+  it("roles: read reads, write also writes, watch also watches, app reads, writes and watches, admin does everything", () => {
     const data = "larder.data.v1.DataService";
     const admin = "larder.admin.v1.AdminService";
     expect(roleAllows("read", data, "Get")).to.equal(true);
@@ -61,6 +61,9 @@ describe("API keys and roles", () => {
     expect(roleAllows("watch", data, "Watch")).to.equal(true);
     expect(roleAllows("watch", data, "Remove")).to.equal(false);
     expect(roleAllows("admin", data, "Seed")).to.equal(true);
+    // app: what an @ampt/data app needs (read, write, data.on()), and no AdminService.
+    for (const method of ["Get", "Query", "Set", "Add", "Remove", "Seed", "Watch", "Ack"]) expect(roleAllows("app", data, method), method).to.equal(true);
+    expect(roleAllows("app", "larder.admin.v1.AdminService", "ListEnvironments")).to.equal(false);
     expect(roleAllows("write", admin, "ListEnvironments")).to.equal(false);
     expect(roleAllows("admin", admin, "DropEnvironment")).to.equal(true);
     expect(roleAllows("admin", "some.Other", "Call")).to.equal(false);
