@@ -19,7 +19,7 @@ const USAGE = `usage:
   npm run keys -- --help
 
 roles:
-  read    Get, BatchGet, Query, Scan, Namespaces, Ping
+  read    Get, BatchGet, Query, Count, Scan, Namespaces, Ping
   write   read + Set, BatchSet, Add, Remove, Seed
   watch   read + Watch, Ack
   app     read + write + watch: what an app using data.on() needs
