@@ -4,9 +4,9 @@ import { createData, LarderError, type LarderData, type ListenerPath } from "../
 import { useServer } from "./support/server.js";
 
 /**
- * Every case of the spec's vectors (a copy of ../shared/spec/vectors.json in
- * test/fixtures, so a fresh clone tests without ../shared) runs through the
- * real client against a live server, on an empty environment each.
+ * Every case of the test vectors of docs/rules.md (test/fixtures/vectors.json)
+ * runs through the real client against a live server, on an empty environment
+ * each.
  */
 interface Step {
   readonly call: string;
