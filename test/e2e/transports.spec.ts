@@ -119,7 +119,7 @@ describe("e2e: one port serves gRPC, gRPC-Web and Connect over h2c and HTTP/1.1"
     expect((await client.ping({})).$typeName).to.equal("larder.data.v1.PingResponse");
   });
 
-  it("HTTP/1.1: a chunked body over the limit → RESOURCE_EXHAUSTED with Connection: close, and the next call does not hang", async () => {
+  it("HTTP/1.1: a chunked body over the limit → RESOURCE_EXHAUSTED; the rest is read and dropped, so the next call does not hang", async () => {
     // Chunked (no content-length), as Connect's binary HTTP/1.1 transport sends: refused before it has all arrived.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const post = (path: string, chunks: Buffer[]) =>
@@ -138,7 +138,7 @@ describe("e2e: one port serves gRPC, gRPC-Web and Connect over h2c and HTTP/1.1"
     const padding = Buffer.alloc(18_000_000, 0x61);
     const header = Buffer.from([0x7a, ...varint(padding.length)]);
     const big = await post("/larder.data.v1.DataService/Get", [Buffer.from(request), header, padding]);
-    expect([big.status, big.connection]).to.deep.equal([429, "close"]);
+    expect(big.status).to.equal(429);
     expect(big.body).to.contain("resource_exhausted");
     const started = Date.now();
     const small = await post("/larder.data.v1.DataService/Ping", []);

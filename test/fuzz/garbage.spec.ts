@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
@@ -28,6 +29,36 @@ function exchange(port: number, payload: Buffer | string, waitMs = 1500): Promis
       resolve({ reply: Buffer.concat(chunks), closedByServer });
     });
     socket.write(payload);
+  });
+}
+
+/**
+ * Uploads the whole payload, then reads, as most HTTP/1.1 clients do: the
+ * answer must survive until the client has finished writing. Resolves once a
+ * complete answer (head and Content-Length body) has arrived, the connection
+ * closes, or 60 s pass.
+ */
+function uploadThenRead(port: number, payload: Buffer | string): Promise<{ head: string; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    const chunks: Buffer[] = [];
+    const done = (closedByServer: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ head: Buffer.concat(chunks).toString("latin1"), closedByServer });
+    };
+    const timer = setTimeout(() => done(false), 60_000);
+    socket.on("data", (chunk) => {
+      chunks.push(chunk);
+      const text = Buffer.concat(chunks).toString("latin1");
+      const end = text.indexOf("\r\n\r\n");
+      const length = /content-length: *(\d+)/i.exec(text.slice(0, end));
+      if (end >= 0 && length && text.length - end - 4 >= Number(length[1])) done(false);
+    });
+    socket.on("error", () => undefined);
+    socket.on("close", () => done(true));
+    socket.pause();
+    socket.write(payload, () => socket.resume());
   });
 }
 
@@ -279,6 +310,32 @@ describe("fuzz: garbage on the port gets a clean error or a closed connection, a
   it("a connection that never sends a byte is closed after the first-byte timeout", async () => {
     const { closedByServer } = await exchange(port(), Buffer.alloc(0), 15_000);
     expect(closedByServer).to.equal(true);
+  });
+
+  it("an oversize HTTP/1.1 body always gets its answer, also while every core is busy (issue 16)", async function () {
+    this.timeout(180_000);
+    // Busy loops on every core of a 2-core machine: the server's answer and the client's upload then interleave at random.
+    const busy = Array.from({ length: 3 }, () => spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
+    try {
+      const body = "x".repeat(13 * 1024 * 1024);
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const { head, closedByServer } = await uploadThenRead(port(), http1("/larder.data.v1.DataService/Set", "application/json", body));
+        expect(head, `attempt ${attempt}: the status arrives before any close (closed: ${closedByServer})`).to.match(
+          /^HTTP\/1\.1 429[\s\S]*"code":"resource_exhausted"/,
+        );
+      }
+      // A chunked upload (no length to refuse up front) that is past the limit: read part-way, then answered.
+      const chunked = Buffer.concat([
+        Buffer.from("POST /larder.data.v1.DataService/Set HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ...Array.from({ length: 13 }, () => Buffer.concat([Buffer.from(`${(1024 * 1024).toString(16)}\r\n`), Buffer.alloc(1024 * 1024, 0x78), Buffer.from("\r\n")])),
+        Buffer.from("0\r\n\r\n"),
+      ]);
+      const { head } = await uploadThenRead(port(), chunked);
+      expect(head).to.match(/^HTTP\/1\.1 429[\s\S]*"code":"resource_exhausted"/);
+    } finally {
+      for (const child of busy) child.kill("SIGKILL");
+    }
+    await stillHealthy();
   });
 
   it("1,000 garbage connections leave memory bounded and the server answering", async () => {
