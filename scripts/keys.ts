@@ -1,17 +1,20 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { generateKey, hashKey, isEnvironmentName, loadKeysFile } from "../services/access/api-keys.js";
-import { isRole, ROLES } from "../services/access/roles.js";
+import { isRole, OPERATOR, ROLES } from "../services/access/roles.js";
 
 /**
  * `npm run keys -- add --file keys.json --id web --environment prod --role write`
  * adds a key to a keys file (created if missing) and prints the key once: the
- * file keeps only its SHA-256. `npm run keys -- list --file keys.json` and
+ * file keeps only its SHA-256. `--role operator` (and no `--environment`)
+ * adds a key that manages every environment through AdminService. `npm run keys -- list --file keys.json` and
  * `remove --id web` manage the rest.
  */
 const USAGE = `usage:
   npm run keys -- add --file FILE --id NAME --environment ENV --role ROLE
       adds a key and prints it once (the file keeps only its SHA-256)
+  npm run keys -- add --file FILE --id NAME --role operator
+      adds an operator key: bound to no environment, it manages every one
   npm run keys -- list --file FILE
       one line per key: id, environment, role (never the key)
   npm run keys -- remove --file FILE --id NAME
@@ -23,7 +26,8 @@ roles:
   write   read + Set, BatchSet, Add, Remove, Seed
   watch   read + Watch, Ack
   app     read + write + watch: what an app using data.on() needs
-  admin   everything, AdminService (environments) included`;
+  admin   everything, AdminService included, for its own environment only
+  operator  AdminService on every environment (no --environment); nothing on DataService`;
 
 function main(): number {
   let parsed;
@@ -60,7 +64,7 @@ function main(): number {
   const keys = existsSync(values.file) ? loadKeysFile(values.file) : [];
   const save = (entries: unknown[]) => writeFileSync(values.file!, `${JSON.stringify({ keys: entries }, null, 2)}\n`, { mode: 0o600 });
   if (command === "list") {
-    for (const key of keys) console.log(`${key.id}\t${key.environment}\t${key.role}`);
+    for (const key of keys) console.log(`${key.id}\t${key.environment ?? "(every environment)"}\t${key.role}`);
     return 0;
   }
   if (!values.id) {
@@ -81,17 +85,24 @@ function main(): number {
     console.error(`a key with id '${values.id}' already exists in ${values.file}`);
     return 1;
   }
-  if (!values.environment || !isEnvironmentName(values.environment)) {
-    console.error("--environment must be an environment name (a-z, 0-9, - and _)");
-    return 2;
-  }
   if (!isRole(values.role)) {
     console.error(`--role must be one of ${ROLES.join(", ")}`);
     return 2;
   }
+  if (values.role === OPERATOR) {
+    if (values.environment !== undefined) {
+      console.error(`an ${OPERATOR} key manages every environment: leave out --environment`);
+      return 2;
+    }
+  } else if (!values.environment || !isEnvironmentName(values.environment)) {
+    console.error("--environment must be an environment name (a-z, 0-9, - and _)");
+    return 2;
+  }
   const key = generateKey();
-  save([...keys, { id: values.id, sha256: hashKey(key), environment: values.environment, role: values.role }]);
-  console.error(`added '${values.id}' (${values.environment}, ${values.role}) to ${values.file}; the key is shown once:`);
+  const entry = { id: values.id, sha256: hashKey(key), ...(values.environment === undefined ? {} : { environment: values.environment }), role: values.role };
+  save([...keys, entry]);
+  const scope = values.environment ?? "every environment";
+  console.error(`added '${values.id}' (${scope}, ${values.role}) to ${values.file}; the key is shown once:`);
   console.log(key);
   return 0;
 }

@@ -1,12 +1,14 @@
 import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   AdminService,
   type ExportedItem,
   type ExportedItemSchema,
 } from "../gen/larder/admin/v1/admin_pb.js";
-import { isEnvironmentName } from "./access/api-keys.js";
+import { isEnvironmentName, type Principal } from "./access/api-keys.js";
+import { principalKey } from "./access/principal.js";
+import { checkManages, mayManage } from "./access/tenancy.js";
 import { DomainError, invalidArgument } from "./domain/errors.js";
 import type { ItemRecord } from "./domain/item.js";
 import type { JsonValue } from "./domain/json.js";
@@ -36,17 +38,29 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
   router.service(AdminService, createAdminService(deps));
 }
 
-/** Environments as a whole: list, create, drop, and moving data in the shape of Ampt's data.json. */
+/**
+ * Environments as a whole: list, create, drop, and moving data in the shape
+ * of Ampt's data.json. Every environment a request names is checked against
+ * the caller's key first (a key bound to one environment acts only there),
+ * before its name is even validated, so a refusal says nothing about other
+ * environments.
+ */
 export function createAdminService({ engine, clock = Date.now }: AdminServiceDeps): ServiceImpl<typeof AdminService> {
   async function describe(name: string) {
     const store = await engine.environment(name);
     return { name, items: BigInt(await store.count({}, clock())) };
   }
 
-  async function existing(name: string): Promise<Store> {
+  /** The environment a request names, once the caller may act on it and its name is well formed. */
+  function named(context: HandlerContext, name: string): string {
+    checkManages(callerOf(context), name);
     checkName(name);
+    return name;
+  }
+
+  async function existing(name: string): Promise<Store> {
     if (!(await engine.list()).includes(name)) {
-      throw new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", `There is no environment named '${name}'`);
+      throw new DomainError("NOT_FOUND", "ENVIRONMENT_NOT_FOUND", `There is no environment named '${name}'`);
     }
     return engine.environment(name);
   }
@@ -59,28 +73,33 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
   }
 
   return {
-    async listEnvironments() {
-      return guarded(async () => ({ environments: await Promise.all((await engine.list()).map(describe)) }));
-    },
-    async createEnvironment(request) {
+    async listEnvironments(_request, context) {
       return guarded(async () => {
-        checkName(request.name);
-        if ((await engine.list()).includes(request.name)) {
-          throw new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", `The environment '${request.name}' already exists`);
-        }
-        return { environment: await describe(request.name) };
+        const caller = callerOf(context);
+        const visible = (await engine.list()).filter((name) => mayManage(caller, name));
+        return { environments: await Promise.all(visible.map(describe)) };
       });
     },
-    async dropEnvironment(request) {
+    async createEnvironment(request, context) {
       return guarded(async () => {
-        await existing(request.name);
-        await engine.drop(request.name);
+        const name = named(context, request.name);
+        if ((await engine.list()).includes(name)) {
+          throw new DomainError("ALREADY_EXISTS", "ENVIRONMENT_EXISTS", `The environment '${name}' already exists`);
+        }
+        return { environment: await describe(name) };
+      });
+    },
+    async dropEnvironment(request, context) {
+      return guarded(async () => {
+        const name = named(context, request.name);
+        await existing(name);
+        await engine.drop(name);
         return {};
       });
     },
-    async *exportEnvironment(request) {
+    async *exportEnvironment(request, context) {
       try {
-        const store = await existing(request.name);
+        const store = await existing(named(context, request.name));
         for await (const chunk of readAll(store, clock)) {
           for (const message of bySize(chunk, EXPORT_MESSAGE_BYTES)) yield { items: message.map(toExported) };
         }
@@ -88,24 +107,24 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
         throw toConnectError(error);
       }
     },
-    async importEnvironment(request) {
+    async importEnvironment(request, context) {
       return guarded(async () => {
-        checkName(request.name);
-        const store = await engine.environment(request.name);
+        const store = await engine.environment(named(context, request.name));
         const written = await importInto(store, request.items.map(fromExported), request.overwrite, {
           events: !request.skipEvents,
         });
         return { items: BigInt(written) };
       });
     },
-    async cloneEnvironment(request) {
+    async cloneEnvironment(request, context) {
       return guarded(async () => {
-        const source = await existing(request.source);
-        checkName(request.target);
-        if (request.target === request.source) {
+        const sourceName = named(context, request.source);
+        const targetName = named(context, request.target);
+        const source = await existing(sourceName);
+        if (targetName === sourceName) {
           throw invalidArgument("INVALID_OPTION", "An environment cannot be cloned into itself");
         }
-        const target = await engine.environment(request.target);
+        const target = await engine.environment(targetName);
         const options = { events: !request.skipEvents };
         await target.clear(clock(), options);
         let copied = 0;
@@ -118,10 +137,14 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
   };
 }
 
+function callerOf(context: HandlerContext): Principal {
+  return context.values.get(principalKey);
+}
+
 function checkName(name: string): void {
   if (!isEnvironmentName(name)) {
     throw invalidArgument(
-      "INVALID_OPTION",
+      "INVALID_ENVIRONMENT_NAME",
       "Environment names are 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
     );
   }

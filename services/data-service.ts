@@ -17,6 +17,7 @@ import { guarded } from "./errors.js";
 import type { Engine } from "./stores/engine.js";
 import type { ReadOptions, Store } from "./stores/store.js";
 import { principalKey } from "./access/principal.js";
+import { dataEnvironment } from "./access/tenancy.js";
 import { watchChanges } from "./feed/watch.js";
 import { timestampToMs, toItem } from "./item-message.js";
 
@@ -39,7 +40,7 @@ export function registerDataService(router: ConnectRouter, deps: DataServiceDeps
 export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof DataService> {
   const operationsByStore = new WeakMap<Store, DataOperations>();
   async function environmentOf(context: HandlerContext): Promise<Store> {
-    return deps.engine.environment(context.values.get(principalKey).environment);
+    return deps.engine.environment(dataEnvironment(context.values.get(principalKey)));
   }
   async function operationsOf(context: HandlerContext): Promise<DataOperations> {
     const store = await environmentOf(context);

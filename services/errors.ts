@@ -12,6 +12,7 @@ const CODES: Record<ErrorCodeName, Code> = {
   FAILED_PRECONDITION: Code.FailedPrecondition,
   RESOURCE_EXHAUSTED: Code.ResourceExhausted,
   OUT_OF_RANGE: Code.OutOfRange,
+  PERMISSION_DENIED: Code.PermissionDenied,
   UNAVAILABLE: Code.Unavailable,
 };
 

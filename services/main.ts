@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     keys = config.keysFile ? loadKeysFile(config.keysFile) : undefined;
     if (config.engine === "mongodb") {
       // Each environment becomes a database: one whose name MongoDB refuses would fail every call in it.
-      for (const key of keys ?? []) databaseName(config.mongodbDbPrefix, key.environment);
+      for (const key of keys ?? []) if (key.environment !== undefined) databaseName(config.mongodbDbPrefix, key.environment);
     }
     if (!keys && !isLoopback(config.host)) {
       throw new ConfigError(
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logLevel);
   const engine = await openEngine(config, log);
-  await openEnvironments(engine, keys ? keys.map((key) => key.environment) : [LOCAL_PRINCIPAL.environment]);
+  await openEnvironments(engine, keys ? boundEnvironments(keys) : [LOCAL_PRINCIPAL.environment!]);
   const server = createLarderServer({ config, engine, log, keys });
   // Signals are handled before the port opens: whoever sees the listening line may stop the server.
   let stopping = false;
@@ -82,6 +82,11 @@ async function main(): Promise<void> {
   // An IPv6 address takes brackets in a URL (RFC 3986), so the line can be pasted as it is.
   const authority = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
   console.log(`larder listening on ${scheme}://${authority} (engine ${config.engine}, ${where})`);
+}
+
+/** The environments keys are bound to; an operator key is bound to none. */
+function boundEnvironments(keys: readonly StoredKey[]): string[] {
+  return keys.flatMap((key) => (key.environment === undefined ? [] : [key.environment]));
 }
 
 /**

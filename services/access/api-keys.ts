@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { isRole, type Role } from "./roles.js";
+import { isRole, OPERATOR, ROLES, type Role } from "./roles.js";
 
 /**
  * API keys as the keys file stores them: never the key itself, only its
@@ -11,14 +11,18 @@ export interface StoredKey {
   /** A name for logs and for revoking; never secret. */
   readonly id: string;
   readonly sha256: string;
-  readonly environment: string;
+  /** The environment the key acts in; absent only for an operator key, which is bound to none. */
+  readonly environment?: string;
   readonly role: Role;
 }
 
 export interface Principal {
   readonly keyId: string;
-  readonly environment: string;
+  /** The environment every DataService call acts on; undefined for an operator, which has none. */
+  readonly environment: string | undefined;
   readonly role: Role;
+  /** Which environments AdminService calls may name: only its own, or (an operator) every one. */
+  readonly manages: "own" | "every";
 }
 
 export const KEY_PREFIX = "lk_";
@@ -36,7 +40,10 @@ export function hashKey(key: string): string {
   return createHash("sha256").update(key, "utf8").digest("hex");
 }
 
-/** Reads and validates a keys file: `{ "keys": [{ id, sha256, environment, role }] }`. */
+/**
+ * Reads and validates a keys file: `{ "keys": [{ id, sha256, environment, role }] }`,
+ * where an `operator` key has no environment and every other key has one.
+ */
 export function loadKeysFile(path: string): StoredKey[] {
   let parsed: unknown;
   try {
@@ -53,10 +60,17 @@ export function loadKeysFile(path: string): StoredKey[] {
     if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256)) {
       throw new Error(`${where}: "sha256" must be the hex SHA-256 of the key`);
     }
+    if (!isRole(role)) throw new Error(`${where}: "role" must be one of ${ROLES.join(", ")}`);
+    if (role === OPERATOR) {
+      // An operator bound to an environment would read as a limit it does not have.
+      if (environment !== undefined) {
+        throw new Error(`${where}: an "operator" key manages every environment and takes no "environment"`);
+      }
+      return { id, sha256, role };
+    }
     if (typeof environment !== "string" || !isEnvironmentName(environment)) {
       throw new Error(`${where}: "environment" must be an environment name (a-z, 0-9, - and _)`);
     }
-    if (!isRole(role)) throw new Error(`${where}: "role" must be one of read, write, watch, admin`);
     return { id, sha256, environment, role };
   });
 }
@@ -72,5 +86,12 @@ export function authenticate(keys: readonly StoredKey[], presented: string): Pri
   for (const key of keys) {
     if (timingSafeEqual(digest, Buffer.from(key.sha256, "hex")) && found === undefined) found = key;
   }
-  return found && { keyId: found.id, environment: found.environment, role: found.role };
+  return (
+    found && {
+      keyId: found.id,
+      environment: found.environment,
+      role: found.role,
+      manages: found.role === OPERATOR ? "every" : "own",
+    }
+  );
 }

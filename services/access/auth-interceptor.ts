@@ -2,7 +2,7 @@ import { Code, type Interceptor } from "@connectrpc/connect";
 import { withReason } from "../errors.js";
 import { authenticate, type StoredKey } from "./api-keys.js";
 import { principalKey } from "./principal.js";
-import { roleAllows } from "./roles.js";
+import { OPERATOR, roleAllows } from "./roles.js";
 
 export interface AuthOptions {
   /** undefined: no keys configured, every caller is local (loopback only). */
@@ -30,8 +30,12 @@ export function authInterceptor({ keys, publicServices }: AuthOptions): Intercep
     const principal = presented === undefined ? undefined : authenticate(keys, presented);
     if (!principal) throw withReason("Unknown API key", Code.Unauthenticated, "API_KEY_UNKNOWN");
     if (!roleAllows(principal.role, service, request.method.name)) {
+      const why =
+        principal.role === OPERATOR
+          ? "; an operator key is bound to no environment, so data calls take a key bound to the environment"
+          : "";
       throw withReason(
-        `The API key '${principal.keyId}' has the role '${principal.role}', which may not call ${service}/${request.method.name}`,
+        `The API key '${principal.keyId}' has the role '${principal.role}', which may not call ${service}/${request.method.name}${why}`,
         Code.PermissionDenied,
         "ROLE_NOT_ALLOWED",
       );

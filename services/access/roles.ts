@@ -1,10 +1,18 @@
 /**
  * What each role may call. Roles are given per API key (issue 7); the table
- * is the whole policy, so a reader can check it at a glance.
+ * is the whole policy, so a reader can check it at a glance. Which
+ * environments a key may act on is the other half (see tenancy.ts).
  */
-export type Role = "read" | "write" | "watch" | "app" | "admin";
+export type Role = "read" | "write" | "watch" | "app" | "admin" | "operator";
 
-export const ROLES: readonly Role[] = ["read", "write", "watch", "app", "admin"];
+export const ROLES: readonly Role[] = ["read", "write", "watch", "app", "admin", "operator"];
+
+/**
+ * The role of a key bound to no environment. It manages every environment
+ * through AdminService and calls nothing on DataService: a data call needs an
+ * environment, and taking one from the request would let the request choose it.
+ */
+export const OPERATOR: Role = "operator";
 
 const READS = ["Get", "BatchGet", "Query", "Count", "Scan", "Namespaces", "Ping"];
 const WRITES = ["Set", "BatchSet", "Add", "Remove", "Seed"];
@@ -17,7 +25,10 @@ const DATA_METHODS: Record<Role, ReadonlySet<string>> = {
   // What an @ampt/data app does (read, write, data.on()) and nothing of AdminService: the least an app needs.
   app: new Set([...READS, ...WRITES, ...EVENTS]),
   admin: new Set([...READS, ...WRITES, ...EVENTS]),
+  operator: new Set(),
 };
+
+const MANAGES_ENVIRONMENTS: ReadonlySet<Role> = new Set(["admin", "operator"]);
 
 export const DATA_SERVICE = "larder.data.v1.DataService";
 export const ADMIN_SERVICE = "larder.admin.v1.AdminService";
@@ -30,7 +41,7 @@ const OPEN_TO_EVERY_ROLE = new Set(["grpc.health.v1.Health", "grpc.reflection.v1
 
 export function roleAllows(role: Role, service: string, method: string): boolean {
   if (service === DATA_SERVICE) return DATA_METHODS[role].has(method);
-  if (service === ADMIN_SERVICE) return role === "admin";
+  if (service === ADMIN_SERVICE) return MANAGES_ENVIRONMENTS.has(role);
   return OPEN_TO_EVERY_ROLE.has(service);
 }
 

@@ -10,6 +10,7 @@ export type ErrorCodeName =
   | "FAILED_PRECONDITION"
   | "RESOURCE_EXHAUSTED"
   | "OUT_OF_RANGE"
+  | "PERMISSION_DENIED"
   | "UNAVAILABLE";
 
 export type Reason =
@@ -32,7 +33,15 @@ export type Reason =
   | "STORE_UNAVAILABLE"
   | "API_KEY_MISSING"
   | "API_KEY_UNKNOWN"
-  | "ROLE_NOT_ALLOWED";
+  | "ROLE_NOT_ALLOWED"
+  | "ENVIRONMENT_NOT_ALLOWED"
+  | "ENVIRONMENT_NOT_FOUND"
+  | "ENVIRONMENT_EXISTS"
+  | "INVALID_ENVIRONMENT_NAME"
+  | "ENVIRONMENT_NAME_TOO_LONG"
+  | "TOO_MANY_CALLS"
+  | "TOO_MANY_CALLS_ON_CONNECTION"
+  | "TOO_MANY_STREAMS";
 
 export class DomainError extends Error {
   constructor(

@@ -15,7 +15,7 @@ import type { Role } from "../../services/access/roles.js";
 import { runServerToExit, useServer } from "../support/server.js";
 
 /** One key per (environment, role) this suite uses. */
-const KEYS: Record<string, { environment: string; role: Role; key: string }> = {
+const KEYS: Record<string, { environment?: string; role: Role; key: string }> = {
   prodWrite: { environment: "prod", role: "write", key: generateKey() },
   stageWrite: { environment: "stage", role: "write", key: generateKey() },
   prodRead: { environment: "prod", role: "read", key: generateKey() },
@@ -24,6 +24,8 @@ const KEYS: Record<string, { environment: string; role: Role; key: string }> = {
   admin: { environment: "prod", role: "admin", key: generateKey() },
   copyWatch: { environment: "copy", role: "watch", key: generateKey() },
   stageWatch: { environment: "stage", role: "watch", key: generateKey() },
+  // Moving data between environments takes a key bound to none (issue 16).
+  operator: { role: "operator", key: generateKey() },
 };
 
 function keysFile(): string {
@@ -157,7 +159,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
         },
       ],
     ];
-    const keyByRole: Record<Exclude<Role, "admin">, string> = {
+    const keyByRole: Record<Exclude<Role, "admin" | "operator">, string> = {
       read: KEYS.prodRead.key,
       write: KEYS.prodWrite.key,
       watch: KEYS.prodWatch.key,
@@ -183,12 +185,13 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
       });
     }
 
-    it("AdminService: only the admin role", async () => {
+    it("AdminService: only the admin role (its own environment) and the operator (every one); see tenancy.spec.ts", async () => {
       const admin = (key?: string) => createClient(AdminService, transport(key));
       expect((await failureOf(admin().listEnvironments({}))).code).to.equal(Code.Unauthenticated);
       expect((await failureOf(admin(KEYS.prodWrite.key).listEnvironments({}))).code).to.equal(Code.PermissionDenied);
       expect((await failureOf(admin(KEYS.prodApp.key).listEnvironments({}))).code).to.equal(Code.PermissionDenied);
-      const names = (await admin(KEYS.admin.key).listEnvironments({})).environments.map((env) => env.name);
+      expect((await admin(KEYS.admin.key).listEnvironments({})).environments.map((env) => env.name)).to.deep.equal(["prod"]);
+      const names = (await admin(KEYS.operator.key).listEnvironments({})).environments.map((env) => env.name);
       expect(names).to.include.members(["prod", "stage"]);
     });
 
@@ -227,7 +230,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
   });
 
   it("export → import round trip is identical, and import can skip events", async () => {
-    const admin = createClient(AdminService, transport(KEYS.admin.key));
+    const admin = createClient(AdminService, transport(KEYS.operator.key));
     const prod = data(KEYS.prodWrite.key);
     await prod.seed({ items: [], overwrite: true });
     await prod.set({ key: "x:1", value: { kind: { case: "structValue", value: { fields: { a: { kind: { case: "numberValue", value: 1 } } } } } }, label2: { action: { case: "set", value: "l:1" } }, ttl: { kind: { case: "date", value: "2100-01-01" } } });
@@ -270,7 +273,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
   });
 
   it("import fires a created event per item, and none with skipEvents", async () => {
-    const admin = createClient(AdminService, transport(KEYS.admin.key));
+    const admin = createClient(AdminService, transport(KEYS.operator.key));
     const watcher = createClient(DataService, transport(KEYS.copyWatch.key));
     const abort = new AbortController();
     const events: string[] = [];

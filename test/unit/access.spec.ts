@@ -3,7 +3,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { authenticate, generateKey, hashKey, loadKeysFile } from "../../services/access/api-keys.js";
+import { LOCAL_PRINCIPAL } from "../../services/access/principal.js";
 import { roleAllows } from "../../services/access/roles.js";
+import { checkManages, dataEnvironment, mayManage } from "../../services/access/tenancy.js";
+import { DomainError } from "../../services/domain/errors.js";
 
 describe("API keys and roles", () => {
   const dir = mkdtempSync(join(tmpdir(), "larder-keys-"));
@@ -24,10 +27,41 @@ describe("API keys and roles", () => {
         ],
       }),
     );
-    expect(authenticate(keys, prod)).to.deep.equal({ keyId: "prod-writer", environment: "prod", role: "write" });
-    expect(authenticate(keys, dev)).to.deep.equal({ keyId: "dev-reader", environment: "dev", role: "read" });
+    expect(authenticate(keys, prod)).to.deep.equal({ keyId: "prod-writer", environment: "prod", role: "write", manages: "own" });
+    expect(authenticate(keys, dev)).to.deep.equal({ keyId: "dev-reader", environment: "dev", role: "read", manages: "own" });
     expect(authenticate(keys, generateKey())).to.equal(undefined);
     expect(authenticate(keys, "")).to.equal(undefined);
+  });
+
+  it("an operator key is bound to no environment and manages every one; every other key manages only its own", () => {
+    const operator = generateKey();
+    const admin = generateKey();
+    const keys = loadKeysFile(
+      keysFile({
+        keys: [
+          { id: "ops", sha256: hashKey(operator), role: "operator" },
+          { id: "prod-admin", sha256: hashKey(admin), environment: "prod", role: "admin" },
+        ],
+      }),
+    );
+    const ops = authenticate(keys, operator)!;
+    expect(ops).to.deep.equal({ keyId: "ops", environment: undefined, role: "operator", manages: "every" });
+    const prodAdmin = authenticate(keys, admin)!;
+    expect([mayManage(ops, "prod"), mayManage(ops, "anything")]).to.deep.equal([true, true]);
+    expect([mayManage(prodAdmin, "prod"), mayManage(prodAdmin, "stage")]).to.deep.equal([true, false]);
+    expect(() => checkManages(prodAdmin, "stage"))
+      .to.throw(DomainError, /bound to the environment 'prod'/)
+      .that.includes({ code: "PERMISSION_DENIED", reason: "ENVIRONMENT_NOT_ALLOWED" });
+    expect(mayManage(LOCAL_PRINCIPAL, "stage"), "the keyless local caller owns every environment").to.equal(true);
+    expect(() => dataEnvironment(ops)).to.throw(DomainError).that.includes({ reason: "ROLE_NOT_ALLOWED" });
+    expect(dataEnvironment(prodAdmin)).to.equal("prod");
+  });
+
+  it("refuses an operator entry that names an environment, and any other entry that names none", () => {
+    expect(() => loadKeysFile(keysFile({ keys: [{ id: "x", sha256: hashKey("k"), environment: "prod", role: "operator" }] }))).to.throw(
+      /entry 0: an "operator" key manages every environment and takes no "environment"/,
+    );
+    expect(() => loadKeysFile(keysFile({ keys: [{ id: "x", sha256: hashKey("k"), role: "admin" }] }))).to.throw(/entry 0: "environment"/);
   });
 
   it("generated keys are distinct and carry 256 random bits", () => {
@@ -67,5 +101,7 @@ describe("API keys and roles", () => {
     expect(roleAllows("write", admin, "ListEnvironments")).to.equal(false);
     expect(roleAllows("admin", admin, "DropEnvironment")).to.equal(true);
     expect(roleAllows("admin", "some.Other", "Call")).to.equal(false);
+    expect(roleAllows("operator", admin, "CloneEnvironment")).to.equal(true);
+    for (const method of ["Get", "Set", "Watch", "Ping"]) expect(roleAllows("operator", data, method), method).to.equal(false);
   });
 });

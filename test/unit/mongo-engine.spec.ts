@@ -38,7 +38,7 @@ describe("MongoDB engine: start-up checks", () => {
     expect(databaseName("larder_", "prod")).to.equal("larder_prod");
     expect(() => databaseName("larder_", "x".repeat(MAX_DATABASE_NAME_BYTES)))
       .to.throw(DomainError, /longer than MongoDB's 63 bytes/)
-      .with.property("code", "FAILED_PRECONDITION");
+      .that.includes({ code: "INVALID_ARGUMENT", reason: "ENVIRONMENT_NAME_TOO_LONG" });
   });
 
   it("one pooled client: named, retrying reads and writes, failing fast when no server is reachable", () => {

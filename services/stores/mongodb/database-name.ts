@@ -1,4 +1,4 @@
-import { failedPrecondition } from "../../domain/errors.js";
+import { invalidArgument } from "../../domain/errors.js";
 
 // Free of the driver: the server checks its keys file against it before loading MongoDB's driver.
 
@@ -9,9 +9,9 @@ export const MAX_DATABASE_NAME_BYTES = 63;
 export function databaseName(prefix: string, environment: string): string {
   const name = prefix + environment;
   if (Buffer.byteLength(name, "utf8") > MAX_DATABASE_NAME_BYTES) {
-    // The caller's key names this environment: a call in it is refused, not an internal error.
-    throw failedPrecondition(
-      "STORE_UNAVAILABLE",
+    // Keys naming such an environment stop the server at startup, so only an AdminService request names one here.
+    throw invalidArgument(
+      "ENVIRONMENT_NAME_TOO_LONG",
       `The environment '${environment}' would be the MongoDB database '${name}', longer than MongoDB's ` +
         `${MAX_DATABASE_NAME_BYTES} bytes; use a shorter environment name or LARDER_MONGODB_DB_PREFIX`,
     );

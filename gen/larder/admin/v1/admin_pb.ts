@@ -3,7 +3,8 @@
 /* eslint-disable */
 
 // Larder's administration API: environments (each its own database) and
-// moving their data. Every call needs an API key with the admin role.
+// moving their data. Every call needs an API key with the admin role (which
+// acts only on its own environment) or the operator role (every environment).
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
@@ -397,7 +398,7 @@ export const CloneEnvironmentResponseSchema: GenMessage<CloneEnvironmentResponse
  */
 export const AdminService: GenService<{
   /**
-   * ListEnvironments lists every environment that exists.
+   * ListEnvironments lists the environments that exist and the caller's key may act on.
    *
    * @generated from rpc larder.admin.v1.AdminService.ListEnvironments
    */
