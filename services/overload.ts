@@ -1,7 +1,11 @@
 import type http from "node:http";
 import http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, type ConnectError, type Interceptor } from "@connectrpc/connect";
+import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import type { Reason } from "./domain/errors.js";
+import { withReason } from "./errors.js";
 
 export interface OverloadLimits {
   /** Unary calls served at once; past it a call fails fast instead of queueing. */
@@ -25,9 +29,9 @@ export function overloadGuard(limits: OverloadLimits): Interceptor & { readonly 
     if (limits.exempt.has(request.service.typeName)) return next(request);
     const isStream = request.method.methodKind !== "unary";
     if (isStream ? streams >= limits.maxStreams : unary >= limits.maxUnary) {
-      throw new ConnectError(
+      throw overloaded(
         `The server is at its limit of ${isStream ? limits.maxStreams : limits.maxUnary} ${isStream ? "open streams" : "calls in flight"}; retry with exponential backoff`,
-        Code.ResourceExhausted,
+        isStream ? "TOO_MANY_STREAMS" : "TOO_MANY_CALLS",
       );
     }
     if (!isStream) {
@@ -128,11 +132,14 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
     const onConnection = perConnection.get(connection) ?? 0;
     if (inFlight >= limits.maxInFlight || onConnection >= limits.maxPerConnection) {
       refused++;
-      const message =
+      const error =
         inFlight >= limits.maxInFlight
-          ? `The server is at its limit of ${limits.maxInFlight} calls in flight; retry with exponential backoff`
-          : `This connection is at its limit of ${limits.maxPerConnection} calls in flight; retry with exponential backoff or spread calls over more connections`;
-      refuse(request, response, message, limits.discardMs ?? MAX_DISCARD_MS, (bytes) => (discardedBytes += bytes));
+          ? overloaded(`The server is at its limit of ${limits.maxInFlight} calls in flight; retry with exponential backoff`, "TOO_MANY_CALLS")
+          : overloaded(
+              `This connection is at its limit of ${limits.maxPerConnection} calls in flight; retry with exponential backoff or spread calls over more connections`,
+              "TOO_MANY_CALLS_ON_CONNECTION",
+            );
+      refuse(request, response, error, limits.discardMs ?? MAX_DISCARD_MS, (bytes) => (discardedBytes += bytes));
       return;
     }
     inFlight++;
@@ -168,7 +175,7 @@ const MAX_DISCARD_MS = 10_000;
  * (connect-node) with a stream they never finish, which nghttp2 ends up
  * treating as a flood (ENHANCE_YOUR_CALM) and fails the whole connection.
  */
-function refuse(request: NodeRequest, response: NodeResponse, message: string, discardMs: number, dropped: (bytes: number) => void): void {
+function refuse(request: NodeRequest, response: NodeResponse, error: ConnectError, discardMs: number, dropped: (bytes: number) => void): void {
   let discarded = 0;
   // A body that trickles in forever would hold its stream (or socket) for nothing.
   const slow = setTimeout(() => cut(request), discardMs);
@@ -182,7 +189,7 @@ function refuse(request: NodeRequest, response: NodeResponse, message: string, d
   });
   request.once("end", () => {
     clearTimeout(slow);
-    answer(request, response, message);
+    answer(request, response, error);
   });
 }
 
@@ -197,11 +204,20 @@ function cut(request: NodeRequest): void {
   else request.socket.destroy();
 }
 
-function answer(request: NodeRequest, response: NodeResponse, message: string): void {
+function overloaded(message: string, reason: Reason): ConnectError {
+  return withReason(message, Code.ResourceExhausted, reason);
+}
+
+/**
+ * The error in the request's own protocol, encoded by the Connect library's
+ * own functions (the ErrorInfo detail included), as a handler's error would be.
+ */
+function answer(request: NodeRequest, response: NodeResponse, error: ConnectError): void {
   const contentType = String(request.headers["content-type"] ?? "");
   if (/^application\/grpc(-web(-text)?)?(\+|;|$)/.test(contentType)) {
     // gRPC: trailers-only (a single HEADERS frame that ends the stream); gRPC-Web: status in the headers.
-    const headers = { "content-type": contentType, "grpc-status": String(Code.ResourceExhausted), "grpc-message": grpcPercentEncode(message) };
+    const headers: Record<string, string> = { "content-type": contentType };
+    setTrailerStatus(new Headers(), error).forEach((value, name) => (headers[name] = value));
     if ("stream" in request && request.stream && !contentType.startsWith("application/grpc-web")) {
       if (!request.stream.destroyed) request.stream.respond({ ":status": 200, ...headers }, { endStream: true });
       return;
@@ -209,18 +225,9 @@ function answer(request: NodeRequest, response: NodeResponse, message: string): 
     (response as http.ServerResponse).writeHead(200, headers).end();
     return;
   }
-  // Connect (and anything else): the error as JSON with the HTTP status Connect gives RESOURCE_EXHAUSTED.
-  const body = JSON.stringify({ code: "resource_exhausted", message });
+  // Connect (and anything else): the error as JSON with the HTTP status Connect gives its code.
+  const body = errorToJsonBytes(error, {});
   (response as http.ServerResponse)
-    .writeHead(429, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "retry-after": "1" })
+    .writeHead(codeToHttpStatus(error.code), { "content-type": "application/json", "content-length": body.byteLength, "retry-after": "1" })
     .end(body);
-}
-
-/** gRPC's percent-encoding of grpc-message: bytes outside printable ASCII, and '%'. */
-function grpcPercentEncode(text: string): string {
-  let encoded = "";
-  for (const byte of Buffer.from(text, "utf8")) {
-    encoded += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return encoded;
 }

@@ -12,6 +12,7 @@ import {
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { DataService, GetRequestSchema } from "../../gen/larder/data/v1/data_pb.js";
 import { admissionGate, overloadGuard, type AdmissionGate } from "../../services/overload.js";
@@ -40,6 +41,7 @@ describe("overload guard (unit)", () => {
     const refused = await call(request("larder.data.v1.DataService")).catch((error: unknown) => ConnectError.from(error));
     expect((refused as ConnectError).code).to.equal(Code.ResourceExhausted);
     expect((refused as ConnectError).rawMessage).to.equal("The server is at its limit of 3 calls in flight; retry with exponential backoff");
+    expect((refused as ConnectError).findDetails(ErrorInfoSchema)[0]).to.include({ reason: "TOO_MANY_CALLS", domain: "larder.dev" });
     const health = call(request("grpc.health.v1.Health"));
     expect(guard.load().unary, "exempt services are never counted or refused").to.equal(3);
     release();
@@ -73,6 +75,7 @@ describe("overload guard (unit)", () => {
     expect(guard.load().streams).to.equal(1);
     const second = await call(request("s", "server_streaming")).catch((error: unknown) => ConnectError.from(error));
     expect((second as ConnectError).rawMessage).to.equal("The server is at its limit of 1 open streams; retry with exponential backoff");
+    expect((second as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).to.equal("TOO_MANY_STREAMS");
     const received = [];
     for await (const message of response.message) received.push(message);
     expect(received).to.deep.equal([1, 2]);
@@ -238,6 +241,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     expect(refused!.rawMessage).to.equal(
       "This connection is at its limit of 2 calls in flight; retry with exponential backoff or spread calls over more connections",
     );
+    expect(refused!.findDetails(ErrorInfoSchema)[0]?.reason).to.equal("TOO_MANY_CALLS_ON_CONNECTION");
     const other = open(r.h2url).get({ key: "wait" });
     await until(() => r.waiting() === 3, "another connection is still served");
     r.release();
@@ -251,20 +255,25 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     const held = open(r.h2url).get({ key: "wait" });
     await until(() => r.waiting() === 1, "one call waits");
 
-    expect((await failure(open(r.h2url).get({ key: "x" })))!.code, "gRPC").to.equal(Code.ResourceExhausted);
+    // Each with its ErrorInfo reason, as every other error carries one (issue 16).
+    const refusal = (error: ConnectError | undefined) => [error?.code, error?.findDetails(ErrorInfoSchema)[0]?.reason];
+    const expected = [Code.ResourceExhausted, "TOO_MANY_CALLS"];
+    expect(refusal(await failure(open(r.h2url).get({ key: "x" }))), "gRPC").to.deep.equal(expected);
     const web = createClient(DataService, createGrpcWebTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
-    expect((await failure(web.get({ key: "x" })))!.code, "gRPC-Web over HTTP/1.1").to.equal(Code.ResourceExhausted);
+    expect(refusal(await failure(web.get({ key: "x" }))), "gRPC-Web over HTTP/1.1").to.deep.equal(expected);
     const webH2 = createClient(DataService, createGrpcWebTransport({ baseUrl: r.h2url, httpVersion: "2" }));
-    expect((await failure(webH2.get({ key: "x" })))!.code, "gRPC-Web over HTTP/2").to.equal(Code.ResourceExhausted);
+    expect(refusal(await failure(webH2.get({ key: "x" }))), "gRPC-Web over HTTP/2").to.deep.equal(expected);
     const connectH1 = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
-    expect((await failure(connectH1.get({ key: "x" })))!.code, "Connect over HTTP/1.1").to.equal(Code.ResourceExhausted);
+    expect(refusal(await failure(connectH1.get({ key: "x" }))), "Connect over HTTP/1.1").to.deep.equal(expected);
     const connectGet = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1", useHttpGet: true }));
-    expect((await failure(connectGet.get({ key: "x" })))!.code, "Connect GET").to.equal(Code.ResourceExhausted);
+    expect(refusal(await failure(connectGet.get({ key: "x" }))), "Connect GET").to.deep.equal(expected);
 
     const raw = await fetch(`${r.h1url}/larder.data.v1.DataService/Get`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"key":"x"}' });
     expect(raw.status).to.equal(429);
     expect(raw.headers.get("retry-after")).to.equal("1");
-    expect(await raw.json()).to.deep.equal({ code: "resource_exhausted", message: "The server is at its limit of 1 calls in flight; retry with exponential backoff" });
+    const body = (await raw.json()) as { code: string; message: string; details: { type: string }[] };
+    expect([body.code, body.message]).to.deep.equal(["resource_exhausted", "The server is at its limit of 1 calls in flight; retry with exponential backoff"]);
+    expect(body.details.map((detail) => detail.type)).to.deep.equal(["google.rpc.ErrorInfo"]);
 
     const grpcJs = new grpc.Client(r.h2url.replace("http://", ""), grpc.credentials.createInsecure());
     const status = await new Promise<grpc.ServiceError | null>((resolve) =>
