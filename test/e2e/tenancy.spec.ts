@@ -23,7 +23,7 @@ import { REPO_ROOT, useServer } from "../support/server.js";
 
 const OWN = "home";
 const FOREIGN = "away";
-const BOUND_ROLES = ["read", "write", "watch", "admin"] as const;
+const BOUND_ROLES = ["read", "write", "watch", "app", "admin"] as const;
 type Target = "own" | "foreign";
 type Admin = Client<typeof AdminService>;
 

@@ -44,10 +44,22 @@ describe("scripts/keys.ts (npm run keys)", function () {
     const added = await keys("add", "--file", file, "--id", "web", "--environment", "prod", "--role", "app");
     expect(added.code, added.stderr).to.equal(0);
     const key = added.stdout.trim();
-    expect(authenticate(loadKeysFile(file), key)).to.deep.equal({ keyId: "web", environment: "prod", role: "app" });
+    expect(authenticate(loadKeysFile(file), key)).to.deep.equal({ keyId: "web", environment: "prod", role: "app", manages: "own" });
     expect(readFileSync(file, "utf8")).not.to.contain(key);
     expect((await keys("list", "--file", file)).stdout).to.equal("web\tprod\tapp\n");
     expect((await keys("remove", "--file", file, "--id", "web")).code).to.equal(0);
     expect((await keys("list", "--file", file)).stdout).to.equal("");
+  });
+
+  it("add an operator key: bound to no environment, and refused with one (issue 16)", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
+    const bound = await keys("add", "--file", file, "--id", "ops", "--environment", "prod", "--role", "operator");
+    expect([bound.code, bound.stderr.trim()]).to.deep.equal([2, "an operator key manages every environment: leave out --environment"]);
+    const added = await keys("add", "--file", file, "--id", "ops", "--role", "operator");
+    expect(added.code, added.stderr).to.equal(0);
+    expect(authenticate(loadKeysFile(file), added.stdout.trim())).to.deep.equal({ keyId: "ops", environment: undefined, role: "operator", manages: "every" });
+    expect((await keys("list", "--file", file)).stdout).to.equal("ops\t(every environment)\toperator\n");
+    const unbound = await keys("add", "--file", file, "--id", "web", "--role", "write");
+    expect([unbound.code, unbound.stderr.trim()]).to.deep.equal([2, "--environment must be an environment name (a-z, 0-9, - and _)"]);
   });
 });
