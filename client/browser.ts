@@ -7,20 +7,29 @@ export { bearerAuth, createDataWith, type LarderData } from "./data.js";
 export { LarderError, type ErrorCodeName } from "./errors.js";
 export type * from "./types.js";
 
-export interface CreateBrowserDataOptions {
+export interface BrowserTransportOptions {
   readonly url: string;
   readonly apiKey?: string;
   /** `grpc-web` (default) or `connect`, both over fetch; or any Transport. */
   readonly transport?: "grpc-web" | "connect" | Transport;
+}
+
+export interface CreateBrowserDataOptions extends BrowserTransportOptions {
   readonly events?: EventOptions;
 }
 
-/** The drop-in `data` for browsers: fetch-based gRPC-Web or Connect, no Node modules. */
-export function createData({ url, apiKey, transport = "grpc-web", events }: CreateBrowserDataOptions): LarderData {
+/**
+ * The fetch-based transport with the API key on every call: for the generated
+ * clients (DataService, AdminService) next to the `data` object.
+ */
+export function createBrowserTransport({ url, apiKey, transport = "grpc-web" }: BrowserTransportOptions): Transport {
   const interceptors: Interceptor[] = apiKey ? [bearerAuth(apiKey)] : [];
-  let chosen: Transport;
-  if (transport === "grpc-web") chosen = createGrpcWebTransport({ baseUrl: url, interceptors });
-  else if (transport === "connect") chosen = createConnectTransport({ baseUrl: url, interceptors });
-  else chosen = transport;
-  return createDataWith({ transport: chosen, events });
+  if (transport === "grpc-web") return createGrpcWebTransport({ baseUrl: url, interceptors });
+  if (transport === "connect") return createConnectTransport({ baseUrl: url, interceptors });
+  return transport;
+}
+
+/** The drop-in `data` for browsers: fetch-based gRPC-Web or Connect, no Node modules. */
+export function createData({ events, ...transport }: CreateBrowserDataOptions): LarderData {
+  return createDataWith({ transport: createBrowserTransport(transport), events });
 }

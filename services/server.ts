@@ -15,6 +15,7 @@ import type { StoredKey } from "./access/api-keys.js";
 import { authInterceptor } from "./access/auth-interceptor.js";
 import { LOCAL_PRINCIPAL, principalKey } from "./access/principal.js";
 import { registerAdminService } from "./admin-service.js";
+import { isConsolePath, serveConsole } from "./console-route.js";
 import type { Config } from "./config.js";
 import { registerDataService } from "./data-service.js";
 import { HealthStatus } from "./health.js";
@@ -99,7 +100,16 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     services: [...served, ServerReflection, ServerReflectionAlpha],
     exempt: new Set([Health.typeName]),
   });
-  const handler = requests.track(gated, shutdown.signal);
+  // The console's static files are not calls: they skip the call admission, not the shutdown tracking.
+  const routed: Handler = (request, response) => {
+    if (!isConsolePath(request.url)) return gated(request, response);
+    serveConsole(request, response).catch((error: unknown) => {
+      log.error({ err: error }, "console file could not be served");
+      if (!response.headersSent) (response as http.ServerResponse).writeHead(500).end();
+      else response.destroy();
+    });
+  };
+  const handler = requests.track(routed, shutdown.signal);
 
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
