@@ -52,9 +52,12 @@ export async function openSession(apiKey: string | undefined): Promise<Opened> {
     await data.ping({});
   } catch (error) {
     const failure = ConnectError.from(error);
-    if (failure.code !== Code.Unauthenticated) throw error;
-    if (apiKey !== undefined) forgetKey();
-    return { needsKey: true, refused: apiKey === undefined ? undefined : failure.rawMessage };
+    // PERMISSION_DENIED: a known key without data calls (an operator key, which manages environments only).
+    if (failure.code !== Code.PermissionDenied) {
+      if (failure.code !== Code.Unauthenticated) throw error;
+      if (apiKey !== undefined) forgetKey();
+      return { needsKey: true, refused: apiKey === undefined ? undefined : failure.rawMessage };
+    }
   }
   if (apiKey !== undefined) {
     try {
