@@ -4,7 +4,7 @@ import { parseWritableKey, type Key } from "./keys.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
 import { badSeedMessage, checkBatchSize } from "./limits.js";
 import { resolveTtl } from "./ttl.js";
-import { addAmount, checkItemSize, checkText, itemSize, validateValue } from "./values.js";
+import { addAmount, checkItemSize, checkText, itemSize, validateValue, withoutNegativeZero } from "./values.js";
 
 /**
  * Set planning: a SetInput (what a caller asked, already decoded from the
@@ -117,7 +117,11 @@ export function planSet(input: SetInput, now: number): SetPlan {
   const labels = planLabels(input.labels);
   const ttl = resolveTtl(input.ttl, now);
   const created = planCreatedCheck(input.created);
-  const value = planValue(input);
+  const value = planValue({
+    ...input,
+    value: input.value === undefined ? undefined : withoutNegativeZero(input.value),
+    defaultValue: input.defaultValue === undefined ? undefined : withoutNegativeZero(input.defaultValue),
+  });
   checkItemSize(requestSize(key, value, labels), "INVALID_ARGUMENT");
   return { key, overwrite: input.overwrite, value, ttl, labels, exists: input.exists, created };
 }

@@ -1,5 +1,5 @@
 import { DomainError, invalidArgument, type ErrorCodeName } from "./errors.js";
-import { hasLoneSurrogate, isJsonObject, utf8Length, type JsonValue } from "./json.js";
+import { hasLoneSurrogate, isJsonObject, setOwn, utf8Length, type JsonObject, type JsonValue } from "./json.js";
 import type { LabelSlots } from "./item.js";
 import type { Key } from "./keys.js";
 
@@ -54,6 +54,38 @@ export function validateValue(value: JsonValue, what = "value", startDepth = 0):
       visit(node[attribute], depth + 1);
     }
   }
+}
+
+/**
+ * V1: JSON has no negative zero, so -0 is 0 at any depth before anything is
+ * planned: the reply of the set that writes it, every read and every event
+ * then agree on every engine (the embedded one writes JSON text, which has
+ * no -0; MongoDB stores doubles, which do). Copies only what holds a -0;
+ * nesting past MAX_DEPTH is left for validateValue to refuse.
+ */
+export function withoutNegativeZero(value: JsonValue, depth = 0): JsonValue {
+  if (typeof value === "number") return Object.is(value, -0) ? 0 : value;
+  if (value === null || typeof value !== "object" || depth > MAX_DEPTH) return value;
+  if (Array.isArray(value)) {
+    let copy: JsonValue[] | undefined;
+    value.forEach((element, index) => {
+      const normalized = withoutNegativeZero(element, depth + 1);
+      // Object.is: 0 === -0, so === would see no change.
+      if (!Object.is(normalized, element)) (copy ??= [...value])[index] = normalized;
+    });
+    return copy ?? value;
+  }
+  let copy: JsonObject | undefined;
+  for (const attribute of Object.keys(value)) {
+    const normalized = withoutNegativeZero(value[attribute], depth + 1);
+    if (Object.is(normalized, value[attribute])) continue;
+    if (!copy) {
+      copy = {};
+      for (const each of Object.keys(value)) setOwn(copy, each, value[each]);
+    }
+    setOwn(copy, attribute, normalized);
+  }
+  return copy ?? value;
 }
 
 /**
