@@ -209,13 +209,14 @@ describe("fuzz: any input to the domain is a result or a DomainError, never a cr
     }
   });
 
-  it("valid input works: any storable JSON set as an overwrite under a valid key is stored exactly", () => {
+  it("valid input works: any storable JSON set as an overwrite under a valid key is stored exactly (-0 as 0, V1)", () => {
     fc.assert(
       fc.property(keyPart, keyPart, json, (ns, part, value) => {
         fc.pre(!hasAdd(value));
         const now = Date.now();
         const plan = planSet({ key: `${ns}:${part}`, value, unsetAttributes: [], overwrite: true, labels: [], removeNulls: false }, now);
-        expect(applySet(undefined, plan, now).item.value).to.deep.equal(value);
+        // JSON text has no -0: the round trip turns it into 0, which deep equality tells apart from -0.
+        expect(applySet(undefined, plan, now).item.value).to.deep.equal(JSON.parse(JSON.stringify(value)));
       }),
       { numRuns: 1000 },
     );
