@@ -185,6 +185,8 @@ export function toMetaItem(item: Item): KeyValueMeta<unknown> {
     if (label !== undefined) result[name] = label;
   }
   if (item.ttl) result.ttl = timestampDate(item.ttl);
+  // 0 only from a server before versions, which has none to give.
+  if (item.version > 0n) result.version = Number(item.version);
   return result;
 }
 

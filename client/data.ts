@@ -71,6 +71,14 @@ function segmentOf(value: unknown, name: string): number | undefined {
   return value;
 }
 
+/** A version travels as uint64: checked here, since protobuf would throw a plain Error on a negative or fractional one. */
+function versionOf(version: unknown): bigint {
+  if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 0) {
+    throw invalidArgument("INVALID_OPTION", "'ifVersion' must be a whole number from 0 (a version an item can have)");
+  }
+  return BigInt(version);
+}
+
 /** Q1: only the key part of a namespaced key can be an expression. */
 function isExpression(key: string): boolean {
   const colon = key.indexOf(":");
@@ -147,6 +155,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     if (typeof options.exists === "boolean") request.exists = options.exists;
     if (options.default !== undefined) request.defaultValue = toValue(options.default);
     if (options.created !== undefined) request.created = options.created as number;
+    if (options.ifVersion !== undefined) request.ifVersion = versionOf(options.ifVersion);
     for (const name of labelNames(options)) request[name] = { action: toLabelUpdate(name, options[name]) };
     return request;
   }
@@ -327,15 +336,20 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
           attribute: counterForm ? undefined : wellFormed(String(attribute)),
           amount,
           overwrite: options.overwrite === true,
+          ifVersion: options.ifVersion === undefined ? undefined : versionOf(options.ifVersion),
         });
         const item = response.item as Item;
         return options.meta === true ? toMetaItem(item) : fromValue(item.value);
       });
     },
 
-    remove(keys: unknown): Promise<boolean> {
+    remove(keys: unknown, rawOptions?: unknown): Promise<boolean> {
       return write(async () => {
-        await client.remove({ keys: (Array.isArray(keys) ? keys : [keys]).map(keyText) });
+        const options = optionsOf(rawOptions);
+        await client.remove({
+          keys: (Array.isArray(keys) ? keys : [keys]).map(keyText),
+          ifVersion: options.ifVersion === undefined ? undefined : versionOf(options.ifVersion),
+        });
         return true;
       });
     },

@@ -49,6 +49,11 @@ export interface SetOptions {
   removeNulls?: boolean;
   /** false: only create; true: only update an existing item (E1, E2). */
   exists?: boolean;
+  /**
+   * Larder's addition: write only if the item is at this version (0: only if there is
+   * none); otherwise FAILED_PRECONDITION with reason VERSION_MISMATCH, nothing written.
+   */
+  ifVersion?: number;
   /** Return the meta form (M4). */
   meta?: boolean;
 }
@@ -73,6 +78,11 @@ export interface ScanOptions {
   count?: boolean;
 }
 
+export interface RemoveOptions {
+  /** Larder's addition: remove the one key given only if its item is at this version. */
+  ifVersion?: number;
+}
+
 export interface SeedOptions {
   /** Remove every item of the environment first (SE2). */
   overwrite?: boolean;
@@ -91,6 +101,8 @@ export type SetBatchOptions =
 export interface AddOptions {
   /** Set the counter to the number instead of adding (A5). */
   overwrite?: boolean;
+  /** Larder's addition: add only if the item is at this version (0: only if there is none). */
+  ifVersion?: number;
   meta?: boolean;
 }
 
@@ -98,6 +110,8 @@ export interface Metadata {
   created?: Date;
   modified?: Date;
   ttl?: Date;
+  /** Larder's addition: 1 at creation, one more with each write; pass it back as `ifVersion`. */
+  version?: number;
   label1?: string;
   label2?: string;
   label3?: string;
@@ -222,7 +236,7 @@ export interface Data {
   set<T>(keys: string, value: T | Partial<T>, options: SetOptionsMeta): Promise<SetResponseMeta<T>>;
   set<T>(keys: string, value: T | Partial<T>, options?: SetOptions): Promise<SetResponse<T>>;
   seed(data: any[] | string, options?: SeedOptions | boolean): Promise<{ items: number }>;
-  remove(keys: string | string[]): Promise<boolean>;
+  remove(keys: string | string[], options?: RemoveOptions): Promise<boolean>;
   add<T>(key: string, value: number, opts?: AddOptions | boolean): Promise<AddResponse<T>>;
   add<T>(
     key: string,

@@ -6,7 +6,7 @@ import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonOb
 import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "./domain/keys.js";
 import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
 import { cutPage } from "./domain/paging.js";
-import { planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
+import { checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
 import type { LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
 
 /**
@@ -107,15 +107,19 @@ export class DataOperations {
     return outcomes.map((outcome) => outcome.item);
   }
 
-  async add(input: { key: string; attribute?: string; amount: number; overwrite: boolean }): Promise<ItemRecord> {
+  async add(input: { key: string; attribute?: string; amount: number; overwrite: boolean; ifVersion?: number }): Promise<ItemRecord> {
     const now = this.clock();
     const outcome = await this.store.set(planAdd(input, now), now);
     return outcome.item;
   }
 
   /** R1-R5: returns the keys that held a live item. */
-  async remove(rawKeys: readonly string[]): Promise<Key[]> {
+  async remove(rawKeys: readonly string[], options: { readonly ifVersion?: number } = {}): Promise<Key[]> {
     checkBatchSize(rawKeys.length, "keys", "batch remove");
+    const ifVersion = checkIfVersion(options.ifVersion, 1);
+    if (ifVersion !== undefined && new Set(rawKeys.map((raw) => parseKey(raw).full)).size !== 1) {
+      throw invalidArgument("INVALID_OPTION", "'ifVersion' applies to one item: remove exactly one key with it");
+    }
     const keys = uniqueKeys(
       rawKeys.map((raw) => {
         const key = parseKey(raw);
@@ -128,7 +132,7 @@ export class DataOperations {
         return key;
       }),
     );
-    return this.store.remove(keys, this.clock());
+    return this.store.remove(keys, this.clock(), ifVersion === undefined ? {} : { ifVersion });
   }
 
   async scan(input: ScanInput, reads: ReadOptions = {}): Promise<PageResult & { count?: number }> {

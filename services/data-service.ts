@@ -99,13 +99,14 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
           attribute: request.attribute,
           amount: request.amount,
           overwrite: request.overwrite,
+          ifVersion: versionOf(request.ifVersion),
         });
         return { item: toItem(item) };
       });
     },
     async remove(request, context) {
       return guarded(async () => {
-        const removed = await (await operationsOf(context)).remove(request.keys);
+        const removed = await (await operationsOf(context)).remove(request.keys, { ifVersion: versionOf(request.ifVersion) });
         return { removedKeys: removed.map((key) => key.full) };
       });
     },
@@ -171,7 +172,17 @@ function toSetInput(request: SetRequest): SetInput {
     labels: [request.label1, request.label2, request.label3, request.label4, request.label5].map(toLabelInput),
     created: request.created,
     removeNulls: request.removeNulls ?? true,
+    ifVersion: versionOf(request.ifVersion),
   };
+}
+
+/** A uint64 version as a number: versions never pass 2^53 (one write a nanosecond would take 104 days). */
+function versionOf(ifVersion: bigint | undefined): number | undefined {
+  if (ifVersion === undefined) return undefined;
+  if (ifVersion > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw invalidArgument("INVALID_OPTION", "'ifVersion' is larger than any version an item can have");
+  }
+  return Number(ifVersion);
 }
 
 function toBatchInput(item: BatchSetItem, removeNulls: boolean | undefined): SetInput {

@@ -25,5 +25,6 @@ export function toItem(item: ItemRecord): MessageInitShape<typeof ItemSchema> {
     label3: item.labels[2]?.full,
     label4: item.labels[3]?.full,
     label5: item.labels[4]?.full,
+    version: BigInt(item.version),
   };
 }

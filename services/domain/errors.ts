@@ -25,6 +25,7 @@ export type Reason =
   | "ITEM_EXISTS"
   | "ITEM_NOT_FOUND"
   | "CREATED_MISMATCH"
+  | "VERSION_MISMATCH"
   | "NOT_A_SIMPLE_VALUE"
   | "NOT_A_NUMBER"
   | "NUMBER_OVERFLOW"

@@ -15,6 +15,8 @@ export interface ItemRecord {
   readonly modified: number;
   readonly expires?: number;
   readonly labels: LabelSlots;
+  /** 1 at creation, one more with each write; items stored before versions existed count as 1. */
+  readonly version: number;
 }
 
 /** T6: an item is expired from the instant its expiry time is reached. */

@@ -40,6 +40,8 @@ export interface SetInput {
   readonly labels: readonly (LabelInput | undefined)[];
   readonly created?: number;
   readonly removeNulls: boolean;
+  /** Write only over the live item of this version; 0: only where there is none. */
+  readonly ifVersion?: number;
 }
 
 export type TtlChange =
@@ -90,6 +92,8 @@ export interface SetPlan {
   readonly labels: readonly [LabelChange, LabelChange, LabelChange, LabelChange, LabelChange];
   readonly exists?: boolean;
   readonly created?: CreatedCheck;
+  /** The live item's version must be this (0: no live item), checked after exists and created. */
+  readonly ifVersion?: number;
 }
 
 /** The outcome of applying a plan to the live item (or none). */
@@ -117,18 +121,47 @@ export function planSet(input: SetInput, now: number): SetPlan {
   const labels = planLabels(input.labels);
   const ttl = resolveTtl(input.ttl, now);
   const created = planCreatedCheck(input.created);
+  const ifVersion = checkIfVersion(input.ifVersion, 0);
   const value = planValue({
     ...input,
     value: input.value === undefined ? undefined : withoutNegativeZero(input.value),
     defaultValue: input.defaultValue === undefined ? undefined : withoutNegativeZero(input.defaultValue),
   });
   checkItemSize(requestSize(key, value, labels), "INVALID_ARGUMENT");
-  return { key, overwrite: input.overwrite, value, ttl, labels, exists: input.exists, created };
+  const plan: SetPlan = { key, overwrite: input.overwrite, value, ttl, labels, exists: input.exists, created };
+  return ifVersion === undefined ? plan : { ...plan, ifVersion };
+}
+
+/** A version precondition is a whole number from `lowest` (0 means "no live item", where that makes sense). */
+export function checkIfVersion(ifVersion: number | undefined, lowest: 0 | 1): number | undefined {
+  if (ifVersion === undefined) return undefined;
+  if (typeof ifVersion !== "number" || !Number.isSafeInteger(ifVersion) || ifVersion < lowest) {
+    throw invalidArgument("INVALID_OPTION", `'ifVersion' must be a whole number from ${lowest} (a version an item can have)`);
+  }
+  return ifVersion;
+}
+
+/** The live item's version does not match a write's ifVersion (0 stands for "no live item"). */
+export function versionMismatch(expected: number, actual: number): DomainError {
+  return failedPrecondition(
+    "VERSION_MISMATCH",
+    actual === 0
+      ? `The version check failed: expected version ${expected}, but there is no live item`
+      : expected === 0
+        ? `The version check failed: expected no item, but the item exists at version ${actual}`
+        : `The version check failed: expected version ${expected}, but the item is at version ${actual}`,
+  );
 }
 
 /** AD1-AD4: `add(key, n)` and `add(key, attr, n)` as set plans (`$add` on the value or one attribute). */
 export function planAdd(
-  input: { readonly key: string; readonly attribute?: string; readonly amount: number; readonly overwrite: boolean },
+  input: {
+    readonly key: string;
+    readonly attribute?: string;
+    readonly amount: number;
+    readonly overwrite: boolean;
+    readonly ifVersion?: number;
+  },
   now: number,
 ): SetPlan {
   if (typeof input.amount !== "number" || !Number.isFinite(input.amount)) {
@@ -141,7 +174,7 @@ export function planAdd(
   const value: JsonValue =
     input.attribute === undefined ? { $add: input.amount } : objectOf([[input.attribute, { $add: input.amount }]]);
   return planSet(
-    { key: input.key, value, unsetAttributes: [], overwrite: input.overwrite, labels: [], removeNulls: true },
+    { key: input.key, value, unsetAttributes: [], overwrite: input.overwrite, labels: [], removeNulls: true, ifVersion: input.ifVersion },
     now,
   );
 }
@@ -199,7 +232,7 @@ function batchItem(item: SetInput, removeNulls: boolean): SetInput {
   if (item.value === undefined && item.defaultValue === undefined) {
     throw invalidArgument("INVALID_VALUE", "A 'value' must be provided in each item");
   }
-  return { ...item, overwrite: true, exists: undefined, created: undefined, removeNulls };
+  return { ...item, overwrite: true, exists: undefined, created: undefined, ifVersion: undefined, removeNulls };
 }
 
 function planLabels(inputs: readonly (LabelInput | undefined)[]): LabelChanges {
@@ -428,6 +461,9 @@ export function applySet(live: ItemRecord | undefined, plan: SetPlan, now: numbe
       "The 'created' date integrity check failed. The dates must match.",
     );
   }
+  if (plan.ifVersion !== undefined && (live?.version ?? 0) !== plan.ifVersion) {
+    throw versionMismatch(plan.ifVersion, live?.version ?? 0);
+  }
   const value = nextValue(live?.value, live !== undefined, plan.value);
   const base = plan.overwrite ? undefined : live;
   const labels = plan.labels.map((change, slot) => nextLabel(base?.labels[slot], change)) as unknown as LabelSlots;
@@ -435,9 +471,11 @@ export function applySet(live: ItemRecord | undefined, plan: SetPlan, now: numbe
   // M1, M2, C1: created survives merges, and an overwrite that passed the created check.
   const created = live && (!plan.overwrite || plan.created) ? live.created : now;
   checkItemSize(itemSize(plan.key, value, labels), "FAILED_PRECONDITION");
+  // An overwrite is a change of the same item: its version goes on from the live one.
+  const version = live ? live.version + 1 : 1;
   const item: ItemRecord = expires === undefined
-    ? { key: plan.key, value, created, modified: now, labels }
-    : { key: plan.key, value, created, modified: now, expires, labels };
+    ? { key: plan.key, value, created, modified: now, labels, version }
+    : { key: plan.key, value, created, modified: now, expires, labels, version };
   return live ? { item, previous: live } : { item };
 }
 

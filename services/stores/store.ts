@@ -45,7 +45,7 @@ export interface Store {
   /** Atomic writes that commit together or not at all (BS3). */
   setMany(plans: readonly SetPlan[], now: number, options?: WriteOptions): Promise<SetOutcome[]>;
   /** Removes the keys together; returns those that held a live item (R2, R5). */
-  remove(keys: readonly Key[], now: number): Promise<Key[]>;
+  remove(keys: readonly Key[], now: number, options?: RemoveOptions): Promise<Key[]>;
   /** Removes every item of the environment, each with its `deleted` event (SE2). */
   clear(now: number, options?: WriteOptions): Promise<number>;
   /** Deletes items expired at `now`, each with one `deleted` event (T7, EV6). */
@@ -61,6 +61,11 @@ export interface ReadOptions {
    * runs out fails with a TimeoutError (DEADLINE_EXCEEDED).
    */
   readonly timeoutMs?: number;
+}
+
+export interface RemoveOptions {
+  /** With exactly one key: remove only if its live item has this version (VERSION_MISMATCH otherwise). */
+  readonly ifVersion?: number;
 }
 
 export interface WriteOptions {

@@ -48,6 +48,32 @@ describe("client against a live server", () => {
     await data.close();
   });
 
+  it("versions: the meta form carries `version`; set, add and remove take `ifVersion`", async () => {
+    const data = createData({ url: running.url });
+    await data.seed([], true);
+    const first = await data.set("doc:1", { title: "a" }, { meta: true });
+    expect(first.version).to.equal(1);
+    const second = await data.set("doc:1", { title: "b" }, { meta: true, ifVersion: first.version });
+    expect(second.version).to.equal(2);
+    const stale = await data.set("doc:1", { title: "c" }, { ifVersion: 1 }).catch((error: unknown) => error);
+    expect(stale).to.be.instanceOf(LarderError).and.include({ code: "FAILED_PRECONDITION", reason: "VERSION_MISMATCH" });
+    expect(await data.get("doc:1")).to.deep.equal({ title: "b" });
+    expect(await data.add("doc:n", 1, { ifVersion: 0 })).to.equal(1);
+    expect(await data.add("doc:n", 1, { ifVersion: 1, meta: true })).to.deep.include({ value: 2, version: 2 });
+    expect(await data.remove("doc:1", { ifVersion: 1 }).catch((error: unknown) => error)).to.include({ reason: "VERSION_MISMATCH" });
+    expect(await data.remove("doc:1", { ifVersion: 2 })).to.equal(true);
+    expect(await data.get("doc:1")).to.equal(undefined);
+    expect(await data.set("doc:2", 1, { ifVersion: -1 }).catch((error: unknown) => error)).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_OPTION" });
+    const events: unknown[] = [];
+    data.on("updated:doc:*", (event) => void events.push([event.item.version, event.previous.version]));
+    await data.set("doc:3", 1);
+    await data.set("doc:3", 2);
+    const deadline = Date.now() + 5_000;
+    while (events.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(events).to.deep.equal([[2, 1]]);
+    await data.close();
+  });
+
   it("errors are Errors with @ampt/data's message, the gRPC code and the reason (§14)", async () => {
     const data = createData({ url: running.url });
     await data.set("e:1", "x", { exists: false });

@@ -16,7 +16,7 @@ type Call = { method: string; request: Record<string, unknown>; authorization: s
 
 const created = new Date("2023-06-30T03:51:48.000Z");
 
-function item(key: string, value: unknown, extra: Partial<Item> = {}): Item {
+function item(key: string, value: unknown, extra: Partial<Omit<Item, "$typeName" | "$unknown">> = {}): Item {
   return create(ItemSchema, {
     key,
     value: toValue(value),

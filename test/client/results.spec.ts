@@ -49,7 +49,7 @@ describe("client results against a live server", () => {
   it("M4: meta objects hold Dates to the millisecond, labels and ttl only when present, the trimmed key", async () => {
     const before = Date.now();
     const written = await data.set(" users : jane ", { a: 1 }, { meta: true, label2: "x", ttl: 3600 });
-    expect(Object.keys(written).sort()).to.deep.equal(["created", "key", "label2", "modified", "ttl", "value"]);
+    expect(Object.keys(written).sort()).to.deep.equal(["created", "key", "label2", "modified", "ttl", "value", "version"]);
     expect(written.key).to.equal("users:jane");
     expect(written.created).to.be.instanceOf(Date);
     expect(written.modified).to.be.instanceOf(Date);
@@ -57,7 +57,7 @@ describe("client results against a live server", () => {
     expect(written.ttl!.getTime()).to.be.closeTo(before + 3_600_000, 5_000);
 
     const plain = await data.set("plain", 1, true);
-    expect(Object.keys(plain).sort()).to.deep.equal(["created", "key", "modified", "value"]);
+    expect(Object.keys(plain).sort()).to.deep.equal(["created", "key", "modified", "value", "version"]);
     const read = await data.get("users:jane", true);
     expect(read).to.deep.equal(written);
     const added = await data.add("n", 0, { meta: true });

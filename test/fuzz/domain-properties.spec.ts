@@ -175,7 +175,7 @@ describe("fuzz: any input to the domain is a result or a DomainError, never a cr
         const now = Date.now();
         const plan = expectInvalidOr(() => planSet(input, now));
         if (!plan) return;
-        const live = { key: plan.key, value: stored, created: now - 1000, modified: now - 1000, labels: NO_LABELS };
+        const live = { key: plan.key, value: stored, created: now - 1000, modified: now - 1000, labels: NO_LABELS, version: 3 };
         for (const before of [live, undefined]) {
           const outcome = expectPreconditionOr(() => applySet(before, plan, now));
           if (!outcome) continue;

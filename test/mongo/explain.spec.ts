@@ -45,7 +45,7 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
         if (i % 3 === 0) labels[0] = parseKey(`team:t${String(i % 50).padStart(2, "0")}`);
         // 500 items share one label value: a continuation must not re-read the ties before it.
         if (ns === "users") labels[1] = parseKey("status:open");
-        const item = { key: parseKey(`${ns}:k${String(i).padStart(4, "0")}`), value: { i }, created: 1, modified: 1, labels: labels as unknown as LabelSlots };
+        const item = { key: parseKey(`${ns}:k${String(i).padStart(4, "0")}`), value: { i }, created: 1, modified: 1, labels: labels as unknown as LabelSlots, version: 1 };
         documents.push(encodeItem(item, { writeId: "seed", created: true }));
       }
     }

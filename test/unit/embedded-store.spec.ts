@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseKeyExpression } from "../../services/domain/expressions.js";
+import { parseKey } from "../../services/domain/keys.js";
 import { planSet } from "../../services/domain/set-plan.js";
 import { countStatement, EmbeddedStore, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
 import { setInput } from "../support/set-input.js";
@@ -26,6 +27,23 @@ describe("embedded engine", () => {
   afterEach(async () => {
     if (store.isOpen) await store.close();
     rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  describe("versions", () => {
+    it("a file made before versions gets the column at open; its items are at version 1 and go on from there", async () => {
+      const T = Date.now();
+      await store.set(planSet(setInput("k:a", 1), T), T);
+      await store.close();
+      const db = new Database(join(dataDir, "prod.sqlite"));
+      // The table as files before versions have it: no version column.
+      db.exec("ALTER TABLE items DROP COLUMN version");
+      db.close();
+      store = new EmbeddedStore(options());
+      expect((await store.get(parseKey("k:a"), T))?.version).to.equal(1);
+      const outcome = await store.set(planSet(setInput("k:a", 2, { ifVersion: 1 }), T), T);
+      expect(outcome.item.version).to.equal(2);
+      expect((await store.get(parseKey("k:a"), T))?.version).to.equal(2);
+    });
   });
 
   describe("Count", () => {

@@ -74,6 +74,7 @@ describe("MongoDB engine: value codec (V2)", () => {
       modified: 2000,
       expires: 3000,
       labels,
+      version: 7,
     };
     const document = encodeItem(item, { writeId: "w1", created: true });
     expect(document).to.deep.include({
@@ -90,7 +91,7 @@ describe("MongoDB engine: value codec (V2)", () => {
     });
     expect(document).not.to.have.property("l1ns");
     expect(decodeItem(document)).to.deep.equal(item);
-    const single: ItemRecord = { key: parseKey("k"), value: "v", created: 1, modified: 1, labels: NO_LABELS };
+    const single: ItemRecord = { key: parseKey("k"), value: "v", created: 1, modified: 1, labels: NO_LABELS, version: 1 };
     const decoded = decodeItem(encodeItem(single, { writeId: "w2", created: false }));
     expect(decoded).to.deep.equal(single);
     expect(decoded).not.to.have.property("expires");
@@ -114,5 +115,8 @@ describe("MongoDB engine: value codec (V2)", () => {
     const item = decodeItem(document);
     expect([item.key.full, item.value, item.created, item.modified, item.expires]).to.deep.equal(["users:jane", { a: 1 }, 1000, 2000, undefined]);
     expect(item.labels.map((label) => label?.full)).to.deep.equal([undefined, "team:x", undefined, undefined, undefined]);
+    // Written before items had versions: version 1, as the pipeline and the filters count it.
+    expect(item.version).to.equal(1);
+    expect(decodeItem({ ...document, ver: 12 } as ItemDocument).version).to.equal(12);
   });
 });

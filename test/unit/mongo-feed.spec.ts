@@ -26,7 +26,7 @@ const nextId = (): ResumeToken => ({ _data: `82${(++counter).toString(16).padSta
 
 function stored(key: string, value: JsonValue, options: { expires?: number; fresh?: boolean; quiet?: "w" | "d" } = {}): ItemDocument {
   const document = encodeItem(
-    { key: parseKey(key), value, created: T0, modified: T0, labels: NO_LABELS, ...(options.expires ? { expires: options.expires } : {}) },
+    { key: parseKey(key), value, created: T0, modified: T0, labels: NO_LABELS, version: 1, ...(options.expires ? { expires: options.expires } : {}) },
     { writeId: "w", created: options.fresh ?? true },
   );
   return options.quiet ? { ...document, _q: options.quiet } : document;

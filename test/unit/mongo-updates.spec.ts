@@ -10,6 +10,7 @@ import { itemSize, MAX_ITEM_BYTES } from "../../services/domain/values.js";
 import { encodeItem, type Attribute, type Cell, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import {
   createdCondition,
+  versionCondition,
   expiresAtWrite,
   incrementUpdate,
   isUnconditionalOverwrite,
@@ -94,6 +95,22 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
       expect(upsert).to.equal(false);
     });
 
+    it("ifVersion N ≥ 1 matches only a live item at version N (a document from before versions is at 1) and never inserts", () => {
+      const at3 = update(input("k", 1, { ifVersion: 3 }));
+      expect([at3.filter, at3.upsert]).to.deep.equal([{ ns: "k", part: "", expires: { $not: { $lte: AT } }, ver: 3 }, false]);
+      expect(update(input("k", 1, { ifVersion: 1 })).filter.ver).to.deep.equal({ $in: [1, null] });
+      expect(versionCondition(7)).to.deep.equal({ ver: 7 });
+    });
+
+    it("ifVersion 0 wants no live item, as exists:false does; with exists:true or created nothing can match", () => {
+      const none = update(input("k", 1, { ifVersion: 0 }));
+      expect([none.filter, none.upsert]).to.deep.equal([{ ns: "k", part: "", expires: { $lte: AT } }, true]);
+      for (const both of [{ ifVersion: 0, exists: true }, { ifVersion: 0, created: 1688097108 }, { ifVersion: 2, exists: false }]) {
+        const { filter, upsert } = update(input("k", 1, both));
+        expect([filter.expires, upsert], JSON.stringify(both)).to.deep.equal([{ $in: [] }, false]);
+      }
+    });
+
     it("C2: a created no stored time can equal (a fraction, out of Date's range) matches nothing", () => {
       expect(createdCondition({ unit: "seconds", value: 1688097108.5 })).to.deep.equal({ created: { $in: [] } });
       expect(createdCondition({ unit: "millis", value: 1688097108250.5 })).to.deep.equal({ created: { $in: [] } });
@@ -129,6 +146,12 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
       }
       // The key is only in the filter, as plain equality values (a query never reads a value as an operator).
       expect(filter).to.deep.equal({ ns: "$userNs", part: "$userKey" });
+    });
+
+    it("stamps the next version: one more than the live item's (a document without `ver` counts as 1), 1 where none is live", () => {
+      for (const each of [input("k", "x"), input("k", { a: 1 }, { overwrite: true }), input("k", { a: { $add: 1 } })]) {
+        expect(stage(update(each).pipeline, 2).ver).to.deep.equal({ $cond: ["$_live", { $add: [{ $ifNull: ["$ver", 1] }, 1] }, 1] });
+      }
     });
 
     it("refuses by restoring the document it started from (a byte-identical no-op), and always stamps the write", () => {
@@ -271,7 +294,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
         fc.property(keys, jsonValues, fc.array(labelValues, { minLength: 5, maxLength: 5 }), (raw, value, labelTexts) => {
           const key = parseKey(raw);
           const labels = labelTexts.map((text) => (text === undefined ? undefined : parseKey(text))) as unknown as LabelSlots;
-          const item: ItemRecord = { key, value, created: 1, modified: 1, labels };
+          const item: ItemRecord = { key, value, created: 1, modified: 1, labels, version: 1 };
           const bound = boundOf(key.full, encodeItem(item, { writeId: "w", created: true }));
           const exact = itemSize(key, value, labels);
           const roots = isJsonObject(value) ? Object.values(value) : [value];
@@ -302,7 +325,8 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
   describe("counters on live numbers are one $inc (AD1, A1, A6)", () => {
     const increment = (plan: SetPlan) => incrementUpdate(plan, NOW, "w1");
     const add = (key: string, amount: number, attribute?: string) => planAdd({ key, amount, attribute, overwrite: false }, NOW);
-    const live = { expires: { $not: { $lte: AT } } };
+    // A document from before versions has no `ver`: $inc would start it at 1, so it takes the pipeline once.
+    const live = { expires: { $not: { $lte: AT } }, ver: { $exists: true } };
     // EV5: found live, so `updated`; a quiet batch's marker must not hide this change.
     const stamp = { $set: { modified: AT, _w: "w1", _n: false }, $unset: { _q: "" } };
 
@@ -317,7 +341,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
         // A6: a sum past the largest double does not match; the pipeline then refuses it (NUMBER_OVERFLOW).
         $expr: { $lte: [{ $abs: { $add: ["$vs.n", new Double(2)] } }, Number.MAX_VALUE] },
       });
-      expect(built.update).to.deep.equal({ $inc: { "vs.n": new Double(2) }, ...stamp });
+      expect(built.update).to.deep.equal({ $inc: { "vs.n": new Double(2), ver: 1 }, ...stamp });
       // A6: int32 + double adds in doubles, where int32 + int32 would turn int64 past 2^31.
       expect((built.update.$inc as Document)["vs.n"]).to.be.instanceOf(Double);
       expect(built.arrayFilters).to.equal(undefined);
@@ -347,7 +371,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
           ],
         },
       });
-      expect(built.update).to.deep.equal({ $inc: { "vo.$[c0].n": new Double(1), "vo.$[c1].n": new Double(-0.5) }, ...stamp });
+      expect(built.update).to.deep.equal({ $inc: { "vo.$[c0].n": new Double(1), "vo.$[c1].n": new Double(-0.5), ver: 1 }, ...stamp });
       expect(built.arrayFilters).to.deep.equal([{ "c0.k": "views" }, { "c1.k": "$x.y" }]);
       expect(increment(add("page:home", 3, "views"))!.arrayFilters).to.deep.equal([{ "c0.k": "views" }]);
     });
@@ -359,6 +383,13 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
         created: { $gte: new Date(1688097108000), $lt: new Date(1688097109000) },
       });
       expect(increment(planSet(input("k", { $add: 1 }, { exists: true }), NOW))!.filter).to.deep.equal(increment(add("k", 1))!.filter);
+    });
+
+    it("ifVersion rides in the filter as the stored version; ifVersion 0 (no live item) is left to the pipeline", () => {
+      const at = (ifVersion: number) => increment(planAdd({ key: "k", amount: 1, overwrite: false, ifVersion }, NOW))!;
+      expect(at(4).filter).to.deep.include({ ver: 4 });
+      expect(at(4).update.$inc).to.deep.include({ ver: 1 });
+      expect(increment(planAdd({ key: "k", amount: 1, overwrite: false, ifVersion: 0 }, NOW))).to.equal(undefined);
     });
 
     it("a plan that changes more than counters is left to the pipeline", () => {
@@ -390,7 +421,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
             const stored = (pad: string): ItemRecord => {
               const value: JsonObject = { pad };
               for (const name of Object.keys(counters)) setOwn(value, name, counters[name][0]);
-              return { key, value, created: 1, modified: 1, labels: NO_LABELS };
+              return { key, value, created: 1, modified: 1, labels: NO_LABELS, version: 1 };
             };
             const room = MAX_ITEM_BYTES - MAX_NUMBER_TEXT * Object.keys(counters).length;
             const padding = room - boundOf(key.full, encodeItem(stored(""), { writeId: "w", created: false })) + slack;
@@ -419,7 +450,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
     });
 
     it("the encoded item a transaction writes marks what the pipeline would (write id, created)", () => {
-      const document = encodeItem({ key: parseKey("k"), value: 1, created: 1, modified: 2, labels: NO_LABELS }, { writeId: "w9", created: false });
+      const document = encodeItem({ key: parseKey("k"), value: 1, created: 1, modified: 2, labels: NO_LABELS, version: 1 }, { writeId: "w9", created: false });
       expect([document._w, document._n, document._q]).to.deep.equal(["w9", false, undefined]);
     });
   });

@@ -215,9 +215,26 @@ describe("set planning (domain)", () => {
       expect(failure(() => applySet(stored, planSet(input("k", 2, { exists: false }), NOW), NOW)).code).to.equal("ALREADY_EXISTS");
       expect(failure(() => applySet(undefined, planSet(input("k", 2, { exists: true }), NOW), NOW)).code).to.equal("NOT_FOUND");
     });
+    it("versions: 1 at creation, one more per write (overwrites too), and ifVersion checked after exists and created (S5)", () => {
+      const first = applySet(undefined, planSet(input("k", 1), NOW), NOW).item;
+      expect(first.version).to.equal(1);
+      const second = applySet(first, planSet(input("k", 2, { overwrite: true, ifVersion: 1 }), NOW), NOW).item;
+      expect(second.version).to.equal(2);
+      const mismatch = failure(() => applySet(second, planSet(input("k", 3, { ifVersion: 1 }), NOW), NOW));
+      expect([mismatch.code, mismatch.reason]).to.deep.equal(["FAILED_PRECONDITION", "VERSION_MISMATCH"]);
+      expect(failure(() => applySet(undefined, planSet(input("k", 3, { ifVersion: 2 }), NOW), NOW)).reason).to.equal("VERSION_MISMATCH");
+      expect(failure(() => applySet(second, planSet(input("k", 3, { ifVersion: 0 }), NOW), NOW)).reason).to.equal("VERSION_MISMATCH");
+      expect(applySet(undefined, planSet(input("k", 3, { ifVersion: 0 }), NOW), NOW).item.version).to.equal(1);
+      expect(failure(() => applySet(second, planSet(input("k", 3, { exists: false, ifVersion: 1 }), NOW), NOW)).reason).to.equal("ITEM_EXISTS");
+      expect(failure(() => applySet(second, planSet(input("k", 3, { created: 1, ifVersion: 1 }), NOW), NOW)).reason).to.equal("CREATED_MISMATCH");
+      for (const bad of [-1, 1.5, Number.MAX_SAFE_INTEGER + 1, NaN]) {
+        expect(failure(() => planSet(input("k", 3, { ifVersion: bad }), NOW)).reason, String(bad)).to.equal("INVALID_OPTION");
+      }
+    });
+
     it("C1/C2 created accepts epoch seconds or milliseconds and overwrite keeps it", () => {
       const created = Date.UTC(2023, 5, 30, 3, 51, 48, 250);
-      const stored: ItemRecord = { key: parseKey("k"), value: 1, created, modified: created, labels: NO_LABELS };
+      const stored: ItemRecord = { key: parseKey("k"), value: 1, created, modified: created, labels: NO_LABELS, version: 1 };
       const bySeconds = applySet(stored, planSet(input("k", 2, { overwrite: true, created: 1688097108 }), NOW), NOW);
       expect(bySeconds.item.created).to.equal(created);
       expect(applySet(stored, planSet(input("k", 3, { created }), NOW), NOW).item.value).to.equal(3);
@@ -262,7 +279,7 @@ describe("set planning (domain)", () => {
 
   describe("ttl T1-T4, T6", () => {
     it("T6: an item is expired from the instant its expiry is reached, live the millisecond before", () => {
-      const item = { key: parseKey("t:6"), value: 1, created: NOW, modified: NOW, expires: NOW + 1000, labels: NO_LABELS };
+      const item = { key: parseKey("t:6"), value: 1, created: NOW, modified: NOW, expires: NOW + 1000, labels: NO_LABELS, version: 1 };
       expect(isLive(item, NOW + 999)).to.equal(true);
       expect(isLive(item, NOW + 1000)).to.equal(false);
       expect(isLive({ ...item, expires: undefined }, Number.MAX_SAFE_INTEGER), "no expiry: never expires").to.equal(true);

@@ -10,6 +10,8 @@ interface EncodedItem {
   modified: number;
   expires?: number;
   labels: (string | null)[];
+  /** Absent in changes logged before items had versions. */
+  version?: number;
 }
 
 export interface ChangeRow extends Change {
@@ -25,6 +27,7 @@ export function encodeItem(item: ItemRecord): EncodedItem {
     modified: item.modified,
     ...(item.expires === undefined ? {} : { expires: item.expires }),
     labels: item.labels.map((label) => label?.full ?? null),
+    version: item.version,
   };
 }
 
@@ -36,6 +39,7 @@ function decodeItem(encoded: EncodedItem): ItemRecord {
     modified: encoded.modified,
     ...(encoded.expires === undefined ? {} : { expires: encoded.expires }),
     labels: encoded.labels.map((label) => (label === null ? undefined : parseKey(label))) as unknown as LabelSlots,
+    version: encoded.version ?? 1,
   };
 }
 

@@ -7,9 +7,20 @@ import { narrowRange, rangeIncludes, type KeyRange } from "../../domain/expressi
 import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { segmentHash } from "../../domain/segments.js";
-import { applySet, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
-import type { CountQuery, KeyQuery, LabelPosition, LabelQuery, NamespaceQuery, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
-import { LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
+import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
+import type {
+  CountQuery,
+  KeyQuery,
+  LabelPosition,
+  LabelQuery,
+  NamespaceQuery,
+  RemoveOptions,
+  ScanFilter,
+  ScanQuery,
+  Store,
+  WriteOptions,
+} from "../store.js";
+import { ADDED_ITEM_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
 import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
 import type { ChangeFeed } from "../../feed/change-feed.js";
@@ -48,10 +59,11 @@ type Row = {
   l4part: string | null;
   l5ns: string | null;
   l5part: string | null;
+  version: number;
 };
 
 const ITEM_COLUMNS =
-  "ns, part, value, created, modified, expires, l1ns, l1part, l2ns, l2part, l3ns, l3part, l4ns, l4part, l5ns, l5part";
+  "ns, part, value, created, modified, expires, l1ns, l1part, l2ns, l2part, l3ns, l3part, l4ns, l4part, l5ns, l5part, version";
 const LIVE = "(expires IS NULL OR expires > @now)";
 
 /**
@@ -86,6 +98,7 @@ export class EmbeddedStore implements Store {
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
+    this.addMissingColumns();
     const made = this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('incarnation', @value)").run({ value: randomInt(1, 2 ** 48) });
     if (made.changes === 1 && this.headSequence() > 0) {
       // Changes from before tokens named an incarnation went out as `1.<sequence>`: those stay positions here.
@@ -108,6 +121,13 @@ export class EmbeddedStore implements Store {
 
   describe(): string {
     return `embedded, data ${this.options.dataDir}`;
+  }
+
+  private addMissingColumns(): void {
+    const present = new Set((this.db.pragma("table_info(items)") as { name: string }[]).map((column) => column.name));
+    for (const column of ADDED_ITEM_COLUMNS) {
+      if (!present.has(column.name)) this.db.exec(`ALTER TABLE items ADD COLUMN ${column.definition}`);
+    }
   }
 
   async get(key: Key, now: number): Promise<ItemRecord | undefined> {
@@ -225,8 +245,15 @@ export class EmbeddedStore implements Store {
     return this.write((changes) => plans.map((plan) => this.applyPlan(plan, now, changes)), options);
   }
 
-  async remove(keys: readonly Key[], now: number): Promise<Key[]> {
+  async remove(keys: readonly Key[], now: number, options: RemoveOptions = {}): Promise<Key[]> {
     return this.write((changes) => {
+      if (options.ifVersion !== undefined) {
+        // Checked before anything is deleted, inside the transaction: nothing is removed on a mismatch.
+        const row = this.readRow(keys[0]);
+        const live = row && toRecord(row);
+        const version = live && isLive(live, now) ? live.version : 0;
+        if (version !== options.ifVersion) throw versionMismatch(options.ifVersion, version);
+      }
       const removed: Key[] = [];
       for (const key of keys) {
         const row = this.readRow(key);
@@ -407,7 +434,7 @@ export class EmbeddedStore implements Store {
     const labels = item.labels;
     this.statement(
       `INSERT OR REPLACE INTO items (${ITEM_COLUMNS}, seg) VALUES
-       (@ns, @part, @value, @created, @modified, @expires, @l1ns, @l1part, @l2ns, @l2part, @l3ns, @l3part, @l4ns, @l4part, @l5ns, @l5part, @seg)`,
+       (@ns, @part, @value, @created, @modified, @expires, @l1ns, @l1part, @l2ns, @l2part, @l3ns, @l3part, @l4ns, @l4part, @l5ns, @l5part, @version, @seg)`,
     ).run({
       ns: item.key.ns,
       part: item.key.part,
@@ -425,6 +452,7 @@ export class EmbeddedStore implements Store {
       l4part: labels[3]?.part ?? null,
       l5ns: labels[4]?.ns ?? null,
       l5part: labels[4]?.part ?? null,
+      version: item.version,
       seg: segmentHash(item.key),
     });
   }
@@ -491,6 +519,7 @@ function toRecord(row: Row): ItemRecord {
     modified: row.modified,
     ...(row.expires === null ? {} : { expires: row.expires }),
     labels,
+    version: row.version,
   };
 }
 

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS items (
   l4ns TEXT, l4part TEXT,
   l5ns TEXT, l5part TEXT,
   seg INTEGER NOT NULL,
+  version INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (ns, part)
 ) WITHOUT ROWID;
 DROP INDEX IF EXISTS items_label1;
@@ -56,6 +57,13 @@ CREATE TABLE IF NOT EXISTS subscriptions (
   updated INTEGER NOT NULL
 ) WITHOUT ROWID;
 `;
+
+/**
+ * Columns added after files were first made: a file without one gets it at
+ * open (ALTER TABLE ADD COLUMN rewrites nothing; old rows read the default).
+ * Items written before versions existed are at version 1.
+ */
+export const ADDED_ITEM_COLUMNS = [{ name: "version", definition: "version INTEGER NOT NULL DEFAULT 1" }] as const;
 
 export function labelColumns(label: LabelNumber): { ns: string; part: string; index: string } {
   return { ns: `l${label}ns`, part: `l${label}part`, index: `items_live_label${label}` };

@@ -64,6 +64,8 @@ export interface ItemDocument {
   readonly l5ns?: string;
   readonly l5part?: string;
   readonly l5e?: number;
+  /** The item's version (ItemRecord.version); absent on documents written before versions: 1. */
+  readonly ver?: number;
   /** The id of the write that last changed the document: tells a writer whether its update applied. */
   readonly _w?: string;
   /** The last write found no live item (EV5: `created`, not `updated`). */
@@ -135,8 +137,14 @@ export function decodeItem(document: ItemDocument): ItemRecord {
     created: document.created.getTime(),
     modified: document.modified.getTime(),
     labels,
+    version: storedVersion(document.ver),
   };
   return document.expires instanceof Date ? { ...record, expires: document.expires.getTime() } : record;
+}
+
+/** A version as stored: a number (int32, int64 promoted, or double), or absent from before versions (1). */
+export function storedVersion(ver: unknown): number {
+  return typeof ver === "number" ? ver : 1;
 }
 
 /** The stored fields of one label: its halves and, when JSON escaping adds bytes, how many (V8). */
@@ -157,6 +165,7 @@ export function encodeItem(item: ItemRecord, meta: { readonly writeId: string; r
     created: new Date(item.created),
     modified: new Date(item.modified),
     seg: segmentHash(item.key),
+    ver: item.version,
   };
   if (item.expires !== undefined) document.expires = new Date(item.expires);
   item.labels.forEach((label, slot) => {

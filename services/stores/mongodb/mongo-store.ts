@@ -3,10 +3,21 @@ import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } 
 import { failedPrecondition } from "../../domain/errors.js";
 import { isLive, type ItemRecord } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
-import { applySet, itemExists, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
+import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
-import type { CountQuery, KeyQuery, LabelQuery, NamespaceQuery, ReadOptions, ScanFilter, ScanQuery, Store, WriteOptions } from "../store.js";
-import { COLLECTIONS, decodeItem, encodeItem, keyFilter, type ItemDocument } from "./codec.js";
+import type {
+  CountQuery,
+  KeyQuery,
+  LabelQuery,
+  NamespaceQuery,
+  ReadOptions,
+  RemoveOptions,
+  ScanFilter,
+  ScanQuery,
+  Store,
+  WriteOptions,
+} from "../store.js";
+import { COLLECTIONS, decodeItem, encodeItem, keyFilter, storedVersion, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
@@ -249,6 +260,11 @@ export class MongoStore implements Store {
           }),
           { session, ordered: true },
         );
+        // The versions the pipelines wrote, read in the same transaction (before EV6's deletes below).
+        const written = await this.items
+          .find({ $or: plans.map((plan) => keyFilter(plan.key)) }, { session, projection: { ns: 1, part: 1, ver: 1 } })
+          .toArray();
+        const versions = new Map(written.map((document) => [keyFromParts(document.ns, document.part).full, storedVersion(document.ver)]));
         // EV6: an item written with a ttl already past is created and expires at once, as on the
         // embedded engine; a seed may write one key twice (SE3), and only the last write stays.
         const last = new Map(plans.map((plan, index) => [plan.key.full, index]));
@@ -258,21 +274,38 @@ export class MongoStore implements Store {
         if (expired.length > 0) {
           await this.items.deleteMany({ $or: expired.map(({ plan, index }) => ({ ...keyFilter(plan.key), _w: writeIds[index] })) }, { session });
         }
-        // An unconditional overwrite's item does not depend on what was stored (M2).
-        return plans.map((plan) => ({ item: applySet(undefined, plan, now).item }));
+        // An unconditional overwrite's item does not depend on what was stored (M2), but for its version:
+        // a key written twice (SE3) was at one less after its earlier write.
+        const laterWrites = new Map<string, number>();
+        return [...plans]
+          .reverse()
+          .map((plan) => {
+            const later = laterWrites.get(plan.key.full) ?? 0;
+            laterWrites.set(plan.key.full, later + 1);
+            const version = (versions.get(plan.key.full) ?? 1) - later;
+            return { item: { ...applySet(undefined, plan, now).item, version } };
+          })
+          .reverse();
       }),
     );
   }
 
   /** R2, R5: removes the keys together and reports those that held a live item. */
-  async remove(keys: readonly Key[], now: number): Promise<Key[]> {
+  async remove(keys: readonly Key[], now: number, options: RemoveOptions = {}): Promise<Key[]> {
     if (keys.length === 0) return [];
     return guard(() =>
       this.transaction(async (session) => {
         const filter = { $or: keys.map(keyFilter) };
         const found = await this.items
-          .find(filter, { session, projection: { ns: 1, part: 1, expires: 1 } })
+          .find(filter, { session, projection: { ns: 1, part: 1, expires: 1, ver: 1 } })
           .toArray();
+        if (options.ifVersion !== undefined) {
+          // Read in the transaction that deletes: a write between the check and the delete aborts it.
+          const stored = found.find((document) => document.ns === keys[0].ns && document.part === keys[0].part);
+          const live = stored && !(stored.expires instanceof Date && stored.expires.getTime() <= now);
+          const version = live ? storedVersion(stored.ver) : 0;
+          if (version !== options.ifVersion) throw versionMismatch(options.ifVersion, version);
+        }
         if (found.length > 0) await this.items.deleteMany(filter, { session });
         const live = new Set(
           found

@@ -72,6 +72,17 @@ export function expiresAtWrite(plan: SetPlan, now: number): boolean {
   return plan.ttl.op === "set" && plan.ttl.expires <= now;
 }
 
+/** A live item's version as a filter condition; a document from before versions is at 1. */
+export function versionCondition(version: number): Document {
+  return { ver: version === 1 ? { $in: [1, null] } : version };
+}
+
+/**
+ * The next version inside the pipeline: one more than the live item's (a
+ * document from before versions counts as 1), or 1 where no live item was.
+ */
+const nextVersion = { $cond: ["$_live", { $add: [{ $ifNull: ["$ver", 1] }, 1] }, 1] };
+
 /** The C2 check as a filter condition; a value no stored `created` can equal matches nothing. */
 export function createdCondition(check: CreatedCheck): Document {
   const base = check.unit === "seconds" ? check.value * 1000 : check.value;
@@ -101,10 +112,13 @@ export interface IncrementUpdate {
 
 export function incrementUpdate(plan: SetPlan, now: number, writeId: string): IncrementUpdate | undefined {
   const keepsTheRest = plan.ttl.op === "keep" && plan.labels.every((change) => change.op === "keep");
-  if (plan.overwrite || plan.exists === false || !keepsTheRest) return undefined;
+  if (plan.overwrite || plan.exists === false || plan.ifVersion === 0 || !keepsTheRest) return undefined;
   const at = new Date(now);
   const live: Document = { ns: plan.key.ns, part: plan.key.part, expires: { $not: { $lte: at } } };
   if (plan.created) Object.assign(live, createdCondition(plan.created));
+  // $inc of a missing version would make it 1, where a document from before versions is at 1 already:
+  // such a document takes the pipeline once, which writes its version.
+  Object.assign(live, plan.ifVersion ? { ver: plan.ifVersion } : { ver: { $exists: true } });
   // EV5: the write found a live item, so its event is `updated`; a quiet marker of an earlier batch goes.
   const stamp = { $set: { modified: at, _w: writeId, _n: false }, $unset: { _q: "" } };
   const value = plan.value;
@@ -115,7 +129,7 @@ export function incrementUpdate(plan: SetPlan, now: number, writeId: string): In
     const amount = new Double(value.amount);
     return {
       filter: { ...live, vt: "s", "vs.n": { $type: "number" }, $expr: staysFinite({ $add: ["$vs.n", amount] }) },
-      update: { $inc: { "vs.n": amount }, ...stamp },
+      update: { $inc: { "vs.n": amount, ver: 1 }, ...stamp },
     };
   }
   if (value.kind !== "merge" || Object.keys(value.set).length + value.unset.length + Object.keys(value.fill).length > 0) {
@@ -126,6 +140,7 @@ export function incrementUpdate(plan: SetPlan, now: number, writeId: string): In
   const increments: Document = {};
   const amounts = names.map((name) => new Double(value.add[name]));
   names.forEach((_, index) => (increments[`vo.$[c${index}].n`] = amounts[index]));
+  increments.ver = 1;
   const storedNumber = (name: string) => ({ $let: { vars: { a: cellNamed("$vo", literal(name)) }, in: "$$a.n" } });
   return {
     filter: {
@@ -149,17 +164,19 @@ export function setUpdate(plan: SetPlan, now: number, writeId: string, options: 
   const at = new Date(now);
   const filter: Document = { ns: plan.key.ns, part: plan.key.part };
   let upsert = true;
-  if (plan.exists === false) {
-    // E1: only an expired document may be written over; a live one fails the match, and
-    // the upsert's insert then collides on the unique (ns, part) index: ALREADY_EXISTS.
+  const wantsNone = plan.exists === false || plan.ifVersion === 0;
+  if (wantsNone) {
+    // E1 (and ifVersion 0): only an expired document may be written over; a live one fails the
+    // match, and the upsert's insert then collides on the unique (ns, part) index.
     filter.expires = { $lte: at };
   }
-  if (plan.exists === true || plan.created) {
-    // E2, C1: a live item must be there (and have that created); nothing is inserted.
-    // With exists:false too (E1 wants no live item) no stored state passes both checks: the
-    // filter matches nothing, and the store's exact path names the error applySet gives (S5).
-    filter.expires = plan.exists === false ? { $in: [] } : { $not: { $lte: at } };
+  if (plan.exists === true || plan.created || (plan.ifVersion ?? 0) > 0) {
+    // E2, C1, ifVersion: a live item must be there (with that created, at that version); nothing
+    // is inserted. Wanting no live item too, no stored state passes both checks: the filter
+    // matches nothing, and the store's exact path names the error applySet gives (S5).
+    filter.expires = wantsNone ? { $in: [] } : { $not: { $lte: at } };
     if (plan.created) Object.assign(filter, createdCondition(plan.created));
+    if (plan.ifVersion) Object.assign(filter, versionCondition(plan.ifVersion));
     upsert = false;
   }
 
@@ -342,6 +359,8 @@ function metadataStage(plan: SetPlan, now: number, writeId: string, options: Set
     modified: at,
     // M1, M2, C1: created survives merges, and an overwrite that passed the created check.
     created: plan.overwrite && !plan.created ? at : { $cond: ["$_live", "$created", at] },
+    // An overwrite is a change of the same item: its version goes on too (as in applySet).
+    ver: nextVersion,
     _w: writeId,
     // EV5: the feed names the change `created` when the write found no live item.
     _n: { $not: ["$_live"] },
