@@ -24,6 +24,9 @@ export interface Config {
   readonly maxInFlightPerConnection: number;
   readonly bodyTimeoutMs: number;
   readonly maxStreams: number;
+  /** undefined: no metrics endpoint. */
+  readonly metricsPort?: number;
+  readonly metricsHost: string;
 }
 
 export class ConfigError extends Error {
@@ -75,6 +78,12 @@ export const SETTINGS: readonly Setting[] = [
     fallback: "60000",
     about: "How long a call's request body may take to arrive; past it the stream (HTTP/2) or connection (HTTP/1.1) is closed.",
   },
+  {
+    name: "LARDER_METRICS_PORT",
+    fallback: "",
+    about: "TCP port for Prometheus metrics at /metrics, apart from the API (0: any free port). Unset: no metrics.",
+  },
+  { name: "LARDER_METRICS_HOST", fallback: "127.0.0.1", about: "Address the metrics port listens on (an IP address, or 'localhost')." },
 ];
 
 /**
@@ -121,6 +130,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (host !== "localhost" && isIP(host) === 0) {
     throw new ConfigError(`LARDER_HOST must be an IP address or 'localhost', not '${host}'`);
   }
+  const metricsHost = read("LARDER_METRICS_HOST");
+  if (metricsHost !== "localhost" && isIP(metricsHost) === 0) {
+    throw new ConfigError(`LARDER_METRICS_HOST must be an IP address or 'localhost', not '${metricsHost}'`);
+  }
+  const metricsPort = optional("LARDER_METRICS_PORT");
   const maxMessageBytes = integer(read("LARDER_MAX_MESSAGE_BYTES"), "LARDER_MAX_MESSAGE_BYTES", MIN_MESSAGE_BYTES, 1024 * MIB);
   return {
     host,
@@ -143,6 +157,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxInFlightPerConnection: integer(read("LARDER_MAX_IN_FLIGHT_PER_CONNECTION"), "LARDER_MAX_IN_FLIGHT_PER_CONNECTION", 1, 1_000_000),
     bodyTimeoutMs: integer(read("LARDER_BODY_TIMEOUT_MS"), "LARDER_BODY_TIMEOUT_MS", 100, 60 * 60_000),
     maxStreams: integer(read("LARDER_MAX_STREAMS"), "LARDER_MAX_STREAMS", 1, 1_000_000),
+    metricsPort: metricsPort === undefined ? undefined : integer(metricsPort, "LARDER_METRICS_PORT", 0, 65535),
+    metricsHost,
   };
 }
 

@@ -18,7 +18,7 @@ import type { Engine } from "./stores/engine.js";
 import type { ReadOptions, Store } from "./stores/store.js";
 import { principalKey } from "./access/principal.js";
 import { dataEnvironment } from "./access/tenancy.js";
-import { watchChanges } from "./feed/watch.js";
+import { watchChanges, type WatchObserver } from "./feed/watch.js";
 import { timestampToMs, toItem } from "./item-message.js";
 
 export interface DataServiceDeps {
@@ -27,6 +27,8 @@ export interface DataServiceDeps {
   readonly shutdownSignal: AbortSignal;
   readonly log: Logger;
   readonly clock?: Clock;
+  /** An observer for each Watch stream, by the caller's environment (metrics). */
+  readonly watchObserver?: (environment: string) => WatchObserver;
 }
 
 /**
@@ -133,7 +135,8 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
     },
     async *watch(request, context) {
       const store = await guarded(() => environmentOf(context));
-      yield* watchChanges(store.feed, request, context.signal, deps.shutdownSignal);
+      const observer = deps.watchObserver?.(dataEnvironment(context.values.get(principalKey)));
+      yield* watchChanges(store.feed, request, context.signal, deps.shutdownSignal, observer);
     },
     async ack(request, context) {
       return guarded(async () => {

@@ -3,6 +3,7 @@ import { loadKeysFile, type StoredKey } from "./access/api-keys.js";
 import { LOCAL_PRINCIPAL } from "./access/principal.js";
 import { checkTlsFiles, ConfigError, helpText, isLoopback, loadConfig, type Config } from "./config.js";
 import { createLogger } from "./log.js";
+import { LarderMetrics } from "./metrics.js";
 import { createLarderServer } from "./server.js";
 import { databaseName } from "./stores/mongodb/database-name.js";
 import type { Engine } from "./stores/engine.js";
@@ -39,9 +40,11 @@ async function main(): Promise<void> {
   }
 
   const log = createLogger(config.logLevel);
-  const engine = await openEngine(config, log);
-  await openEnvironments(engine, keys ? boundEnvironments(keys) : [LOCAL_PRINCIPAL.environment!]);
-  const server = createLarderServer({ config, engine, log, keys });
+  const environments = keys ? boundEnvironments(keys) : [LOCAL_PRINCIPAL.environment!];
+  const metrics = config.metricsPort === undefined ? undefined : new LarderMetrics({ engine: config.engine, environments });
+  const engine = await openEngine(config, log, metrics?.engineObserver);
+  await openEnvironments(engine, environments);
+  const server = createLarderServer({ config, engine, log, keys, metrics });
   // Signals are handled before the port opens: whoever sees the listening line may stop the server.
   let stopping = false;
   const stop = (signal: string) => {
@@ -67,7 +70,7 @@ async function main(): Promise<void> {
       "API keys will cross the network in cleartext: set LARDER_TLS_CERT and LARDER_TLS_KEY, or terminate TLS in front of Larder",
     );
   }
-  const { host, port } = await server.listen().catch((error: NodeJS.ErrnoException) => {
+  const { host, port, metrics: metricsAddress } = await server.listen().catch((error: NodeJS.ErrnoException) => {
     if (error.code === "EADDRINUSE") {
       throw new Error(`${config.host}:${config.port} is already in use; choose another LARDER_PORT (0: any free port)`);
     }
@@ -78,10 +81,18 @@ async function main(): Promise<void> {
   });
   const scheme = config.tlsCert ? "https" : "http";
   const where = config.engine === "embedded" ? `data ${config.dataDir}` : `database prefix ${config.mongodbDbPrefix}`;
+  if (metricsAddress) {
+    // Before the listening line: whoever waits for that one finds the metrics port already printed.
+    log.info(metricsAddress, "metrics listening");
+    console.log(`larder metrics on http://${urlAuthority(metricsAddress.host, metricsAddress.port)}/metrics`);
+  }
   log.info({ host, port, engine: config.engine, keys: keys ? keys.length : "none" }, "listening");
-  // An IPv6 address takes brackets in a URL (RFC 3986), so the line can be pasted as it is.
-  const authority = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-  console.log(`larder listening on ${scheme}://${authority} (engine ${config.engine}, ${where})`);
+  console.log(`larder listening on ${scheme}://${urlAuthority(host, port)} (engine ${config.engine}, ${where})`);
+}
+
+/** An IPv6 address takes brackets in a URL (RFC 3986), so a printed URL can be pasted as it is. */
+function urlAuthority(host: string, port: number): string {
+  return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** The environments keys are bound to; an operator key is bound to none. */

@@ -14,6 +14,8 @@ export interface OverloadLimits {
   readonly maxStreams: number;
   /** Services never refused, so health checks answer through a flood. */
   readonly exempt: ReadonlySet<string>;
+  /** Told of each refusal (metrics). */
+  readonly onRefused?: (reason: "in_flight" | "streams") => void;
 }
 
 /**
@@ -29,6 +31,7 @@ export function overloadGuard(limits: OverloadLimits): Interceptor & { readonly 
     if (limits.exempt.has(request.service.typeName)) return next(request);
     const isStream = request.method.methodKind !== "unary";
     if (isStream ? streams >= limits.maxStreams : unary >= limits.maxUnary) {
+      limits.onRefused?.(isStream ? "streams" : "in_flight");
       throw overloaded(
         `The server is at its limit of ${isStream ? limits.maxStreams : limits.maxUnary} ${isStream ? "open streams" : "calls in flight"}; retry with exponential backoff`,
         isStream ? "TOO_MANY_STREAMS" : "TOO_MANY_CALLS",
@@ -88,6 +91,15 @@ export interface AdmissionLimits {
    * body, or stops half-way, would otherwise hold a slot for as long as its connection lives.
    */
   readonly bodyMs: number;
+  /** Told of each refusal, with the method refused when it is one of `services` (metrics). */
+  readonly onRefused?: (refusal: AdmissionRefusal) => void;
+}
+
+export interface AdmissionRefusal {
+  /** `in_flight`: the server's bound; `connection_in_flight`: the connection's. */
+  readonly reason: "in_flight" | "connection_in_flight";
+  readonly method?: { readonly service: string; readonly method: string };
+  readonly request: NodeRequest;
 }
 
 export interface AdmissionGate extends NodeHandler {
@@ -111,9 +123,12 @@ export interface AdmissionGate extends NodeHandler {
  */
 export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): AdmissionGate {
   const streaming = new Set<string>();
+  const unary = new Map<string, { service: string; method: string }>();
   for (const service of limits.services) {
     for (const method of service.methods) {
-      if (method.methodKind !== "unary") streaming.add(`/${service.typeName}/${method.name}`);
+      const path = `/${service.typeName}/${method.name}`;
+      if (method.methodKind !== "unary") streaming.add(path);
+      else unary.set(path, { service: service.typeName, method: method.name });
     }
   }
   const exemptPrefixes = [...limits.exempt].map((typeName) => `/${typeName}/`);
@@ -132,13 +147,14 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
     const onConnection = perConnection.get(connection) ?? 0;
     if (inFlight >= limits.maxInFlight || onConnection >= limits.maxPerConnection) {
       refused++;
-      const error =
-        inFlight >= limits.maxInFlight
-          ? overloaded(`The server is at its limit of ${limits.maxInFlight} calls in flight; retry with exponential backoff`, "TOO_MANY_CALLS")
-          : overloaded(
-              `This connection is at its limit of ${limits.maxPerConnection} calls in flight; retry with exponential backoff or spread calls over more connections`,
-              "TOO_MANY_CALLS_ON_CONNECTION",
-            );
+      const overall = inFlight >= limits.maxInFlight;
+      limits.onRefused?.({ reason: overall ? "in_flight" : "connection_in_flight", method: unary.get(path), request });
+      const error = overall
+        ? overloaded(`The server is at its limit of ${limits.maxInFlight} calls in flight; retry with exponential backoff`, "TOO_MANY_CALLS")
+        : overloaded(
+            `This connection is at its limit of ${limits.maxPerConnection} calls in flight; retry with exponential backoff or spread calls over more connections`,
+            "TOO_MANY_CALLS_ON_CONNECTION",
+          );
       refuse(request, response, error, limits.discardMs ?? MAX_DISCARD_MS, (bytes) => (discardedBytes += bytes));
       return;
     }
@@ -219,7 +235,9 @@ function answer(request: NodeRequest, response: NodeResponse, error: ConnectErro
     const headers: Record<string, string> = { "content-type": contentType };
     setTrailerStatus(new Headers(), error).forEach((value, name) => (headers[name] = value));
     if ("stream" in request && request.stream && !contentType.startsWith("application/grpc-web")) {
-      if (!request.stream.destroyed) request.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+      // Written on the stream itself, so the headers already set on the response (x-request-id) are added here.
+      const early = (response as http2.Http2ServerResponse).getHeaders();
+      if (!request.stream.destroyed) request.stream.respond({ ...early, ":status": 200, ...headers }, { endStream: true });
       return;
     }
     (response as http.ServerResponse).writeHead(200, headers).end();

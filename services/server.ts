@@ -21,8 +21,11 @@ import { registerDataService } from "./data-service.js";
 import { HealthStatus } from "./health.js";
 import { admissionGate, overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
+import { protocolOf, serveMetrics, type LarderMetrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
+import { REQUEST_ID_HEADER, withRequestIds } from "./request-id.js";
 import type { Engine } from "./stores/engine.js";
+import { timedEngine } from "./stores/timed-store.js";
 
 /** What every HTTP/2 connection starts with (RFC 9113 §3.4); HTTP/1.1 never does. */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -34,8 +37,11 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface LarderServer {
-  /** Starts listening; resolves with the bound address (the real port when 0 was asked). */
-  listen(): Promise<{ host: string; port: number }>;
+  /**
+   * Starts listening; resolves with the bound address (the real port when 0
+   * was asked), and the metrics port's when there are metrics.
+   */
+  listen(): Promise<{ host: string; port: number; metrics?: { host: string; port: number } }>;
   /**
    * Graceful stop: report NOT_SERVING, stop accepting, end Watch streams, let
    * unary calls finish within the grace period, then close connections and
@@ -52,9 +58,13 @@ export interface ServerOptions {
   readonly keys?: readonly StoredKey[];
   /** Extra interceptors, outermost first (overload limits). */
   readonly interceptors?: readonly Interceptor[];
+  /** Metrics to keep and serve on config.metricsPort; undefined: none, at no cost. */
+  readonly metrics?: LarderMetrics;
 }
 
-export function createLarderServer({ config, engine, log, keys, interceptors = [] }: ServerOptions): LarderServer {
+export function createLarderServer({ config, engine: openedEngine, log, keys, interceptors = [], metrics }: ServerOptions): LarderServer {
+  // Handlers reach the stores through the timing wrapper; closing goes to the engine itself.
+  const engine = metrics ? timedEngine(openedEngine, (operation, seconds) => metrics.storeOperation(operation, seconds)) : openedEngine;
   const shutdown = new AbortController();
   // Every open Watch and health stream listens for shutdown: thousands of listeners are expected.
   setMaxListeners(0, shutdown.signal);
@@ -64,7 +74,12 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
   const requests = new ActiveRequests();
 
   const routes = (router: ConnectRouter) => {
-    registerDataService(router, { engine, shutdownSignal: shutdown.signal, log });
+    registerDataService(router, {
+      engine,
+      shutdownSignal: shutdown.signal,
+      log,
+      watchObserver: metrics && ((environment) => metrics.watchOpened(environment)),
+    });
     registerAdminService(router, { engine });
     health.register(router, shutdown.signal);
     // google.rpc.ErrorInfo travels in error details; tools decode it by asking reflection for its type.
@@ -81,12 +96,14 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     // days): a longer deadline would cut the call straight away, so it is refused as INVALID_ARGUMENT.
     maxTimeoutMs: MAX_TIMER_MS,
     interceptors: [
+      ...(metrics ? [metrics.callInterceptor()] : []),
       callLog(log, keys !== undefined),
       health.storeInterceptor(),
       overloadGuard({
         maxUnary: config.maxInFlight,
         maxStreams: config.maxStreams,
         exempt: new Set([Health.typeName]),
+        onRefused: metrics && ((reason) => metrics.refusedStream(reason)),
       }),
       ...interceptors,
       authInterceptor({ keys, publicServices: new Set(config.publicServices) }),
@@ -99,6 +116,9 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
     bodyMs: config.bodyTimeoutMs,
     services: [...served, ServerReflection, ServerReflectionAlpha],
     exempt: new Set([Health.typeName]),
+    onRefused:
+      metrics &&
+      (({ reason, method, request }) => metrics.refusedCall(reason, method, protocolOf(request.headers["content-type"]))),
   });
   // The console's static files are not calls: they skip the call admission, not the shutdown tracking.
   const routed: Handler = (request, response) => {
@@ -109,7 +129,10 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
       else response.destroy();
     });
   };
-  const handler = requests.track(routed, shutdown.signal);
+  metrics?.sample({ callsInFlight: () => gated.load().inFlight, figures: openedEngine.figures?.bind(openedEngine) });
+  // Outermost: every answer carries its request id, refusals and shutdown's 503 included.
+  const handler = withRequestIds(requests.track(routed, shutdown.signal));
+  const metricsServer = metrics && serveMetrics(metrics, log);
 
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
@@ -175,16 +198,24 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
   });
 
   return {
-    listen() {
-      return new Promise((resolve, reject) => {
-        listener.once("error", reject);
-        listener.listen(config.port, config.host, () => {
-          listener.off("error", reject);
-          health.setServing(true);
-          const address = listener.address() as net.AddressInfo;
-          resolve({ host: config.host, port: address.port });
-        });
+    async listen() {
+      // Metrics first: an operator sees the server come up in them, and a port clash stops the start.
+      const metricsAddress =
+        metricsServer && config.metricsPort !== undefined
+          ? await listenOn(metricsServer, config.metricsPort, config.metricsHost).catch((error: NodeJS.ErrnoException) => {
+              throw new Error(
+                error.code === "EADDRINUSE"
+                  ? `${config.metricsHost}:${config.metricsPort} is already in use; choose another LARDER_METRICS_PORT (0: any free port)`
+                  : `the metrics port could not open (LARDER_METRICS_HOST, LARDER_METRICS_PORT): ${error.message}`,
+              );
+            })
+          : undefined;
+      const port = await listenOn(listener, config.port, config.host).catch((error: unknown) => {
+        metricsServer?.close();
+        throw error;
       });
+      health.setServing(true);
+      return { host: config.host, port, ...(metricsAddress ? { metrics: { host: config.metricsHost, port: metricsAddress } } : {}) };
     },
     async close() {
       health.setServing(false);
@@ -199,9 +230,24 @@ export function createLarderServer({ config, engine, log, keys, interceptors = [
       await Promise.race([Promise.all(sessionsClosed), delay(Math.max(0, deadline - Date.now()))]);
       for (const socket of sockets) socket.destroy();
       await closed;
-      await engine.close();
+      await openedEngine.close();
+      if (metricsServer) {
+        const metricsClosed = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+        metricsServer.closeAllConnections();
+        await metricsClosed;
+      }
     },
   };
+}
+
+function listenOn(server: net.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
 }
 
 function delay(ms: number): Promise<void> {
@@ -334,6 +380,7 @@ function callLog(log: Logger, keysConfigured: boolean): Interceptor {
       const anonymous = keysConfigured && principal === LOCAL_PRINCIPAL;
       return {
         method: `${request.service.typeName}/${request.method.name}`,
+        requestId: request.header.get(REQUEST_ID_HEADER),
         ...(anonymous ? {} : { environment: principal.environment, key: principal.keyId }),
         ms: Math.round((performance.now() - started) * 100) / 100,
       };

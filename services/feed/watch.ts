@@ -11,6 +11,14 @@ export type { ChangeFeed } from "./change-feed.js";
 
 type WatchMessage = MessageInitShape<typeof WatchResponseSchema>;
 
+/** What a Watch stream tells its observer (metrics). */
+export interface WatchObserver {
+  /** An event is being written on the stream; `commitTime` is its change's (epoch ms). */
+  delivered(commitTime: number): void;
+  /** The stream ended, with the error that ended it if any; later calls are ignored. */
+  ended(error?: unknown): void;
+}
+
 /** Engines hand every subscriber the same event object, so it is converted to the wire form once. */
 const converted = new WeakMap<FeedEvent, WatchMessage>();
 
@@ -49,6 +57,22 @@ export async function* watchChanges(
   request: WatchRequest,
   callSignal: AbortSignal,
   shutdownSignal: AbortSignal,
+  observer?: WatchObserver,
+): AsyncGenerator<MessageInitShape<typeof WatchResponseSchema>> {
+  try {
+    yield* watchUntilEnded(feed, request, callSignal, shutdownSignal, observer);
+  } finally {
+    // Only the first report counts: a failure has reported itself, with its domain error, already.
+    observer?.ended();
+  }
+}
+
+async function* watchUntilEnded(
+  feed: ChangeFeed,
+  request: WatchRequest,
+  callSignal: AbortSignal,
+  shutdownSignal: AbortSignal,
+  observer: WatchObserver | undefined,
 ): AsyncGenerator<MessageInitShape<typeof WatchResponseSchema>> {
   const signal = AbortSignal.any([callSignal, shutdownSignal]);
   let start: string;
@@ -66,10 +90,18 @@ export async function* watchChanges(
     yield { kind: { case: "started", value: { resumeToken: start } } };
     for await (const event of changes) {
       if (!anyFilterMatches(filters, event.name, event.item.key)) continue;
+      // The next step is Connect writing the message on the stream: this is the event's delivery.
+      observer?.delivered(event.time);
       yield eventMessage(event);
     }
   } catch (error) {
-    if (!signal.aborted) throw toConnectError(error);
+    if (signal.aborted) {
+      // Ended by the caller or a shutdown: no failure to report.
+    } else {
+      // The domain's error, before it becomes a ConnectError: its reason (SUBSCRIBER_TOO_SLOW) is what is counted.
+      observer?.ended(error);
+      throw toConnectError(error);
+    }
   }
   // The caller leaving or a shutdown ends the stream cleanly; a deadline is the caller's error to see.
   const reason: unknown = callSignal.reason;

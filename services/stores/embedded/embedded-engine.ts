@@ -1,9 +1,7 @@
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import type { EnvironmentFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
-import { EmbeddedStore, type EmbeddedStoreOptions } from "./embedded-store.js";
-
-const FILE_SUFFIX = ".sqlite";
+import { environmentFiles, EmbeddedStore, FILE_SUFFIX, type EmbeddedStoreOptions } from "./embedded-store.js";
 
 /** Environments of the embedded engine: one SQLite file each in the data directory. */
 export class EmbeddedEngine implements Engine {
@@ -41,9 +39,19 @@ export class EmbeddedEngine implements Engine {
       const store = this.stores.get(name);
       this.stores.delete(name);
       await store?.close();
-      for (const suffix of [FILE_SUFFIX, `${FILE_SUFFIX}-wal`, `${FILE_SUFFIX}-shm`]) {
-        rmSync(join(this.options.dataDir, `${name}${suffix}`), { force: true });
-      }
+      const files = environmentFiles(this.options.dataDir, name);
+      for (const file of [files.database, files.wal, files.sharedMemory]) rmSync(file, { force: true });
+    });
+  }
+
+  async figures(): Promise<EnvironmentFigures[]> {
+    return [...this.stores].map(([environment, store]) => {
+      const files = environmentFiles(this.options.dataDir, environment);
+      return {
+        environment,
+        changeLog: store.isOpen ? store.changeLogFigures() : undefined,
+        files: { databaseBytes: sizeOf(files.database), walBytes: sizeOf(files.wal) },
+      };
     });
   }
 
@@ -52,4 +60,9 @@ export class EmbeddedEngine implements Engine {
     this.stores.clear();
     await Promise.all(stores.map((store) => store.close()));
   }
+}
+
+/** 0 for a file that is not there (a WAL between checkpoints, a database being dropped). */
+function sizeOf(path: string): number {
+  return statSync(path, { throwIfNoEntry: false })?.size ?? 0;
 }

@@ -24,6 +24,7 @@ import { ADDED_ITEM_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./sch
 import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
 import type { ChangeFeed } from "../../feed/change-feed.js";
+import type { EngineObserver } from "../engine-observer.js";
 
 /**
  * How much a commit survives (see docs/durability.md): `normal` survives a
@@ -40,6 +41,16 @@ export interface EmbeddedStoreOptions {
   readonly sweepIntervalMs: number;
   /** How long the change log keeps changes for resuming subscribers. */
   readonly changeRetentionMs: number;
+  /** Told what the sweeper deleted (metrics). */
+  readonly observer?: Pick<EngineObserver, "swept">;
+}
+
+export const FILE_SUFFIX = ".sqlite";
+
+/** An environment's files: the database, and SQLite's write-ahead log and shared-memory index beside it. */
+export function environmentFiles(dataDir: string, environment: string): { database: string; wal: string; sharedMemory: string } {
+  const database = join(dataDir, `${environment}${FILE_SUFFIX}`);
+  return { database, wal: `${database}-wal`, sharedMemory: `${database}-shm` };
 }
 
 type Row = {
@@ -93,7 +104,7 @@ export class EmbeddedStore implements Store {
 
   constructor(private readonly options: EmbeddedStoreOptions) {
     mkdirSync(options.dataDir, { recursive: true });
-    this.db = new Database(join(options.dataDir, `${options.environment}.sqlite`));
+    this.db = new Database(environmentFiles(options.dataDir, options.environment).database);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
     this.db.pragma("busy_timeout = 5000");
@@ -110,7 +121,7 @@ export class EmbeddedStore implements Store {
     this.commits.setMaxListeners(0);
     this.sweeper = setInterval(() => {
       try {
-        this.purgeExpiredNow(Date.now());
+        options.observer?.swept(options.environment, this.purgeExpiredNow(Date.now()));
         this.pruneChanges(Date.now() - options.changeRetentionMs);
       } catch {
         // A failed sweep is retried at the next tick; reads hide expired items regardless (T7).
@@ -303,6 +314,18 @@ export class EmbeddedStore implements Store {
       | { seq: number }
       | undefined;
     return row?.seq ?? 0;
+  }
+
+  /**
+   * The change log's extent, for metrics. Sequences have no gaps (a rolled
+   * back write rolls its sequence back too, and pruning removes a prefix),
+   * so the count is arithmetic, not a scan of the log.
+   */
+  changeLogFigures(): { events: number; headSequence: number; oldest?: { sequence: number; time: number } } {
+    const headSequence = this.headSequence();
+    const oldest = this.statement("SELECT seq, time FROM changes ORDER BY seq LIMIT 1").get() as { seq: number; time: number } | undefined;
+    if (!oldest) return { events: 0, headSequence };
+    return { events: headSequence - oldest.seq + 1, headSequence, oldest: { sequence: oldest.seq, time: oldest.time } };
   }
 
   /** Changes up to this sequence have been pruned: a reader behind it has a gap. */

@@ -82,7 +82,7 @@ export function decodeFeedToken(token: string): FeedPosition {
 }
 
 /** When the change was applied: the server's wall clock (6.0+), else the cluster time's seconds. */
-function timeOf(change: ChangeStreamDocument<Document>): number {
+export function timeOf(change: ChangeStreamDocument<Document>): number {
   if ("wallTime" in change && change.wallTime instanceof Date) return change.wallTime.getTime();
   const clusterTime = (change as { clusterTime?: { getHighBits(): number } }).clusterTime;
   return clusterTime ? clusterTime.getHighBits() * 1000 : Date.now();

@@ -1,9 +1,11 @@
 import { MongoClient } from "mongodb";
 import type { Logger } from "../../log.js";
+import type { EngineObserver, EnvironmentFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
 import { databaseName } from "./database-name.js";
 import { fromMongoError } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
+import { observeConnectionPool } from "./pool-events.js";
 
 export interface MongoEngineOptions {
   /** A MongoDB connection string: a replica set or a sharded cluster, MongoDB 6.0 or newer. */
@@ -14,6 +16,8 @@ export interface MongoEngineOptions {
   readonly changeRetentionMs: number;
   /** How often expired items are deleted (with their events) ahead of the TTL monitor; 0 or unset: never. */
   readonly sweepIntervalMs?: number;
+  /** Told of sweeps, the change streams' lag and the connection pool (metrics). */
+  readonly observer?: EngineObserver;
 }
 
 /** Change streams with pre- and post-images need MongoDB 6.0. */
@@ -70,6 +74,8 @@ export function checkFeatureCompatibility(fcv: string | undefined): string | und
 /** One pooled client for every environment; each environment is its own database. */
 export async function openMongoEngine(options: MongoEngineOptions, log: Logger): Promise<Engine> {
   const client = new MongoClient(options.uri, CLIENT_OPTIONS);
+  // Before connecting: the pool's first connections are events too.
+  if (options.observer) observeConnectionPool(client, options.observer.connectionPool);
   try {
     await client.connect();
     const admin = client.db("admin");
@@ -136,6 +142,7 @@ class MongoEngine implements Engine {
           environment: name,
           changeRetentionMs: this.options.changeRetentionMs,
           log: this.log,
+          observer: this.options.observer,
         }))();
       this.stores.set(name, store);
       store.catch(() => this.stores.delete(name));
@@ -174,6 +181,15 @@ class MongoEngine implements Engine {
     await this.client.close();
   }
 
+  async figures(): Promise<EnvironmentFigures[]> {
+    const figures: EnvironmentFigures[] = [];
+    for (const [environment, opening] of this.stores) {
+      const store = await opening.catch(() => undefined);
+      if (store) figures.push({ environment, feedRing: store.feed.ringFigures() });
+    }
+    return figures;
+  }
+
   private async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
@@ -182,7 +198,9 @@ class MongoEngine implements Engine {
     try {
       // One reading of MongoDB's clock serves every environment's sweep.
       const now = await sweepTime(this.client, Date.now());
-      for (const store of this.stores.values()) await store.then((each) => each.purgeExpired(now)).catch(skipped);
+      for (const [name, store] of this.stores) {
+        await store.then(async (each) => this.options.observer?.swept(name, await each.purgeExpired(now))).catch(skipped);
+      }
     } catch (error) {
       skipped(error);
     } finally {

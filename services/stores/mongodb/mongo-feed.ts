@@ -5,7 +5,7 @@ import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-f
 import type { Logger } from "../../log.js";
 import { fromMongoError } from "./errors.js";
 import { EventRing } from "./event-ring.js";
-import { changeKey, decodeFeedToken, entriesOf, MissingImageError, type FeedPosition } from "./feed-events.js";
+import { changeKey, decodeFeedToken, entriesOf, MissingImageError, timeOf, type FeedPosition } from "./feed-events.js";
 
 /** A change stream as the feed reads it (the driver's ChangeStream, or a scripted one in unit tests). */
 export interface ChangeCursor {
@@ -38,6 +38,8 @@ export interface MongoFeedOptions {
   /** How long head() waits for the change stream to show its marker. */
   readonly headTimeoutMs?: number;
   readonly clock?: () => number;
+  /** Told the commit time (epoch ms) of each change the consumer reads, as it reads it (metrics: the stream's lag). */
+  readonly consumed?: (commitTime: number) => void;
 }
 
 const DEFAULTS = { ringEntries: 10_000, ringBytes: 64 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000 };
@@ -79,7 +81,7 @@ const UNREADABLE_TOKEN = new Set([2, 9]);
  */
 export class MongoFeed implements ChangeFeed {
   private readonly ring: EventRing;
-  private readonly options: Required<Omit<MongoFeedOptions, "log">> & { log: Logger };
+  private readonly options: Required<Omit<MongoFeedOptions, "log" | "consumed">> & Pick<MongoFeedOptions, "log" | "consumed">;
   private cursor?: ChangeCursor;
   /** Where the consumer resumes from after an error. */
   private position?: ResumeToken;
@@ -343,7 +345,13 @@ export class MongoFeed implements ChangeFeed {
     this.cursor = this.source.open(this.position);
   }
 
+  /** The ring's fill, for metrics. */
+  ringFigures(): { events: number; capacity: number } {
+    return { events: this.ring.size, capacity: this.options.ringEntries };
+  }
+
   private publish(change: ChangeStreamDocument<Document>, before: ResumeToken | undefined): void {
+    this.options.consumed?.(timeOf(change));
     for (const entry of entriesOf(change, before)) {
       if (entry.kind === "skip") continue;
       this.ring.push(entry);

@@ -5,6 +5,7 @@ import { isLive, type ItemRecord } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
+import type { EngineObserver } from "../engine-observer.js";
 import type {
   CountQuery,
   KeyQuery,
@@ -42,6 +43,8 @@ export interface MongoStoreOptions {
   readonly environment: string;
   readonly changeRetentionMs: number;
   readonly log: Logger;
+  /** Told the change stream's lag (metrics). */
+  readonly observer?: Pick<EngineObserver, "changeStreamLag">;
   /** Overrides of the feed's bounds (tests use a small ring). */
   readonly feed?: Partial<Pick<MongoFeedOptions, "ringEntries" | "ringBytes" | "headTimeoutMs">>;
 }
@@ -89,6 +92,7 @@ export class MongoStore implements Store {
       ...options.feed,
       retentionMs: options.changeRetentionMs,
       log: options.log.child({ environment: options.environment }),
+      consumed: options.observer && ((commitTime) => options.observer!.changeStreamLag(options.environment, (Date.now() - commitTime) / 1000)),
     });
   }
 
