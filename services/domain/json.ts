@@ -29,7 +29,28 @@ export function hasLoneSurrogate(text: string): boolean {
 // No `g` flag, so test() keeps no state between calls.
 const LONE_SURROGATE = /\p{Surrogate}/u;
 
-/** Byte length of a string in UTF-8, without allocating a buffer. */
+/**
+ * Byte length of a string in UTF-8, without allocating a buffer: Node's
+ * native count where there is one, else counted here, so the domain's checks
+ * also run in a browser (the console validates drafts with planSet).
+ */
 export function utf8Length(text: string): number {
-  return Buffer.byteLength(text, "utf8");
+  return NODE_BUFFER ? NODE_BUFFER.byteLength(text, "utf8") : countUtf8Bytes(text);
+}
+
+const NODE_BUFFER = (globalThis as { Buffer?: { byteLength(text: string, encoding: "utf8"): number } }).Buffer;
+
+/** What UTF-8 needs for each UTF-16 unit: a lone surrogate counts 3 bytes (U+FFFD), as Buffer.byteLength counts it. */
+export function countUtf8Bytes(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
 }

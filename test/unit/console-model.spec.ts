@@ -1,4 +1,6 @@
 import { expect } from "chai";
+import fc from "fast-check";
+import { countUtf8Bytes } from "../../services/domain/json.js";
 import { checkDraft, countdown, diffItems, draftOf, sameJson, toSetRequest, type ConsoleItem } from "../../console/model.js";
 import { formatRoute, parseRoute, queryRoute, type Route } from "../../console/route.js";
 
@@ -88,5 +90,16 @@ describe("console: links, drafts and diffs (pure parts, no browser)", () => {
     expect(countdown(new Date(now + 65_000), now)).to.equal("1m 05s");
     expect(countdown(new Date(now + 3 * 3600_000 + 60_000), now)).to.equal("3h 01m");
     expect(countdown(new Date(now + 2 * 86_400_000 + 3600_000), now)).to.equal("2d 1h");
+  });
+});
+
+describe("domain: UTF-8 lengths counted without Node's Buffer (for the console) match Buffer's", () => {
+  it("on any string, lone surrogates included", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), fc.string({ unit: fc.integer({ min: 0xd7f0, max: 0xe010 }).map((code) => String.fromCharCode(code)) }), (text, surrogates) => {
+        for (const sample of [text, surrogates, text + surrogates]) expect(countUtf8Bytes(sample)).to.equal(Buffer.byteLength(sample, "utf8"));
+      }),
+    );
+    for (const sample of ["", "a", "é", "～", "😀", "\ud800", "\udc00", "\ud800\ud800\udc00", "a\udbff"]) expect(countUtf8Bytes(sample), JSON.stringify(sample)).to.equal(Buffer.byteLength(sample, "utf8"));
   });
 });
