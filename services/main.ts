@@ -41,7 +41,7 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logLevel);
   const environments = keys ? boundEnvironments(keys) : [LOCAL_PRINCIPAL.environment!];
-  const metrics = config.metricsPort === undefined ? undefined : new LarderMetrics({ engine: config.engine, environments });
+  const metrics = config.metricsPort === undefined ? undefined : new LarderMetrics({ engine: config.engine, environments, changeRetentionMs: config.changeRetentionMs });
   const engine = await openEngine(config, log, metrics?.engineObserver);
   await openEnvironments(engine, environments);
   const server = createLarderServer({ config, engine, log, keys, metrics });

@@ -27,6 +27,8 @@ export interface MetricsOptions {
   readonly engine: "embedded" | "mongodb";
   /** The environments the keys name (or `default`): the only environment label values besides OTHER_ENVIRONMENT. */
   readonly environments: readonly string[];
+  /** LARDER_CHANGE_RETENTION_MS, exported so alerts can compare ages with it. */
+  readonly changeRetentionMs: number;
 }
 
 /** What the server samples at scrape time instead of counting on every call. */
@@ -41,8 +43,6 @@ const CALL_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 const STORE_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
 const LAG_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 const CHECKOUT_SECONDS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
-/** Figures read at one scrape serve every metric of that scrape. */
-const FIGURES_FRESH_MS = 500;
 
 interface CallSeries {
   readonly service: string;
@@ -58,7 +58,7 @@ export class LarderMetrics {
   private readonly environments: ReadonlySet<string>;
   private readonly engine: string;
   private sources?: MetricsSources;
-  private figuresRead?: { at: number; figures: Promise<EnvironmentFigures[]> };
+  private figuresRead?: Promise<EnvironmentFigures[]>;
   /** Per method and protocol, the labelled children: looking labels up by object costs a hash per call. */
   private readonly series = new WeakMap<DescMethod, Map<Protocol, CallSeries>>();
   private readonly storeTimers = new Map<string, ReturnType<Histogram<string>["labels"]>>();
@@ -182,6 +182,11 @@ export class LarderMetrics {
     if (options.engine === "mongodb") {
       for (const metric of [this.changeStreamLag, ...Object.values(this.pool)]) this.registry.registerMetric(metric as Metric);
     }
+    new Gauge({
+      name: "larder_change_log_retention_seconds",
+      help: "How long changes stay resumable (LARDER_CHANGE_RETENTION_MS; on MongoDB the oplog may bound it further).",
+      registers: [this.registry],
+    }).set(options.changeRetentionMs / 1000);
     this.defineSampledMetrics();
   }
 
@@ -399,6 +404,11 @@ export class LarderMetrics {
         "Commit time (Unix seconds) of the oldest change the change log retains, by environment.",
         (f) => (f.changeLog?.oldest ? f.changeLog.oldest.time / 1000 : undefined),
       );
+      perEnvironment(
+        "larder_subscription_max_lag_seconds",
+        "Age of the oldest change a named subscription has not acknowledged (0: all caught up), by environment; past the retention its position is lost.",
+        (f) => (f.changeLog ? Math.max(0, Date.now() - (f.changeLog.unacknowledgedSince ?? Date.now())) / 1000 : undefined),
+      );
       perEnvironment("larder_embedded_database_bytes", "Size of the SQLite database file, by environment.", (f) => f.files?.databaseBytes);
       perEnvironment("larder_embedded_wal_bytes", "Size of the SQLite write-ahead log, by environment.", (f) => f.files?.walBytes);
     } else {
@@ -415,13 +425,16 @@ export class LarderMetrics {
   private figures(): Promise<EnvironmentFigures[]> {
     const read = this.sources?.figures;
     if (!read) return Promise.resolve([]);
-    const now = Date.now();
-    if (!this.figuresRead || now - this.figuresRead.at > FIGURES_FRESH_MS) {
+    if (!this.figuresRead) {
+      // Every gauge of one scrape collects at once: they share this reading, and the next scrape reads anew.
       // A failed reading (a store closing under the scrape) leaves those gauges empty for this scrape only.
-      this.figuresRead = { at: now, figures: read().catch(() => []) };
+      const reading = read().catch(() => [] as EnvironmentFigures[]);
+      this.figuresRead = reading;
+      void reading.then(() => setImmediate(() => (this.figuresRead = undefined)));
     }
-    return this.figuresRead.figures;
+    return this.figuresRead;
   }
+
 }
 
 /** The protocol of a call, by its content type (the same test Connect's router makes). */

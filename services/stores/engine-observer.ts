@@ -37,6 +37,13 @@ export interface EnvironmentFigures {
     readonly headSequence: number;
     /** The oldest change still retained, if any. */
     readonly oldest?: { readonly sequence: number; readonly time: number };
+    /**
+     * The commit time (epoch ms) of the oldest change a named subscription
+     * has not acknowledged; undefined when every one is caught up (or there
+     * are none). Once it is older than the retention, that subscription's
+     * position is pruned away and it must start again.
+     */
+    readonly unacknowledgedSince?: number;
   };
   /** Embedded engine: the SQLite database file and its write-ahead log, in bytes. */
   readonly files?: { readonly databaseBytes: number; readonly walBytes: number };

@@ -105,6 +105,25 @@ describe("metrics: /metrics on its own port counts what an operator pages on", f
     expect(scraped.get(series("larder_calls_total", { service: DATA, method: "Watch", protocol: "grpc", code: "Canceled" }))).to.equal(1);
   });
 
+  it("shows how far the slowest named subscription is behind, and the retention to compare it with", async () => {
+    const data = createClient(DataService, createGrpcTransport({ baseUrl: server.url }));
+    const lag = series("larder_subscription_max_lag_seconds", { environment: "default" });
+    const stop = new AbortController();
+    const stream = data.watch({ subscription: "metrics-sub", filters: ["*:sub:*"] }, { signal: stop.signal })[Symbol.asyncIterator]();
+    expect((await stream.next()).value?.kind.case).to.equal("started");
+    expect((await server.scrape()).get(lag)).to.equal(0);
+    await data.set({ key: "sub:1", value: { kind: { case: "numberValue", value: 1 } } });
+    const event = (await stream.next()).value!;
+    expect(event.kind.case).to.equal("event");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await server.scrape()).get(lag)).to.be.greaterThan(0).and.lessThan(600);
+    await data.ack({ subscription: "metrics-sub", resumeToken: event.kind.case === "event" ? event.kind.value.resumeToken : "" });
+    expect((await server.scrape()).get(lag)).to.equal(0);
+    expect((await server.scrape()).get("larder_change_log_retention_seconds")).to.equal(24 * 60 * 60);
+    stop.abort();
+    await stream.return?.();
+  });
+
   it("counts expired items the sweep deletes", async () => {
     const data = createClient(DataService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
     const soon = timestampFromMs(Date.now() + 200);
@@ -199,7 +218,7 @@ describe("metrics: one registry per server", function () {
   });
 
   it("environments outside the configured set share one label value", () => {
-    const metrics = new LarderMetrics({ engine: "embedded", environments: ["prod", "staging"] });
+    const metrics = new LarderMetrics({ engine: "embedded", environments: ["prod", "staging"], changeRetentionMs: 60_000 });
     expect(metrics.environmentLabel("prod")).to.equal("prod");
     expect(metrics.environmentLabel("a-clone-made-by-admin")).to.equal(OTHER_ENVIRONMENT);
   });

@@ -31,7 +31,7 @@ export async function startInProcess(env: Record<string, string> = {}, keys?: re
   const logs: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
   const environments = keys ? keys.flatMap((key) => (key.environment === undefined ? [] : [key.environment])) : ["default"];
-  const metrics = new LarderMetrics({ engine: config.engine, environments });
+  const metrics = new LarderMetrics({ engine: config.engine, environments, changeRetentionMs: config.changeRetentionMs });
   const engine = await openEngine(config, log, metrics.engineObserver);
   for (const environment of environments) await engine.environment(environment);
   const server = createLarderServer({ config, engine, log, keys, metrics });

@@ -11,7 +11,7 @@ import { parseExposition } from "../support/in-process.js";
  */
 describe("MongoDB connection pool metrics (CMAP events)", () => {
   it("counts connections open and in use, the wait queue, check-out time and failures", async () => {
-    const metrics = new LarderMetrics({ engine: "mongodb", environments: ["default"] });
+    const metrics = new LarderMetrics({ engine: "mongodb", environments: ["default"], changeRetentionMs: 60_000 });
     const client = new EventEmitter();
     observeConnectionPool(client, metrics.engineObserver.connectionPool);
 
@@ -35,7 +35,7 @@ describe("MongoDB connection pool metrics (CMAP events)", () => {
   });
 
   it("a failure reason the driver adds later is counted as `other`, keeping the label bounded", async () => {
-    const metrics = new LarderMetrics({ engine: "mongodb", environments: ["default"] });
+    const metrics = new LarderMetrics({ engine: "mongodb", environments: ["default"], changeRetentionMs: 60_000 });
     const client = new EventEmitter();
     observeConnectionPool(client, metrics.engineObserver.connectionPool);
     client.emit("connectionCheckOutStarted", {});
@@ -46,13 +46,13 @@ describe("MongoDB connection pool metrics (CMAP events)", () => {
   });
 
   it("the change stream's lag is a histogram by configured environment; the embedded engine exports none of these", async () => {
-    const mongo = new LarderMetrics({ engine: "mongodb", environments: ["prod"] });
+    const mongo = new LarderMetrics({ engine: "mongodb", environments: ["prod"], changeRetentionMs: 60_000 });
     mongo.engineObserver.changeStreamLag("prod", 0.02);
     mongo.engineObserver.changeStreamLag("made-later", 0.5);
     const scraped = parseExposition(await mongo.text());
     expect(scraped.get('larder_mongodb_change_stream_lag_seconds_count{environment="prod"}')).to.equal(1);
     expect(scraped.get('larder_mongodb_change_stream_lag_seconds_count{environment="_other"}')).to.equal(1);
-    const embedded = await new LarderMetrics({ engine: "embedded", environments: ["prod"] }).text();
+    const embedded = await new LarderMetrics({ engine: "embedded", environments: ["prod"], changeRetentionMs: 60_000 }).text();
     expect(embedded).to.not.include("larder_mongodb_");
   });
 });

@@ -24,7 +24,7 @@ import { ADDED_ITEM_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./sch
 import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
 import type { ChangeFeed } from "../../feed/change-feed.js";
-import type { EngineObserver } from "../engine-observer.js";
+import type { EngineObserver, EnvironmentFigures } from "../engine-observer.js";
 
 /**
  * How much a commit survives (see docs/durability.md): `normal` survives a
@@ -321,11 +321,20 @@ export class EmbeddedStore implements Store {
    * back write rolls its sequence back too, and pruning removes a prefix),
    * so the count is arithmetic, not a scan of the log.
    */
-  changeLogFigures(): { events: number; headSequence: number; oldest?: { sequence: number; time: number } } {
+  changeLogFigures(): NonNullable<EnvironmentFigures["changeLog"]> {
     const headSequence = this.headSequence();
     const oldest = this.statement("SELECT seq, time FROM changes ORDER BY seq LIMIT 1").get() as { seq: number; time: number } | undefined;
     if (!oldest) return { events: 0, headSequence };
-    return { events: headSequence - oldest.seq + 1, headSequence, oldest: { sequence: oldest.seq, time: oldest.time } };
+    // The slowest named subscription's first unacknowledged change (an index lookup on each table).
+    const slowest = this.statement(
+      "SELECT time FROM changes WHERE seq > (SELECT min(seq) FROM subscriptions) ORDER BY seq LIMIT 1",
+    ).get() as { time: number } | undefined;
+    return {
+      events: headSequence - oldest.seq + 1,
+      headSequence,
+      oldest: { sequence: oldest.seq, time: oldest.time },
+      unacknowledgedSince: slowest?.time,
+    };
   }
 
   /** Changes up to this sequence have been pruned: a reader behind it has a gap. */
