@@ -13,11 +13,12 @@ import { DomainError, invalidArgument } from "./domain/errors.js";
 import type { ItemRecord } from "./domain/item.js";
 import type { JsonValue } from "./domain/json.js";
 import { itemSize } from "./domain/values.js";
-import { planSeed, type SetInput } from "./domain/set-plan.js";
+import { bulkChunks, planSeed, type SetInput } from "./domain/set-plan.js";
+import { asyncChunks } from "./data-operations.js";
 import { guarded, toConnectError } from "./errors.js";
 import type { Engine } from "./stores/engine.js";
 import type { Key } from "./domain/keys.js";
-import type { Store, WriteOptions } from "./stores/store.js";
+import type { BulkOptions, Store } from "./stores/store.js";
 import { timestampToMs } from "./item-message.js";
 
 /** Exports stream in chunks of this many items; imports write in chunks of this many. */
@@ -65,10 +66,17 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
     return engine.environment(name);
   }
 
-  async function importInto(store: Store, items: readonly SetInput[], overwrite: boolean, options: WriteOptions) {
-    const plans = planSeed(items, clock());
-    if (overwrite) await store.clear(clock(), options);
-    for (let i = 0; i < plans.length; i += CHUNK) await store.setMany(plans.slice(i, i + CHUNK), clock(), options);
+  /**
+   * Items in the shape of data.json, each an overwrite (validated first,
+   * SE3). With `overwrite` the environment is replaced all or nothing
+   * (Store.replaceAll); without, they commit together in one transaction:
+   * a request is bounded by LARDER_MAX_MESSAGE_BYTES, so that transaction is too.
+   */
+  async function importInto(store: Store, items: readonly SetInput[], overwrite: boolean, options: BulkOptions) {
+    const now = clock();
+    const plans = planSeed(items, now);
+    if (overwrite) return store.replaceAll(asyncChunks(bulkChunks(plans)), now, options);
+    await store.setMany(plans, now, options);
     return plans.length;
   }
 
@@ -112,6 +120,7 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
         const store = await engine.environment(named(context, request.name));
         const written = await importInto(store, request.items.map(fromExported), request.overwrite, {
           events: !request.skipEvents,
+          signal: context.signal,
         });
         return { items: BigInt(written) };
       });
@@ -125,12 +134,12 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
           throw invalidArgument("INVALID_OPTION", "An environment cannot be cloned into itself");
         }
         const target = await engine.environment(targetName);
-        const options = { events: !request.skipEvents };
-        await target.clear(clock(), options);
-        let copied = 0;
-        for await (const chunk of readAll(source, clock)) {
-          copied += await importInto(target, chunk.map(toSetInput), false, options);
-        }
+        // The source is read chunk by chunk as the target stages it: never all of it in memory.
+        const now = clock();
+        const plans = async function* () {
+          for await (const chunk of readAll(source, clock)) yield* bulkChunks(planSeed(chunk.map(toSetInput), now));
+        };
+        const copied = await target.replaceAll(plans(), now, { events: !request.skipEvents, signal: context.signal });
         return { items: BigInt(copied) };
       });
     },

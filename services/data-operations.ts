@@ -6,7 +6,7 @@ import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonOb
 import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "./domain/keys.js";
 import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
 import { cutPage } from "./domain/paging.js";
-import { checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
+import { bulkChunks, checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
 import type { LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
 
 /**
@@ -39,9 +39,6 @@ export interface ScanInput {
 }
 
 export type Clock = () => number;
-
-/** Seed writes in chunks so one huge import never holds one huge transaction. */
-const SEED_CHUNK = 100;
 
 export class DataOperations {
   constructor(
@@ -159,19 +156,33 @@ export class DataOperations {
   }
 
   /** SE1-SE3: everything is validated before the environment is touched. */
+  /**
+   * SE1-SE3. With overwrite the environment is replaced all or nothing
+   * (Store.replaceAll): a failure, a cancelled call or a crash part-way
+   * leaves the old content. Without, each chunk commits on its own, as SE1
+   * says (written in chunks), after every item has been validated (SE3).
+   * Between chunks the event loop runs: other calls proceed, and a cancelled
+   * or timed-out call (its signal fires on a timer) stops instead of writing
+   * on for no one.
+   */
   async seed(items: readonly SetInput[], overwrite: boolean, signal?: AbortSignal): Promise<number> {
     const now = this.clock();
     const plans = planSeed(items, now);
-    if (overwrite) await this.store.clear(now);
-    for (let i = 0; i < plans.length; i += SEED_CHUNK) {
-      // Between chunks the event loop runs: other calls proceed, and a cancelled or
-      // timed-out call (its signal fires on a timer) stops instead of writing on for no one.
-      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+    if (overwrite) return this.store.replaceAll(asyncChunks(bulkChunks(plans)), now, { signal });
+    let first = true;
+    for (const chunk of bulkChunks(plans)) {
+      if (!first) await new Promise((resolve) => setImmediate(resolve));
+      first = false;
       signal?.throwIfAborted();
-      await this.store.setMany(plans.slice(i, i + SEED_CHUNK), this.clock());
+      await this.store.setMany(chunk, this.clock());
     }
     return plans.length;
   }
+}
+
+/** A replaceAll reads its chunks as they come; plans already in memory come at once. */
+export async function* asyncChunks<T>(chunks: Iterable<T>): AsyncGenerator<T> {
+  yield* chunks;
 }
 
 function exactKey(raw: string): Key {

@@ -385,6 +385,31 @@ function withoutRootNulls(value: JsonValue, removeNulls: boolean): JsonValue {
   return kept;
 }
 
+/** The most a bulk write (seed, import, clone) stages or commits at once: items, and their bytes (V8's measure). */
+export const BULK_CHUNK = { items: 100, bytes: 4 * 1024 * 1024 } as const;
+
+/**
+ * Consecutive runs of plans of at most BULK_CHUNK items and bytes, each run
+ * at least one plan: a chunk is what one transaction of a bulk write holds,
+ * so its size (and a MongoDB transaction's) stays bounded however large the
+ * items are.
+ */
+export function* bulkChunks(plans: Iterable<SetPlan>): Generator<SetPlan[]> {
+  let run: SetPlan[] = [];
+  let bytes = 0;
+  for (const plan of plans) {
+    const size = requestSize(plan.key, plan.value, plan.labels);
+    if (run.length > 0 && (run.length >= BULK_CHUNK.items || bytes + size > BULK_CHUNK.bytes)) {
+      yield run;
+      run = [];
+      bytes = 0;
+    }
+    run.push(plan);
+    bytes += size;
+  }
+  if (run.length > 0) yield run;
+}
+
 /** V8: the size of what the request itself would write, `$add` amounts counted as numbers. */
 function requestSize(key: Key, plan: ValuePlan, labels: LabelChanges): number {
   const written: (Key | undefined)[] = labels.map((change) =>

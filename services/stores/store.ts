@@ -48,6 +48,14 @@ export interface Store {
   remove(keys: readonly Key[], now: number, options?: RemoveOptions): Promise<Key[]>;
   /** Removes every item of the environment, each with its `deleted` event (SE2). */
   clear(now: number, options?: WriteOptions): Promise<number>;
+  /**
+   * Replaces every item of the environment with what the plans (overwrites,
+   * in order) write, all or nothing, also across a crash: readers see the
+   * old content until the new one is complete. Events as a clear followed by
+   * setMany of each chunk would emit (SE2). The chunks are read one at a
+   * time and the event loop runs between them. Returns the number of plans.
+   */
+  replaceAll(chunks: AsyncIterable<readonly SetPlan[]>, now: number, options?: BulkOptions): Promise<number>;
   /** Deletes items expired at `now`, each with one `deleted` event (T7, EV6). */
   purgeExpired(now: number): Promise<number>;
 
@@ -71,6 +79,11 @@ export interface RemoveOptions {
 export interface WriteOptions {
   /** false: write without change events (imports and clones that ask to skip them). */
   readonly events?: boolean;
+}
+
+export interface BulkOptions extends WriteOptions {
+  /** Stops the work between chunks (a cancelled call, or its deadline); nothing is changed then. */
+  readonly signal?: AbortSignal;
 }
 
 /** Where a page continues: strictly after this position in the query's direction (P4). */

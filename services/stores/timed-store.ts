@@ -20,6 +20,7 @@ const TIMED: Record<Exclude<keyof Store, "describe" | "feed" | "close">, true> =
   remove: true,
   clear: true,
   purgeExpired: true,
+  replaceAll: true,
 };
 
 export const TIMED_OPERATIONS = Object.keys(TIMED) as (keyof typeof TIMED)[];

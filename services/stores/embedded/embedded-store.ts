@@ -9,6 +9,7 @@ import { keyFromParts, type Key } from "../../domain/keys.js";
 import { segmentHash } from "../../domain/segments.js";
 import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type {
+  BulkOptions,
   CountQuery,
   KeyQuery,
   LabelPosition,
@@ -100,6 +101,8 @@ export class EmbeddedStore implements Store {
   readonly acceptsLegacyTokens: boolean;
   /** prunedThrough, kept between prunes (undefined: read it again). */
   private pruned?: number;
+  /** Names each replaceAll's staging tables apart. */
+  private bulkRuns = 0;
   readonly feed: ChangeFeed = new EmbeddedFeed(this);
 
   constructor(private readonly options: EmbeddedStoreOptions) {
@@ -298,6 +301,60 @@ export class EmbeddedStore implements Store {
     return this.purgeExpiredNow(now);
   }
 
+  /**
+   * All or nothing, also across a crash: the plans are applied chunk by
+   * chunk to a staging table (with the change log they would write) in a
+   * TEMP table of this connection, yielding to the event loop between chunks,
+   * so reads and writes go on against the old content meanwhile. The swap is
+   * one transaction of set-based SQL, no JavaScript per row: the `deleted`
+   * events of what is there at that moment (racing writes included), then
+   * the staged items and their events. A failure or a cancelled call before
+   * the swap drops the staging tables; a crash takes them with it, since TEMP
+   * tables live and die with the connection. Either way the environment
+   * shows its old content.
+   */
+  async replaceAll(chunks: AsyncIterable<readonly SetPlan[]>, now: number, options: BulkOptions = {}): Promise<number> {
+    const staging = `bulk_${++this.bulkRuns}`;
+    this.db.exec(
+      `CREATE TEMP TABLE ${staging} AS SELECT ${ITEM_COLUMNS}, seg FROM main.items WHERE 0;` +
+        `CREATE UNIQUE INDEX temp.${staging}_key ON ${staging} (ns, part);` +
+        `CREATE TEMP TABLE ${staging}_changes (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);`,
+    );
+    try {
+      let written = 0;
+      for await (const plans of chunks) {
+        options.signal?.throwIfAborted();
+        this.db.transaction(() => {
+          const changes: Change[] = [];
+          for (const plan of plans) this.applyPlan(plan, now, changes, `temp.${staging}`);
+          if (options.events === false) return;
+          const append = this.statement(`INSERT INTO temp.${staging}_changes (body) VALUES (@body)`);
+          for (const change of changes) append.run({ body: encodeChangeBody(change) });
+        })();
+        written += plans.length;
+        // Between chunks the event loop runs: health and other calls answer, timers fire.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      options.signal?.throwIfAborted();
+      const time = Date.now();
+      const swap = this.db.transaction(() => {
+        if (options.events !== false) {
+          this.statement(`INSERT INTO changes (time, body) SELECT @time, ${DELETED_EVENT_SQL} FROM items ORDER BY ns, part`).run({ time, now });
+        }
+        this.statement("DELETE FROM items").run();
+        this.statement(`INSERT INTO items (${ITEM_COLUMNS}, seg) SELECT ${ITEM_COLUMNS}, seg FROM temp.${staging}`).run();
+        this.statement(`INSERT INTO changes (time, body) SELECT @time, body FROM temp.${staging}_changes ORDER BY seq`).run({ time });
+      });
+      swap.immediate();
+      this.commits.emit("commit");
+      return written;
+    } finally {
+      if (this.db.open) this.db.exec(`DROP TABLE IF EXISTS temp.${staging}; DROP TABLE IF EXISTS temp.${staging}_changes;`);
+      // Statements of the dropped tables would fail if run again; their names are never reused.
+      for (const sql of [...this.statements.keys()]) if (sql.includes(staging)) this.statements.delete(sql);
+    }
+  }
+
   /** Reads the change log after a position, for change feeds (EV7: commit order). */
   readChanges(afterSequence: number, limit: number): ChangeRow[] {
     return (
@@ -423,8 +480,8 @@ export class EmbeddedStore implements Store {
     return result;
   }
 
-  private applyPlan(plan: SetPlan, now: number, changes: Change[]): SetOutcome {
-    const row = this.readRow(plan.key);
+  private applyPlan(plan: SetPlan, now: number, changes: Change[], table = "items"): SetOutcome {
+    const row = this.readRow(plan.key, table);
     let live: ItemRecord | undefined;
     if (row) {
       const stored = toRecord(row);
@@ -432,12 +489,12 @@ export class EmbeddedStore implements Store {
         live = stored;
       } else {
         // EV6: the expiry of an item not yet purged is emitted before the write that replaces it.
-        this.deleteRow(stored.key);
+        this.deleteRow(stored.key, table);
         changes.push({ name: "deleted", item: stored, expired: true });
       }
     }
     const outcome = applySet(live, plan, now);
-    this.upsertRow(outcome.item);
+    this.upsertRow(outcome.item, table);
     changes.push(
       outcome.previous
         ? { name: "updated", item: outcome.item, previous: outcome.previous }
@@ -445,27 +502,27 @@ export class EmbeddedStore implements Store {
     );
     if (!isLive(outcome.item, now)) {
       // EV6: a write whose ttl is already past is created, then expires at once.
-      this.deleteRow(outcome.item.key);
+      this.deleteRow(outcome.item.key, table);
       changes.push({ name: "deleted", item: outcome.item, expired: true });
     }
     return outcome;
   }
 
-  private readRow(key: Key): Row | undefined {
-    return this.statement(`SELECT ${ITEM_COLUMNS} FROM items WHERE ns = @ns AND part = @part`).get({
+  private readRow(key: Key, table = "items"): Row | undefined {
+    return this.statement(`SELECT ${ITEM_COLUMNS} FROM ${table} WHERE ns = @ns AND part = @part`).get({
       ns: key.ns,
       part: key.part,
     }) as Row | undefined;
   }
 
-  private deleteRow(key: Key): void {
-    this.statement("DELETE FROM items WHERE ns = @ns AND part = @part").run({ ns: key.ns, part: key.part });
+  private deleteRow(key: Key, table = "items"): void {
+    this.statement(`DELETE FROM ${table} WHERE ns = @ns AND part = @part`).run({ ns: key.ns, part: key.part });
   }
 
-  private upsertRow(item: ItemRecord): void {
+  private upsertRow(item: ItemRecord, table = "items"): void {
     const labels = item.labels;
     this.statement(
-      `INSERT OR REPLACE INTO items (${ITEM_COLUMNS}, seg) VALUES
+      `INSERT OR REPLACE INTO ${table} (${ITEM_COLUMNS}, seg) VALUES
        (@ns, @part, @value, @created, @modified, @expires, @l1ns, @l1part, @l2ns, @l2part, @l3ns, @l3part, @l4ns, @l4part, @l5ns, @l5part, @version, @seg)`,
     ).run({
       ns: item.key.ns,
@@ -558,6 +615,33 @@ function toRecord(row: Row): ItemRecord {
 function labelKey(ns: string | null, part: string | null): Key | undefined {
   return ns === null ? undefined : keyFromParts(ns, part ?? "");
 }
+
+/** A full key from its columns, as keyFromParts makes it: a simple key has no part. */
+function fullKeySql(ns: string, part: string): string {
+  return `CASE WHEN ${ns} IS NULL THEN NULL WHEN ${part} = '' THEN ${ns} ELSE ${ns} || ':' || ${part} END`;
+}
+
+/**
+ * The \`deleted\` change of an item row, as encodeChangeBody writes it (decodeChange reads
+ * both): built by SQLite, so a replaceAll's swap runs no JavaScript per row. \`expires\`
+ * is left out when there is none, as encodeItem leaves it out.
+ */
+const DELETED_EVENT_SQL = `json_object(
+  'name', 'deleted',
+  'item', json_remove(
+    json_object(
+      'key', ${fullKeySql("ns", "part")},
+      'value', json(value),
+      'created', created,
+      'modified', modified,
+      'expires', expires,
+      'labels', json_array(${[1, 2, 3, 4, 5].map((n) => fullKeySql(`l${n}ns`, `l${n}part`)).join(", ")}),
+      'version', version
+    ),
+    CASE WHEN expires IS NULL THEN '$.expires' ELSE '$.none' END
+  ),
+  'expired', json(CASE WHEN expires IS NOT NULL AND expires <= @now THEN 'true' ELSE 'false' END)
+)`;
 
 function encodeChangeBody(change: Change): string {
   return JSON.stringify({
