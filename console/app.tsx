@@ -54,12 +54,16 @@ export function App() {
         </a>
         {session && (
           <nav aria-label="Views">
-            <a href={formatRoute(queryRoute())} aria-current={route.view === "query" || route.view === "item" || route.view === "new" ? "page" : undefined}>
-              Explore
-            </a>
-            <a href={formatRoute({ view: "events", filters: [] })} aria-current={route.view === "events" ? "page" : undefined}>
-              Watch
-            </a>
+            {session.readsData && (
+              <>
+                <a href={formatRoute(queryRoute())} aria-current={route.view === "query" || route.view === "item" || route.view === "new" ? "page" : undefined}>
+                  Explore
+                </a>
+                <a href={formatRoute({ view: "events", filters: [] })} aria-current={route.view === "events" ? "page" : undefined}>
+                  Watch
+                </a>
+              </>
+            )}
             {session.managesEnvironments && (
               <a href={formatRoute({ view: "environments" })} aria-current={route.view === "environments" ? "page" : undefined}>
                 Environments
@@ -98,6 +102,8 @@ export function App() {
 }
 
 function View({ route, session }: { readonly route: Route; readonly session: Session }) {
+  // A key with no data calls (an operator key) has environments to manage and nothing else.
+  if (!session.readsData) return <Environments session={session} />;
   switch (route.view) {
     case "query":
       return <Explore route={route} session={session} />;

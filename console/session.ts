@@ -13,6 +13,8 @@ import { DataService } from "../gen/larder/data/v1/data_pb.js";
 export interface Session {
   readonly data: Client<typeof DataService>;
   readonly admin: Client<typeof AdminService>;
+  /** Whether the key may call DataService (an operator key manages environments only). */
+  readonly readsData: boolean;
   /** Whether the server wanted a key (false: loopback without a keys file). */
   readonly signedIn: boolean;
   /** Whether the key may call AdminService (environments); only asked, never assumed. */
@@ -48,6 +50,7 @@ export async function openSession(apiKey: string | undefined): Promise<Opened> {
   const transport = createBrowserTransport({ url: location.origin, apiKey });
   const data = createClient(DataService, transport);
   const admin = createClient(AdminService, transport);
+  let readsData = true;
   try {
     await data.ping({});
   } catch (error) {
@@ -58,6 +61,7 @@ export async function openSession(apiKey: string | undefined): Promise<Opened> {
       if (apiKey !== undefined) forgetKey();
       return { needsKey: true, refused: apiKey === undefined ? undefined : failure.rawMessage };
     }
+    readsData = false;
   }
   if (apiKey !== undefined) {
     try {
@@ -73,5 +77,5 @@ export async function openSession(apiKey: string | undefined): Promise<Opened> {
     // Only a refusal of the role hides environments; any other failure is the view's to show.
     managesEnvironments = ConnectError.from(error).code !== Code.PermissionDenied;
   }
-  return { session: { data, admin, signedIn: apiKey !== undefined, managesEnvironments } };
+  return { session: { data, admin, readsData, signedIn: apiKey !== undefined, managesEnvironments } };
 }

@@ -275,6 +275,53 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
     }
   });
 
+  it("a 1,000-item page and a large value stay usable: every row, select all, a long list shown in steps", async () => {
+    for (let chunk = 0; chunk < 4; chunk++) {
+      await client().seed({ items: Array.from({ length: 250 }, (_, i) => ({ key: `big:${String(chunk * 250 + i).padStart(4, "0")}`, value: json({ i, text: "x".repeat(200) }) })) });
+    }
+    const huge = Array.from({ length: 5000 }, (_, i) => ({ id: i, name: `entry ${i}`, tags: ["a", "b"] }));
+    await client().set({ key: "huge:one", value: json(huge) });
+    const { page, context, problems } = await openPage(chromium.browser, server.url, "#/query?expression=big:*&limit=1000");
+    try {
+      await page.locator("table.items tbody tr").nth(999).waitFor();
+      expect(await page.locator("table.items tbody tr").count()).to.equal(1000);
+      await page.getByRole("checkbox", { name: "Select every item on this page" }).check();
+      await page.getByRole("button", { name: "Delete selected (1000)" }).waitFor();
+      await page.goto(`${server.url}/console#/item/huge:one`);
+      const more = page.getByRole("button", { name: "Show 100 more of 4900" });
+      await more.waitFor();
+      await more.click();
+      await page.getByRole("button", { name: "Show 100 more of 4800" }).waitFor();
+      expect(await problems()).to.deep.equal([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("keyboard: '/' focuses the query box and Enter runs it; a dialog opens with Enter and Escape cancels it", async () => {
+    await client().set({ key: "keys:one", value: json(1) });
+    const { page, context, problems } = await openPage(chromium.browser, server.url, "#/query");
+    try {
+      await page.getByRole("link", { name: "New item" }).waitFor();
+      await page.locator("body").press("/");
+      expect(await page.evaluate(() => document.activeElement?.getAttribute("name"))).to.equal("expression");
+      await page.keyboard.type("keys:*");
+      await page.keyboard.press("Enter");
+      await page.waitForURL(/#\/query\?expression=keys:\*$/);
+      await page.locator("table.items tbody tr td.key", { hasText: "keys:one" }).waitFor();
+      await page.goto(`${server.url}/console#/item/keys:one`);
+      await page.getByRole("button", { name: "Delete" }).focus();
+      await page.keyboard.press("Enter");
+      await page.getByRole("dialog").waitFor();
+      await page.keyboard.press("Escape");
+      await page.getByRole("dialog").waitFor({ state: "detached" });
+      expect((await client().get({ key: "keys:one" })).item).to.not.equal(undefined);
+      expect(await problems()).to.deep.equal([]);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("the page carries the CSP; at 390 px wide the list and the editor still fit", async () => {
     const { page, context, problems } = await openPage(chromium.browser, server.url, "#/query", { width: 390, height: 844 });
     try {
@@ -295,7 +342,7 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
 
 describe("e2e: the console in Chromium, with API keys", function () {
   this.timeout(120_000);
-  const keys = { read: generateKey(), admin: generateKey(), other: generateKey() };
+  const keys = { read: generateKey(), admin: generateKey(), other: generateKey(), operator: generateKey() };
   const directory = mkdtempSync(join(tmpdir(), "larder-console-keys-"));
   const keysFile = join(directory, "keys.json");
   writeFileSync(
@@ -305,6 +352,7 @@ describe("e2e: the console in Chromium, with API keys", function () {
         { id: "console-reader", sha256: hashKey(keys.read), environment: "console", role: "read" },
         { id: "console-admin", sha256: hashKey(keys.admin), environment: "console", role: "admin" },
         { id: "other-admin", sha256: hashKey(keys.other), environment: "other", role: "admin" },
+        { id: "operator", sha256: hashKey(keys.operator), role: "operator" },
       ],
     }),
   );
@@ -312,11 +360,11 @@ describe("e2e: the console in Chromium, with API keys", function () {
   const server = useServer({ env: { LARDER_KEYS_FILE: keysFile, LARDER_LOG_LEVEL: "debug" } });
   const admin = () => dataClient(server.url, keys.admin);
 
-  async function signIn(page: Page, key: string): Promise<void> {
+  async function signIn(page: Page, key: string, landing = "Explore"): Promise<void> {
     await page.getByRole("heading", { name: "Sign in" }).waitFor();
     await page.getByLabel("API key").fill(key);
     await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByRole("link", { name: "Explore" }).waitFor();
+    await page.getByRole("link", { name: landing }).waitFor();
   }
 
   it("signs in with the key (kept in session storage, never in the URL); an unknown key is refused", async () => {
@@ -405,5 +453,42 @@ describe("e2e: the console in Chromium, with API keys", function () {
     const log = server.server.output();
     expect(log).to.contain("console-admin");
     for (const key of Object.values(keys)) expect(log).not.to.contain(key);
+  });
+
+  it("an operator key manages environments only: create, clone, and drop with the name typed to confirm", async () => {
+    await admin().seed({ items: [{ key: "users:x", value: json(1) }, { key: "users:y", value: json(2) }], overwrite: true });
+    const { page, context, problems } = await openPage(chromium.browser, server.url);
+    try {
+      await signIn(page, keys.operator, "Environments");
+      expect(await page.getByRole("link", { name: "Explore" }).count()).to.equal(0);
+      const row = (name: string) => page.locator("table.items tbody tr", { has: page.locator("td.key", { hasText: new RegExp(`^${name}$`) }) });
+      await row("console").waitFor();
+
+      await page.locator("[name=environment]").fill("staging");
+      await page.getByRole("button", { name: "Create" }).click();
+      await page.getByRole("status").filter({ hasText: "Created staging." }).waitFor();
+      await row("staging").waitFor();
+
+      await row("console").getByRole("button", { name: "Clone console" }).click();
+      await page.getByRole("dialog").locator("[name=target]").fill("copy");
+      await page.getByRole("dialog").getByRole("button", { name: "Clone" }).click();
+      await page.getByRole("status").filter({ hasText: "Cloned 2 items of console into copy." }).waitFor();
+      expect(await row("copy").locator("td").nth(1).textContent()).to.equal("2");
+
+      await row("copy").getByRole("button", { name: "Drop copy" }).click();
+      const dialog = page.getByRole("dialog");
+      const drop = dialog.getByRole("button", { name: "Drop" });
+      expect(await drop.isDisabled()).to.equal(true);
+      await dialog.getByRole("textbox").fill("cop");
+      expect(await drop.isDisabled()).to.equal(true);
+      await dialog.getByRole("textbox").fill("copy");
+      await drop.click();
+      await page.getByRole("status").filter({ hasText: "Dropped copy." }).waitFor();
+      expect(await row("copy").count()).to.equal(0);
+      expect((await admin().scan({ count: true })).count).to.equal(2n);
+      expect(await problems()).to.deep.equal([]);
+    } finally {
+      await context.close();
+    }
   });
 });
