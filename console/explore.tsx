@@ -162,7 +162,7 @@ function Results({ route, session }: { readonly route: QueryRoute; readonly sess
                 <th scope="col">Value</th>
                 <th scope="col" class="wide">Labels</th>
                 <th scope="col" class="wide">Expires in</th>
-                <th scope="col" class="wide">Modified</th>
+                <th scope="col" class="wide">Modified (UTC)</th>
               </tr>
             </thead>
             <tbody>
@@ -244,7 +244,7 @@ function Row({ item, selected, onToggle }: { readonly item: ConsoleItem; readonl
         <Countdown ttl={item.ttl} />
       </td>
       <td class="wide">
-        <When date={item.modified} />
+        <When date={item.modified} compact />
       </td>
     </tr>
   );

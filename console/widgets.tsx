@@ -62,9 +62,15 @@ function CountdownTo({ ttl }: { readonly ttl: Date }) {
   );
 }
 
-export function When({ date }: { readonly date?: Date }) {
+/** A UTC date; `compact` drops the milliseconds (lists), the title keeps them. */
+export function When({ date, compact = false }: { readonly date?: Date; readonly compact?: boolean }) {
   if (!date) return <span class="muted">—</span>;
-  return <time dateTime={date.toISOString()}>{date.toISOString().replace("T", " ").replace("Z", " UTC")}</time>;
+  const iso = date.toISOString();
+  return (
+    <time dateTime={iso} title={iso}>
+      {compact ? iso.slice(0, 19).replace("T", " ") : iso.replace("T", " ").replace("Z", " UTC")}
+    </time>
+  );
 }
 
 /**
