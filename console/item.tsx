@@ -111,6 +111,8 @@ function ItemDetails({ item }: { readonly item: ConsoleItem }) {
         <dd>
           <When date={item.modified} />
         </dd>
+        <dt>Version</dt>
+        <dd>{item.version}</dd>
         <dt>Expires in</dt>
         <dd>
           <Countdown ttl={item.ttl} />

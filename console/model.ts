@@ -14,6 +14,8 @@ export interface ConsoleItem {
   readonly created?: Date;
   readonly modified?: Date;
   readonly ttl?: Date;
+  /** 1 when created, one more with each write. */
+  readonly version: number;
   /** label1..label5; undefined where unset. */
   readonly labels: readonly (string | undefined)[];
 }
@@ -27,6 +29,7 @@ export function fromItem(item: Item): ConsoleItem {
     created: item.created && timestampDate(item.created),
     modified: item.modified && timestampDate(item.modified),
     ttl: item.ttl && timestampDate(item.ttl),
+    version: Number(item.version),
     labels: [item.label1, item.label2, item.label3, item.label4, item.label5],
   };
 }
@@ -50,8 +53,9 @@ export interface DraftCheck {
  * Validates a draft exactly as the service would (the same pure planSet the
  * server runs), so most mistakes show before anything is sent. `existing`:
  * the item being edited; the edit replaces it (M2) with the labels and ttl
- * of the draft, and keeps its `created` through the integrity check (C1),
- * which also refuses the save if the item was replaced meanwhile.
+ * of the draft, keeps its `created` through the integrity check (C1), and
+ * only over the version that was edited (ifVersion): a write made by someone
+ * else meanwhile is refused (VERSION_MISMATCH), never silently overwritten.
  */
 export function checkDraft(draft: ItemDraft, existing: ConsoleItem | undefined, now = Date.now()): DraftCheck {
   let value: JsonValue;
@@ -69,6 +73,7 @@ export function checkDraft(draft: ItemDraft, existing: ConsoleItem | undefined, 
     ttl: ttlInput(draft.ttl, existing !== undefined),
     labels: draft.labels.map((label): LabelInput | undefined => (label.trim() === "" ? (existing ? { remove: true } : undefined) : { set: label })),
     created: existing?.created?.getTime(),
+    ifVersion: existing?.version,
     removeNulls: true,
   };
   try {
@@ -95,6 +100,7 @@ export function toSetRequest(input: SetInput): SetRequest {
     overwrite: input.overwrite,
     exists: input.exists,
     created: input.created,
+    ifVersion: input.ifVersion === undefined ? undefined : BigInt(input.ifVersion),
     removeNulls: input.removeNulls,
     ttl: input.ttl && toTtl(input.ttl),
     label1: toLabelUpdate(input.labels[0]),

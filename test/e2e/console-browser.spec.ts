@@ -115,6 +115,16 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
 
       // Edit: a bad value is caught before sending; a good one replaces the value, drops the label, keeps created.
       await row.getByRole("link", { name: "users:jane" }).click();
+      // Someone else writes while the editor is open: the save is refused, not a lost update.
+      await page.getByRole("button", { name: "Edit" }).click();
+      await client().set({ key: "users:jane", value: json({ age: 31 }) });
+      await page.locator("form.editor [name=value]").fill('{ "name": "Overwrites" }');
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.locator("form.editor .error", { hasText: "VERSION_MISMATCH" }).waitFor();
+      expect(plain((await client().get({ key: "users:jane" })).item!.value)).to.deep.equal({ name: "Jane", age: 31 });
+      await page.getByRole("button", { name: "Cancel" }).click();
+      await page.getByRole("button", { name: "Reload" }).click();
+      await page.locator(".json-number", { hasText: "31" }).waitFor();
       await page.getByRole("button", { name: "Edit" }).click();
       await page.locator("form.editor [name=value]").fill('{ "name": "Jane Doe" ');
       expect(await page.locator("#editor-check").textContent()).to.match(/^The value is not JSON/);

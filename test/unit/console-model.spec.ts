@@ -7,6 +7,7 @@ import { formatRoute, parseRoute, queryRoute, type Route } from "../../console/r
 const item = (value: ConsoleItem["value"], extra: Partial<ConsoleItem> = {}): ConsoleItem => ({
   key: "users:jane",
   value,
+  version: 4,
   created: new Date(Date.UTC(2026, 0, 1)),
   modified: new Date(Date.UTC(2026, 0, 2)),
   labels: [undefined, undefined, undefined, undefined, undefined],
@@ -49,6 +50,7 @@ describe("console: links, drafts and diffs (pure parts, no browser)", () => {
     const request = toSetRequest(good.input!);
     expect(request.exists).to.equal(false);
     expect(request.overwrite).to.equal(false);
+    expect(request.ifVersion).to.equal(undefined);
     expect(request.label1?.action).to.deep.equal({ case: "set", value: "city:oslo" });
     expect(request.label2).to.equal(undefined);
     expect(request.ttl?.kind).to.deep.equal({ case: "seconds", value: 3600 });
@@ -63,6 +65,7 @@ describe("console: links, drafts and diffs (pure parts, no browser)", () => {
     expect(request.overwrite).to.equal(true);
     expect(request.exists).to.equal(undefined);
     expect(request.created).to.equal(existing.created!.getTime());
+    expect(request.ifVersion).to.equal(4n);
     expect(request.label2?.action).to.deep.equal({ case: "remove", value: true });
     expect(request.ttl?.kind).to.deep.equal({ case: "remove", value: true });
     expect(draftOf(existing).ttl).to.equal("2030-01-01T00:00:00.000Z");

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { parseKeyExpression } from "../../services/domain/expressions.js";
 import { parseKey } from "../../services/domain/keys.js";
 import { planSet } from "../../services/domain/set-plan.js";
-import { countStatement, EmbeddedStore, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
+import { countStatement, EmbeddedStore, namespacesStatement, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
 import { setInput } from "../support/set-input.js";
 
 /** The embedded engine's own SQL, where the contract suite cannot see it: plans, migrations, clocks. */
@@ -99,6 +99,37 @@ describe("embedded engine", () => {
       reopened.close();
       expect(names).to.include.members(["items_live_keys", "items_live_label3"]);
       expect(names).to.not.include("items_label3");
+    });
+  });
+
+  describe("Namespaces", () => {
+    const T = Date.UTC(2026, 11, 5);
+    const write = (key: string, extra: Parameters<typeof setInput>[2] = {}) => store.set(planSet(setInput(key, 1, extra), T), T);
+
+    it("steps namespace to namespace, hiding simple keys (K8) and namespaces with only expired items (T7)", async () => {
+      for (const key of ["b:1", "b:2", "b", "a:1", "c", "d:1", "e:1"]) await write(key);
+      await write("d:2", { ttl: { at: T + 1_000 } });
+      await write("dd:1", { ttl: { at: T + 1_000 } });
+      const page = (limit: number, after?: string, now = T) => store.namespaces({ limit, after }, now);
+      expect(await page(10)).to.deep.equal(["a", "b", "d", "dd", "e"]);
+      expect(await page(10, undefined, T + 1_000)).to.deep.equal(["a", "b", "d", "e"]);
+      expect(await page(2)).to.deep.equal(["a", "b"]);
+      expect(await page(2, "b")).to.deep.equal(["d", "dd"]);
+      expect(await page(2, "bz")).to.deep.equal(["d", "dd"]);
+      expect(await page(5, "e")).to.deep.equal([]);
+    });
+
+    it("each step is a seek in the covering key index: no item row is read", async () => {
+      await store.close();
+      const db = new Database(join(dataDir, "prod.sqlite"));
+      try {
+        const { sql, params } = namespacesStatement({ limit: 10, after: "users" }, T);
+        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as { detail: string }[]).map((row) => row.detail);
+        expect(plan).to.include("SEARCH items USING COVERING INDEX items_live_keys (ns>?)");
+        expect(plan.filter((detail) => /\bitems\b/.test(detail))).to.have.length(1);
+      } finally {
+        db.close();
+      }
     });
   });
 });

@@ -240,15 +240,8 @@ export class EmbeddedStore implements Store {
   }
 
   async namespaces(query: NamespaceQuery, now: number): Promise<string[]> {
-    // A skip-scan written out: each step is one seek on the (ns, part) primary key past the
-    // previous namespace, to its first live collection item. Simple keys (part = '') and
-    // expired items awaiting the sweeper are stepped over, never a namespace's live items.
-    const next = `SELECT ns FROM items WHERE ns > walk.ns AND part > '' AND ${LIVE} ORDER BY ns, part LIMIT 1`;
-    const sql =
-      `WITH RECURSIVE walk(ns) AS (SELECT @after UNION ALL SELECT (${next}) FROM walk WHERE walk.ns IS NOT NULL LIMIT @steps) ` +
-      "SELECT ns FROM walk WHERE ns IS NOT NULL AND ns > @after";
-    const rows = this.statement(sql).all({ after: query.after ?? "", now, steps: query.limit + 1 }) as { ns: string }[];
-    return rows.map((row) => row.ns);
+    const { sql, params } = namespacesStatement(query, now);
+    return (this.statement(sql).all(params) as { ns: string }[]).map((row) => row.ns);
   }
 
   async set(plan: SetPlan, now: number): Promise<SetOutcome> {
@@ -568,6 +561,21 @@ function rangeConditions(column: string, range: KeyRange): string[] {
  * INDEXED BY pins the index, since the clustered primary key would answer too,
  * but by reading every row.
  */
+/**
+ * A skip scan written out: each step of the recursion is one seek in the
+ * covering key index (ns, part, expires) past the previous namespace, to its
+ * first live collection item, so no item row is read. Simple keys (part = '')
+ * and expired items awaiting the sweeper are stepped over, never the live
+ * items of a namespace.
+ */
+export function namespacesStatement(query: NamespaceQuery, now: number): { sql: string; params: Record<string, unknown> } {
+  const next = `SELECT ns FROM items INDEXED BY ${LIVE_KEYS_INDEX} WHERE ns > walk.ns AND part > '' AND ${LIVE} ORDER BY ns, part LIMIT 1`;
+  const sql =
+    `WITH RECURSIVE walk(ns) AS (SELECT @after UNION ALL SELECT (${next}) FROM walk WHERE walk.ns IS NOT NULL LIMIT @steps) ` +
+    "SELECT ns FROM walk WHERE ns IS NOT NULL AND ns > @after";
+  return { sql, params: { after: query.after ?? "", now, steps: query.limit + 1 } };
+}
+
 export function countStatement(query: CountQuery, now: number): { sql: string; params: Record<string, unknown> } {
   const { range } = query;
   const columns = query.label ? labelColumns(query.label) : { ns: "ns", part: "part", index: LIVE_KEYS_INDEX };
