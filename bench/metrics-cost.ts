@@ -140,6 +140,13 @@ async function main(): Promise<void> {
       );
       process.stderr.write(`${lines[lines.length - 1]}\n`);
     }
+    // The scrape's own price, apart: the metrics server's CPU per /metrics rendered, with no calls running.
+    const scrapes = 20;
+    const meter = new CpuMeter([on.server.pid]);
+    let bytes = 0;
+    for (let i = 0; i < scrapes; i++) bytes = (await (await fetch(on.metricsUrl!)).text()).length;
+    const perScrape = meter.read().byPid.get(on.server.pid)! / scrapes;
+    lines.push("", `One scrape: ${perScrape.toFixed(1)} ms of server CPU, ${(bytes / 1024).toFixed(0)} KiB of text.`);
   } finally {
     for (const side of [off, on]) {
       side.worker.send({ kind: "exit" } satisfies Task);

@@ -66,6 +66,45 @@ describe("request ids (x-request-id)", function () {
     }
   });
 
+  it("the 503 of a shutdown carries it", async () => {
+    const server = await startInProcess({ LARDER_SHUTDOWN_GRACE_MS: "5000" });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (id: string) =>
+      new Promise<http.IncomingMessage>((resolve, reject) => {
+        const call = http.request(`${server.url}/larder.data.v1.DataService/Ping`, {
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json", "x-request-id": id },
+        });
+        call.on("response", (answer) => {
+          answer.resume();
+          answer.on("end", () => resolve(answer));
+        });
+        call.on("error", reject);
+        call.end("{}");
+      });
+    // A request whose body never ends keeps the server in its grace period.
+    const held = http.request(`${server.url}/larder.data.v1.DataService/Get`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": "100" },
+    });
+    held.on("error", () => undefined);
+    held.write("{");
+    try {
+      expect((await post("before-shutdown")).headers["x-request-id"]).to.equal("before-shutdown");
+      while ((await server.scrape()).get("larder_calls_in_flight") !== 1) await new Promise((resolve) => setTimeout(resolve, 20));
+      const closing = server.close();
+      const refused = await post("during-shutdown");
+      expect(refused.statusCode).to.equal(503);
+      expect(refused.headers["x-request-id"]).to.equal("during-shutdown");
+      held.destroy();
+      await closing;
+    } finally {
+      held.destroy();
+      agent.destroy();
+    }
+  });
+
   it("refusals written before any handler (admission control) carry it in every protocol", async () => {
     const server = await startInProcess({ LARDER_MAX_IN_FLIGHT: "1" });
     const held = http.request(`${server.url}/larder.data.v1.DataService/Get`, {
