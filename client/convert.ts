@@ -101,6 +101,8 @@ export function isPlainObjectValue(value: unknown): value is Record<string, unkn
 export interface WriteValue {
   value?: Value;
   unsetAttributes: string[];
+  /** The value's size as JSON text: what a pipelined call may carry is bounded by it. */
+  chars: number;
 }
 
 /**
@@ -109,13 +111,14 @@ export interface WriteValue {
  * An `undefined` value itself stays absent: the service decides about it (V7, D3).
  */
 export function toWriteValue(input: unknown): WriteValue {
-  if (input === undefined) return { unsetAttributes: [] };
+  if (input === undefined) return { unsetAttributes: [], chars: 0 };
   const unsetAttributes = isPlainObjectValue(input)
     ? Object.keys(input)
         .filter((attribute) => input[attribute] === undefined)
         .map(wellFormed)
     : [];
-  return { value: toValue(input), unsetAttributes };
+  const json = toJsonValue(input);
+  return { value: fromJson(ValueSchema, json), unsetAttributes, chars: JSON.stringify(json).length };
 }
 
 /** A JS value as google.protobuf.Value (V1), built by protobuf-es from its JSON form. */
@@ -166,9 +169,18 @@ export function labelNames(source: object): (typeof LABELS)[number][] {
   return LABELS.filter((name) => Object.prototype.hasOwnProperty.call(source, name));
 }
 
+/**
+ * An item's value as a JS value: parsed from `value_json` when the service sent
+ * JSON text (which is never empty), else converted from google.protobuf.Value.
+ * JSON.parse keeps `__proto__` and other names as data (V2), as toJson does.
+ */
+export function itemValue(item: Item): unknown {
+  return item.valueJson !== "" ? JSON.parse(item.valueJson) : fromValue(item.value);
+}
+
 /** M5: the `{ key, value }` form of every multi-item result. */
 export function toKeyValue(item: Item): KeyValue<unknown> {
-  return { key: item.key, value: fromValue(item.value) };
+  return { key: item.key, value: itemValue(item) };
 }
 
 /**
@@ -177,7 +189,7 @@ export function toKeyValue(item: Item): KeyValue<unknown> {
  * label appear only when the item has them.
  */
 export function toMetaItem(item: Item): KeyValueMeta<unknown> {
-  const result: KeyValueMeta<unknown> = { key: item.key, value: fromValue(item.value) };
+  const result: KeyValueMeta<unknown> = { key: item.key, value: itemValue(item) };
   if (item.created) result.created = timestampDate(item.created);
   if (item.modified) result.modified = timestampDate(item.modified);
   for (const name of LABELS) {

@@ -4,8 +4,8 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DataService, type BatchSetItemSchema, type Item, type SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
 import { EventDispatcher, type EventHandler, type EventOptions, type WatchSource } from "./events.js";
 import {
-  fromValue,
   isPlainObjectValue,
+  itemValue,
   keyText,
   labelNames,
   shapeItem,
@@ -19,6 +19,7 @@ import {
 import { invalidArgument, LarderError, toLarderError } from "./errors.js";
 import type { Data } from "./types.js";
 import { badSeedMessage } from "../services/domain/limits.js";
+import { pipelined, unpipelined, type Send } from "./pipeline.js";
 
 export interface DataOptions {
   /** A ready transport (gRPC, gRPC-Web or Connect; Node or browser), with bearerAuth(apiKey) among its interceptors if keys are in use. */
@@ -31,6 +32,11 @@ export interface DataOptions {
    * means nothing and seed takes only an array.
    */
   readonly readFile?: (path: string) => Promise<string>;
+  /**
+   * true (default): calls made in the same tick travel together in one Pipeline
+   * RPC, values as JSON text. false: one RPC per call, for a service without Pipeline.
+   */
+  readonly pipeline?: boolean;
 }
 
 /** The `data` object with close(), which the published client does not need (it has no connection). */
@@ -100,8 +106,9 @@ export function bearerAuth(apiKey: string): Interceptor {
  * method keeps @ampt/data's arguments, return shapes and error messages;
  * errors are LarderError with the gRPC code and the service's reason.
  */
-export function createDataWith({ transport, events, readFile }: DataOptions): LarderData {
+export function createDataWith({ transport, events, readFile, pipeline = true }: DataOptions): LarderData {
   const client: Client<typeof DataService> = createClient(DataService, transport);
+  const send: Send = pipeline ? pipelined(client) : unpipelined(client);
   let removeNulls = true;
   let dispatcher: EventDispatcher | undefined;
 
@@ -121,7 +128,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
   async function query(expression: string, options: Options): Promise<Page> {
     const meta = options.meta === true;
     const label = options.label === undefined ? "" : String(options.label);
-    const response = await client.query({
+    const response = await send("query", {
       expression,
       label,
       limit: limitOf(options),
@@ -136,7 +143,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     return page;
   }
 
-  function setRequest(key: unknown, value: unknown, options: Options): MessageInitShape<typeof SetRequestSchema> {
+  function setRequest(key: unknown, value: unknown, options: Options): { request: MessageInitShape<typeof SetRequestSchema>; chars: number } {
     if (options.created !== undefined && typeof options.created !== "number") {
       throw invalidArgument("INVALID_OPTION", "'created' value must be a number");
     }
@@ -157,7 +164,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     if (options.created !== undefined) request.created = options.created as number;
     if (options.ifVersion !== undefined) request.ifVersion = versionOf(options.ifVersion);
     for (const name of labelNames(options)) request[name] = { action: toLabelUpdate(name, options[name]) };
-    return request;
+    return { request, chars: written.chars };
   }
 
   /** SE3: every bad item is named by its index, as the service does, not only the first. */
@@ -166,7 +173,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     let reason: string | undefined;
     const items = list.flatMap((item, index) => {
       try {
-        return [batchItem(item, index)];
+        return [batchItem(item, index).item];
       } catch (error) {
         if (!(error instanceof LarderError)) throw error;
         reason ??= error.reason;
@@ -178,7 +185,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
     return items;
   }
 
-  function batchItem(item: unknown, index: number): MessageInitShape<typeof BatchSetItemSchema> {
+  function batchItem(item: unknown, index: number): { item: MessageInitShape<typeof BatchSetItemSchema>; chars: number } {
     if (!isPlainObjectValue(item) || typeof item.key !== "string" || item.key.trim() === "") {
       throw invalidArgument("INVALID_KEY", "A string value of 'key' must be provided in each item");
     }
@@ -202,12 +209,12 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
       }
       result[name] = keyText(label);
     }
-    return result;
+    return { item: result, chars: written.chars };
   }
 
   async function scanPage(options: Options): Promise<Page & { count?: number }> {
     const meta = options.meta === true;
-    const response = await client.scan({
+    const response = await send("scan", {
       limit: limitOf(options),
       start: (options.start as string | undefined) ?? "",
       label: options.label === undefined ? "" : String(options.label),
@@ -227,7 +234,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
 
   function watchSource(): WatchSource {
     return async function* (request, signal) {
-      for await (const message of client.watch(request, { signal })) {
+      for await (const message of client.watch({ ...request, jsonValues: true }, { signal })) {
         if (message.kind.case === "started") {
           yield { started: message.kind.value.resumeToken };
         } else if (message.kind.case === "event") {
@@ -270,14 +277,14 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
           if (extra.length > 0) {
             throw invalidArgument("INVALID_OPTION", `Invalid options for batch get request: ${extra.join(", ")}`);
           }
-          const response = await client.batchGet({ keys: keys.map(keyText) });
+          const response = await send("batchGet", { keys: keys.map(keyText) });
           return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
         }
         const key = keyText(keys);
         if (options.label !== undefined || isExpression(key)) return query(key, options);
-        const response = await client.get({ key });
+        const response = await send("get", { key });
         if (!response.item) return undefined;
-        return options.meta === true ? toMetaItem(response.item) : fromValue(response.item.value);
+        return options.meta === true ? toMetaItem(response.item) : itemValue(response.item);
       });
     },
 
@@ -295,17 +302,28 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
       return write(async () => {
         if (Array.isArray(keys)) {
           const options = optionsOf(value);
-          const response = await client.batchSet({
-            items: keys.map(batchItem),
-            overwrite: typeof options.overwrite === "boolean" ? options.overwrite : undefined,
-            removeNulls: typeof options.removeNulls === "boolean" ? options.removeNulls : removeNulls,
+          let chars = 0;
+          const items = keys.map((item, index) => {
+            const written = batchItem(item, index);
+            chars += written.chars;
+            return written.item;
           });
+          const response = await send(
+            "batchSet",
+            {
+              items,
+              overwrite: typeof options.overwrite === "boolean" ? options.overwrite : undefined,
+              removeNulls: typeof options.removeNulls === "boolean" ? options.removeNulls : removeNulls,
+            },
+            chars,
+          );
           return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
         }
         const options = optionsOf(rawOptions);
-        const response = await client.set(setRequest(keys, value, options));
+        const { request, chars } = setRequest(keys, value, options);
+        const response = await send("set", request, chars);
         const item = response.item as Item;
-        return options.meta === true ? toMetaItem(item) : fromValue(item.value);
+        return options.meta === true ? toMetaItem(item) : itemValue(item);
       });
     },
 
@@ -314,7 +332,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
         // count(expression) or count(label, expression), like getByLabel's order.
         const byLabel = second !== undefined;
         if (byLabel && typeof first !== "string") throw invalidArgument("INVALID_LABEL", "The label to count by must be a string such as 'label1'");
-        const response = await client.count({
+        const response = await send("count", {
           expression: keyText(byLabel ? second : first),
           label: byLabel ? (first as string) : "",
         });
@@ -331,7 +349,7 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
         if (typeof amount !== "number" || !Number.isFinite(amount)) {
           throw invalidArgument("INVALID_VALUE", "Values must be numeric");
         }
-        const response = await client.add({
+        const response = await send("add", {
           key: keyText(key),
           attribute: counterForm ? undefined : wellFormed(String(attribute)),
           amount,
@@ -339,14 +357,14 @@ export function createDataWith({ transport, events, readFile }: DataOptions): La
           ifVersion: options.ifVersion === undefined ? undefined : versionOf(options.ifVersion),
         });
         const item = response.item as Item;
-        return options.meta === true ? toMetaItem(item) : fromValue(item.value);
+        return options.meta === true ? toMetaItem(item) : itemValue(item);
       });
     },
 
     remove(keys: unknown, rawOptions?: unknown): Promise<boolean> {
       return write(async () => {
         const options = optionsOf(rawOptions);
-        await client.remove({
+        await send("remove", {
           keys: (Array.isArray(keys) ? keys : [keys]).map(keyText),
           ifVersion: options.ifVersion === undefined ? undefined : versionOf(options.ifVersion),
         });

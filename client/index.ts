@@ -21,17 +21,22 @@ export interface CreateDataOptions {
   readonly transport?: "grpc" | "connect" | Transport;
   /** Tuning of `on()`: retry period, backoff, a durable subscription name. */
   readonly events?: EventOptions;
+  /**
+   * true (default): calls made in the same tick travel together in one Pipeline
+   * RPC, values as JSON text. false: one RPC per call (a service without Pipeline).
+   */
+  readonly pipeline?: boolean;
 }
 
 /**
  * The drop-in for @ampt/data in Node: `import { data } from "@ampt/data"`
  * becomes `const data = createData({ url })`, and the rest of the code stays.
  */
-export function createData({ url, apiKey, transport = "grpc", events }: CreateDataOptions): LarderData {
+export function createData({ url, apiKey, transport = "grpc", events, pipeline }: CreateDataOptions): LarderData {
   const interceptors: Interceptor[] = apiKey ? [bearerAuth(apiKey)] : [];
   let chosen: Transport;
   if (transport === "grpc") chosen = createGrpcTransport({ baseUrl: url, interceptors });
   else if (transport === "connect") chosen = createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors });
   else chosen = transport;
-  return createDataWith({ transport: chosen, events, readFile: (path) => readFile(path, "utf8") });
+  return createDataWith({ transport: chosen, events, pipeline, readFile: (path) => readFile(path, "utf8") });
 }

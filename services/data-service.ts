@@ -1,25 +1,48 @@
-import { toJson } from "@bufbuild/protobuf";
+import { toJson, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
   DataService,
+  type AddRequest,
+  type AddResponseSchema,
+  type BatchGetRequest,
+  type BatchGetResponseSchema,
   type BatchSetItem,
+  type BatchSetRequest,
+  type BatchSetResponseSchema,
+  type CountRequest,
+  type CountResponseSchema,
+  type GetRequest,
+  type GetResponseSchema,
   type LabelUpdate,
+  type Operation,
+  type OperationResultSchema,
+  type QueryRequest,
+  type QueryResponseSchema,
+  type RemoveRequest,
+  type RemoveResponseSchema,
+  type ScanRequest,
+  type ScanResponseSchema,
   type SetRequest,
+  type SetResponseSchema,
   type Ttl,
 } from "../gen/larder/data/v1/data_pb.js";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { DataOperations, type Clock } from "./data-operations.js";
 import { invalidArgument } from "./domain/errors.js";
 import type { JsonValue } from "./domain/json.js";
 import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
-import { guarded } from "./errors.js";
+import { guarded, toConnectError } from "./errors.js";
+import { checkPipelineSize } from "./domain/limits.js";
+import { DATA_SERVICE, roleAllows } from "./access/roles.js";
+import { roleRefusal } from "./access/auth-interceptor.js";
 import type { Engine } from "./stores/engine.js";
 import type { ReadOptions, Store } from "./stores/store.js";
 import { principalKey } from "./access/principal.js";
 import { dataEnvironment } from "./access/tenancy.js";
 import { watchChanges, type WatchObserver } from "./feed/watch.js";
-import { timestampToMs, toItem } from "./item-message.js";
+import { timestampToMs, toItem, type ValueForm } from "./item-message.js";
 
 export interface DataServiceDeps {
   /** Every call runs in its caller's environment (from the API key), never in one the request names. */
@@ -53,73 +76,114 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
     }
     return operations;
   }
+  const calls = {
+    async get(request: GetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof GetResponseSchema>> {
+      const item = await (await operationsOf(context)).get(request.key, readsOf(context));
+      return { item: item && toItem(item, form) };
+    },
+    async batchGet(request: BatchGetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof BatchGetResponseSchema>> {
+      const items = await (await operationsOf(context)).batchGet(request.keys, readsOf(context));
+      return { items: items.map((item) => toItem(item, form)) };
+    },
+    async query(request: QueryRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof QueryResponseSchema>> {
+      const page = await (await operationsOf(context)).query(request, readsOf(context));
+      return { items: page.items.map((item) => toItem(item, form)), lastKey: page.lastKey };
+    },
+    async count(request: CountRequest, context: HandlerContext): Promise<Init<typeof CountResponseSchema>> {
+      const count = await (await operationsOf(context)).count(request, readsOf(context));
+      return { count: BigInt(count) };
+    },
+    async set(request: SetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof SetResponseSchema>> {
+      const item = await (await operationsOf(context)).set(toSetInput(request));
+      return { item: toItem(item, form) };
+    },
+    async batchSet(request: BatchSetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof BatchSetResponseSchema>> {
+      const operations = await operationsOf(context);
+      const items = await operations.batchSet(request.items.map((item) => toBatchInput(item, request.removeNulls)), {
+        overwrite: request.overwrite,
+        removeNulls: request.removeNulls ?? true,
+      });
+      return { items: items.map((item) => toItem(item, form)) };
+    },
+    async add(request: AddRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof AddResponseSchema>> {
+      const item = await (await operationsOf(context)).add({
+        key: request.key,
+        attribute: request.attribute,
+        amount: request.amount,
+        overwrite: request.overwrite,
+        ifVersion: versionOf(request.ifVersion),
+      });
+      return { item: toItem(item, form) };
+    },
+    async remove(request: RemoveRequest, context: HandlerContext): Promise<Init<typeof RemoveResponseSchema>> {
+      const removed = await (await operationsOf(context)).remove(request.keys, { ifVersion: versionOf(request.ifVersion) });
+      return { removedKeys: removed.map((key) => key.full) };
+    },
+    async scan(request: ScanRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof ScanResponseSchema>> {
+      const page = await (await operationsOf(context)).scan(request, readsOf(context));
+      return {
+        items: page.items.map((item) => toItem(item, form)),
+        lastKey: page.lastKey,
+        count: page.count === undefined ? undefined : BigInt(page.count),
+      };
+    },
+  };
+
+  /** One operation of a Pipeline, answered as its own call would have been: its result or its status. */
+  async function runOperation(operation: Operation, context: HandlerContext, form: ValueForm): Promise<Init<typeof OperationResultSchema>> {
+    try {
+      const kind = operation.kind;
+      if (kind.case === undefined) throw invalidArgument("INVALID_OPTION", "Each operation of a pipeline must name its call");
+      // A deadline that passed or a caller that left: the rest is answered as those calls would be, unstarted.
+      context.signal.throwIfAborted();
+      const principal = context.values.get(principalKey);
+      const method = PIPELINED_METHODS[kind.case];
+      if (!roleAllows(principal.role, DATA_SERVICE, method)) throw roleRefusal(principal, DATA_SERVICE, method);
+      switch (kind.case) {
+        case "get":
+          return { kind: { case: kind.case, value: await calls.get(kind.value, context, form) } };
+        case "batchGet":
+          return { kind: { case: kind.case, value: await calls.batchGet(kind.value, context, form) } };
+        case "query":
+          return { kind: { case: kind.case, value: await calls.query(kind.value, context, form) } };
+        case "set":
+          return { kind: { case: kind.case, value: await calls.set(kind.value, context, form) } };
+        case "batchSet":
+          return { kind: { case: kind.case, value: await calls.batchSet(kind.value, context, form) } };
+        case "add":
+          return { kind: { case: kind.case, value: await calls.add(kind.value, context, form) } };
+        case "remove":
+          return { kind: { case: kind.case, value: await calls.remove(kind.value, context) } };
+        case "scan":
+          return { kind: { case: kind.case, value: await calls.scan(kind.value, context, form) } };
+        case "count":
+          return { kind: { case: kind.case, value: await calls.count(kind.value, context) } };
+      }
+    } catch (error) {
+      const status = toConnectError(error);
+      const errorInfo = status.findDetails(ErrorInfoSchema)[0];
+      return { kind: { case: "error", value: { code: status.code, message: status.rawMessage, errorInfo } } };
+    }
+  }
+
   return {
-    async get(request, context) {
+    get: (request, context) => guarded(() => calls.get(request, context, "value")),
+    batchGet: (request, context) => guarded(() => calls.batchGet(request, context, "value")),
+    query: (request, context) => guarded(() => calls.query(request, context, "value")),
+    count: (request, context) => guarded(() => calls.count(request, context)),
+    set: (request, context) => guarded(() => calls.set(request, context, "value")),
+    batchSet: (request, context) => guarded(() => calls.batchSet(request, context, "value")),
+    add: (request, context) => guarded(() => calls.add(request, context, "value")),
+    remove: (request, context) => guarded(() => calls.remove(request, context)),
+    scan: (request, context) => guarded(() => calls.scan(request, context, "value")),
+    async pipeline(request, context) {
       return guarded(async () => {
-        const item = await (await operationsOf(context)).get(request.key, readsOf(context));
-        return { item: item && toItem(item) };
-      });
-    },
-    async batchGet(request, context) {
-      return guarded(async () => {
-        const items = await (await operationsOf(context)).batchGet(request.keys, readsOf(context));
-        return { items: items.map(toItem) };
-      });
-    },
-    async query(request, context) {
-      return guarded(async () => {
-        const page = await (await operationsOf(context)).query(request, readsOf(context));
-        return { items: page.items.map(toItem), lastKey: page.lastKey };
-      });
-    },
-    async count(request, context) {
-      return guarded(async () => {
-        const count = await (await operationsOf(context)).count(request, readsOf(context));
-        return { count: BigInt(count) };
-      });
-    },
-    async set(request, context) {
-      return guarded(async () => {
-        const item = await (await operationsOf(context)).set(toSetInput(request));
-        return { item: toItem(item) };
-      });
-    },
-    async batchSet(request, context) {
-      return guarded(async () => {
-        const operations = await operationsOf(context);
-        const items = await operations.batchSet(request.items.map((item) => toBatchInput(item, request.removeNulls)), {
-          overwrite: request.overwrite,
-          removeNulls: request.removeNulls ?? true,
-        });
-        return { items: items.map(toItem) };
-      });
-    },
-    async add(request, context) {
-      return guarded(async () => {
-        const item = await (await operationsOf(context)).add({
-          key: request.key,
-          attribute: request.attribute,
-          amount: request.amount,
-          overwrite: request.overwrite,
-          ifVersion: versionOf(request.ifVersion),
-        });
-        return { item: toItem(item) };
-      });
-    },
-    async remove(request, context) {
-      return guarded(async () => {
-        const removed = await (await operationsOf(context)).remove(request.keys, { ifVersion: versionOf(request.ifVersion) });
-        return { removedKeys: removed.map((key) => key.full) };
-      });
-    },
-    async scan(request, context) {
-      return guarded(async () => {
-        const page = await (await operationsOf(context)).scan(request, readsOf(context));
-        return {
-          items: page.items.map(toItem),
-          lastKey: page.lastKey,
-          count: page.count === undefined ? undefined : BigInt(page.count),
-        };
+        checkPipelineSize(request.operations.length);
+        const form: ValueForm = request.jsonValues ? "json" : "value";
+        const results: Init<typeof OperationResultSchema>[] = [];
+        // One after the other, in request order: each sees the writes of those before it.
+        for (const operation of request.operations) results.push(await runOperation(operation, context, form));
+        return { results };
       });
     },
     async seed(request, context) {
@@ -152,6 +216,21 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
     },
   };
 }
+
+type Init<Schema extends DescMessage> = MessageInitShape<Schema>;
+
+/** The RPC each pipelined operation stands for: its role check is that RPC's. */
+const PIPELINED_METHODS: Record<NonNullable<Operation["kind"]["case"]>, string> = {
+  get: "Get",
+  batchGet: "BatchGet",
+  query: "Query",
+  set: "Set",
+  batchSet: "BatchSet",
+  add: "Add",
+  remove: "Remove",
+  scan: "Scan",
+  count: "Count",
+};
 
 /** V1: a google.protobuf.Value can carry what JSON cannot (NaN, ±Infinity, no kind at all): refused as a bad value. */
 function jsonOf(value: Value | undefined): JsonValue | undefined {

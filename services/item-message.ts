@@ -12,11 +12,18 @@ export function timestampToMs(timestamp: Timestamp): number {
   return Number(timestamp.seconds) * 1000 + Math.floor(timestamp.nanos / 1_000_000);
 }
 
-/** An item record as the wire carries it (M4: times as google.protobuf.Timestamp). */
-export function toItem(item: ItemRecord): MessageInitShape<typeof ItemSchema> {
+/** How values travel: as google.protobuf.Value (readable JSON for every caller), or as JSON text when the caller asks. */
+export type ValueForm = "value" | "json";
+
+/**
+ * An item record as the wire carries it (M4: times as google.protobuf.Timestamp).
+ * As JSON text the value is the text the store holds when it has it: no parse
+ * and no Value tree on either side.
+ */
+export function toItem(item: ItemRecord, form: ValueForm = "value"): MessageInitShape<typeof ItemSchema> {
   return {
     key: item.key.full,
-    value: fromJson(ValueSchema, item.value),
+    ...(form === "json" ? { valueJson: item.valueText ?? JSON.stringify(item.value) } : { value: fromJson(ValueSchema, item.value) }),
     created: timestampFromMs(item.created),
     modified: timestampFromMs(item.modified),
     ttl: item.expires === undefined ? undefined : timestampFromMs(item.expires),

@@ -1,6 +1,6 @@
-import { Code, type Interceptor } from "@connectrpc/connect";
+import { Code, type ConnectError, type Interceptor } from "@connectrpc/connect";
 import { withReason } from "../errors.js";
-import { authenticate, type StoredKey } from "./api-keys.js";
+import { authenticate, type Principal, type StoredKey } from "./api-keys.js";
 import { principalKey } from "./principal.js";
 import { OPERATOR, roleAllows } from "./roles.js";
 
@@ -29,18 +29,19 @@ export function authInterceptor({ keys, publicServices }: AuthOptions): Intercep
     const presented = BEARER.exec(header)?.[1];
     const principal = presented === undefined ? undefined : authenticate(keys, presented);
     if (!principal) throw withReason("Unknown API key", Code.Unauthenticated, "API_KEY_UNKNOWN");
-    if (!roleAllows(principal.role, service, request.method.name)) {
-      const why =
-        principal.role === OPERATOR
-          ? "; an operator key is bound to no environment, so data calls take a key bound to the environment"
-          : "";
-      throw withReason(
-        `The API key '${principal.keyId}' has the role '${principal.role}', which may not call ${service}/${request.method.name}${why}`,
-        Code.PermissionDenied,
-        "ROLE_NOT_ALLOWED",
-      );
-    }
+    if (!roleAllows(principal.role, service, request.method.name)) throw roleRefusal(principal, service, request.method.name);
     request.contextValues.set(principalKey, principal);
     return next(request);
   };
+}
+
+/** PERMISSION_DENIED for a call the key's role does not allow (also for each operation of a Pipeline). */
+export function roleRefusal(principal: Principal, service: string, method: string): ConnectError {
+  const why =
+    principal.role === OPERATOR ? "; an operator key is bound to no environment, so data calls take a key bound to the environment" : "";
+  return withReason(
+    `The API key '${principal.keyId}' has the role '${principal.role}', which may not call ${service}/${method}${why}`,
+    Code.PermissionDenied,
+    "ROLE_NOT_ALLOWED",
+  );
 }

@@ -11,6 +11,11 @@ export const NO_LABELS: LabelSlots = [undefined, undefined, undefined, undefined
 export interface ItemRecord {
   readonly key: Key;
   readonly value: JsonValue;
+  /**
+   * The value as the JSON text the store holds (JSON.stringify of `value`),
+   * when it has it: passed through to callers that take JSON text unparsed.
+   */
+  readonly valueText?: string;
   readonly created: number;
   readonly modified: number;
   readonly expires?: number;

@@ -44,3 +44,13 @@ export function checkBatchSize(count: number, what: "keys" | "items", request: s
     throw invalidArgument("BATCH_SIZE", `You may only provide a maximum of 25 ${what} in one ${request} request`);
   }
 }
+
+/** The most operations one Pipeline call carries: enough to carry a busy client's tick, small enough to bound one call's work. */
+export const MAX_PIPELINE_OPERATIONS = 100;
+
+export function checkPipelineSize(count: number): void {
+  if (count === 0) throw invalidArgument("BATCH_SIZE", "A pipeline must carry at least one operation");
+  if (count > MAX_PIPELINE_OPERATIONS) {
+    throw invalidArgument("BATCH_SIZE", `A pipeline may carry at most ${MAX_PIPELINE_OPERATIONS} operations`);
+  }
+}

@@ -73,8 +73,9 @@ describe("client conversion of values (V1, V2, V6)", () => {
   });
 
   it("V7, D3: an undefined value stays absent, so the server decides; null is sent as null", () => {
-    expect(toWriteValue(undefined)).to.deep.equal({ unsetAttributes: [] });
+    expect(toWriteValue(undefined)).to.deep.equal({ unsetAttributes: [], chars: 0 });
     expect(fromValue(toWriteValue(null).value)).to.equal(null);
+    expect(toWriteValue({ a: "é" }).chars, "the size a pipelined call is bounded by: JSON text").to.equal('{"a":"é"}'.length);
   });
 });
 

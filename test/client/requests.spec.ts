@@ -1,10 +1,11 @@
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createRouterTransport } from "@connectrpc/connect";
+import { createRouterTransport, type ServiceImpl } from "@connectrpc/connect";
 import { expect } from "chai";
 import { bearerAuth, createDataWith, LarderError } from "../../client/index.js";
 import { fromValue, toValue } from "../../client/convert.js";
 import { DataService, ItemSchema, type Item } from "../../gen/larder/data/v1/data_pb.js";
+import { pipelineOver } from "../support/pipeline.js";
 
 /**
  * What the client sends and how it shapes what it gets, against an in-process
@@ -33,7 +34,7 @@ function recordingData(options: { apiKey?: string; pageOf?: (start: string) => {
     ({ service }) => {
       const record = <T extends DescMessage>(method: string, request: MessageShape<T>, header: Headers) =>
         void calls.push({ method, request: request as unknown as Record<string, unknown>, authorization: header.get("authorization") });
-      service(DataService, {
+      const double: Partial<ServiceImpl<typeof DataService>> = {
         get: (request, context) => (record("get", request, context.requestHeader), { item: item(request.key, "v") }),
         batchGet: (request, context) => (record("batchGet", request, context.requestHeader), { items: request.keys.map((key) => item(key, 1)) }),
         query: (request, context) => {
@@ -55,7 +56,8 @@ function recordingData(options: { apiKey?: string; pageOf?: (start: string) => {
           yield { kind: { case: "started", value: { resumeToken: "t0" } } };
           await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve(), { once: true }));
         },
-      });
+      };
+      service(DataService, { ...double, pipeline: pipelineOver(double) });
     },
     { transport: { interceptors: options.apiKey ? [bearerAuth(options.apiKey)] : [] } },
   );

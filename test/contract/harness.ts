@@ -4,6 +4,7 @@ import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { useServer } from "../support/server.js";
+import { pipelinedClient } from "../support/pipeline.js";
 
 /**
  * The contract suite: one set of tests that every engine must pass, run over
@@ -42,8 +43,17 @@ export function enginesUnderTest(): EngineUnderTest[] {
   return engines;
 }
 
+/**
+ * How the suite's unary data calls travel: each as its own RPC, or as the
+ * TypeScript client sends them, the calls of one tick together in Pipeline
+ * RPCs (test/support/pipeline.ts). Every contract holds both ways.
+ */
+export type CallPath = "direct" | "pipelined";
+const CALL_PATHS: readonly CallPath[] = ["direct", "pipelined"];
+
 export interface ContractContext {
   readonly engine: EngineUnderTest;
+  readonly path: CallPath;
   /** A DataService client over gRPC (HTTP/2) to the server of this engine. */
   readonly client: Client<typeof DataService>;
   /** The server's base URL, for clients of other protocols (once the suite's server runs). */
@@ -52,14 +62,16 @@ export interface ContractContext {
   clear(): Promise<void>;
 }
 
-/** Declares a contract suite once per engine under test. */
+/** Declares a contract suite once per engine under test and call path. */
 export function describeContract(
   title: string,
   body: (context: ContractContext) => void,
   options: { readonly env?: Record<string, string> } = {},
 ): void {
-  for (const engine of enginesUnderTest()) {
-    describe(`${title} [${engine.name}]`, function () {
+  for (const engine of enginesUnderTest()) for (const path of CALL_PATHS) describeOn(engine, path);
+
+  function describeOn(engine: EngineUnderTest, path: CallPath): void {
+    describe(`${title} [${engine.name}${path === "pipelined" ? ", pipelined" : ""}]`, function () {
       if (engine.skipReason) {
         before(function () {
           this.skip();
@@ -87,12 +99,16 @@ export function describeContract(
       // server has a port, so the real client is created on the first call.
       const client = new Proxy({} as Client<typeof DataService>, {
         get(_, method: string) {
-          connected ??= createClient(DataService, createGrpcTransport({ baseUrl: server!.url }));
+          if (!connected) {
+            const direct = createClient(DataService, createGrpcTransport({ baseUrl: server!.url }));
+            connected = path === "pipelined" ? pipelinedClient(direct) : direct;
+          }
           return connected[method as keyof Client<typeof DataService>];
         },
       });
       const context: ContractContext = {
         engine,
+        path,
         client,
         get url() {
           return server!.url;

@@ -6,6 +6,7 @@ import { EventEmitter } from "node:events";
 import { narrowRange, rangeIncludes, type KeyRange } from "../../domain/expressions.js";
 import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
+import type { JsonValue } from "../../domain/json.js";
 import { segmentHash } from "../../domain/segments.js";
 import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type {
@@ -602,22 +603,48 @@ function scanShape(filter: ScanFilter, now: number) {
 }
 
 function toRecord(row: Row): ItemRecord {
-  const labels: LabelSlots = [
-    labelKey(row.l1ns, row.l1part),
-    labelKey(row.l2ns, row.l2part),
-    labelKey(row.l3ns, row.l3part),
-    labelKey(row.l4ns, row.l4part),
-    labelKey(row.l5ns, row.l5part),
-  ];
-  return {
-    key: keyFromParts(row.ns, row.part),
-    value: JSON.parse(row.value),
-    created: row.created,
-    modified: row.modified,
-    ...(row.expires === null ? {} : { expires: row.expires }),
-    labels,
-    version: row.version,
-  };
+  return new StoredItem(row);
+}
+
+/**
+ * An item as read: the value stays the JSON text SQLite holds until someone
+ * reads `value`, so a caller that takes JSON text (value_json) gets it with no
+ * parse at all. The getters live on the prototype, so a spread copy (`{ ...item,
+ * value }`) keeps neither the text nor a stale parse.
+ */
+class StoredItem implements ItemRecord {
+  readonly key: Key;
+  readonly created: number;
+  readonly modified: number;
+  readonly expires?: number;
+  readonly labels: LabelSlots;
+  readonly version: number;
+  #text: string;
+  #parsed: JsonValue | undefined;
+
+  constructor(row: Row) {
+    this.key = keyFromParts(row.ns, row.part);
+    this.created = row.created;
+    this.modified = row.modified;
+    if (row.expires !== null) this.expires = row.expires;
+    this.labels = [
+      labelKey(row.l1ns, row.l1part),
+      labelKey(row.l2ns, row.l2part),
+      labelKey(row.l3ns, row.l3part),
+      labelKey(row.l4ns, row.l4part),
+      labelKey(row.l5ns, row.l5part),
+    ];
+    this.version = row.version;
+    this.#text = row.value;
+  }
+
+  get value(): JsonValue {
+    return (this.#parsed ??= JSON.parse(this.#text) as JsonValue);
+  }
+
+  get valueText(): string {
+    return this.#text;
+  }
 }
 
 function labelKey(ns: string | null, part: string | null): Key | undefined {

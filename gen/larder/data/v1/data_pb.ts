@@ -10,13 +10,15 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { ErrorInfo } from "../../../google/rpc/error_details_pb.js";
+import { file_google_rpc_error_details } from "../../../google/rpc/error_details_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file larder/data/v1/data.proto.
  */
 export const file_larder_data_v1_data: GenFile = /*@__PURE__*/
-  fileDesc("ChlsYXJkZXIvZGF0YS92MS9kYXRhLnByb3RvEg5sYXJkZXIuZGF0YS52MSLvAgoESXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoHY3JlYXRlZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIbW9kaWZpZWQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA3R0bBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQESDwoHdmVyc2lvbhgLIAEoBEIJCgdfbGFiZWwxQgkKB19sYWJlbDJCCQoHX2xhYmVsM0IJCgdfbGFiZWw0QgkKB19sYWJlbDUibAoDVHRsEhEKB3NlY29uZHMYASABKAFIABIOCgRkYXRlGAIgASgJSAASKAoCYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASEAoGcmVtb3ZlGAQgASgISABCBgoEa2luZCJRCgtMYWJlbFVwZGF0ZRINCgNzZXQYASABKAlIABIXCg1zZXRfaWZfYWJzZW50GAIgASgJSAASEAoGcmVtb3ZlGAMgASgISABCCAoGYWN0aW9uIhkKCkdldFJlcXVlc3QSCwoDa2V5GAEgASgJIjEKC0dldFJlc3BvbnNlEiIKBGl0ZW0YASABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtIh8KD0JhdGNoR2V0UmVxdWVzdBIMCgRrZXlzGAEgAygJIjcKEEJhdGNoR2V0UmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtImAKDFF1ZXJ5UmVxdWVzdBISCgpleHByZXNzaW9uGAEgASgJEg0KBWxhYmVsGAIgASgJEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgSDQoFc3RhcnQYBSABKAkiWAoNUXVlcnlSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SFQoIbGFzdF9rZXkYAiABKAlIAIgBAUILCglfbGFzdF9rZXkiMQoMQ291bnRSZXF1ZXN0EhIKCmV4cHJlc3Npb24YASABKAkSDQoFbGFiZWwYAiABKAkiHgoNQ291bnRSZXNwb25zZRINCgVjb3VudBgBIAEoBCK1BAoKU2V0UmVxdWVzdBILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSGAoQdW5zZXRfYXR0cmlidXRlcxgDIAMoCRIRCglvdmVyd3JpdGUYBCABKAgSIAoDdHRsGAUgASgLMhMubGFyZGVyLmRhdGEudjEuVHRsEhMKBmV4aXN0cxgGIAEoCEgAiAEBEi0KDWRlZmF1bHRfdmFsdWUYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoGbGFiZWwxGAggASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWwyGAkgASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWwzGAogASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWw0GAsgASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWw1GAwgASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSFAoHY3JlYXRlZBgNIAEoAUgBiAEBEhkKDHJlbW92ZV9udWxscxgOIAEoCEgCiAEBEhcKCmlmX3ZlcnNpb24YDyABKARIA4gBAUIJCgdfZXhpc3RzQgoKCF9jcmVhdGVkQg8KDV9yZW1vdmVfbnVsbHNCDQoLX2lmX3ZlcnNpb24iMQoLU2V0UmVzcG9uc2USIgoEaXRlbRgBIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0izQIKDEJhdGNoU2V0SXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSGAoQdW5zZXRfYXR0cmlidXRlcxgDIAMoCRItCg1kZWZhdWx0X3ZhbHVlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEiAKA3R0bBgFIAEoCzITLmxhcmRlci5kYXRhLnYxLlR0bBITCgZsYWJlbDEYBiABKAlIAIgBARITCgZsYWJlbDIYByABKAlIAYgBARITCgZsYWJlbDMYCCABKAlIAogBARITCgZsYWJlbDQYCSABKAlIA4gBARITCgZsYWJlbDUYCiABKAlIBIgBAUIJCgdfbGFiZWwxQgkKB19sYWJlbDJCCQoHX2xhYmVsM0IJCgdfbGFiZWw0QgkKB19sYWJlbDUikAEKD0JhdGNoU2V0UmVxdWVzdBIrCgVpdGVtcxgBIAMoCzIcLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0SXRlbRIWCglvdmVyd3JpdGUYAiABKAhIAIgBARIZCgxyZW1vdmVfbnVsbHMYAyABKAhIAYgBAUIMCgpfb3ZlcndyaXRlQg8KDV9yZW1vdmVfbnVsbHMiNwoQQmF0Y2hTZXRSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iigEKCkFkZFJlcXVlc3QSCwoDa2V5GAEgASgJEhYKCWF0dHJpYnV0ZRgCIAEoCUgAiAEBEg4KBmFtb3VudBgDIAEoARIRCglvdmVyd3JpdGUYBCABKAgSFwoKaWZfdmVyc2lvbhgFIAEoBEgBiAEBQgwKCl9hdHRyaWJ1dGVCDQoLX2lmX3ZlcnNpb24iMQoLQWRkUmVzcG9uc2USIgoEaXRlbRgBIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iRQoNUmVtb3ZlUmVxdWVzdBIMCgRrZXlzGAEgAygJEhcKCmlmX3ZlcnNpb24YAiABKARIAIgBAUINCgtfaWZfdmVyc2lvbiImCg5SZW1vdmVSZXNwb25zZRIUCgxyZW1vdmVkX2tleXMYASADKAkirwEKC1NjYW5SZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEg0KBXN0YXJ0GAIgASgJEg0KBWxhYmVsGAMgASgJEhIKCmF0dHJpYnV0ZXMYBCADKAkSFAoHc2VnbWVudBgFIAEoDUgAiAEBEhsKDnRvdGFsX3NlZ21lbnRzGAYgASgNSAGIAQESDQoFY291bnQYByABKAhCCgoIX3NlZ21lbnRCEQoPX3RvdGFsX3NlZ21lbnRzInUKDFNjYW5SZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SFQoIbGFzdF9rZXkYAiABKAlIAIgBARISCgVjb3VudBgDIAEoBEgBiAEBQgsKCV9sYXN0X2tleUIICgZfY291bnQiTQoLU2VlZFJlcXVlc3QSKwoFaXRlbXMYASADKAsyHC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldEl0ZW0SEQoJb3ZlcndyaXRlGAIgASgIIh0KDFNlZWRSZXNwb25zZRINCgVpdGVtcxgBIAEoBCJLCgxXYXRjaFJlcXVlc3QSDwoHZmlsdGVycxgBIAMoCRIUCgxyZXN1bWVfdG9rZW4YAiABKAkSFAoMc3Vic2NyaXB0aW9uGAMgASgJIsQBCgtDaGFuZ2VFdmVudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiIKBGl0ZW0YAyABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEiYKCHByZXZpb3VzGAQgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxyZXN1bWVfdG9rZW4YBiABKAkSDwoHZXhwaXJlZBgHIAEoCCIkCgxXYXRjaFN0YXJ0ZWQSFAoMcmVzdW1lX3Rva2VuGAEgASgJInYKDVdhdGNoUmVzcG9uc2USLwoHc3RhcnRlZBgBIAEoCzIcLmxhcmRlci5kYXRhLnYxLldhdGNoU3RhcnRlZEgAEiwKBWV2ZW50GAIgASgLMhsubGFyZGVyLmRhdGEudjEuQ2hhbmdlRXZlbnRIAEIGCgRraW5kIjgKCkFja1JlcXVlc3QSFAoMc3Vic2NyaXB0aW9uGAEgASgJEhQKDHJlc3VtZV90b2tlbhgCIAEoCSINCgtBY2tSZXNwb25zZSIxChFOYW1lc3BhY2VzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRINCgVzdGFydBgCIAEoCSJYChJOYW1lc3BhY2VzUmVzcG9uc2USEgoKbmFtZXNwYWNlcxgBIAMoCRIbCg5sYXN0X25hbWVzcGFjZRgCIAEoCUgAiAEBQhEKD19sYXN0X25hbWVzcGFjZSINCgtQaW5nUmVxdWVzdCIOCgxQaW5nUmVzcG9uc2UyiQgKC0RhdGFTZXJ2aWNlEkMKA0dldBIaLmxhcmRlci5kYXRhLnYxLkdldFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5HZXRSZXNwb25zZSIDkAIBElIKCEJhdGNoR2V0Eh8ubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXF1ZXN0GiAubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXNwb25zZSIDkAIBEkkKBVF1ZXJ5EhwubGFyZGVyLmRhdGEudjEuUXVlcnlSZXF1ZXN0Gh0ubGFyZGVyLmRhdGEudjEuUXVlcnlSZXNwb25zZSIDkAIBEj4KA1NldBIaLmxhcmRlci5kYXRhLnYxLlNldFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5TZXRSZXNwb25zZRJNCghCYXRjaFNldBIfLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVxdWVzdBogLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVzcG9uc2USPgoDQWRkEhoubGFyZGVyLmRhdGEudjEuQWRkUmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLkFkZFJlc3BvbnNlEkcKBlJlbW92ZRIdLmxhcmRlci5kYXRhLnYxLlJlbW92ZVJlcXVlc3QaHi5sYXJkZXIuZGF0YS52MS5SZW1vdmVSZXNwb25zZRJJCgVDb3VudBIcLmxhcmRlci5kYXRhLnYxLkNvdW50UmVxdWVzdBodLmxhcmRlci5kYXRhLnYxLkNvdW50UmVzcG9uc2UiA5ACARJGCgRTY2FuEhsubGFyZGVyLmRhdGEudjEuU2NhblJlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5TY2FuUmVzcG9uc2UiA5ACARJBCgRTZWVkEhsubGFyZGVyLmRhdGEudjEuU2VlZFJlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5TZWVkUmVzcG9uc2USRgoFV2F0Y2gSHC5sYXJkZXIuZGF0YS52MS5XYXRjaFJlcXVlc3QaHS5sYXJkZXIuZGF0YS52MS5XYXRjaFJlc3BvbnNlMAESPgoDQWNrEhoubGFyZGVyLmRhdGEudjEuQWNrUmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLkFja1Jlc3BvbnNlElgKCk5hbWVzcGFjZXMSIS5sYXJkZXIuZGF0YS52MS5OYW1lc3BhY2VzUmVxdWVzdBoiLmxhcmRlci5kYXRhLnYxLk5hbWVzcGFjZXNSZXNwb25zZSIDkAIBEkYKBFBpbmcSGy5sYXJkZXIuZGF0YS52MS5QaW5nUmVxdWVzdBocLmxhcmRlci5kYXRhLnYxLlBpbmdSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChlsYXJkZXIvZGF0YS92MS9kYXRhLnByb3RvEg5sYXJkZXIuZGF0YS52MSKDAwoESXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoHY3JlYXRlZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIbW9kaWZpZWQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA3R0bBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQESDwoHdmVyc2lvbhgLIAEoBBISCgp2YWx1ZV9qc29uGAwgASgJQgkKB19sYWJlbDFCCQoHX2xhYmVsMkIJCgdfbGFiZWwzQgkKB19sYWJlbDRCCQoHX2xhYmVsNSJsCgNUdGwSEQoHc2Vjb25kcxgBIAEoAUgAEg4KBGRhdGUYAiABKAlIABIoCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIQCgZyZW1vdmUYBCABKAhIAEIGCgRraW5kIlEKC0xhYmVsVXBkYXRlEg0KA3NldBgBIAEoCUgAEhcKDXNldF9pZl9hYnNlbnQYAiABKAlIABIQCgZyZW1vdmUYAyABKAhIAEIICgZhY3Rpb24iGQoKR2V0UmVxdWVzdBILCgNrZXkYASABKAkiMQoLR2V0UmVzcG9uc2USIgoEaXRlbRgBIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iHwoPQmF0Y2hHZXRSZXF1ZXN0EgwKBGtleXMYASADKAkiNwoQQmF0Y2hHZXRSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iYAoMUXVlcnlSZXF1ZXN0EhIKCmV4cHJlc3Npb24YASABKAkSDQoFbGFiZWwYAiABKAkSDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCBINCgVzdGFydBgFIAEoCSJYCg1RdWVyeVJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubGFyZGVyLmRhdGEudjEuSXRlbRIVCghsYXN0X2tleRgCIAEoCUgAiAEBQgsKCV9sYXN0X2tleSIxCgxDb3VudFJlcXVlc3QSEgoKZXhwcmVzc2lvbhgBIAEoCRINCgVsYWJlbBgCIAEoCSIeCg1Db3VudFJlc3BvbnNlEg0KBWNvdW50GAEgASgEIrUECgpTZXRSZXF1ZXN0EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIYChB1bnNldF9hdHRyaWJ1dGVzGAMgAygJEhEKCW92ZXJ3cml0ZRgEIAEoCBIgCgN0dGwYBSABKAsyEy5sYXJkZXIuZGF0YS52MS5UdGwSEwoGZXhpc3RzGAYgASgISACIAQESLQoNZGVmYXVsdF92YWx1ZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgZsYWJlbDEYCCABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDIYCSABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDMYCiABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDQYCyABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDUYDCABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIUCgdjcmVhdGVkGA0gASgBSAGIAQESGQoMcmVtb3ZlX251bGxzGA4gASgISAKIAQESFwoKaWZfdmVyc2lvbhgPIAEoBEgDiAEBQgkKB19leGlzdHNCCgoIX2NyZWF0ZWRCDwoNX3JlbW92ZV9udWxsc0INCgtfaWZfdmVyc2lvbiIxCgtTZXRSZXNwb25zZRIiCgRpdGVtGAEgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbSLNAgoMQmF0Y2hTZXRJdGVtEgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIYChB1bnNldF9hdHRyaWJ1dGVzGAMgAygJEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSIAoDdHRsGAUgASgLMhMubGFyZGVyLmRhdGEudjEuVHRsEhMKBmxhYmVsMRgGIAEoCUgAiAEBEhMKBmxhYmVsMhgHIAEoCUgBiAEBEhMKBmxhYmVsMxgIIAEoCUgCiAEBEhMKBmxhYmVsNBgJIAEoCUgDiAEBEhMKBmxhYmVsNRgKIAEoCUgEiAEBQgkKB19sYWJlbDFCCQoHX2xhYmVsMkIJCgdfbGFiZWwzQgkKB19sYWJlbDRCCQoHX2xhYmVsNSKQAQoPQmF0Y2hTZXRSZXF1ZXN0EisKBWl0ZW1zGAEgAygLMhwubGFyZGVyLmRhdGEudjEuQmF0Y2hTZXRJdGVtEhYKCW92ZXJ3cml0ZRgCIAEoCEgAiAEBEhkKDHJlbW92ZV9udWxscxgDIAEoCEgBiAEBQgwKCl9vdmVyd3JpdGVCDwoNX3JlbW92ZV9udWxscyI3ChBCYXRjaFNldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubGFyZGVyLmRhdGEudjEuSXRlbSKKAQoKQWRkUmVxdWVzdBILCgNrZXkYASABKAkSFgoJYXR0cmlidXRlGAIgASgJSACIAQESDgoGYW1vdW50GAMgASgBEhEKCW92ZXJ3cml0ZRgEIAEoCBIXCgppZl92ZXJzaW9uGAUgASgESAGIAQFCDAoKX2F0dHJpYnV0ZUINCgtfaWZfdmVyc2lvbiIxCgtBZGRSZXNwb25zZRIiCgRpdGVtGAEgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbSJFCg1SZW1vdmVSZXF1ZXN0EgwKBGtleXMYASADKAkSFwoKaWZfdmVyc2lvbhgCIAEoBEgAiAEBQg0KC19pZl92ZXJzaW9uIiYKDlJlbW92ZVJlc3BvbnNlEhQKDHJlbW92ZWRfa2V5cxgBIAMoCSKvAQoLU2NhblJlcXVlc3QSDQoFbGltaXQYASABKA0SDQoFc3RhcnQYAiABKAkSDQoFbGFiZWwYAyABKAkSEgoKYXR0cmlidXRlcxgEIAMoCRIUCgdzZWdtZW50GAUgASgNSACIAQESGwoOdG90YWxfc2VnbWVudHMYBiABKA1IAYgBARINCgVjb3VudBgHIAEoCEIKCghfc2VnbWVudEIRCg9fdG90YWxfc2VnbWVudHMidQoMU2NhblJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubGFyZGVyLmRhdGEudjEuSXRlbRIVCghsYXN0X2tleRgCIAEoCUgAiAEBEhIKBWNvdW50GAMgASgESAGIAQFCCwoJX2xhc3Rfa2V5QggKBl9jb3VudCJNCgtTZWVkUmVxdWVzdBIrCgVpdGVtcxgBIAMoCzIcLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0SXRlbRIRCglvdmVyd3JpdGUYAiABKAgiHQoMU2VlZFJlc3BvbnNlEg0KBWl0ZW1zGAEgASgEImAKDFdhdGNoUmVxdWVzdBIPCgdmaWx0ZXJzGAEgAygJEhQKDHJlc3VtZV90b2tlbhgCIAEoCRIUCgxzdWJzY3JpcHRpb24YAyABKAkSEwoLanNvbl92YWx1ZXMYBCABKAgixAEKC0NoYW5nZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSIgoEaXRlbRgDIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SJgoIcHJldmlvdXMYBCABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEigKBHRpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHJlc3VtZV90b2tlbhgGIAEoCRIPCgdleHBpcmVkGAcgASgIIiQKDFdhdGNoU3RhcnRlZBIUCgxyZXN1bWVfdG9rZW4YASABKAkidgoNV2F0Y2hSZXNwb25zZRIvCgdzdGFydGVkGAEgASgLMhwubGFyZGVyLmRhdGEudjEuV2F0Y2hTdGFydGVkSAASLAoFZXZlbnQYAiABKAsyGy5sYXJkZXIuZGF0YS52MS5DaGFuZ2VFdmVudEgAQgYKBGtpbmQiOAoKQWNrUmVxdWVzdBIUCgxzdWJzY3JpcHRpb24YASABKAkSFAoMcmVzdW1lX3Rva2VuGAIgASgJIg0KC0Fja1Jlc3BvbnNlIjEKEU5hbWVzcGFjZXNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEg0KBXN0YXJ0GAIgASgJIlgKEk5hbWVzcGFjZXNSZXNwb25zZRISCgpuYW1lc3BhY2VzGAEgAygJEhsKDmxhc3RfbmFtZXNwYWNlGAIgASgJSACIAQFCEQoPX2xhc3RfbmFtZXNwYWNlIlUKD1BpcGVsaW5lUmVxdWVzdBItCgpvcGVyYXRpb25zGAEgAygLMhkubGFyZGVyLmRhdGEudjEuT3BlcmF0aW9uEhMKC2pzb25fdmFsdWVzGAIgASgIIrwDCglPcGVyYXRpb24SKQoDZ2V0GAEgASgLMhoubGFyZGVyLmRhdGEudjEuR2V0UmVxdWVzdEgAEjQKCWJhdGNoX2dldBgCIAEoCzIfLmxhcmRlci5kYXRhLnYxLkJhdGNoR2V0UmVxdWVzdEgAEi0KBXF1ZXJ5GAMgASgLMhwubGFyZGVyLmRhdGEudjEuUXVlcnlSZXF1ZXN0SAASKQoDc2V0GAQgASgLMhoubGFyZGVyLmRhdGEudjEuU2V0UmVxdWVzdEgAEjQKCWJhdGNoX3NldBgFIAEoCzIfLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVxdWVzdEgAEikKA2FkZBgGIAEoCzIaLmxhcmRlci5kYXRhLnYxLkFkZFJlcXVlc3RIABIvCgZyZW1vdmUYByABKAsyHS5sYXJkZXIuZGF0YS52MS5SZW1vdmVSZXF1ZXN0SAASKwoEc2NhbhgIIAEoCzIbLmxhcmRlci5kYXRhLnYxLlNjYW5SZXF1ZXN0SAASLQoFY291bnQYCSABKAsyHC5sYXJkZXIuZGF0YS52MS5Db3VudFJlcXVlc3RIAEIGCgRraW5kIloKDk9wZXJhdGlvbkVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIpCgplcnJvcl9pbmZvGAMgASgLMhUuZ29vZ2xlLnJwYy5FcnJvckluZm8i/AMKD09wZXJhdGlvblJlc3VsdBIqCgNnZXQYASABKAsyGy5sYXJkZXIuZGF0YS52MS5HZXRSZXNwb25zZUgAEjUKCWJhdGNoX2dldBgCIAEoCzIgLmxhcmRlci5kYXRhLnYxLkJhdGNoR2V0UmVzcG9uc2VIABIuCgVxdWVyeRgDIAEoCzIdLmxhcmRlci5kYXRhLnYxLlF1ZXJ5UmVzcG9uc2VIABIqCgNzZXQYBCABKAsyGy5sYXJkZXIuZGF0YS52MS5TZXRSZXNwb25zZUgAEjUKCWJhdGNoX3NldBgFIAEoCzIgLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVzcG9uc2VIABIqCgNhZGQYBiABKAsyGy5sYXJkZXIuZGF0YS52MS5BZGRSZXNwb25zZUgAEjAKBnJlbW92ZRgHIAEoCzIeLmxhcmRlci5kYXRhLnYxLlJlbW92ZVJlc3BvbnNlSAASLAoEc2NhbhgIIAEoCzIcLmxhcmRlci5kYXRhLnYxLlNjYW5SZXNwb25zZUgAEi4KBWNvdW50GAkgASgLMh0ubGFyZGVyLmRhdGEudjEuQ291bnRSZXNwb25zZUgAEi8KBWVycm9yGA8gASgLMh4ubGFyZGVyLmRhdGEudjEuT3BlcmF0aW9uRXJyb3JIAEIGCgRraW5kIkQKEFBpcGVsaW5lUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmxhcmRlci5kYXRhLnYxLk9wZXJhdGlvblJlc3VsdCINCgtQaW5nUmVxdWVzdCIOCgxQaW5nUmVzcG9uc2Uy2AgKC0RhdGFTZXJ2aWNlEkMKA0dldBIaLmxhcmRlci5kYXRhLnYxLkdldFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5HZXRSZXNwb25zZSIDkAIBElIKCEJhdGNoR2V0Eh8ubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXF1ZXN0GiAubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXNwb25zZSIDkAIBEkkKBVF1ZXJ5EhwubGFyZGVyLmRhdGEudjEuUXVlcnlSZXF1ZXN0Gh0ubGFyZGVyLmRhdGEudjEuUXVlcnlSZXNwb25zZSIDkAIBEj4KA1NldBIaLmxhcmRlci5kYXRhLnYxLlNldFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5TZXRSZXNwb25zZRJNCghCYXRjaFNldBIfLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVxdWVzdBogLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0UmVzcG9uc2USPgoDQWRkEhoubGFyZGVyLmRhdGEudjEuQWRkUmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLkFkZFJlc3BvbnNlEkcKBlJlbW92ZRIdLmxhcmRlci5kYXRhLnYxLlJlbW92ZVJlcXVlc3QaHi5sYXJkZXIuZGF0YS52MS5SZW1vdmVSZXNwb25zZRJJCgVDb3VudBIcLmxhcmRlci5kYXRhLnYxLkNvdW50UmVxdWVzdBodLmxhcmRlci5kYXRhLnYxLkNvdW50UmVzcG9uc2UiA5ACARJGCgRTY2FuEhsubGFyZGVyLmRhdGEudjEuU2NhblJlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5TY2FuUmVzcG9uc2UiA5ACARJBCgRTZWVkEhsubGFyZGVyLmRhdGEudjEuU2VlZFJlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5TZWVkUmVzcG9uc2USRgoFV2F0Y2gSHC5sYXJkZXIuZGF0YS52MS5XYXRjaFJlcXVlc3QaHS5sYXJkZXIuZGF0YS52MS5XYXRjaFJlc3BvbnNlMAESPgoDQWNrEhoubGFyZGVyLmRhdGEudjEuQWNrUmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLkFja1Jlc3BvbnNlElgKCk5hbWVzcGFjZXMSIS5sYXJkZXIuZGF0YS52MS5OYW1lc3BhY2VzUmVxdWVzdBoiLmxhcmRlci5kYXRhLnYxLk5hbWVzcGFjZXNSZXNwb25zZSIDkAIBEk0KCFBpcGVsaW5lEh8ubGFyZGVyLmRhdGEudjEuUGlwZWxpbmVSZXF1ZXN0GiAubGFyZGVyLmRhdGEudjEuUGlwZWxpbmVSZXNwb25zZRJGCgRQaW5nEhsubGFyZGVyLmRhdGEudjEuUGluZ1JlcXVlc3QaHC5sYXJkZXIuZGF0YS52MS5QaW5nUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_rpc_error_details, file_google_protobuf_timestamp]);
 
 /**
  * Item is one stored item with its metadata (M1-M4).
@@ -103,6 +105,14 @@ export type Item = Message<"larder.data.v1.Item"> & {
    * @generated from field: uint64 version = 11;
    */
   version: bigint;
+
+  /**
+   * The value as JSON text, set instead of `value` when the request asked for
+   * JSON text (`json_values`): the text the store holds, passed through.
+   *
+   * @generated from field: string value_json = 12;
+   */
+  valueJson: string;
 };
 
 /**
@@ -1002,6 +1012,13 @@ export type WatchRequest = Message<"larder.data.v1.WatchRequest"> & {
    * @generated from field: string subscription = 3;
    */
   subscription: string;
+
+  /**
+   * true: event items carry `value_json` (the value as JSON text) instead of `value`.
+   *
+   * @generated from field: bool json_values = 4;
+   */
+  jsonValues: boolean;
 };
 
 /**
@@ -1232,6 +1249,286 @@ export const NamespacesResponseSchema: GenMessage<NamespacesResponse> = /*@__PUR
   messageDesc(file_larder_data_v1_data, 31);
 
 /**
+ * PipelineRequest carries the operations of one Pipeline call.
+ *
+ * @generated from message larder.data.v1.PipelineRequest
+ */
+export type PipelineRequest = Message<"larder.data.v1.PipelineRequest"> & {
+  /**
+   * 1 to 100 operations, applied in this order.
+   *
+   * @generated from field: repeated larder.data.v1.Operation operations = 1;
+   */
+  operations: Operation[];
+
+  /**
+   * true: items in the results carry `value_json` (the value as JSON text)
+   * instead of `value`, sparing both sides a conversion per value.
+   *
+   * @generated from field: bool json_values = 2;
+   */
+  jsonValues: boolean;
+};
+
+/**
+ * Describes the message larder.data.v1.PipelineRequest.
+ * Use `create(PipelineRequestSchema)` to create a new message.
+ */
+export const PipelineRequestSchema: GenMessage<PipelineRequest> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 32);
+
+/**
+ * Operation is one call of its own inside a Pipeline: the request of that RPC.
+ *
+ * @generated from message larder.data.v1.Operation
+ */
+export type Operation = Message<"larder.data.v1.Operation"> & {
+  /**
+   * The call.
+   *
+   * @generated from oneof larder.data.v1.Operation.kind
+   */
+  kind: {
+    /**
+     * As Get.
+     *
+     * @generated from field: larder.data.v1.GetRequest get = 1;
+     */
+    value: GetRequest;
+    case: "get";
+  } | {
+    /**
+     * As BatchGet.
+     *
+     * @generated from field: larder.data.v1.BatchGetRequest batch_get = 2;
+     */
+    value: BatchGetRequest;
+    case: "batchGet";
+  } | {
+    /**
+     * As Query.
+     *
+     * @generated from field: larder.data.v1.QueryRequest query = 3;
+     */
+    value: QueryRequest;
+    case: "query";
+  } | {
+    /**
+     * As Set.
+     *
+     * @generated from field: larder.data.v1.SetRequest set = 4;
+     */
+    value: SetRequest;
+    case: "set";
+  } | {
+    /**
+     * As BatchSet.
+     *
+     * @generated from field: larder.data.v1.BatchSetRequest batch_set = 5;
+     */
+    value: BatchSetRequest;
+    case: "batchSet";
+  } | {
+    /**
+     * As Add.
+     *
+     * @generated from field: larder.data.v1.AddRequest add = 6;
+     */
+    value: AddRequest;
+    case: "add";
+  } | {
+    /**
+     * As Remove.
+     *
+     * @generated from field: larder.data.v1.RemoveRequest remove = 7;
+     */
+    value: RemoveRequest;
+    case: "remove";
+  } | {
+    /**
+     * As Scan.
+     *
+     * @generated from field: larder.data.v1.ScanRequest scan = 8;
+     */
+    value: ScanRequest;
+    case: "scan";
+  } | {
+    /**
+     * As Count.
+     *
+     * @generated from field: larder.data.v1.CountRequest count = 9;
+     */
+    value: CountRequest;
+    case: "count";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message larder.data.v1.Operation.
+ * Use `create(OperationSchema)` to create a new message.
+ */
+export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 33);
+
+/**
+ * OperationError is the status an operation would have ended its own call with.
+ *
+ * @generated from message larder.data.v1.OperationError
+ */
+export type OperationError = Message<"larder.data.v1.OperationError"> & {
+  /**
+   * The gRPC status code (3 INVALID_ARGUMENT, 6 ALREADY_EXISTS, ...).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * The message, as the call's status message would have it.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The reason, as the call's status details would carry it (domain larder.dev);
+   * absent where that call would carry none.
+   *
+   * @generated from field: google.rpc.ErrorInfo error_info = 3;
+   */
+  errorInfo?: ErrorInfo | undefined;
+};
+
+/**
+ * Describes the message larder.data.v1.OperationError.
+ * Use `create(OperationErrorSchema)` to create a new message.
+ */
+export const OperationErrorSchema: GenMessage<OperationError> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 34);
+
+/**
+ * OperationResult answers one operation of a Pipeline.
+ *
+ * @generated from message larder.data.v1.OperationResult
+ */
+export type OperationResult = Message<"larder.data.v1.OperationResult"> & {
+  /**
+   * The response of the operation's RPC, or its error.
+   *
+   * @generated from oneof larder.data.v1.OperationResult.kind
+   */
+  kind: {
+    /**
+     * Answers a get.
+     *
+     * @generated from field: larder.data.v1.GetResponse get = 1;
+     */
+    value: GetResponse;
+    case: "get";
+  } | {
+    /**
+     * Answers a batch_get.
+     *
+     * @generated from field: larder.data.v1.BatchGetResponse batch_get = 2;
+     */
+    value: BatchGetResponse;
+    case: "batchGet";
+  } | {
+    /**
+     * Answers a query.
+     *
+     * @generated from field: larder.data.v1.QueryResponse query = 3;
+     */
+    value: QueryResponse;
+    case: "query";
+  } | {
+    /**
+     * Answers a set.
+     *
+     * @generated from field: larder.data.v1.SetResponse set = 4;
+     */
+    value: SetResponse;
+    case: "set";
+  } | {
+    /**
+     * Answers a batch_set.
+     *
+     * @generated from field: larder.data.v1.BatchSetResponse batch_set = 5;
+     */
+    value: BatchSetResponse;
+    case: "batchSet";
+  } | {
+    /**
+     * Answers an add.
+     *
+     * @generated from field: larder.data.v1.AddResponse add = 6;
+     */
+    value: AddResponse;
+    case: "add";
+  } | {
+    /**
+     * Answers a remove.
+     *
+     * @generated from field: larder.data.v1.RemoveResponse remove = 7;
+     */
+    value: RemoveResponse;
+    case: "remove";
+  } | {
+    /**
+     * Answers a scan.
+     *
+     * @generated from field: larder.data.v1.ScanResponse scan = 8;
+     */
+    value: ScanResponse;
+    case: "scan";
+  } | {
+    /**
+     * Answers a count.
+     *
+     * @generated from field: larder.data.v1.CountResponse count = 9;
+     */
+    value: CountResponse;
+    case: "count";
+  } | {
+    /**
+     * The operation failed; nothing of it was written.
+     *
+     * @generated from field: larder.data.v1.OperationError error = 15;
+     */
+    value: OperationError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message larder.data.v1.OperationResult.
+ * Use `create(OperationResultSchema)` to create a new message.
+ */
+export const OperationResultSchema: GenMessage<OperationResult> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 35);
+
+/**
+ * PipelineResponse holds one result per operation, in request order.
+ *
+ * @generated from message larder.data.v1.PipelineResponse
+ */
+export type PipelineResponse = Message<"larder.data.v1.PipelineResponse"> & {
+  /**
+   * Result i answers operation i.
+   *
+   * @generated from field: repeated larder.data.v1.OperationResult results = 1;
+   */
+  results: OperationResult[];
+};
+
+/**
+ * Describes the message larder.data.v1.PipelineResponse.
+ * Use `create(PipelineResponseSchema)` to create a new message.
+ */
+export const PipelineResponseSchema: GenMessage<PipelineResponse> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 36);
+
+/**
  * PingRequest is empty.
  *
  * @generated from message larder.data.v1.PingRequest
@@ -1244,7 +1541,7 @@ export type PingRequest = Message<"larder.data.v1.PingRequest"> & {
  * Use `create(PingRequestSchema)` to create a new message.
  */
 export const PingRequestSchema: GenMessage<PingRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 32);
+  messageDesc(file_larder_data_v1_data, 37);
 
 /**
  * PingResponse is empty.
@@ -1259,7 +1556,7 @@ export type PingResponse = Message<"larder.data.v1.PingResponse"> & {
  * Use `create(PingResponseSchema)` to create a new message.
  */
 export const PingResponseSchema: GenMessage<PingResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 33);
+  messageDesc(file_larder_data_v1_data, 38);
 
 /**
  * DataService reads and writes the items of one environment. The environment
@@ -1403,6 +1700,25 @@ export const DataService: GenService<{
     methodKind: "unary";
     input: typeof NamespacesRequestSchema;
     output: typeof NamespacesResponseSchema;
+  },
+  /**
+   * Pipeline applies up to 100 operations in one call: one after the other, in
+   * request order, each exactly as if it had been a call of its own (the same
+   * checks, role, result, error and change events), none waiting for another's
+   * success. There is no transaction across operations: a failed operation
+   * fails alone, in its own result, and the others are applied. Result i
+   * answers operation i. The call itself fails only when it cannot start (no
+   * operations or more than 100: INVALID_ARGUMENT with reason BATCH_SIZE; the
+   * key, overload and deadline checks of any call); operations not started
+   * when its deadline passes are answered DEADLINE_EXCEEDED. The TypeScript
+   * client sends the calls an application makes in the same tick this way.
+   *
+   * @generated from rpc larder.data.v1.DataService.Pipeline
+   */
+  pipeline: {
+    methodKind: "unary";
+    input: typeof PipelineRequestSchema;
+    output: typeof PipelineResponseSchema;
   },
   /**
    * Ping does nothing: it measures the cost of the protocol alone.
