@@ -4,7 +4,21 @@ import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { DataService } from "../gen/larder/data/v1/data_pb.js";
-import { ITEMS, itemKey, labelOf, LABELS_PER_ITEM_GROUP, REMOVABLE, type Protocol, type Reply, type Task } from "./messages.js";
+import {
+  ITEMS,
+  itemKey,
+  labelOf,
+  LABELS_PER_ITEM_GROUP,
+  PEER_ITEMS,
+  peerItemKey,
+  REMOVABLE,
+  type ClientName,
+  type Protocol,
+  type Reply,
+  type Task,
+} from "./messages.js";
+import { createData } from "../client/index.js";
+import { peerData } from "./peer.js";
 import { Samples } from "./stats.js";
 
 /**
@@ -74,6 +88,54 @@ export const OPERATIONS: Record<string, Operation> = {
     (await c.remove({ keys: [itemKey(l.worker + l.workers * l.n, REMOVABLE)] }, { timeoutMs: CALL_TIMEOUT_MS })).removedKeys.length === 1,
 };
 
+/** The `data` API both clients share, as far as the side-by-side workloads use it. */
+interface DataApi {
+  get(key: string | string[], options?: unknown): Promise<unknown>;
+  set(key: string, value: unknown, options?: unknown): Promise<unknown>;
+  seed(items: { key: string; value: unknown }[], options?: unknown): Promise<unknown>;
+}
+/** ~60 bytes of JSON. */
+const small = (i: number) => ({ name: `user ${i}`, email: `user${i}@example.com`, age: 20 + (i % 50) });
+const SMALL = small(1);
+
+export const CLIENT_OPERATIONS_BY_NAME: Record<string, (data: DataApi, lane: { worker: number; n: number }) => Promise<unknown>> = {
+  get: async (data) => (await data.get(peerItemKey(Math.floor(Math.random() * PEER_ITEMS)))) !== undefined,
+  set: (data, l) => data.set(`cmpw:${l.worker}:${l.n % 1000}`, SMALL),
+  "key query 100": async (data) =>
+    ((await data.get("cmp:*", { limit: 100, start: peerItemKey(Math.floor(Math.random() * (PEER_ITEMS - 101))) })) as { items: unknown[] }).items.length === 100,
+};
+
+let peerEndpoint: string | undefined;
+const dataClients = new Map<ClientName, DataApi>();
+
+async function dataClientFor(name: ClientName): Promise<DataApi> {
+  let data = dataClients.get(name);
+  if (!data) {
+    if (name === "peer") {
+      if (!peerEndpoint) throw new Error("no peer endpoint");
+      data = await peerData(peerEndpoint);
+    } else {
+      data = createData({ url, transport: name === "larder-connect" ? "connect" : "grpc", pipeline: name !== "larder-grpc-unpipelined" }) as unknown as DataApi;
+    }
+    dataClients.set(name, data);
+  }
+  return data;
+}
+
+async function clientFill(task: Extract<Task, { kind: "client-fill" }>): Promise<Reply> {
+  const data = await dataClientFor(task.client);
+  const started = performance.now();
+  await data.seed(Array.from({ length: PEER_ITEMS }, (_, i) => ({ key: peerItemKey(i), value: small(i) })));
+  return { kind: "fill", items: PEER_ITEMS, elapsedMs: performance.now() - started };
+}
+
+async function clientCell(task: Extract<Task, { kind: "client-cell" }>): Promise<Reply> {
+  const operation = CLIENT_OPERATIONS_BY_NAME[task.operation];
+  if (!operation) throw new Error(`unknown client operation ${task.operation}`);
+  const data = await dataClientFor(task.client);
+  return measure(task, (n) => operation(data, { worker, n }));
+}
+
 let url = "";
 let worker = 0;
 let workers = 1;
@@ -105,6 +167,14 @@ async function cell(task: Extract<Task, { kind: "cell" }>): Promise<Reply> {
   const operation = OPERATIONS[task.operation];
   if (!operation) throw new Error(`unknown operation ${task.operation}`);
   const client = clientFor(task.protocol);
+  return measure(task, (n) => operation(client, { worker, workers, n, stored: task.stored }));
+}
+
+/** `inFlight` lanes (this worker's share) calling one after another until `ms` have passed. */
+async function measure(
+  task: { readonly operation: string; readonly inFlight: number; readonly ms: number; readonly record: boolean },
+  call: (n: number) => Promise<unknown>,
+): Promise<Reply> {
   const lanes = Math.floor(task.inFlight / workers) + (worker < task.inFlight % workers ? 1 : 0);
   const samples = new Samples();
   let errors = 0;
@@ -119,7 +189,7 @@ async function cell(task: Extract<Task, { kind: "cell" }>): Promise<Reply> {
         counters.set(task.operation, n + 1);
         const callStarted = performance.now();
         try {
-          const found = await operation(client, { worker, workers, n, stored: task.stored });
+          const found = await call(n);
           if (task.record) samples.add(performance.now() - callStarted);
           if (found === false) misses++;
         } catch (error) {
@@ -233,8 +303,12 @@ process.on("message", (task: Task) => {
   const run = async (): Promise<Reply | undefined> => {
     switch (task.kind) {
       case "init":
-        ({ url, worker, workers } = task);
+        ({ url, worker, workers, peerEndpoint } = task);
         return { kind: "ready" };
+      case "client-fill":
+        return clientFill(task);
+      case "client-cell":
+        return clientCell(task);
       case "cell":
         return cell(task);
       case "fill":

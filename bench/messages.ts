@@ -8,8 +8,33 @@ export const PROTOCOL_NAMES: Record<Protocol, string> = {
   "connect-h2": "Connect (HTTP/2)",
 };
 
+/**
+ * The clients compared side by side: the published `@ampt/data` over dynalite
+ * (the peer) and Larder's drop-in client `createData` with each transport
+ * (`larder-grpc` is the default), all through the same `data` API.
+ */
+export type ClientName = "peer" | "larder-grpc" | "larder-connect" | "larder-grpc-unpipelined";
+
+export const CLIENT_NAMES: Record<ClientName, string> = {
+  peer: "@ampt/data 1.0.27 over dynalite",
+  "larder-grpc": "Larder, default client (gRPC)",
+  "larder-connect": 'Larder, `transport: "connect"`',
+  "larder-grpc-unpipelined": "Larder, gRPC, `pipeline: false`",
+};
+
+/** The workloads of the side-by-side table, as calls of the `data` API. */
+export const CLIENT_OPERATIONS = ["get", "set", "key query 100"] as const;
+
+/** The side-by-side table's items: few and small, as in the issue that asked for it. */
+export const PEER_ITEMS = 1_000;
+export const peerItemKey = (i: number): string => `cmp:k${String(i).padStart(6, "0")}`;
+
 export type Task =
-  | { readonly kind: "init"; readonly url: string; readonly worker: number; readonly workers: number }
+  | { readonly kind: "init"; readonly url: string; readonly worker: number; readonly workers: number; readonly peerEndpoint?: string }
+  /** Stores PEER_ITEMS items through this client's seed. */
+  | { readonly kind: "client-fill"; readonly client: ClientName }
+  /** Calls of one `data` method through one client, `inFlight` at a time, for `ms`. */
+  | { readonly kind: "client-cell"; readonly client: ClientName; readonly operation: string; readonly inFlight: number; readonly ms: number; readonly record: boolean }
   /** Calls of one operation, `inFlight` at a time, for `ms`. Warm-up calls are made and not recorded. */
   | { readonly kind: "cell"; readonly protocol: Protocol; readonly operation: string; readonly inFlight: number; readonly ms: number; readonly record: boolean; readonly stored: number }
   /** Stores items `{prefix}{from..to-1}` (with labels) through Seed. */

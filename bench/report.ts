@@ -1,4 +1,4 @@
-import { PROTOCOL_NAMES, type Protocol } from "./messages.js";
+import { CLIENT_NAMES, PROTOCOL_NAMES, type ClientName, type Protocol } from "./messages.js";
 import type { MachineFacts } from "./proc.js";
 import type { Summary } from "./stats.js";
 
@@ -51,6 +51,26 @@ export interface ScaleRow {
   "label query 10"?: ScaleCell;
 }
 
+/** One client's figures in a cell of the side-by-side table. */
+export interface ClientCell extends Summary {
+  throughput: number;
+  errors: number;
+  firstError?: string;
+  misses: number;
+  /** CPU of the process that serves this client (Larder's server, or dynalite) per call. */
+  serverCpuUsPerCall: number;
+  /** CPU of the load worker (the client itself) per call. */
+  clientCpuUsPerCall: number;
+}
+
+/** One workload at one in-flight count, every client measured in alternating slices. */
+export interface PeerRow {
+  operation: string;
+  inFlight: number;
+  clients: Partial<Record<ClientName, ClientCell>>;
+  otherCores: number;
+}
+
 export interface Report {
   machine: MachineFacts & { loadAverageAfter: readonly number[] };
   run: { date: string; mode: string; engine: string; server: string; command: string; durationS: number; otherCores: number };
@@ -59,6 +79,9 @@ export interface Report {
   operations: OperationRow[];
   events: EventRow[];
   scale: ScaleRow[];
+  /** The side-by-side comparison with the published client, and `uptime` around it. */
+  peer: PeerRow[];
+  peerUptime?: { before: string; after: string };
   memoryMiB: Record<string, { rss: number; peak: number }>;
 }
 
@@ -77,6 +100,8 @@ export function markdown(report: Report): string {
     "",
     `Command: \`${run.command}\``,
   );
+
+  if (report.peer.length > 0) out.push("", ...peerSection(report));
 
   out.push("", "### Targets", "", targets(report));
   out.push(
@@ -192,4 +217,59 @@ function targets(report: Report): string {
   if (events) rows.push(["event latency p99 < 10 ms at 100 subscribers", `${events.p99} ms`, events.p99 < 10 ? "met" : "not met"]);
   if (rows.length === 0) return "(not measured in this run)";
   return table(["target", "measured", ""], ["---", "--:", "---"], rows);
+}
+
+/** The throughput targets against the peer, with the default client at 16 in flight (issue 15). */
+export const PEER_TARGETS: Record<string, number> = { get: 5, set: 3, "key query 100": 2 };
+
+function peerSection(report: Report): string[] {
+  const clients = (Object.keys(CLIENT_NAMES) as ClientName[]).filter((name) => report.peer.some((row) => row.clients[name]));
+  const larder = clients.filter((name) => name !== "peer");
+  const rows = report.peer.map((row) => {
+    const peer = row.clients.peer;
+    const cells = clients.map((name) => {
+      const cell = row.clients[name];
+      if (!cell) return "";
+      const ratio = name !== "peer" && peer ? ` (${(cell.throughput / peer.throughput).toFixed(2)}×)` : "";
+      const errors = cell.errors ? `, ${cell.errors} errors` : "";
+      return `${cell.throughput}${ratio} p99 ${cell.p99}${errors}`;
+    });
+    const target = PEER_TARGETS[row.operation];
+    const grpc = row.clients["larder-grpc"];
+    let verdict = "";
+    if (row.inFlight === 16 && target && grpc && peer) {
+      const ratio = grpc.throughput / peer.throughput;
+      verdict = `≥ ${target}×: ${ratio >= target ? "met" : `not met (${(ratio / target * 100).toFixed(0)}% of it)`}`;
+    } else if (row.inFlight === 1 && row.operation === "key query 100" && grpc) {
+      verdict = `p99 < 5 ms: ${grpc.p99 < 5 ? "met" : "not met"}`;
+    }
+    return [row.operation, row.inFlight, ...cells, verdict, row.otherCores];
+  });
+  const cpuRows = report.peer.map((row) => [
+    row.operation,
+    row.inFlight,
+    ...clients.map((name) => {
+      const cell = row.clients[name];
+      return cell ? `${cell.serverCpuUsPerCall} / ${cell.clientCpuUsPerCall}` : "";
+    }),
+  ]);
+  const uptime = report.peerUptime ? `\`uptime\` before: \`${report.peerUptime.before}\`; after: \`${report.peerUptime.after}\`.` : "";
+  return [
+    "### Side by side with the published client",
+    "",
+    "The same `data` calls through each client, in one run, slices of each client alternating so that the machine's drift " +
+      "touches all alike: calls/s (ratio to the peer) and client-side p99 ms. The peer is `@ampt/data` over dynalite in a " +
+      `process of its own; Larder is the server above. ${larder.length} Larder client${larder.length === 1 ? "" : "s"}; ` +
+      "targets apply to the default client. Other cores: CPU other processes used during the row. " + uptime,
+    "",
+    table(
+      ["workload", "in flight", ...clients.map((name) => CLIENT_NAMES[name]), "target (default client)", "other cores"],
+      ["---", "--:", ...clients.map(() => "--:"), "---", "--:"],
+      rows,
+    ),
+    "",
+    "CPU per call, µs (serving process / client process):",
+    "",
+    table(["workload", "in flight", ...clients.map((name) => CLIENT_NAMES[name])], ["---", "--:", ...clients.map(() => "--:")], cpuRows),
+  ];
 }

@@ -2,9 +2,11 @@ import { fork, type ChildProcess } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ITEMS, REMOVABLE, type Protocol, type Reply, type Task } from "./messages.js";
+import { execFileSync } from "node:child_process";
+import { CLIENT_NAMES, CLIENT_OPERATIONS, ITEMS, REMOVABLE, type ClientName, type Protocol, type Reply, type Task } from "./messages.js";
+import { startPeerServer, type PeerServer } from "./peer.js";
 import { CpuMeter, machineFacts } from "./proc.js";
-import { markdown, type Report, type OperationRow, type EventRow, type ScaleRow } from "./report.js";
+import { markdown, type ClientCell, type Report, type OperationRow, type EventRow, type PeerRow, type ScaleRow } from "./report.js";
 import { ROOT, startBenchServer, type BenchServer, type ServerBuild } from "./server-process.js";
 import { round, summarize } from "./stats.js";
 
@@ -40,7 +42,8 @@ const { values: args } = parseArgs({
     protocols: { type: "string" },
     ops: { type: "string" },
     "in-flight": { type: "string" },
-    sections: { type: "string", default: "ops,events,scale" },
+    sections: { type: "string", default: "peer,ops,events,scale" },
+    clients: { type: "string" },
     "cell-ms": { type: "string" },
     profile: { type: "string" },
     server: { type: "string", default: "auto" },
@@ -57,7 +60,8 @@ if (args.help) {
   --protocols LIST     grpc,connect-h1,connect-h2
   --ops LIST           e.g. ping,get,set (names as in the table)
   --in-flight LIST     e.g. 1,16,64
-  --sections LIST      ops,events,scale
+  --sections LIST      peer,ops,events,scale (peer: the side-by-side table with the published @ampt/data over dynalite)
+  --clients LIST       for peer: peer,larder-grpc,larder-connect,larder-grpc-unpipelined (default all but the last)
   --cell-ms MS         measured time per cell
   --profile DIR        write a V8 CPU profile of the server to DIR (summarize: npx tsx bench/profile.ts DIR/*.cpuprofile)
   --server auto|dist|esbuild|tsx  the server as built in dist/, as transpiled now by esbuild, or through tsx;
@@ -85,11 +89,16 @@ const settings = {
   scaleCellMs: full ? 2_000 : 600,
   workers: Number(args.workers),
   sections: list(args.sections)!,
+  clients: (list(args.clients) ?? ["peer", "larder-grpc", "larder-connect"]) as ClientName[],
+  clientInFlight: [1, 16],
+  /** Per client and cell, cut in `slices` slices that alternate between the clients. */
+  clientCellMs: full ? 6_000 : 1_500,
 };
 if (!settings.operations.includes("ping")) settings.operations.unshift("ping");
 for (const name of settings.operations) {
   if (!(OPERATION_NAMES as readonly string[]).includes(name)) throw new Error(`unknown operation '${name}'`);
 }
+for (const name of settings.clients) if (!(name in CLIENT_NAMES)) throw new Error(`unknown client '${name}'`);
 
 class Worker {
   private waiting?: { resolve: (reply: Reply) => void; reject: (error: Error) => void };
@@ -114,7 +123,7 @@ class Worker {
   }
 }
 
-function startWorkers(url: string, count: number): Promise<Worker[]> {
+function startWorkers(url: string, count: number, peerEndpoint?: string): Promise<Worker[]> {
   return Promise.all(
     Array.from({ length: count }, async (_, index) => {
       const child = fork(join(ROOT, "bench/load.ts"), [], {
@@ -124,7 +133,7 @@ function startWorkers(url: string, count: number): Promise<Worker[]> {
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
       const worker = new Worker(child);
-      await worker.ask({ kind: "init", url, worker: index, workers: count });
+      await worker.ask({ kind: "init", url, worker: index, workers: count, peerEndpoint });
       return worker;
     }),
   );
@@ -144,7 +153,9 @@ async function main(): Promise<void> {
   });
   progress(`bench: server pid ${server.pid} (${server.runs}, engine ${server.engine}) at ${server.url}`);
   const memory: Record<string, { rss: number; peak: number }> = { "at start": server.memory() };
-  const workers = await startWorkers(server.url, settings.workers);
+  const peer = settings.sections.includes("peer") && settings.clients.includes("peer") ? await startPeerServer() : undefined;
+  if (peer) progress(`bench: peer dynalite pid ${peer.pid} at ${peer.endpoint}`);
+  const workers = await startWorkers(server.url, settings.workers, peer?.endpoint);
   const lead = workers[0];
   const pids = [server.pid, ...workers.map((worker) => worker.process.pid!)];
   const report: Report = {
@@ -163,6 +174,7 @@ async function main(): Promise<void> {
     operations: [],
     events: [],
     scale: [],
+    peer: [],
     memoryMiB: memory,
   };
 
@@ -176,6 +188,8 @@ async function main(): Promise<void> {
       if (prefix === ITEMS) itemsFillRate = rate;
       progress(`bench: stored ${prefix}… ${from}..${to} (${rate} items/s through Seed)`);
     };
+    if (settings.sections.includes("peer")) await sideBySide(workers, server, peer, report);
+
     await fillTo(ITEMS, 0, settings.stored);
     stored = settings.stored;
     memory[`${stored} items stored`] = server.memory();
@@ -266,6 +280,7 @@ async function main(): Promise<void> {
     for (const worker of workers) worker.process.send({ kind: "exit" } satisfies Task);
     memory["peak (VmHWM)"] = { rss: server.memory().peak, peak: server.memory().peak };
     await server.stop();
+    await peer?.stop();
   }
 
   report.run.durationS = round((Date.now() - startedAt.getTime()) / 1000, 0);
@@ -286,6 +301,81 @@ async function main(): Promise<void> {
   console.log(table);
 }
 
+function uptime(): string {
+  try {
+    return execFileSync("uptime", { encoding: "utf8" }).trim();
+  } catch {
+    return `load average ${machineFacts().loadAverage.join(", ")}`;
+  }
+}
+
+/**
+ * The side-by-side table: each workload through every client, in slices that
+ * alternate between them (three rounds), so a change in what else the shared
+ * machine runs touches every client alike and the ratios stay comparable.
+ */
+async function sideBySide(workers: Worker[], server: BenchServer, peer: PeerServer | undefined, report: Report): Promise<void> {
+  const before = uptime();
+  const lead = workers[0];
+  const larderFill = settings.clients.find((name) => name !== "peer");
+  for (const client of settings.clients.filter((name) => name === "peer" || name === larderFill)) {
+    const reply = await lead.ask<"fill">({ kind: "client-fill", client });
+    progress(`bench: stored the side-by-side items through ${CLIENT_NAMES[client]} (${round(reply.elapsedMs, 0)} ms)`);
+  }
+  const servingPid = (client: ClientName) => (client === "peer" ? peer!.pid : server.pid);
+  for (const operation of CLIENT_OPERATIONS) {
+    for (const inFlight of settings.clientInFlight) {
+      const slices = new Map<ClientName, Slice[]>(settings.clients.map((name) => [name, []]));
+      const meter = new CpuMeter([server.pid, ...(peer ? [peer.pid] : []), ...workers.map((worker) => worker.process.pid!)]);
+      for (const client of settings.clients) {
+        await clientSlice(workers, servingPid(client), { client, operation, inFlight, ms: settings.warmupMs * 2, record: false });
+      }
+      for (let round = 0; round < settings.slices; round++) {
+        for (const client of settings.clients) {
+          const ms = settings.clientCellMs / settings.slices;
+          slices.get(client)!.push(await clientSlice(workers, servingPid(client), { client, operation, inFlight, ms, record: true }));
+        }
+      }
+      const row: PeerRow = { operation, inFlight, clients: {}, otherCores: meter.read().otherCores };
+      for (const [client, taken] of slices) row.clients[client] = clientCell(taken);
+      report.peer.push(row);
+      const peerThroughput = row.clients.peer?.throughput;
+      progress(
+        `  side by side, ${operation} ×${inFlight}: ` +
+          settings.clients
+            .map((client) => {
+              const cell = row.clients[client]!;
+              const ratio = client !== "peer" && peerThroughput ? ` (${round(cell.throughput / peerThroughput, 2)}×)` : "";
+              return `${client} ${cell.throughput}/s${ratio} p99 ${cell.p99} ms${cell.errors ? ` ${cell.errors} errors: ${cell.firstError}` : ""}`;
+            })
+            .join(", "),
+      );
+    }
+  }
+  report.peerUptime = { before, after: uptime() };
+}
+
+async function clientSlice(workers: Worker[], servingPid: number, task: Omit<Extract<Task, { kind: "client-cell" }>, "kind">): Promise<Slice> {
+  const meter = new CpuMeter([servingPid, ...workers.map((worker) => worker.process.pid!)]);
+  const replies = await Promise.all(workers.map((worker) => worker.ask<"cell">({ kind: "client-cell", ...task })));
+  return sliceOf(replies, meter, servingPid, workers);
+}
+
+function clientCell(slices: Slice[]): ClientCell {
+  const sum = (field: "elapsedMs" | "errors" | "misses" | "serverCpuMs" | "clientCpuMs") => slices.reduce((total, slice) => total + slice[field], 0);
+  const summary = summarize(concat(slices.map((slice) => slice.samples)));
+  const calls = Math.max(1, summary.count);
+  return {
+    ...summary,
+    throughput: round(summary.count / (sum("elapsedMs") / 1000), 0),
+    errors: sum("errors"),
+    firstError: slices.find((slice) => slice.firstError)?.firstError,
+    misses: sum("misses"),
+    serverCpuUsPerCall: round((sum("serverCpuMs") * 1000) / calls, 1),
+    clientCpuUsPerCall: round((sum("clientCpuMs") * 1000) / calls, 1),
+  };
+}
+
 interface Slice {
   samples: Float64Array;
   elapsedMs: number;
@@ -302,6 +392,10 @@ interface Slice {
 async function slice(workers: Worker[], server: BenchServer, task: Omit<Extract<Task, { kind: "cell" }>, "kind">): Promise<Slice> {
   const meter = new CpuMeter([server.pid, ...workers.map((worker) => worker.process.pid!)]);
   const replies = await Promise.all(workers.map((worker) => worker.ask<"cell">({ kind: "cell", ...task })));
+  return sliceOf(replies, meter, server.pid, workers);
+}
+
+function sliceOf(replies: Extract<Reply, { kind: "cell" }>[], meter: CpuMeter, servingPid: number, workers: Worker[]): Slice {
   const cpu = meter.read();
   return {
     samples: concat(replies.map((reply) => reply.samples)),
@@ -309,7 +403,7 @@ async function slice(workers: Worker[], server: BenchServer, task: Omit<Extract<
     errors: replies.reduce((sum, reply) => sum + reply.errors, 0),
     firstError: replies.find((reply) => reply.firstError)?.firstError,
     misses: replies.reduce((sum, reply) => sum + reply.misses, 0),
-    serverCpuMs: cpu.byPid.get(server.pid)!,
+    serverCpuMs: cpu.byPid.get(servingPid)!,
     clientCpuMs: workers.reduce((sum, worker) => sum + cpu.byPid.get(worker.process.pid!)!, 0),
     wallMs: cpu.wallMs,
     otherCoresMs: cpu.otherCores * cpu.wallMs,
