@@ -112,17 +112,29 @@ export function createDataWith({ transport, events, readFile, pipeline = true }:
   let removeNulls = true;
   let dispatcher: EventDispatcher | undefined;
 
-  const call = async <T>(body: () => Promise<T>): Promise<T> => {
+  const run = async <T>(body: () => Promise<T>): Promise<T> => {
     try {
       return await body();
     } catch (error) {
       throw toLarderError(error);
     }
   };
+  const after = <T>(gate: Promise<unknown>, body: () => Promise<T>): Promise<T> => gate.then(() => run(body));
+  /**
+   * While writes wait for the event stream's start, every later call waits
+   * behind them: calls leave, and pipelines apply them, in the order they were made.
+   */
+  let waiting: Promise<unknown> | undefined;
+  const call = <T>(body: () => Promise<T>): Promise<T> => (waiting ? after(waiting, body) : run(body));
   /** A write made after `on()` returns must reach its handlers: it is sent once the stream has its start (see started()). */
-  const write = async <T>(body: () => Promise<T>): Promise<T> => {
-    await dispatcher?.started();
-    return call(body);
+  const write = <T>(body: () => Promise<T>): Promise<T> => {
+    if (!dispatcher || dispatcher.hasStarted) return call(body);
+    const gate = Promise.all([waiting, dispatcher.started()]);
+    waiting = gate;
+    void gate.then(() => {
+      if (waiting === gate) waiting = undefined;
+    });
+    return after(gate, body);
   };
 
   async function query(expression: string, options: Options): Promise<Page> {

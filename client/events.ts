@@ -106,6 +106,7 @@ export class EventDispatcher {
   /** Settles once the first stream has its start position, or the first attempt to open it has failed. */
   private firstAttempt?: Promise<void>;
   private firstAttemptSettled: () => void = () => undefined;
+  private firstAttemptOver = false;
 
   constructor(
     private readonly source: WatchSource,
@@ -136,7 +137,13 @@ export class EventDispatcher {
     if (typeof handler !== "function") throw new Error("An event handler must be a function");
     this.registrations.push({ filters, handler, timeoutMs: timeoutMs ?? this.options.defaultTimeoutMs });
     if (!this.connection) {
-      this.firstAttempt = new Promise((resolve) => (this.firstAttemptSettled = resolve));
+      this.firstAttempt = new Promise(
+        (resolve) =>
+          (this.firstAttemptSettled = () => {
+            this.firstAttemptOver = true;
+            resolve();
+          }),
+      );
       this.connection = this.connect();
     }
   }
@@ -153,6 +160,11 @@ export class EventDispatcher {
    */
   async started(): Promise<void> {
     await this.firstAttempt;
+  }
+
+  /** True once started() would resolve at once: calls then leave without waiting a tick, in the order they are made. */
+  get hasStarted(): boolean {
+    return this.firstAttempt === undefined || this.firstAttemptOver;
   }
 
   /**

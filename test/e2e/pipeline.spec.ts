@@ -128,6 +128,21 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
     ]);
   });
 
+  it("calls made right after on(), while writes wait for the stream's start, keep the order they were made in", async () => {
+    const seen: string[] = [];
+    data.on("created:waiting:*", ({ item }) => void seen.push(item.key));
+    const [before, written, read, count] = await Promise.all([
+      data.get("waiting:a"),
+      data.set("waiting:a", 1),
+      data.get("waiting:a"),
+      data.count("waiting:*"),
+    ]);
+    expect([before, written, read, count]).to.deep.equal([undefined, 1, 1, 1]);
+    const deadline = Date.now() + 20_000;
+    while (seen.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(seen).to.deep.equal(["waiting:a"]);
+  });
+
   it("one call in flight is sent at once, alone", async () => {
     expect(await data.set("lone:a", "x")).to.equal("x");
     expect(await data.get("lone:a")).to.equal("x");
