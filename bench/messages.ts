@@ -22,8 +22,9 @@ export const CLIENT_NAMES: Record<ClientName, string> = {
   "larder-grpc-unpipelined": "Larder, gRPC, `pipeline: false`",
 };
 
-/** The workloads of the side-by-side table, as calls of the `data` API. */
+/** The workloads of the side-by-side table, as calls of the `data` API (`batch get 25` on request: --client-ops). */
 export const CLIENT_OPERATIONS = ["get", "set", "key query 100"] as const;
+export const MORE_CLIENT_OPERATIONS = ["batch get 25"] as const;
 
 /** The side-by-side table's items: few and small, as in the issue that asked for it. */
 export const PEER_ITEMS = 1_000;

@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
-import { CLIENT_NAMES, CLIENT_OPERATIONS, ITEMS, REMOVABLE, type ClientName, type Protocol, type Reply, type Task } from "./messages.js";
+import { CLIENT_NAMES, CLIENT_OPERATIONS, ITEMS, MORE_CLIENT_OPERATIONS, REMOVABLE, type ClientName, type Protocol, type Reply, type Task } from "./messages.js";
 import { startPeerServer, type PeerServer } from "./peer.js";
 import { CpuMeter, machineFacts } from "./proc.js";
 import { markdown, type ClientCell, type Report, type OperationRow, type EventRow, type PeerRow, type ScaleRow } from "./report.js";
@@ -44,6 +44,7 @@ const { values: args } = parseArgs({
     "in-flight": { type: "string" },
     sections: { type: "string", default: "peer,ops,events,scale" },
     clients: { type: "string" },
+    "client-ops": { type: "string" },
     "cell-ms": { type: "string" },
     profile: { type: "string" },
     server: { type: "string", default: "auto" },
@@ -62,6 +63,7 @@ if (args.help) {
   --in-flight LIST     e.g. 1,16,64
   --sections LIST      peer,ops,events,scale (peer: the side-by-side table with the published @ampt/data over dynalite)
   --clients LIST       for peer: peer,larder-grpc,larder-connect,larder-grpc-unpipelined (default all but the last)
+  --client-ops LIST    for peer: get,set,key query 100,batch get 25 (default the first three)
   --cell-ms MS         measured time per cell
   --profile DIR        write a V8 CPU profile of the server to DIR (summarize: npx tsx bench/profile.ts DIR/*.cpuprofile)
   --server auto|dist|esbuild|tsx  the server as built in dist/, as transpiled now by esbuild, or through tsx;
@@ -90,7 +92,8 @@ const settings = {
   workers: Number(args.workers),
   sections: list(args.sections)!,
   clients: (list(args.clients) ?? ["peer", "larder-grpc", "larder-connect"]) as ClientName[],
-  clientInFlight: [1, 16],
+  clientOperations: list(args["client-ops"]) ?? [...CLIENT_OPERATIONS],
+  clientInFlight: list(args["in-flight"])?.map(Number) ?? [1, 16],
   /** Per client and cell, cut in `slices` slices that alternate between the clients. */
   clientCellMs: full ? 6_000 : 1_500,
 };
@@ -99,6 +102,9 @@ for (const name of settings.operations) {
   if (!(OPERATION_NAMES as readonly string[]).includes(name)) throw new Error(`unknown operation '${name}'`);
 }
 for (const name of settings.clients) if (!(name in CLIENT_NAMES)) throw new Error(`unknown client '${name}'`);
+for (const name of settings.clientOperations) {
+  if (![...CLIENT_OPERATIONS, ...MORE_CLIENT_OPERATIONS].includes(name as never)) throw new Error(`unknown client operation '${name}'`);
+}
 
 class Worker {
   private waiting?: { resolve: (reply: Reply) => void; reject: (error: Error) => void };
@@ -190,9 +196,11 @@ async function main(): Promise<void> {
     };
     if (settings.sections.includes("peer")) await sideBySide(workers, server, peer, report);
 
-    await fillTo(ITEMS, 0, settings.stored);
-    stored = settings.stored;
-    memory[`${stored} items stored`] = server.memory();
+    if (settings.sections.some((section) => section !== "peer")) {
+      await fillTo(ITEMS, 0, settings.stored);
+      stored = settings.stored;
+      memory[`${stored} items stored`] = server.memory();
+    }
 
     if (settings.sections.includes("ops")) {
       let removable = 0;
@@ -323,7 +331,7 @@ async function sideBySide(workers: Worker[], server: BenchServer, peer: PeerServ
     progress(`bench: stored the side-by-side items through ${CLIENT_NAMES[client]} (${round(reply.elapsedMs, 0)} ms)`);
   }
   const servingPid = (client: ClientName) => (client === "peer" ? peer!.pid : server.pid);
-  for (const operation of CLIENT_OPERATIONS) {
+  for (const operation of settings.clientOperations) {
     for (const inFlight of settings.clientInFlight) {
       const slices = new Map<ClientName, Slice[]>(settings.clients.map((name) => [name, []]));
       const meter = new CpuMeter([server.pid, ...(peer ? [peer.pid] : []), ...workers.map((worker) => worker.process.pid!)]);
