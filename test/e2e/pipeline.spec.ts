@@ -201,7 +201,7 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
       });
       async function itemJson() {
         const { item } = await json.get({ key: "cj:a" });
-        return { key: "cj:a", value: { a: [1, "b"] }, created: toIso(item!.created!), modified: toIso(item!.modified!) };
+        return { key: "cj:a", value: { a: [1, "b"] }, created: toIso(item!.created!), modified: toIso(item!.modified!), version: String(item!.version) };
       }
     });
 
