@@ -125,7 +125,9 @@ export class EmbeddedStore implements Store {
     this.commits.setMaxListeners(0);
     this.sweeper = setInterval(() => {
       try {
-        options.observer?.swept(options.environment, this.purgeExpiredNow(Date.now()));
+        // Swept first, reported after: `observer?.swept(…, purge())` would skip the purge without an observer.
+        const swept = this.purgeExpiredNow(Date.now());
+        options.observer?.swept(options.environment, swept);
         this.pruneChanges(Date.now() - options.changeRetentionMs);
       } catch {
         // A failed sweep is retried at the next tick; reads hide expired items regardless (T7).

@@ -199,7 +199,13 @@ class MongoEngine implements Engine {
       // One reading of MongoDB's clock serves every environment's sweep.
       const now = await sweepTime(this.client, Date.now());
       for (const [name, store] of this.stores) {
-        await store.then(async (each) => this.options.observer?.swept(name, await each.purgeExpired(now))).catch(skipped);
+        await store
+          .then(async (each) => {
+            // Purged first, reported after: inside `observer?.swept(…)` the purge would not run without an observer.
+            const swept = await each.purgeExpired(now);
+            this.options.observer?.swept(name, swept);
+          })
+          .catch(skipped);
       }
     } catch (error) {
       skipped(error);
