@@ -9,6 +9,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { DataService, type ChangeEvent } from "../gen/larder/data/v1/data_pb.js";
 import { startLarder } from "../scripts/larder-process.js";
+import { runBulkRounds, type BulkRound } from "./bulk.js";
 import {
   BATCH_SIZE,
   batchKey,
@@ -35,6 +36,12 @@ import {
  * whole batches, exactly one event per applied change, events delivered before
  * the kill still in the log, resume tokens taken before the kill resuming right
  * after their event, and the first token of the run still resuming.
+ *
+ * Then `--bulk-rounds N` rounds (default 3 with --quick, 6 otherwise; none
+ * with --self-test) kill the server in the middle of a seed with overwrite,
+ * an import or a clone that replaces a whole environment, on a data directory
+ * of their own, and check that the old content or the new one is found,
+ * whole, with all of the replace's events or none (see bulk.ts).
  */
 const { values: args } = parseArgs({
   options: {
@@ -46,6 +53,7 @@ const { values: args } = parseArgs({
     "budget-seconds": { type: "string" },
     "self-test": { type: "boolean" },
     keep: { type: "boolean" },
+    "bulk-rounds": { type: "string" },
   },
 });
 const quick = args.quick ?? false;
@@ -59,9 +67,10 @@ const budgetSeconds = Number(args["budget-seconds"] ?? (quick || selfTest ? 85 :
 const SLOTS = 16;
 const WATCHERS = 2;
 const LIFETIME_MS: [number, number] = quick ? [300, 1500] : [300, 3000];
+const bulkRounds = Number(args["bulk-rounds"] ?? (selfTest ? 0 : quick ? 3 : 6));
 const dataDir = mkdtempSync(join(tmpdir(), "larder-chaos-"));
-if (!["normal", "full"].includes(durability) || !(rounds >= 1) || !(writerCount >= 1)) {
-  console.error("usage: chaos/run.ts [--rounds N | --quick] [--durability normal|full] [--writers N] [--seed S] [--budget-seconds S] [--self-test] [--keep]");
+if (!["normal", "full"].includes(durability) || !(rounds >= 1) || !(writerCount >= 1) || !(bulkRounds >= 0)) {
+  console.error("usage: chaos/run.ts [--rounds N | --quick] [--bulk-rounds N] [--durability normal|full] [--writers N] [--seed S] [--budget-seconds S] [--self-test] [--keep]");
   process.exit(2);
 }
 
@@ -456,6 +465,29 @@ async function main(): Promise<void> {
   }
   const total = (field: keyof Row) => rows.reduce((sum, row) => sum + row[field], 0);
   console.log(`| total | | ${total("acknowledged")} | ${total("inFlight")} | ${total("delivered")} | ${total("eventsChecked")} | ${total("tokensResumed")} | ${total("violations")} |`);
+
+  let bulk: BulkRound[] = [];
+  if (bulkRounds > 0) {
+    console.log("");
+    bulk = await runBulkRounds(
+      {
+        dataDir: join(dataDir, "bulk"),
+        durability,
+        rounds: bulkRounds,
+        items: 4_000,
+        itemBytes: 1_000,
+        killWindowMs: [20, 900],
+        onSpawn: (child) => {
+          children.add(child);
+          child.once("exit", () => children.delete(child));
+        },
+      },
+      (line) => console.log(line),
+    );
+    for (const round of bulk) all.push(...round.violations);
+    const landed = (which: BulkRound["landed"]) => bulk.filter((round) => round.landed === which).length;
+    console.log(`bulk: ${bulk.length} round(s): ${landed("new")} found the new content, ${landed("old")} the old one (killed before the swap), ${landed("neither")} a mix`);
+  }
   if (!args.keep) rmSync(dataDir, { recursive: true, force: true });
 
   if (selfTest) {
