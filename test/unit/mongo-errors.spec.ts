@@ -36,6 +36,19 @@ describe("MongoDB engine: driver faults become clear statuses", () => {
     }
   });
 
+  it("a transaction too large for the cache, or past its lifetime, is a clear status, never INTERNAL (issue 16)", () => {
+    const tooLarge = new MongoServerError({ message: "transaction too large", code: 10334, codeName: "TransactionTooLargeForCache", errorLabels: ["TransientTransactionError"] });
+    const large = toConnectError(fromMongoError(tooLarge));
+    expect([large.code, large.rawMessage]).to.deep.equal([
+      Code.ResourceExhausted,
+      "The write is too large for one MongoDB transaction (its cache); nothing was written: write fewer or smaller items at once",
+    ]);
+    const tooLong = new MongoServerError({ message: "lifetime", code: 290, codeName: "TransactionExceededLifetimeLimitSeconds" });
+    const long = toConnectError(fromMongoError(tooLong));
+    expect(long.code).to.equal(Code.Unavailable);
+    expect(long.rawMessage).to.contain("transaction lifetime");
+  });
+
   it("a write concern timeout → UNAVAILABLE saying the write may or may not have been applied", () => {
     const timeout = new MongoWriteConcernError({ writeConcernError: { code: 64, errmsg: "waiting for replication timed out" } } as never);
     const mapped = fromMongoError(timeout) as DomainError;

@@ -35,6 +35,15 @@ const MAX_TIME_EXPIRED = 50;
 /** The server ran out of time for its own reasons (a lock or ticket it waited for). */
 const EXCEEDED_TIME_LIMIT = 262;
 const WRITE_CONFLICT = 112;
+/**
+ * A transaction that outgrew the storage engine's cache, or MongoDB's
+ * transaction lifetime (transactionLifetimeLimitSeconds, 60 s by default).
+ * Bulk writes commit in bounded chunks so neither should happen; if one does,
+ * it is a clear status, never INTERNAL. By name: the numbers are not stable
+ * across versions, the names are.
+ */
+const TRANSACTION_TOO_LARGE = "TransactionTooLargeForCache";
+const TRANSACTION_TOO_LONG = "TransactionExceededLifetimeLimitSeconds";
 
 export function isDuplicateKey(error: unknown): boolean {
   return error instanceof MongoServerError && error.code === DUPLICATE_KEY;
@@ -72,6 +81,16 @@ export function fromMongoError(error: unknown): unknown {
     return unavailable("The connection to MongoDB failed during the call; retry with backoff");
   }
   if (error instanceof MongoServerError) {
+    if (error.codeName === TRANSACTION_TOO_LARGE) {
+      return new DomainError(
+        "RESOURCE_EXHAUSTED",
+        "STORE_UNAVAILABLE",
+        "The write is too large for one MongoDB transaction (its cache); nothing was written: write fewer or smaller items at once",
+      );
+    }
+    if (error.codeName === TRANSACTION_TOO_LONG) {
+      return unavailable("The write took longer than MongoDB's transaction lifetime; nothing was written: retry, or write fewer items at once");
+    }
     if (NO_PRIMARY.has(error.code as number)) return unavailable("MongoDB has no primary right now (an election is under way); retry");
     if (error.code === MAX_TIME_EXPIRED) return new DOMException("The deadline passed before MongoDB finished the read", "TimeoutError");
     if (error.code === EXCEEDED_TIME_LIMIT) return unavailable("MongoDB did not answer in time; retry");
