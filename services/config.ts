@@ -27,6 +27,8 @@ export interface Config {
   /** undefined: no metrics endpoint. */
   readonly metricsPort?: number;
   readonly metricsHost: string;
+  readonly compressMinBytes: number;
+  readonly compressLoopback: boolean;
 }
 
 export class ConfigError extends Error {
@@ -84,6 +86,16 @@ export const SETTINGS: readonly Setting[] = [
     about: "TCP port for Prometheus metrics at /metrics, apart from the API (0: any free port). Unset: no metrics.",
   },
   { name: "LARDER_METRICS_HOST", fallback: "127.0.0.1", about: "Address the metrics port listens on (an IP address, or 'localhost')." },
+  {
+    name: "LARDER_COMPRESS_MIN_BYTES",
+    fallback: "16384",
+    about: "Responses smaller than this are sent uncompressed, whatever the caller accepts (gzip would cost more than it saves).",
+  },
+  {
+    name: "LARDER_COMPRESS_LOOPBACK",
+    fallback: "false",
+    about: "`true`: compress responses to callers on this machine too (loopback gains nothing from it).",
+  },
 ];
 
 /**
@@ -159,6 +171,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxStreams: integer(read("LARDER_MAX_STREAMS"), "LARDER_MAX_STREAMS", 1, 1_000_000),
     metricsPort: metricsPort === undefined ? undefined : integer(metricsPort, "LARDER_METRICS_PORT", 0, 65535),
     metricsHost,
+    compressMinBytes: integer(read("LARDER_COMPRESS_MIN_BYTES"), "LARDER_COMPRESS_MIN_BYTES", 0, 1024 * MIB),
+    compressLoopback: oneOf(read("LARDER_COMPRESS_LOOPBACK"), ["true", "false"] as const, "LARDER_COMPRESS_LOOPBACK") === "true",
   };
 }
 

@@ -5,6 +5,7 @@ import net from "node:net";
 import { setMaxListeners } from "node:events";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { loopbackUncompressed } from "./compression.js";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -92,6 +93,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
     // A misspelt field (`"exist": false` for `"exists"`) would otherwise be dropped and the call run
     // without it: refused as INVALID_ARGUMENT naming the field, before the handler, so nothing is written.
     jsonOptions: { ignoreUnknownFields: false },
+    compressMinBytes: config.compressMinBytes,
     // Connect times a deadline with one setTimeout, which Node fires at once past 2^31-1 ms (24.8
     // days): a longer deadline would cut the call straight away, so it is refused as INVALID_ARGUMENT.
     maxTimeoutMs: MAX_TIMER_MS,
@@ -120,9 +122,10 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
       metrics &&
       (({ reason, method, request }) => metrics.refusedCall(reason, method, protocolOf(request.headers["content-type"]))),
   });
+  const answered = config.compressLoopback ? gated : loopbackUncompressed(gated);
   // The console's static files are not calls: they skip the call admission, not the shutdown tracking.
   const routed: Handler = (request, response) => {
-    if (!isConsolePath(request.url)) return gated(request, response);
+    if (!isConsolePath(request.url)) return answered(request, response);
     serveConsole(request, response).catch((error: unknown) => {
       log.error({ err: error }, "console file could not be served");
       if (!response.headersSent) (response as http.ServerResponse).writeHead(500).end();
