@@ -11,14 +11,16 @@ export const PROTOCOL_NAMES: Record<Protocol, string> = {
 /**
  * The clients compared side by side: the published `@ampt/data` over dynalite
  * (the peer) and Larder's drop-in client `createData` with each transport
- * (`larder-grpc` is the default), all through the same `data` API.
+ * (`larder-connect` is the default), all through the same `data` API.
  */
 export type ClientName = "peer" | "larder-grpc" | "larder-connect" | "larder-grpc-unpipelined";
 
+export const DEFAULT_CLIENT: ClientName = "larder-connect";
+
 export const CLIENT_NAMES: Record<ClientName, string> = {
   peer: "@ampt/data 1.0.27 over dynalite",
-  "larder-grpc": "Larder, default client (gRPC)",
-  "larder-connect": 'Larder, `transport: "connect"`',
+  "larder-connect": "Larder, default client (Connect, HTTP/1.1)",
+  "larder-grpc": 'Larder, `transport: "grpc"` (HTTP/2)',
   "larder-grpc-unpipelined": "Larder, gRPC, `pipeline: false`",
 };
 

@@ -91,7 +91,7 @@ const settings = {
   scaleCellMs: full ? 2_000 : 600,
   workers: Number(args.workers),
   sections: list(args.sections)!,
-  clients: (list(args.clients) ?? ["peer", "larder-grpc", "larder-connect"]) as ClientName[],
+  clients: (list(args.clients) ?? ["peer", "larder-connect", "larder-grpc"]) as ClientName[],
   clientOperations: list(args["client-ops"]) ?? [...CLIENT_OPERATIONS],
   clientInFlight: list(args["in-flight"])?.map(Number) ?? [1, 16],
   /** Per client and cell, cut in `slices` slices that alternate between the clients. */
