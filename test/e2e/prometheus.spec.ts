@@ -42,10 +42,13 @@ interface Sample {
  * load with a Watch open, and PromQL gives the answers an operator's
  * dashboards and alerts would ask for. promtool lints the exposition.
  */
-describe("e2e: a real Prometheus scrapes Larder", function () {
+const prometheusPath = onPath("prometheus");
+const promtoolPath = onPath("promtool");
+const missing = [prometheusPath ? undefined : "prometheus", promtoolPath ? undefined : "promtool"].filter(Boolean);
+const unavailable = missing.length === 0 ? "" : ` (skipped: ${missing.join(" and ")} not installed; Debian: apt-get install prometheus)`;
+
+describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
   this.timeout(90_000);
-  const prometheusPath = onPath("prometheus");
-  const promtoolPath = onPath("promtool");
   let larder: RunningServer | undefined;
   let prometheus: ChildProcess | undefined;
   let prometheusLog = "";
@@ -54,8 +57,9 @@ describe("e2e: a real Prometheus scrapes Larder", function () {
   let prometheusUrl = "";
 
   before(async function () {
-    if (!prometheusPath || !promtoolPath) {
-      this.skip(); // prometheus and promtool are not installed here (Debian: apt-get install prometheus); .ci/run installs them
+    if (missing.length > 0) {
+      console.log(`    ${unavailable.trim()}`);
+      this.skip(); // .ci/run installs prometheus (with promtool), so CI never skips this
     }
     larder = await startServer({ env: { LARDER_METRICS_PORT: "0", LARDER_LOG_LEVEL: "warn" } });
     const printed = /larder metrics on (http:\/\/127\.0\.0\.1:(\d+)\/metrics)/.exec(larder.output());
