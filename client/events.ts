@@ -113,7 +113,7 @@ export class EventDispatcher {
     private readonly settings: EventOptions = {},
   ) {
     this.clock = settings.clock ?? realClock;
-    this.log = settings.log ?? ((message, detail) => console.error(`[larder events] ${message}`, detail ?? ""));
+    this.log = settings.log ?? ((message, detail) => console.error(`[larder events] ${message}`, ...(detail === undefined ? [] : [detail])));
     this.options = {
       retryForMs: settings.retryForMs ?? DAY_MS,
       initialBackoffMs: settings.initialBackoffMs ?? 1000,
@@ -209,16 +209,20 @@ export class EventDispatcher {
       } catch (error) {
         if (this.abort.signal.aborted) return;
         const code = (error as { code?: number }).code;
+        // One line (code, reason, message): a stream failure is the server's answer, not a bug to dump with its headers.
+        const summary = oneLine(error);
         if (code === 11 /* OUT_OF_RANGE */) {
-          this.log("the resume position is older than the server keeps; events in between were missed", error);
+          this.log(`the resume position is older than the server keeps; events in between were missed (${summary})`);
           // A subscription's stored position would be refused again: go on from the head instead.
           this.lastToken = this.settings.subscription ? await this.head().catch(() => undefined) : undefined;
         } else if (code === 7 /* PERMISSION_DENIED */ || code === 16 /* UNAUTHENTICATED */) {
           const refused = toLarderError(error);
+          const again = this.refused !== undefined && oneLine(this.refused) === summary;
           this.refused = refused instanceof LarderError ? refused : new LarderError(code === 7 ? "PERMISSION_DENIED" : "UNAUTHENTICATED", String(error));
-          this.log(`the server refuses the event stream (${this.refused.message}); retrying in ${backoff} ms`, error);
+          // Said once, not at every retry; said again only if the answer changes.
+          if (!again) this.log(`the server refuses the event stream: ${summary}; retrying with backoff (data.ready() rejects meanwhile)`);
         } else {
-          this.log(`the event stream failed; reconnecting in ${backoff} ms`, error);
+          this.log(`the event stream failed (${summary}); reconnecting in ${backoff} ms`);
         }
       }
       // The stream ended or failed before it started: writes go ahead and meet whatever the server says.
@@ -335,6 +339,13 @@ export class EventDispatcher {
       }
     }
   }
+}
+
+/** `PERMISSION_DENIED (ROLE_NOT_ALLOWED): the key's role 'read' may not call Watch`. */
+function oneLine(error: unknown): string {
+  const shaped = toLarderError(error);
+  if (shaped instanceof LarderError) return `${shaped.code}${shaped.reason ? ` (${shaped.reason})` : ""}: ${shaped.message}`;
+  return shaped instanceof Error ? shaped.message : String(shaped);
 }
 
 /** EV3 and EV7: a key's namespace is the text before its first colon; a simple key is its own. */

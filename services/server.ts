@@ -99,7 +99,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
     maxTimeoutMs: MAX_TIMER_MS,
     interceptors: [
       ...(metrics ? [metrics.callInterceptor()] : []),
-      callLog(log, keys !== undefined),
+      callLog(log, keys !== undefined, shutdown.signal),
       health.storeInterceptor(),
       overloadGuard({
         maxUnary: config.maxInFlight,
@@ -374,7 +374,7 @@ function closeAfterResponse(response: http.ServerResponse): void {
 }
 
 /** One log line per call: method, status, duration, environment and the key's id; never a key or a payload. */
-function callLog(log: Logger, keysConfigured: boolean): Interceptor {
+function callLog(log: Logger, keysConfigured: boolean, shutdownSignal: AbortSignal): Interceptor {
   return (next) => async (request) => {
     const started = performance.now();
     const fields = () => {
@@ -389,6 +389,10 @@ function callLog(log: Logger, keysConfigured: boolean): Interceptor {
       };
     };
     const failed = (error: unknown) => {
+      if (clientWentAway(request.signal, shutdownSignal, error)) {
+        log.debug({ ...fields(), code: "Canceled", message: "the client went away" }, "call");
+        return;
+      }
       const failure = ConnectError.from(error);
       const entry = { ...fields(), code: Code[failure.code] };
       if (failure.code === Code.Internal || failure.code === Code.Unknown) {
@@ -411,9 +415,33 @@ function callLog(log: Logger, keysConfigured: boolean): Interceptor {
     // A stream's line is written when it ends, so its duration is the stream's and a failure mid-stream is seen.
     return {
       ...response,
-      message: loggedStream(response.message, (code) => log.debug({ ...fields(), code }, "call"), failed),
+      message: loggedStream(
+        response.message,
+        // A stream whose client left ends quietly (the handler stops on the abort), but was not served to its end.
+        (code) => log.debug({ ...fields(), code: code === "ok" && clientWentAway(request.signal, shutdownSignal) ? "Canceled" : code }, "call"),
+        failed,
+      ),
     };
   };
+}
+
+/** Node's words for a peer that closed or reset its stream or connection while a call was in progress. */
+const PEER_GONE = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "ERR_STREAM_DESTROYED", "ERR_HTTP2_INVALID_STREAM", "ERR_HTTP2_STREAM_ERROR", "EPIPE"]);
+
+/**
+ * The client stopped (grpcurl interrupted, a tab closed, a cancelled call): a
+ * normal event, not a server error. The call's signal is aborted with no
+ * reason of the server's own (a deadline passing or a shutdown give one), or
+ * the failure is Node's word for a peer that went away.
+ */
+function clientWentAway(signal: AbortSignal, shutdownSignal: AbortSignal, error?: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; cause = cause.cause, depth++) {
+    if (PEER_GONE.has(String((cause as { code?: unknown }).code))) return true;
+  }
+  if (!signal.aborted || shutdownSignal.aborted) return false;
+  const reason: unknown = signal.reason;
+  if (reason instanceof ConnectError) return reason.code === Code.Canceled || reason.code === Code.Aborted;
+  return !(reason instanceof Error) || reason.name === "AbortError";
 }
 
 async function* loggedStream<T>(

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { expect } from "chai";
 import { LarderError } from "../../client/errors.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { EventDispatcher, type DataEvent, type EventClock, type WatchMessage, type WatchSource } from "../../client/events.js";
 
 /** A Watch source fed by the test: each connection records its request and reads from a shared script. */
@@ -265,6 +266,29 @@ describe("client events (data.on)", () => {
       { resumeToken: undefined, subscription: "mailer" },
       {},
       { resumeToken: "1.0", subscription: "mailer" },
+    ]);
+  });
+
+  it("a refused stream is reported in one line (code, reason, message), once, not at every retry", async () => {
+    const refusing: WatchSource = async function* () {
+      throw new ConnectError("the key's role 'read' may not call Watch", Code.PermissionDenied, new Headers({ "x-noise": "headers" }), [
+        { desc: ErrorInfoSchema, value: { reason: "ROLE_NOT_ALLOWED", domain: "larder.dev" } },
+      ]);
+    };
+    const printed: unknown[][] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => void printed.push(args);
+    try {
+      const { clock, sleeps } = fastClock();
+      const dispatcher = new EventDispatcher(refusing, { clock });
+      dispatcher.on("*", () => {});
+      while (sleeps.length < 4) await tick(1);
+      await dispatcher.close();
+    } finally {
+      console.error = original;
+    }
+    expect(printed).to.deep.equal([
+      ["[larder events] the server refuses the event stream: PERMISSION_DENIED (ROLE_NOT_ALLOWED): the key's role 'read' may not call Watch; retrying with backoff (data.ready() rejects meanwhile)"],
     ]);
   });
 });
