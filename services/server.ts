@@ -4,6 +4,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { setMaxListeners } from "node:events";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { loopbackUncompressed } from "./compression.js";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
@@ -23,6 +24,7 @@ import { HealthStatus } from "./health.js";
 import { admissionGate, overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
 import { protocolOf, serveMetrics, type LarderMetrics } from "./metrics.js";
+import { protocolChecks } from "./protocol-answers.js";
 import { registerReflection } from "./reflection.js";
 import { REQUEST_ID_HEADER, withRequestIds } from "./request-id.js";
 import type { Engine } from "./stores/engine.js";
@@ -74,6 +76,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
   const health = new HealthStatus(new Set([...served, ServerReflection, ServerReflectionAlpha].map((service) => service.typeName)));
   const requests = new ActiveRequests();
 
+  const routeIndex = new Map<string, UniversalHandler>();
   const routes = (router: ConnectRouter) => {
     registerDataService(router, {
       engine,
@@ -85,6 +88,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
     health.register(router, shutdown.signal);
     // google.rpc.ErrorInfo travels in error details; tools decode it by asking reflection for its type.
     registerReflection(router, served, [file_google_rpc_error_details]);
+    for (const route of router.handlers) routeIndex.set(route.requestPath, route);
   };
   const connectHandler = connectNodeAdapter({
     routes,
@@ -123,9 +127,11 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
       (({ reason, method, request }) => metrics.refusedCall(reason, method, protocolOf(request.headers["content-type"]))),
   });
   const answered = config.compressLoopback ? gated : loopbackUncompressed(gated);
+  // A wrong path, HTTP method or content type is answered in the caller's protocol, saying what to send.
+  const checked = protocolChecks(answered, routeIndex);
   // The console's static files are not calls: they skip the call admission, not the shutdown tracking.
   const routed: Handler = (request, response) => {
-    if (!isConsolePath(request.url)) return answered(request, response);
+    if (!isConsolePath(request.url)) return checked(request, response);
     serveConsole(request, response).catch((error: unknown) => {
       log.error({ err: error }, "console file could not be served");
       if (!response.headersSent) (response as http.ServerResponse).writeHead(500).end();

@@ -27,7 +27,11 @@ export function authInterceptor({ keys, publicServices }: AuthOptions): Intercep
       throw withReason("Missing API key: send the header 'authorization: Bearer <key>'", Code.Unauthenticated, "API_KEY_MISSING");
     }
     const presented = BEARER.exec(header)?.[1];
-    const principal = presented === undefined ? undefined : authenticate(keys, presented);
+    if (presented === undefined) {
+      // The header's value is never echoed: it may well be the key itself.
+      throw withReason("The authorization header must be 'Bearer <key>' (the word Bearer, a space, then the key)", Code.Unauthenticated, "API_KEY_MALFORMED");
+    }
+    const principal = authenticate(keys, presented);
     if (!principal) throw withReason("Unknown API key", Code.Unauthenticated, "API_KEY_UNKNOWN");
     if (!roleAllows(principal.role, service, request.method.name)) throw roleRefusal(principal, service, request.method.name);
     request.contextValues.set(principalKey, principal);

@@ -42,7 +42,13 @@ export type Reason =
   | "ENVIRONMENT_NAME_TOO_LONG"
   | "TOO_MANY_CALLS"
   | "TOO_MANY_CALLS_ON_CONNECTION"
-  | "TOO_MANY_STREAMS";
+  | "TOO_MANY_STREAMS"
+  // Requests that are not a call: answered before any handler, in the caller's protocol.
+  | "API_KEY_MALFORMED"
+  | "UNKNOWN_METHOD"
+  | "HTTP_METHOD_NOT_ALLOWED"
+  | "UNSUPPORTED_CONTENT_TYPE"
+  | "HTTP2_REQUIRED";
 
 export class DomainError extends Error {
   constructor(
