@@ -23,6 +23,7 @@ import { registerDataService } from "./data-service.js";
 import { HealthStatus } from "./health.js";
 import { admissionGate, overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
+import { eventStreamRoutes } from "./event-stream.js";
 import { protocolOf, serveMetrics, type LarderMetrics } from "./metrics.js";
 import { protocolChecks } from "./protocol-answers.js";
 import { registerReflection } from "./reflection.js";
@@ -129,8 +130,11 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
   const answered = config.compressLoopback ? gated : loopbackUncompressed(gated);
   // A wrong path, HTTP method or content type is answered in the caller's protocol, saying what to send.
   const checked = protocolChecks(answered, routeIndex);
+  // Server-sent events for curl and EventSource: a Watch call through its own handler, written as SSE.
+  const eventRoutes = eventStreamRoutes({ watch: routeIndex.get(`/${DataService.typeName}/Watch`)!, keys });
   // The console's static files are not calls: they skip the call admission, not the shutdown tracking.
   const routed: Handler = (request, response) => {
+    if (eventRoutes(request, response)) return;
     if (!isConsolePath(request.url)) return checked(request, response);
     serveConsole(request, response).catch((error: unknown) => {
       log.error({ err: error }, "console file could not be served");

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
-import { grpcurlPath, useServer } from "../support/server.js";
+import { findGrpcurl, useServer } from "../support/server.js";
 
 const run = promisify(execFile);
 
@@ -14,9 +14,10 @@ const run = promisify(execFile);
  * knows comes from server reflection. Skipped (not passed) where the team's
  * grpcurl is not installed, as on a user's fresh clone.
  */
-const grpcurl = grpcurlPath();
+const found = findGrpcurl();
+const grpcurl = found.path;
 /** Mocha's skip() takes no reason, so a missing grpcurl says so in the suite's title. */
-const unavailable = grpcurl ? "" : " (skipped: no grpcurl at ../shared/tools/grpcurl)";
+const unavailable = grpcurl ? "" : ` (skipped: ${found.why})`;
 
 describe(`e2e: grpcurl -plaintext drives the server through reflection${unavailable}`, function () {
   before(function () {

@@ -1,6 +1,6 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import { REPO_ROOT, spawnLarder, startLarder } from "../../scripts/larder-process.js";
 
@@ -84,8 +84,22 @@ export function useServer(options: StartOptions = {}): { readonly url: string; r
   };
 }
 
-/** ../shared/tools/grpcurl next to the project, where the team's machines have it; undefined elsewhere. */
-export function grpcurlPath(): string | undefined {
-  const path = resolve(REPO_ROOT, "../shared/tools/grpcurl");
-  return existsSync(path) ? path : undefined;
+/**
+ * grpcurl, looked for in this order: the GRPCURL variable, `grpcurl` on PATH,
+ * then the team's shared tools next to the checkout (../shared/tools, or
+ * ../../shared/tools from a worktree). Undefined when none is there; `why`
+ * says where it looked, for the skipped suite's title.
+ */
+export function findGrpcurl(): { path?: string; why: string } {
+  const fromEnv = process.env.GRPCURL;
+  if (fromEnv) return existsSync(fromEnv) ? { path: fromEnv, why: "" } : { why: `GRPCURL=${fromEnv} does not exist` };
+  const onPath = (process.env.PATH ?? "")
+    .split(delimiter)
+    .filter(Boolean)
+    .map((directory) => join(directory, "grpcurl"))
+    .find((candidate) => existsSync(candidate));
+  if (onPath) return { path: onPath, why: "" };
+  const shared = ["../shared/tools/grpcurl", "../../shared/tools/grpcurl"].map((relative) => resolve(REPO_ROOT, relative)).find((candidate) => existsSync(candidate));
+  if (shared) return { path: shared, why: "" };
+  return { why: "no grpcurl: set GRPCURL, put grpcurl on PATH, or install it in ../shared/tools" };
 }
