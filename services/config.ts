@@ -29,6 +29,8 @@ export interface Config {
   readonly metricsHost: string;
   readonly compressMinBytes: number;
   readonly compressLoopback: boolean;
+  /** Browser origins allowed to call across origins (CORS), exactly as browsers send them. */
+  readonly corsOrigins: readonly string[];
 }
 
 export class ConfigError extends Error {
@@ -75,6 +77,11 @@ export const SETTINGS: readonly Setting[] = [
     about: "Unary calls served at once on one connection, so one client cannot take the whole LARDER_MAX_IN_FLIGHT.",
   },
   { name: "LARDER_MAX_STREAMS", fallback: "10000", about: "Open Watch streams at once; past it a Watch gets RESOURCE_EXHAUSTED." },
+  {
+    name: "LARDER_CORS_ORIGINS",
+    fallback: "",
+    about: "Web page origins that may call from a browser (comma-separated, exact, e.g. https://app.example.com). Empty: none.",
+  },
   {
     name: "LARDER_BODY_TIMEOUT_MS",
     fallback: "60000",
@@ -173,6 +180,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsHost,
     compressMinBytes: integer(read("LARDER_COMPRESS_MIN_BYTES"), "LARDER_COMPRESS_MIN_BYTES", 0, 1024 * MIB),
     compressLoopback: oneOf(read("LARDER_COMPRESS_LOOPBACK"), ["true", "false"] as const, "LARDER_COMPRESS_LOOPBACK") === "true",
+    corsOrigins: corsOrigins(read("LARDER_CORS_ORIGINS")),
   };
 }
 
@@ -195,6 +203,32 @@ function publicServices(text: string): string[] {
     }
   }
   return names;
+}
+
+/**
+ * Exact origins, as a browser sends them in `Origin`: scheme, host and port
+ * only. A wildcard is refused: any page on the web calling with a user's
+ * key is rarely meant, and a list says which pages are.
+ */
+function corsOrigins(text: string): string[] {
+  const origins = text
+    .split(",")
+    .map((origin) => origin.trim())
+    .filter(Boolean);
+  for (const origin of origins) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !["http:", "https:"].includes(parsed.protocol) || parsed.origin !== origin) {
+      throw new ConfigError(
+        `LARDER_CORS_ORIGINS lists exact origins (scheme://host[:port], no path or trailing slash, no wildcard), like https://app.example.com; not '${origin}'`,
+      );
+    }
+  }
+  return origins;
 }
 
 /** Loopback addresses are the only ones a server without API keys may listen on. */

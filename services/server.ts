@@ -23,6 +23,7 @@ import { registerDataService } from "./data-service.js";
 import { HealthStatus } from "./health.js";
 import { admissionGate, overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
+import { corsHandler } from "./cors.js";
 import { eventStreamRoutes } from "./event-stream.js";
 import { protocolOf, serveMetrics, type LarderMetrics } from "./metrics.js";
 import { protocolChecks } from "./protocol-answers.js";
@@ -144,7 +145,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
   };
   metrics?.sample({ callsInFlight: () => gated.load().inFlight, figures: openedEngine.figures?.bind(openedEngine) });
   // Outermost: every answer carries its request id, refusals and shutdown's 503 included.
-  const handler = withRequestIds(requests.track(routed, shutdown.signal));
+  const handler = withRequestIds(requests.track(corsHandler(routed, config.corsOrigins), shutdown.signal));
   const metricsServer = metrics && serveMetrics(metrics, log);
 
   const sockets = new Set<net.Socket>();
