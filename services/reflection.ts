@@ -1,5 +1,5 @@
-import { toBinary, type DescFile, type DescMessage, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { clone, fromBinary, toBinary, type DescFile, type DescMessage, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, SourceCodeInfoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import {
   ServerReflection,
@@ -7,6 +7,7 @@ import {
   type ServerReflectionResponseSchema,
 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { sourceInfo } from "../gen/source_info.js";
 
 type Response = MessageInitShape<typeof ServerReflectionResponseSchema>;
 
@@ -42,6 +43,8 @@ export function reflectionAnswers(
   const symbols = symbolTable(files);
   const byName = new Map(files.map((file) => [file.proto.name, file]));
   const serviceNames = services.map((service) => service.typeName).sort();
+  // Encoded once: each file as served, with its comments put back (protoc-gen-es embeds descriptors without them).
+  const encoded = new Map(files.map((file) => [file.proto.name, toBinary(FileDescriptorProtoSchema, withComments(file))]));
 
   function fileContaining(symbol: string): DescFile | undefined {
     // A method, `pkg.Service.Method`, lives in its service's file.
@@ -62,7 +65,7 @@ export function reflectionAnswers(
           // The file asked for comes first: clients (grpcurl among them) read it as the answer.
           fileDescriptorProto: withDependencies([file])
             .reverse()
-            .map((each) => toBinary(FileDescriptorProtoSchema, each.proto)),
+            .map((each) => encoded.get(each.proto.name) ?? toBinary(FileDescriptorProtoSchema, withComments(each))),
         },
       },
     });
@@ -104,6 +107,19 @@ export function reflectionAnswers(
         };
     }
   };
+}
+
+/**
+ * The file's descriptor with its .proto comments (gen/source_info.ts), so
+ * `grpcurl describe` shows the API's documentation. Locations are paths into
+ * the descriptor, which protoc-gen-es embeds element for element.
+ */
+function withComments(file: DescFile): DescFile["proto"] {
+  const info = sourceInfo[file.proto.name];
+  if (!info) return file.proto;
+  const proto = clone(FileDescriptorProtoSchema, file.proto);
+  proto.sourceCodeInfo = fromBinary(SourceCodeInfoSchema, Buffer.from(info, "base64"));
+  return proto;
 }
 
 /** The files and every file they import, transitively (well-known types included), dependencies first. */

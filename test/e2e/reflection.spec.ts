@@ -52,6 +52,21 @@ describe("e2e: gRPC server reflection v1 and v1alpha", () => {
         expect(answers[4].messageResponse.case).to.equal("errorResponse");
         expect((answers[4].messageResponse.value as { errorCode: number }).errorCode).to.equal(5);
       });
+
+      it("descriptors carry the .proto comments (source_code_info), so tools show the API's documentation", async () => {
+        const [answer] = await ask([{ messageRequest: { case: "fileContainingSymbol", value: "larder.data.v1.DataService" } }]);
+        const [file] = (answer.messageResponse.value as { fileDescriptorProto: Uint8Array[] }).fileDescriptorProto.map((bytes) =>
+          fromBinary(FileDescriptorProtoSchema, bytes),
+        );
+        const serviceIndex = file.service.findIndex((service) => service.name === "DataService");
+        // Path 6 = FileDescriptorProto.service; [6, i] is the service, where its leading comment lives.
+        const location = file.sourceCodeInfo?.location.find((each) => each.path.join(",") === `6,${serviceIndex}`);
+        expect(location?.leadingComments).to.contain("DataService reads and writes the items of one environment");
+        const queryIndex = file.messageType.findIndex((message) => message.name === "QueryRequest");
+        const limitIndex = file.messageType[queryIndex].field.findIndex((field) => field.name === "limit");
+        const limit = file.sourceCodeInfo?.location.find((each) => each.path.join(",") === `4,${queryIndex},2,${limitIndex}`);
+        expect(limit?.leadingComments).to.contain("Page size");
+      });
     });
   }
 });
