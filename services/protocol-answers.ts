@@ -1,8 +1,8 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { createAsyncIterable, type UniversalHandler, type UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Reason } from "./domain/errors.js";
 import { withReason } from "./errors.js";
@@ -152,4 +152,43 @@ function unknownPath(path: string, routes: ReadonlyMap<string, UniversalHandler>
       ? `${serviceName} has no method '${echo(path.slice(serviceName.length + 2))}'; its methods: ${methods.join(", ")}`
       : `No service at '${echo(path)}'. Calls are POST /<service>/<method>, e.g. /larder.data.v1.DataService/Get; services: ${services.join(", ")}`;
   return refusal(message, Code.Unimplemented, "UNKNOWN_METHOD");
+}
+
+/**
+ * A Connect JSON request the library cannot read as the method's input (an
+ * unknown field, a wrong type) is refused by the library before any of
+ * Larder's code runs, with its own message and no reason. For unary calls
+ * (what curl and hand-written clients send) the answer gets the ErrorInfo
+ * reason INVALID_REQUEST, and an unknown field's message names the fields
+ * there are, so a typo is easy to see.
+ */
+export function withRequestReasons(route: UniversalHandler): UniversalHandler {
+  if (route.method.methodKind !== "unary") return route;
+  const fields = route.method.input.fields.map((field) => field.jsonName).join(", ");
+  const wrapped = async (request: UniversalServerRequest) => {
+    const response = await route(request);
+    const header = response.header;
+    if (response.status !== 400 || !response.body || !header?.get("content-type")?.startsWith("application/json") || header.has("content-encoding")) {
+      return response;
+    }
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of response.body) chunks.push(chunk);
+    const bytes = Buffer.concat(chunks);
+    const error = (() => {
+      try {
+        return errorFromJsonBytes(bytes, undefined, new ConnectError("", Code.Unknown));
+      } catch {
+        return undefined;
+      }
+    })();
+    if (!error || error.code !== Code.InvalidArgument || error.details.length > 0 || !error.rawMessage.startsWith("cannot decode ")) {
+      return { ...response, body: createAsyncIterable([bytes]) };
+    }
+    const unknown = /^cannot decode message (\S+) from JSON: key "(.*)" is unknown$/s.exec(error.rawMessage);
+    const message = unknown ? `Unknown field "${echo(unknown[2])}" in ${unknown[1]}; its fields: ${fields}` : error.rawMessage;
+    const body = errorToJsonBytes(refusal(message, Code.InvalidArgument, "INVALID_REQUEST"), {});
+    header.set("content-length", String(body.byteLength));
+    return { ...response, body: createAsyncIterable([body]) };
+  };
+  return Object.assign(wrapped, route);
 }

@@ -26,7 +26,7 @@ import type { Logger } from "./log.js";
 import { corsHandler } from "./cors.js";
 import { eventStreamRoutes } from "./event-stream.js";
 import { protocolOf, serveMetrics, type LarderMetrics } from "./metrics.js";
-import { protocolChecks } from "./protocol-answers.js";
+import { protocolChecks, withRequestReasons } from "./protocol-answers.js";
 import { registerReflection } from "./reflection.js";
 import { REQUEST_ID_HEADER, withRequestIds } from "./request-id.js";
 import type { Engine } from "./stores/engine.js";
@@ -90,7 +90,10 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
     health.register(router, shutdown.signal);
     // google.rpc.ErrorInfo travels in error details; tools decode it by asking reflection for its type.
     registerReflection(router, served, [file_google_rpc_error_details]);
-    for (const route of router.handlers) routeIndex.set(route.requestPath, route);
+    router.handlers.forEach((route, index) => {
+      router.handlers[index] = withRequestReasons(route);
+      routeIndex.set(route.requestPath, router.handlers[index]);
+    });
   };
   const connectHandler = connectNodeAdapter({
     routes,

@@ -45,6 +45,7 @@ export type Reason =
   | "TOO_MANY_STREAMS"
   // Requests that are not a call: answered before any handler, in the caller's protocol.
   | "API_KEY_MALFORMED"
+  | "INVALID_REQUEST"
   | "UNKNOWN_METHOD"
   | "HTTP_METHOD_NOT_ALLOWED"
   | "UNSUPPORTED_CONTENT_TYPE"
