@@ -73,7 +73,9 @@ function writeError(request: NodeRequest, response: NodeResponse, error: Connect
   status.forEach((value, key) => (headers[key] = value));
   if (protocol === "grpc" && "stream" in request && request.stream) {
     // Trailers-only: one HEADERS frame that ends the stream, where gRPC clients look for the status.
-    if (!request.stream.destroyed) request.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+    // Written on the stream itself, so the headers already set on the response (x-request-id, CORS) are added here.
+    const early = (response as http2.Http2ServerResponse).getHeaders();
+    if (!request.stream.destroyed) request.stream.respond({ ...early, ":status": 200, ...headers }, { endStream: true });
     return;
   }
   // gRPC-Web (and gRPC over HTTP/1.1, which no gRPC client sends): the status in the headers.

@@ -5,8 +5,8 @@ import { expect } from "chai";
 import type { Browser } from "playwright-core";
 import { REPO_ROOT, startServer, type RunningServer } from "../support/server.js";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const unavailable = existsSync(CHROMIUM) ? "" : ` (skipped: no Chromium at ${CHROMIUM}; set CHROMIUM_PATH)`;
+const CHROMIUM = process.env.LARDER_CHROMIUM ?? "/usr/bin/chromium";
+const unavailable = existsSync(CHROMIUM) ? "" : ` (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set LARDER_CHROMIUM)`;
 
 /** client/browser.ts bundled for the page, as an app would ship it; it exposes createData on window. */
 async function bundleClient(): Promise<string> {
