@@ -6,6 +6,7 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { codeToString, errorFromJson } from "@connectrpc/connect/protocol-connect";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { authenticate, type StoredKey } from "./access/api-keys.js";
+import { bearerKey } from "./access/auth-interceptor.js";
 import { DATA_SERVICE, roleAllows } from "./access/roles.js";
 import { withReason } from "./errors.js";
 import { answerError } from "./protocol-answers.js";
@@ -63,7 +64,7 @@ export function eventStreamRoutes({ watch, keys }: EventStreamOptions) {
     }
     const authorization = String(request.headers.authorization ?? "");
     if (keys !== undefined) {
-      const presented = /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+      const presented = bearerKey(authorization);
       const principal = presented === undefined ? undefined : authenticate(keys, presented);
       if (!principal) {
         answerError(request, response, withReason("A ticket needs a valid key: send 'authorization: Bearer <key>'", Code.Unauthenticated, presented === undefined ? "API_KEY_MISSING" : "API_KEY_UNKNOWN"), 401);

@@ -13,6 +13,11 @@ export interface AuthOptions {
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
+/** The key in an `authorization: Bearer <key>` header; undefined for any other form. */
+export function bearerKey(header: string): string | undefined {
+  return BEARER.exec(header)?.[1];
+}
+
 /**
  * Resolves the caller's API key to an environment and a role before any
  * handler runs. The same header works on gRPC, gRPC-Web and Connect. Neither
@@ -26,7 +31,7 @@ export function authInterceptor({ keys, publicServices }: AuthOptions): Intercep
     if (!header) {
       throw withReason("Missing API key: send the header 'authorization: Bearer <key>'", Code.Unauthenticated, "API_KEY_MISSING");
     }
-    const presented = BEARER.exec(header)?.[1];
+    const presented = bearerKey(header);
     if (presented === undefined) {
       // The header's value is never echoed: it may well be the key itself.
       throw withReason("The authorization header must be 'Bearer <key>' (the word Bearer, a space, then the key)", Code.Unauthenticated, "API_KEY_MALFORMED");
