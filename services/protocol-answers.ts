@@ -133,8 +133,10 @@ export function protocolChecks(handler: NodeHandler, routes: ReadonlyMap<string,
         const given = contentType === "" ? "No content type" : `The content type '${echo(contentType)}' is not one ${name} takes`;
         const connectTypes =
           method.methodKind === "unary" ? "'application/json' (Connect JSON, as curl sends) or 'application/proto'" : "'application/connect+json' or 'application/connect+proto'";
+        // Watch is what curl users reach for: its plain-HTTP form is /events.
+        const events = method.methodKind === "server_streaming" && method.name === "Watch" ? "; to follow events with curl or EventSource: GET /events?filter=…" : "";
         const error = refusal(
-          `${given}: send content-type ${connectTypes}, 'application/grpc' (gRPC) or 'application/grpc-web' (gRPC-Web)`,
+          `${given}: send content-type ${connectTypes}, 'application/grpc' (gRPC) or 'application/grpc-web' (gRPC-Web)${events}`,
           Code.InvalidArgument,
           "UNSUPPORTED_CONTENT_TYPE",
         );

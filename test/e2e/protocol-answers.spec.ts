@@ -105,6 +105,16 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
       expect(body.message).to.contain("'text/plain");
     });
 
+    it("plain JSON to Watch: 415 pointing at the streaming content types and at GET /events", async () => {
+      const { status, body } = await connectCall(running.url, "/larder.data.v1.DataService/Watch", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: '{"filters":["created:users:*"]}',
+      });
+      expect(status).to.equal(415);
+      expect(body.message).to.contain("application/connect+json").and.contain("GET /events?filter=");
+    });
+
     it("a Connect GET without its encoding: 415 with the form to use", async () => {
       const { status, body } = await connectCall(running.url, "/larder.data.v1.DataService/Get", { method: "GET" });
       expect(status).to.equal(415);
