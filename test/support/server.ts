@@ -103,3 +103,8 @@ export function findGrpcurl(): { path?: string; why: string } {
   if (shared) return { path: shared, why: "" };
   return { why: "no grpcurl: set GRPCURL, put grpcurl on PATH, or install it in ../shared/tools" };
 }
+
+/** The grpcurl to use, or undefined (findGrpcurl says why). */
+export function grpcurlPath(): string | undefined {
+  return findGrpcurl().path;
+}
