@@ -77,6 +77,9 @@ interface SubscriptionDocument {
   at: Date;
 }
 
+/** Items a quiet clear marks and deletes per transaction (at most 40 MB of items and their pre-images), whatever the environment holds. */
+const QUIET_CLEAR_BATCH = 100;
+
 /**
  * One environment in MongoDB: one database with an `items` collection. Reads
  * are single index range scans that hide expired items (queries.ts); each
@@ -324,15 +327,29 @@ export class MongoStore implements Store {
 
   /**
    * SE2: every item goes, each with its `deleted` event from the change
-   * stream. Without events (imports and clones that ask), the items are first
-   * marked so the feed passes their deletes over.
+   * stream. Without events (imports and clones that ask), each item is
+   * marked so the feed passes its delete over, and marked and deleted in the
+   * same transaction, a bounded batch at a time: a crash between the two
+   * would leave items marked, and their later deletes (a remove, an expiry)
+   * would then be passed over too; one transaction for the whole
+   * environment would outgrow MongoDB's limits.
    */
   async clear(now: number, options: WriteOptions = {}): Promise<number> {
     return guard(async () => {
       const live = await this.items.countDocuments(liveFilter(now));
-      if (options.events === false) await this.items.updateMany({}, { $set: { _q: "d" } });
-      await this.items.deleteMany({});
-      return live;
+      if (options.events !== false) {
+        await this.items.deleteMany({});
+        return live;
+      }
+      for (;;) {
+        const batch = await this.items.find({}, { projection: { _id: 1 }, limit: QUIET_CLEAR_BATCH }).toArray();
+        if (batch.length === 0) return live;
+        const ids = { _id: { $in: batch.map((document) => document._id) } };
+        await this.transaction(async (session) => {
+          await this.items.updateMany(ids, { $set: { _q: "d" } }, { session });
+          await this.items.deleteMany(ids, { session });
+        });
+      }
     });
   }
 
