@@ -2,10 +2,9 @@ import type http from "node:http";
 import http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, type ConnectError, type Interceptor } from "@connectrpc/connect";
-import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Reason } from "./domain/errors.js";
 import { withReason } from "./errors.js";
+import { writeError } from "./protocol-answers.js";
 
 export interface OverloadLimits {
   /** Unary calls served at once; past it a call fails fast instead of queueing. */
@@ -224,28 +223,7 @@ function overloaded(message: string, reason: Reason): ConnectError {
   return withReason(message, Code.ResourceExhausted, reason);
 }
 
-/**
- * The error in the request's own protocol, encoded by the Connect library's
- * own functions (the ErrorInfo detail included), as a handler's error would be.
- */
+/** RESOURCE_EXHAUSTED in the request's protocol, with advice on when to come back. */
 function answer(request: NodeRequest, response: NodeResponse, error: ConnectError): void {
-  const contentType = String(request.headers["content-type"] ?? "");
-  if (/^application\/grpc(-web(-text)?)?(\+|;|$)/.test(contentType)) {
-    // gRPC: trailers-only (a single HEADERS frame that ends the stream); gRPC-Web: status in the headers.
-    const headers: Record<string, string> = { "content-type": contentType };
-    setTrailerStatus(new Headers(), error).forEach((value, name) => (headers[name] = value));
-    if ("stream" in request && request.stream && !contentType.startsWith("application/grpc-web")) {
-      // Written on the stream itself, so the headers already set on the response (x-request-id) are added here.
-      const early = (response as http2.Http2ServerResponse).getHeaders();
-      if (!request.stream.destroyed) request.stream.respond({ ...early, ":status": 200, ...headers }, { endStream: true });
-      return;
-    }
-    (response as http.ServerResponse).writeHead(200, headers).end();
-    return;
-  }
-  // Connect (and anything else): the error as JSON with the HTTP status Connect gives its code.
-  const body = errorToJsonBytes(error, {});
-  (response as http.ServerResponse)
-    .writeHead(codeToHttpStatus(error.code), { "content-type": "application/json", "content-length": body.byteLength, "retry-after": "1" })
-    .end(body);
+  writeError(request, response, error, undefined, { "retry-after": "1" });
 }

@@ -57,19 +57,30 @@ export function answerError(request: NodeRequest, response: NodeResponse, error:
   if (request.complete || request.readableEnded) answer();
 }
 
-function writeError(request: NodeRequest, response: NodeResponse, error: ConnectError, httpStatus: number): void {
+/**
+ * The error itself, in the request's protocol, encoded by the Connect
+ * library's own functions (ErrorInfo included), as a handler's error would
+ * be; `extra` headers go with it (Retry-After for an overload refusal).
+ */
+export function writeError(
+  request: NodeRequest,
+  response: NodeResponse,
+  error: ConnectError,
+  httpStatus = codeToHttpStatus(error.code),
+  extra: Record<string, string> = {},
+): void {
   if (response.headersSent || response.writableEnded || response.destroyed) return;
   const protocol = protocolOf(request);
   if (protocol === "connect") {
     const body = Buffer.from(errorToJsonBytes(error, {}));
     (response as http.ServerResponse)
-      .writeHead(httpStatus, { "content-type": "application/json", "content-length": body.length })
+      .writeHead(httpStatus, { ...extra, "content-type": "application/json", "content-length": body.length })
       .end(body);
     return;
   }
   const status = new Headers();
   setTrailerStatus(status, error);
-  const headers: Record<string, string> = { "content-type": protocol === "grpc-web" ? "application/grpc-web+proto" : "application/grpc+proto" };
+  const headers: Record<string, string> = { ...extra, "content-type": protocol === "grpc-web" ? "application/grpc-web+proto" : "application/grpc+proto" };
   status.forEach((value, key) => (headers[key] = value));
   if (protocol === "grpc" && "stream" in request && request.stream) {
     // Trailers-only: one HEADERS frame that ends the stream, where gRPC clients look for the status.
