@@ -72,6 +72,12 @@ export const OPERATIONS: Record<string, Operation> = {
       )
     ).items.length === LABELS_PER_ITEM_GROUP,
   set: (c, l) => c.set({ key: `w:${l.worker}:${l.n % 1000}`, value: TYPICAL }, { timeoutMs: CALL_TIMEOUT_MS }),
+  // The same write with an idempotency key of its own: what the records cost (the client sends one on every write).
+  "set idempotent": (c, l) =>
+    c.set(
+      { key: `w:${l.worker}:${l.n % 1000}`, value: TYPICAL, idempotencyKey: `${l.worker}:${l.n}:${Math.random()}` },
+      { timeoutMs: CALL_TIMEOUT_MS },
+    ),
   "set merge $add": (c, l) =>
     c.set(
       { key: `m:${l.worker}:${l.n % 100}`, value: fromJson(ValueSchema, { count: { $add: 1 }, last: l.n }) },

@@ -27,6 +27,7 @@ const OPERATION_NAMES = [
   "key query 100",
   "label query 10",
   "set",
+  "set idempotent",
   "set merge $add",
   "add",
   "batch set 25",

@@ -1,9 +1,9 @@
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
-import { bearerAuth, createDataWith, type LarderData } from "./data.js";
+import { bearerAuth, createDataWith, type LarderData, type RetryOptions } from "./data.js";
 import type { EventOptions } from "./events.js";
 
-export { bearerAuth, createDataWith, type LarderData } from "./data.js";
+export { bearerAuth, createDataWith, type LarderData, type RetryOptions } from "./data.js";
 export { LarderError, type ErrorCodeName } from "./errors.js";
 export type * from "./types.js";
 
@@ -16,6 +16,8 @@ export interface BrowserTransportOptions {
 
 export interface CreateBrowserDataOptions extends BrowserTransportOptions {
   readonly events?: EventOptions;
+  /** Retries of writes that failed UNAVAILABLE, with idempotency keys (default: 3 attempts). */
+  readonly retries?: RetryOptions;
 }
 
 /**
@@ -30,6 +32,6 @@ export function createBrowserTransport({ url, apiKey, transport = "grpc-web" }: 
 }
 
 /** The drop-in `data` for browsers: fetch-based gRPC-Web or Connect, no Node modules. */
-export function createData({ events, ...transport }: CreateBrowserDataOptions): LarderData {
-  return createDataWith({ transport: createBrowserTransport(transport), events });
+export function createData({ events, retries, ...transport }: CreateBrowserDataOptions): LarderData {
+  return createDataWith({ transport: createBrowserTransport(transport), events, retries });
 }

@@ -1,4 +1,4 @@
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DataService, type BatchSetItemSchema, type Item, type SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
@@ -37,6 +37,22 @@ export interface DataOptions {
    * RPC, values as JSON text. false: one RPC per call, for a service without Pipeline.
    */
   readonly pipeline?: boolean;
+  /** Retries of writes that failed UNAVAILABLE, made safe by idempotency keys. */
+  readonly retries?: RetryOptions;
+}
+
+/**
+ * Every write (set, batch set, add, remove) carries an idempotency key, its
+ * own `idempotencyKey` option or a random one, and is sent again with the
+ * same key when it fails UNAVAILABLE: the server applies it at most once and
+ * answers a retry of an applied write with its first outcome, so an `add`
+ * retried after a dropped connection counts once.
+ */
+export interface RetryOptions {
+  /** Attempts in all, the first included (default 3; 1: no retries). */
+  readonly attempts?: number;
+  /** Wait before the first retry, doubling after each (default 100 ms). */
+  readonly initialBackoffMs?: number;
 }
 
 /** The `data` object with close(), which the published client does not need (it has no connection). */
@@ -85,6 +101,18 @@ function versionOf(version: unknown): bigint {
   return BigInt(version);
 }
 
+/** The caller's own idempotency key: the server checks its length, but a non-string cannot travel. */
+function idempotencyKeyOf(key: unknown): string {
+  if (typeof key !== "string" || key === "") throw invalidArgument("INVALID_OPTION", "'idempotencyKey' must be a non-empty string");
+  return wellFormed(key);
+}
+
+/** A failed write worth sending again: the whole call failed UNAVAILABLE, or its operation in a pipeline did. */
+function isUnavailable(error: unknown): boolean {
+  if (error instanceof LarderError) return error.code === "UNAVAILABLE";
+  return error instanceof ConnectError && error.code === Code.Unavailable;
+}
+
 /** Q1: only the key part of a namespaced key can be an expression. */
 function isExpression(key: string): boolean {
   const colon = key.indexOf(":");
@@ -106,7 +134,7 @@ export function bearerAuth(apiKey: string): Interceptor {
  * method keeps @ampt/data's arguments, return shapes and error messages;
  * errors are LarderError with the gRPC code and the service's reason.
  */
-export function createDataWith({ transport, events, readFile, pipeline = true }: DataOptions): LarderData {
+export function createDataWith({ transport, events, readFile, pipeline = true, retries = {} }: DataOptions): LarderData {
   const client: Client<typeof DataService> = createClient(DataService, transport);
   const send: Send = pipeline ? pipelined(client) : unpipelined(client);
   let removeNulls = true;
@@ -136,6 +164,21 @@ export function createDataWith({ transport, events, readFile, pipeline = true }:
     });
     return after(gate, body);
   };
+
+  const attempts = retries.attempts ?? 3;
+  const initialBackoffMs = retries.initialBackoffMs ?? 100;
+  /** Sends a write with one idempotency key, again while it fails UNAVAILABLE (RetryOptions). */
+  async function idempotently<T>(given: unknown, send: (idempotencyKey: string) => Promise<T>): Promise<T> {
+    const idempotencyKey = given === undefined ? globalThis.crypto.randomUUID() : idempotencyKeyOf(given);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await send(idempotencyKey);
+      } catch (error) {
+        if (attempt >= attempts || !isUnavailable(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, initialBackoffMs * 2 ** (attempt - 1)));
+      }
+    }
+  }
 
   async function query(expression: string, options: Options): Promise<Page> {
     const meta = options.meta === true;
@@ -320,20 +363,19 @@ export function createDataWith({ transport, events, readFile, pipeline = true }:
             chars += written.chars;
             return written.item;
           });
-          const response = await send(
-            "batchSet",
-            {
-              items,
-              overwrite: typeof options.overwrite === "boolean" ? options.overwrite : undefined,
-              removeNulls: typeof options.removeNulls === "boolean" ? options.removeNulls : removeNulls,
-            },
-            chars,
+          const request = {
+            items,
+            overwrite: typeof options.overwrite === "boolean" ? options.overwrite : undefined,
+            removeNulls: typeof options.removeNulls === "boolean" ? options.removeNulls : removeNulls,
+          };
+          const response = await idempotently(options.idempotencyKey, (idempotencyKey) =>
+            send("batchSet", { ...request, idempotencyKey }, chars),
           );
           return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
         }
         const options = optionsOf(rawOptions);
         const { request, chars } = setRequest(keys, value, options);
-        const response = await send("set", request, chars);
+        const response = await idempotently(options.idempotencyKey, (idempotencyKey) => send("set", { ...request, idempotencyKey }, chars));
         const item = response.item as Item;
         return options.meta === true ? toMetaItem(item) : itemValue(item);
       });
@@ -361,13 +403,14 @@ export function createDataWith({ transport, events, readFile, pipeline = true }:
         if (typeof amount !== "number" || !Number.isFinite(amount)) {
           throw invalidArgument("INVALID_VALUE", "Values must be numeric");
         }
-        const response = await send("add", {
+        const request = {
           key: keyText(key),
           attribute: counterForm ? undefined : wellFormed(String(attribute)),
           amount,
           overwrite: options.overwrite === true,
           ifVersion: options.ifVersion === undefined ? undefined : versionOf(options.ifVersion),
-        });
+        };
+        const response = await idempotently(options.idempotencyKey, (idempotencyKey) => send("add", { ...request, idempotencyKey }));
         const item = response.item as Item;
         return options.meta === true ? toMetaItem(item) : itemValue(item);
       });
@@ -376,10 +419,11 @@ export function createDataWith({ transport, events, readFile, pipeline = true }:
     remove(keys: unknown, rawOptions?: unknown): Promise<boolean> {
       return write(async () => {
         const options = optionsOf(rawOptions);
-        await send("remove", {
+        const request = {
           keys: (Array.isArray(keys) ? keys : [keys]).map(keyText),
           ifVersion: options.ifVersion === undefined ? undefined : versionOf(options.ifVersion),
-        });
+        };
+        await idempotently(options.idempotencyKey, (idempotencyKey) => send("remove", { ...request, idempotencyKey }));
         return true;
       });
     },

@@ -1,10 +1,10 @@
 import { readFile } from "node:fs/promises";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { bearerAuth, createDataWith, type LarderData } from "./data.js";
+import { bearerAuth, createDataWith, type LarderData, type RetryOptions } from "./data.js";
 import type { EventOptions } from "./events.js";
 
-export { bearerAuth, createDataWith, type LarderData } from "./data.js";
+export { bearerAuth, createDataWith, type LarderData, type RetryOptions } from "./data.js";
 export { LarderError, type ErrorCodeName } from "./errors.js";
 export type { DataEvent, EventOptions } from "./events.js";
 export type * from "./types.js";
@@ -27,17 +27,19 @@ export interface CreateDataOptions {
    * RPC, values as JSON text. false: one RPC per call (a service without Pipeline).
    */
   readonly pipeline?: boolean;
+  /** Retries of writes that failed UNAVAILABLE, with idempotency keys (default: 3 attempts). */
+  readonly retries?: RetryOptions;
 }
 
 /**
  * The drop-in for @ampt/data in Node: `import { data } from "@ampt/data"`
  * becomes `const data = createData({ url })`, and the rest of the code stays.
  */
-export function createData({ url, apiKey, transport = "connect", events, pipeline }: CreateDataOptions): LarderData {
+export function createData({ url, apiKey, transport = "connect", events, pipeline, retries }: CreateDataOptions): LarderData {
   const interceptors: Interceptor[] = apiKey ? [bearerAuth(apiKey)] : [];
   let chosen: Transport;
   if (transport === "grpc") chosen = createGrpcTransport({ baseUrl: url, interceptors });
   else if (transport === "connect") chosen = createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors });
   else chosen = transport;
-  return createDataWith({ transport: chosen, events, pipeline, readFile: (path) => readFile(path, "utf8") });
+  return createDataWith({ transport: chosen, events, pipeline, retries, readFile: (path) => readFile(path, "utf8") });
 }

@@ -54,6 +54,12 @@ export interface SetOptions {
    * none); otherwise FAILED_PRECONDITION with reason VERSION_MISMATCH, nothing written.
    */
   ifVersion?: number;
+  /**
+   * Larder's addition: the write's idempotency key (default: a random one per call, which
+   * the client's own retries reuse). A retry with it within the server's window gets the
+   * first outcome instead of writing again.
+   */
+  idempotencyKey?: string;
   /** Return the meta form (M4). */
   meta?: boolean;
 }
@@ -81,6 +87,8 @@ export interface ScanOptions {
 export interface RemoveOptions {
   /** Larder's addition: remove the one key given only if its item is at this version. */
   ifVersion?: number;
+  /** Larder's addition: the write's idempotency key (see SetOptions). */
+  idempotencyKey?: string;
 }
 
 export interface SeedOptions {
@@ -95,6 +103,8 @@ export type SetBatchOptions =
       removeNulls?: boolean;
       /** Batch items are always overwritten (BS2); false is refused. */
       overwrite?: boolean;
+      /** Larder's addition: the write's idempotency key (see SetOptions). */
+      idempotencyKey?: string;
     }
   | boolean;
 
@@ -103,6 +113,8 @@ export interface AddOptions {
   overwrite?: boolean;
   /** Larder's addition: add only if the item is at this version (0: only if there is none). */
   ifVersion?: number;
+  /** Larder's addition: the write's idempotency key (see SetOptions). */
+  idempotencyKey?: string;
   meta?: boolean;
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { decodeLabelCursor, encodeLabelCursor } from "./domain/cursor.js";
 import { invalidArgument } from "./domain/errors.js";
 import { parseKeyExpression, rangeIncludes, type KeyRange } from "./domain/expressions.js";
@@ -7,7 +8,7 @@ import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } f
 import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
 import { cutPage } from "./domain/paging.js";
 import { bulkChunks, checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
-import type { LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
+import type { IdempotentWrite, LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
 
 /**
  * The operations of the data API in domain terms: each validates and plans
@@ -89,29 +90,37 @@ export class DataOperations {
     return this.store.countRange({ range, label }, this.clock(), reads);
   }
 
-  async set(input: SetInput): Promise<ItemRecord> {
+  async set(input: SetInput, idempotencyKey = ""): Promise<ItemRecord> {
     const now = this.clock();
-    const outcome = await this.store.set(planSet(input, now), now);
+    const plan = planSet(input, now);
+    const outcome = await this.store.set(plan, now, idempotent(idempotencyKey, "set", input));
     return outcome.item;
   }
 
   async batchSet(
     items: readonly SetInput[],
     options: { overwrite?: boolean; removeNulls: boolean },
+    idempotencyKey = "",
   ): Promise<ItemRecord[]> {
     const now = this.clock();
-    const outcomes = await this.store.setMany(planBatchSet(items, options, now), now);
+    const plans = planBatchSet(items, options, now);
+    const outcomes = await this.store.setMany(plans, now, idempotent(idempotencyKey, "batchSet", [items, options]));
     return outcomes.map((outcome) => outcome.item);
   }
 
-  async add(input: { key: string; attribute?: string; amount: number; overwrite: boolean; ifVersion?: number }): Promise<ItemRecord> {
+  async add(
+    input: { key: string; attribute?: string; amount: number; overwrite: boolean; ifVersion?: number },
+    idempotencyKey = "",
+  ): Promise<ItemRecord> {
     const now = this.clock();
-    const outcome = await this.store.set(planAdd(input, now), now);
+    const plan = planAdd(input, now);
+    const outcome = await this.store.set(plan, now, idempotent(idempotencyKey, "add", input));
     return outcome.item;
   }
 
   /** R1-R5: returns the keys that held a live item. */
-  async remove(rawKeys: readonly string[], options: { readonly ifVersion?: number } = {}): Promise<Key[]> {
+  async remove(rawKeys: readonly string[], options: { readonly ifVersion?: number } = {}, idempotencyKey = ""): Promise<Key[]> {
+    const idempotency = idempotent(idempotencyKey, "remove", [rawKeys, options]);
     checkBatchSize(rawKeys.length, "keys", "batch remove");
     const ifVersion = checkIfVersion(options.ifVersion, 1);
     if (ifVersion !== undefined && new Set(rawKeys.map((raw) => parseKey(raw).full)).size !== 1) {
@@ -129,7 +138,7 @@ export class DataOperations {
         return key;
       }),
     );
-    return this.store.remove(keys, this.clock(), ifVersion === undefined ? {} : { ifVersion });
+    return this.store.remove(keys, this.clock(), { ...(ifVersion === undefined ? {} : { ifVersion }), ...idempotency });
   }
 
   async scan(input: ScanInput, reads: ReadOptions = {}): Promise<PageResult & { count?: number }> {
@@ -183,6 +192,25 @@ export class DataOperations {
 /** A replaceAll reads its chunks as they come; plans already in memory come at once. */
 export async function* asyncChunks<T>(chunks: Iterable<T>): AsyncGenerator<T> {
   yield* chunks;
+}
+
+const MAX_IDEMPOTENCY_KEY_BYTES = 128;
+
+/**
+ * A write's idempotency key, checked, with the fingerprint of the request as
+ * the caller made it (before planning, which reads the clock), so a retry of
+ * the same call has the same fingerprint and any other call another.
+ */
+function idempotent(key: string, operation: string, request: unknown): { idempotency?: IdempotentWrite } {
+  if (key === "") return {};
+  if (Buffer.byteLength(key, "utf8") > MAX_IDEMPOTENCY_KEY_BYTES || key.trim() !== key) {
+    throw invalidArgument(
+      "INVALID_OPTION",
+      `An idempotency key has 1 to ${MAX_IDEMPOTENCY_KEY_BYTES} bytes and no leading or trailing whitespace`,
+    );
+  }
+  const fingerprint = createHash("sha256").update(JSON.stringify([operation, request])).digest("base64url");
+  return { idempotency: { key, fingerprint } };
 }
 
 function exactKey(raw: string): Key {

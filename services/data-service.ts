@@ -94,7 +94,7 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
       return { count: BigInt(count) };
     },
     async set(request: SetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof SetResponseSchema>> {
-      const item = await (await operationsOf(context)).set(toSetInput(request));
+      const item = await (await operationsOf(context)).set(toSetInput(request), request.idempotencyKey);
       return { item: toItem(item, form) };
     },
     async batchSet(request: BatchSetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof BatchSetResponseSchema>> {
@@ -102,7 +102,7 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
       const items = await operations.batchSet(request.items.map((item) => toBatchInput(item, request.removeNulls)), {
         overwrite: request.overwrite,
         removeNulls: request.removeNulls ?? true,
-      });
+      }, request.idempotencyKey);
       return { items: items.map((item) => toItem(item, form)) };
     },
     async add(request: AddRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof AddResponseSchema>> {
@@ -112,11 +112,11 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
         amount: request.amount,
         overwrite: request.overwrite,
         ifVersion: versionOf(request.ifVersion),
-      });
+      }, request.idempotencyKey);
       return { item: toItem(item, form) };
     },
     async remove(request: RemoveRequest, context: HandlerContext): Promise<Init<typeof RemoveResponseSchema>> {
-      const removed = await (await operationsOf(context)).remove(request.keys, { ifVersion: versionOf(request.ifVersion) });
+      const removed = await (await operationsOf(context)).remove(request.keys, { ifVersion: versionOf(request.ifVersion) }, request.idempotencyKey);
       return { removedKeys: removed.map((key) => key.full) };
     },
     async scan(request: ScanRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof ScanResponseSchema>> {

@@ -15,6 +15,7 @@ export async function openEngine(config: Config, log: Logger, observer?: EngineO
         changeRetentionMs: config.changeRetentionMs,
         sweepIntervalMs: config.sweepIntervalMs,
         observer,
+        idempotencyWindowMs: config.idempotencyWindowMs,
       },
       log,
     );
@@ -25,5 +26,6 @@ export async function openEngine(config: Config, log: Logger, observer?: EngineO
     sweepIntervalMs: config.sweepIntervalMs,
     changeRetentionMs: config.changeRetentionMs,
     observer,
+    idempotencyWindowMs: config.idempotencyWindowMs,
   });
 }

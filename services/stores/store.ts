@@ -41,7 +41,7 @@ export interface Store {
   namespaces(query: NamespaceQuery, now: number, options?: ReadOptions): Promise<string[]>;
 
   /** One atomic write with its checks (S4, E1, E2, C1). */
-  set(plan: SetPlan, now: number): Promise<SetOutcome>;
+  set(plan: SetPlan, now: number, options?: Pick<WriteOptions, "idempotency">): Promise<SetOutcome>;
   /** Atomic writes that commit together or not at all (BS3). */
   setMany(plans: readonly SetPlan[], now: number, options?: WriteOptions): Promise<SetOutcome[]>;
   /** Removes the keys together; returns those that held a live item (R2, R5). */
@@ -71,7 +71,17 @@ export interface ReadOptions {
   readonly timeoutMs?: number;
 }
 
-export interface RemoveOptions {
+/**
+ * A write that carries an idempotency key (replay.ts): its outcome is stored
+ * with it, atomically, and a retry within the window gets that outcome back.
+ */
+export interface IdempotentWrite {
+  readonly key: string;
+  /** A digest of the request: the same key with another request is IDEMPOTENCY_KEY_REUSED. */
+  readonly fingerprint: string;
+}
+
+export interface RemoveOptions extends Pick<WriteOptions, "idempotency"> {
   /** With exactly one key: remove only if its live item has this version (VERSION_MISMATCH otherwise). */
   readonly ifVersion?: number;
 }
@@ -79,6 +89,8 @@ export interface RemoveOptions {
 export interface WriteOptions {
   /** false: write without change events (imports and clones that ask to skip them). */
   readonly events?: boolean;
+  /** Store the outcome with the write, and replay it to a retry of the same request. */
+  readonly idempotency?: IdempotentWrite;
 }
 
 export interface BulkOptions extends WriteOptions {

@@ -23,7 +23,16 @@ import type {
   WriteOptions,
 } from "../store.js";
 import { ADDED_ITEM_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
-import { decodeChange, encodeItem, type ChangeRow } from "./change-codec.js";
+import { decodeChange, type ChangeRow } from "./change-codec.js";
+import { itemToJson } from "../../domain/item-json.js";
+import {
+  DEFAULT_IDEMPOTENCY_WINDOW_MS,
+  idempotencyKeyReused,
+  REMOVED_KEYS,
+  SET_OUTCOME,
+  SET_OUTCOMES,
+  type OutcomeCodec,
+} from "../replay.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
 import type { ChangeFeed } from "../../feed/change-feed.js";
 import type { EngineObserver, EnvironmentFigures } from "../engine-observer.js";
@@ -43,6 +52,8 @@ export interface EmbeddedStoreOptions {
   readonly sweepIntervalMs: number;
   /** How long the change log keeps changes for resuming subscribers. */
   readonly changeRetentionMs: number;
+  /** How long an idempotency record answers retries (replay.ts). */
+  readonly idempotencyWindowMs?: number;
   /** Told what the sweeper deleted (metrics). */
   readonly observer?: Pick<EngineObserver, "swept">;
 }
@@ -129,6 +140,7 @@ export class EmbeddedStore implements Store {
         const swept = this.purgeExpiredNow(Date.now());
         options.observer?.swept(options.environment, swept);
         this.pruneChanges(Date.now() - options.changeRetentionMs);
+        this.pruneIdempotency(Date.now() - this.idempotencyWindowMs);
       } catch {
         // A failed sweep is retried at the next tick; reads hide expired items regardless (T7).
       }
@@ -247,12 +259,12 @@ export class EmbeddedStore implements Store {
     return (this.statement(sql).all(params) as { ns: string }[]).map((row) => row.ns);
   }
 
-  async set(plan: SetPlan, now: number): Promise<SetOutcome> {
-    return this.write((changes) => this.applyPlan(plan, now, changes));
+  async set(plan: SetPlan, now: number, options: Pick<WriteOptions, "idempotency"> = {}): Promise<SetOutcome> {
+    return this.write((changes) => this.applyPlan(plan, now, changes), options, SET_OUTCOME);
   }
 
   async setMany(plans: readonly SetPlan[], now: number, options: WriteOptions = {}): Promise<SetOutcome[]> {
-    return this.write((changes) => plans.map((plan) => this.applyPlan(plan, now, changes)), options);
+    return this.write((changes) => plans.map((plan) => this.applyPlan(plan, now, changes)), options, SET_OUTCOMES);
   }
 
   async remove(keys: readonly Key[], now: number, options: RemoveOptions = {}): Promise<Key[]> {
@@ -275,7 +287,7 @@ export class EmbeddedStore implements Store {
         if (!expired) removed.push(item.key);
       }
       return removed;
-    });
+    }, options, REMOVED_KEYS);
   }
 
   async clear(now: number, options: WriteOptions = {}): Promise<number> {
@@ -457,18 +469,48 @@ export class EmbeddedStore implements Store {
     });
   }
 
+  /** Drops idempotency records past the window, a bounded number per sweep. */
+  pruneIdempotency(before: number): number {
+    return this.statement(
+      "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency WHERE time <= @before ORDER BY time LIMIT 1000)",
+    ).run({ before }).changes;
+  }
+
+  private get idempotencyWindowMs(): number {
+    return this.options.idempotencyWindowMs ?? DEFAULT_IDEMPOTENCY_WINDOW_MS;
+  }
+
   /**
    * Runs one write transaction and appends its changes to the log before it
    * commits, so a change and its event are durable together or not at all.
+   * With an idempotency key, the record of a first attempt within the window
+   * answers instead (nothing is written), or the outcome is recorded in the
+   * same transaction as the write.
    */
-  private write<T>(body: (changes: Change[]) => T, options: WriteOptions = {}): T {
+  private write<T>(body: (changes: Change[]) => T, options: WriteOptions = {}, replay?: OutcomeCodec<T>): T {
     const changes: Change[] = [];
     const now = Date.now();
+    const idempotency = replay && options.idempotency;
     const run = this.db.transaction(() => {
+      if (idempotency) {
+        const record = this.statement("SELECT fingerprint, outcome FROM idempotency WHERE key = @key AND time > @since").get({
+          key: idempotency.key,
+          since: now - this.idempotencyWindowMs,
+        }) as { fingerprint: string; outcome: string } | undefined;
+        if (record) {
+          if (record.fingerprint !== idempotency.fingerprint) throw idempotencyKeyReused();
+          return replay.decode(record.outcome);
+        }
+      }
       const result = body(changes);
       if (options.events === false) changes.length = 0;
       const append = this.statement("INSERT INTO changes (time, body) VALUES (@time, @body)");
       for (const change of changes) append.run({ time: now, body: encodeChangeBody(change) });
+      if (idempotency) {
+        this.statement(
+          "INSERT OR REPLACE INTO idempotency (key, fingerprint, outcome, time) VALUES (@key, @fingerprint, @outcome, @time)",
+        ).run({ key: idempotency.key, fingerprint: idempotency.fingerprint, outcome: replay.encode(result), time: now });
+      }
       return result;
     });
     const result = run.immediate();
@@ -683,8 +725,8 @@ const DELETED_EVENT_SQL = `json_object(
 function encodeChangeBody(change: Change): string {
   return JSON.stringify({
     name: change.name,
-    item: encodeItem(change.item),
-    previous: change.previous && encodeItem(change.previous),
+    item: itemToJson(change.item),
+    previous: change.previous && itemToJson(change.previous),
     expired: change.expired ?? false,
   });
 }

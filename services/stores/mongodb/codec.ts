@@ -80,10 +80,11 @@ export interface ItemDocument {
 
 /**
  * The collections of an environment's database: the items, the acknowledged
- * positions of named subscriptions, and one document whose updates mark
- * positions in the change stream (the feed's head()).
+ * positions of named subscriptions, one document whose updates mark
+ * positions in the change stream (the feed's head()), and the records of
+ * writes made with an idempotency key (idempotency.ts).
  */
-export const COLLECTIONS = { items: "items", subscriptions: "subscriptions", heads: "heads" } as const;
+export const COLLECTIONS = { items: "items", subscriptions: "subscriptions", heads: "heads", idempotency: "idempotency" } as const;
 
 /** Field names of one label slot. */
 export const labelFields = (label: LabelNumber) =>

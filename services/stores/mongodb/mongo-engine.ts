@@ -18,6 +18,8 @@ export interface MongoEngineOptions {
   readonly sweepIntervalMs?: number;
   /** Told of sweeps, the change streams' lag and the connection pool (metrics). */
   readonly observer?: EngineObserver;
+  /** How long an idempotency record answers retries; unset: 24 h. */
+  readonly idempotencyWindowMs?: number;
 }
 
 /** Change streams with pre- and post-images need MongoDB 6.0. */
@@ -141,6 +143,7 @@ class MongoEngine implements Engine {
           db: this.client.db(databaseName(this.options.dbPrefix, name)),
           environment: name,
           changeRetentionMs: this.options.changeRetentionMs,
+          idempotencyWindowMs: this.options.idempotencyWindowMs,
           log: this.log,
           observer: this.options.observer,
         }))();

@@ -9,6 +9,7 @@ import type { EngineObserver } from "../engine-observer.js";
 import type {
   BulkOptions,
   CountQuery,
+  IdempotentWrite,
   KeyQuery,
   LabelQuery,
   NamespaceQuery,
@@ -19,6 +20,8 @@ import type {
   Store,
   WriteOptions,
 } from "../store.js";
+import { idempotencyRecord, IDEMPOTENCY_TTL_INDEX, replayableFilter, type IdempotencyDocument } from "./idempotency.js";
+import { DEFAULT_IDEMPOTENCY_WINDOW_MS, idempotencyKeyReused, REMOVED_KEYS, SET_OUTCOME, SET_OUTCOMES, type OutcomeCodec } from "../replay.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, storedVersion, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
@@ -43,6 +46,8 @@ export interface MongoStoreOptions {
   readonly db: Db;
   readonly environment: string;
   readonly changeRetentionMs: number;
+  /** How long an idempotency record answers retries (replay.ts). */
+  readonly idempotencyWindowMs?: number;
   readonly log: Logger;
   /** Told the change stream's lag (metrics). */
   readonly observer?: Pick<EngineObserver, "changeStreamLag">;
@@ -89,9 +94,11 @@ const QUIET_CLEAR_BATCH = 100;
 export class MongoStore implements Store {
   readonly feed: MongoFeed;
   private readonly items: Collection<ItemDocument>;
+  private readonly records: Collection<IdempotencyDocument>;
 
   private constructor(private readonly options: MongoStoreOptions) {
     this.items = options.db.collection<ItemDocument>(COLLECTIONS.items);
+    this.records = options.db.collection<IdempotencyDocument>(COLLECTIONS.idempotency);
     this.feed = new MongoFeed(this.changeSource(), {
       ...options.feed,
       retentionMs: options.changeRetentionMs,
@@ -133,6 +140,7 @@ export class MongoStore implements Store {
           "it builds the index it needs (see docs/mongodb.md, Indexes).",
       );
     });
+    await this.records.createIndexes([{ ...IDEMPOTENCY_TTL_INDEX }]);
     await this.feed.start();
   }
 
@@ -240,7 +248,12 @@ export class MongoStore implements Store {
     });
   }
 
-  async set(plan: SetPlan, now: number): Promise<SetOutcome> {
+  /** With an idempotency key, the exact path in a transaction that also records the outcome. */
+  async set(plan: SetPlan, now: number, options: Pick<WriteOptions, "idempotency"> = {}): Promise<SetOutcome> {
+    if (options.idempotency) {
+      const replay = { write: options.idempotency, codec: SET_OUTCOME };
+      return guard(() => this.transaction((session) => this.setExactly(plan, now, session, false), replay));
+    }
     return guard(() => this.setOne(plan, now));
   }
 
@@ -253,6 +266,7 @@ export class MongoStore implements Store {
   async setMany(plans: readonly SetPlan[], now: number, options: WriteOptions = {}): Promise<SetOutcome[]> {
     if (plans.length === 0) return [];
     const quiet = options.events === false;
+    const replay = options.idempotency && { write: options.idempotency, codec: SET_OUTCOMES };
     return guard(() =>
       this.transaction(async (session) => {
         if (!plans.every(isUnconditionalOverwrite)) {
@@ -294,7 +308,7 @@ export class MongoStore implements Store {
             return { item: { ...applySet(undefined, plan, now).item, version } };
           })
           .reverse();
-      }),
+      }, replay),
     );
   }
 
@@ -321,7 +335,7 @@ export class MongoStore implements Store {
             .map((document) => keyFromParts(document.ns, document.part).full),
         );
         return keys.filter((key) => live.has(key.full));
-      }),
+      }, options.idempotency && { write: options.idempotency, codec: REMOVED_KEYS }),
     );
   }
 
@@ -477,11 +491,33 @@ export class MongoStore implements Store {
     });
   }
 
-  private async transaction<T>(body: (session: ClientSession) => Promise<T>): Promise<T> {
+  /**
+   * Runs the body in a transaction. With `replay`, a record of the key within
+   * the window answers instead of the body (nothing written), or the body's
+   * outcome is recorded in the same transaction (idempotency.ts).
+   */
+  private async transaction<T>(
+    body: (session: ClientSession) => Promise<T>,
+    replay?: { readonly write: IdempotentWrite; readonly codec: OutcomeCodec<T> },
+  ): Promise<T> {
     const session = this.options.client.startSession();
+    const windowMs = this.options.idempotencyWindowMs ?? DEFAULT_IDEMPOTENCY_WINDOW_MS;
+    const run = async (): Promise<T> => {
+      if (!replay) return body(session);
+      const record = await this.records.findOne(replayableFilter(replay.write.key, Date.now(), windowMs), { session });
+      if (record) {
+        if (record.f !== replay.write.fingerprint) throw idempotencyKeyReused();
+        return replay.codec.decode(record.o);
+      }
+      const outcome = await body(session);
+      const document = idempotencyRecord(replay.write, replay.codec.encode(outcome), Date.now(), windowMs);
+      // Replaces a record past the window that the TTL monitor has not deleted yet.
+      await this.records.replaceOne({ _id: document._id }, document, { session, upsert: true });
+      return outcome;
+    };
     try {
       // withTransaction reruns the whole body on TransientTransactionError (write conflicts).
-      return await session.withTransaction(() => body(session), { writeConcern: { w: "majority" } });
+      return await session.withTransaction(run, { writeConcern: { w: "majority" } });
     } finally {
       await session.endSession();
     }
