@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric
 import { DomainError } from "./domain/errors.js";
 import type { WatchObserver } from "./feed/watch.js";
 import type { Logger } from "./log.js";
-import type { ConnectionPoolObserver, EngineObserver, EnvironmentFigures } from "./stores/engine-observer.js";
+import type { ConnectionPoolObserver, EngineFigures, EngineObserver, EnvironmentFigures } from "./stores/engine-observer.js";
 
 /**
  * Every Prometheus metric Larder exports (docs/operations.md lists them).
@@ -35,8 +35,8 @@ export interface MetricsOptions {
 export interface MetricsSources {
   /** Unary requests being served (admission control's count, from headers to the end of the response). */
   readonly callsInFlight: () => number;
-  /** The figures of the environments open now. */
-  readonly figures?: () => Promise<EnvironmentFigures[]>;
+  /** The engine's figures, and those of the environments open now. */
+  readonly figures?: () => Promise<EngineFigures>;
 }
 
 const CALL_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -58,7 +58,7 @@ export class LarderMetrics {
   private readonly environments: ReadonlySet<string>;
   private readonly engine: string;
   private sources?: MetricsSources;
-  private figuresRead?: Promise<EnvironmentFigures[]>;
+  private figuresRead?: Promise<EngineFigures>;
   /** Per method and protocol, the labelled children: looking labels up by object costs a hash per call. */
   private readonly series = new WeakMap<DescMethod, Map<Protocol, CallSeries>>();
   private readonly storeTimers = new Map<string, ReturnType<Histogram<string>["labels"]>>();
@@ -381,7 +381,7 @@ export class LarderMetrics {
         async collect() {
           // Environments come and go (drops): only those open now are reported.
           this.reset();
-          for (const figures of await metrics.figures()) {
+          for (const figures of (await metrics.figures()).environments) {
             const value = read(figures);
             if (value !== undefined && metrics.environments.has(figures.environment)) this.labels(figures.environment).set(value);
           }
@@ -412,7 +412,28 @@ export class LarderMetrics {
       perEnvironment("larder_embedded_database_bytes", "Size of the SQLite database file, by environment.", (f) => f.files?.databaseBytes);
       perEnvironment("larder_embedded_wal_bytes", "Size of the SQLite write-ahead log, by environment.", (f) => f.files?.walBytes);
     } else {
-      // MongoDB's change log is its oplog, shared by every database: its window is MongoDB's own metric.
+      // MongoDB's change log is its oplog, shared by every database: its window bounds every environment's.
+      const oplog = (name: string, help: string, read: (window: { first: number; last: number }) => number) =>
+        new Gauge({
+          name,
+          help,
+          registers: [this.registry],
+          async collect() {
+            const window = (await metrics.figures()).oplog;
+            if (window) this.set(read(window));
+            else withoutValue(this);
+          },
+        });
+      oplog(
+        "larder_mongodb_oplog_window_seconds",
+        "Time between the oplog's first and last entries: how far back a change stream can resume, whatever LARDER_CHANGE_RETENTION_MS says.",
+        (window) => (window.last - window.first) / 1000,
+      );
+      oplog(
+        "larder_mongodb_oplog_oldest_timestamp_seconds",
+        "Time (Unix seconds) of the oplog's first entry.",
+        (window) => window.first / 1000,
+      );
       perEnvironment("larder_mongodb_feed_ring_events", "Changes held in memory for Watch subscribers, by environment.", (f) => f.feedRing?.events);
       perEnvironment(
         "larder_mongodb_feed_ring_capacity",
@@ -422,19 +443,29 @@ export class LarderMetrics {
     }
   }
 
-  private figures(): Promise<EnvironmentFigures[]> {
+  private figures(): Promise<EngineFigures> {
     const read = this.sources?.figures;
-    if (!read) return Promise.resolve([]);
+    if (!read) return Promise.resolve({ environments: [] });
     if (!this.figuresRead) {
       // Every gauge of one scrape collects at once: they share this reading, and the next scrape reads anew.
       // A failed reading (a store closing under the scrape) leaves those gauges empty for this scrape only.
-      const reading = read().catch(() => [] as EnvironmentFigures[]);
+      const reading = read().catch((): EngineFigures => ({ environments: [] }));
       this.figuresRead = reading;
       void reading.then(() => setImmediate(() => (this.figuresRead = undefined)));
     }
     return this.figuresRead;
   }
 
+}
+
+/**
+ * An unlabelled gauge with no sample at all: a figure that cannot be read
+ * must not read as 0 (a window of 0 s would page). prom-client's reset()
+ * puts a 0 back for unlabelled metrics, so its value table is emptied
+ * instead (test/unit/mongo-oplog.spec.ts pins this).
+ */
+function withoutValue(gauge: Gauge): void {
+  (gauge as unknown as { hashMap: Record<string, unknown> }).hashMap = {};
 }
 
 /** The protocol of a call, by its content type (the same test Connect's router makes). */

@@ -26,7 +26,18 @@ export interface ConnectionPoolObserver {
   cleared(): void;
 }
 
-/** Figures an engine reads when metrics are scraped, for the environments open at that moment. */
+/** Figures an engine reads when metrics are scraped. */
+export interface EngineFigures {
+  /** The environments open at that moment. */
+  readonly environments: readonly EnvironmentFigures[];
+  /**
+   * MongoDB: the oplog's first and last entries (epoch ms), the bound on how
+   * far back any change stream can resume; undefined when the user may not
+   * read it (it needs clusterMonitor, or read on local.oplog.rs).
+   */
+  readonly oplog?: { readonly first: number; readonly last: number };
+}
+
 export interface EnvironmentFigures {
   readonly environment: string;
   /** The change log as subscribers can resume from it (the embedded engine's `changes` table). */

@@ -1,4 +1,4 @@
-import type { EnvironmentFigures } from "./engine-observer.js";
+import type { EngineFigures } from "./engine-observer.js";
 import type { Store } from "./store.js";
 
 /**
@@ -16,8 +16,8 @@ export interface Engine {
   /** Deletes an environment and everything in it. */
   drop(name: string): Promise<void>;
   close(): Promise<void>;
-  /** For metrics: figures of the environments open now (reading them opens none). */
-  figures?(): Promise<EnvironmentFigures[]>;
+  /** For metrics: figures of the environments open now (reading them opens none) and of the engine. */
+  figures?(): Promise<EngineFigures>;
 }
 
 /**

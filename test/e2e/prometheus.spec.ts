@@ -7,6 +7,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { LarderMetrics } from "../../services/metrics.js";
 import { startServer, type RunningServer } from "../support/server.js";
 
 /** An executable on PATH (Debian's `prometheus` package puts both in /usr/bin), or undefined. */
@@ -194,6 +195,23 @@ describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
     expect(answers.watches.map((sample) => [sample.metric.environment, sample.value[1]])).to.deep.equal([["default", "1"]]);
     const up = await query('up{job="larder"}');
     expect(up.map((sample) => sample.value[1])).to.deep.equal(["1"]);
+  });
+
+  it("`promtool check metrics` passes on the MongoDB engine's exposition too (made from driver events here; no MongoDB)", async () => {
+    const metrics = new LarderMetrics({ engine: "mongodb", environments: ["prod"], changeRetentionMs: 86_400_000 });
+    metrics.sample({
+      callsInFlight: () => 0,
+      figures: async () => ({ environments: [{ environment: "prod", feedRing: { events: 5, capacity: 10_000 } }], oplog: { first: 1_700_000_000_000, last: 1_700_003_600_000 } }),
+    });
+    metrics.engineObserver.changeStreamLag("prod", 0.012);
+    metrics.engineObserver.connectionPool.created();
+    metrics.engineObserver.connectionPool.checkOutStarted();
+    metrics.engineObserver.connectionPool.checkedOut(0.001);
+    const text = await metrics.text();
+    expect(text).to.include("larder_mongodb_oplog_window_seconds 3600");
+    const checked = spawnSync(promtoolPath!, ["check", "metrics"], { input: text, encoding: "utf8", timeout: 30_000 });
+    expect(checked.stdout + checked.stderr, "promtool's findings").to.equal("");
+    expect(checked.status).to.equal(0);
   });
 
   it("`promtool check metrics` passes on the exposition", async () => {

@@ -1,5 +1,5 @@
 import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
-import type { EnvironmentFigures } from "../engine-observer.js";
+import type { EngineFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
 import { environmentFiles, EmbeddedStore, FILE_SUFFIX, type EmbeddedStoreOptions } from "./embedded-store.js";
 
@@ -44,8 +44,8 @@ export class EmbeddedEngine implements Engine {
     });
   }
 
-  async figures(): Promise<EnvironmentFigures[]> {
-    return [...this.stores].map(([environment, store]) => {
+  async figures(): Promise<EngineFigures> {
+    const environments = [...this.stores].map(([environment, store]) => {
       const files = environmentFiles(this.options.dataDir, environment);
       return {
         environment,
@@ -53,6 +53,7 @@ export class EmbeddedEngine implements Engine {
         files: { databaseBytes: sizeOf(files.database), walBytes: sizeOf(files.wal) },
       };
     });
+    return { environments };
   }
 
   async close(): Promise<void> {

@@ -35,6 +35,12 @@ const MAX_TIME_EXPIRED = 50;
 /** The server ran out of time for its own reasons (a lock or ticket it waited for). */
 const EXCEEDED_TIME_LIMIT = 262;
 const WRITE_CONFLICT = 112;
+/** A command the user has no right to run: MongoDB's Unauthorized, or Atlas's AtlasError (8000). */
+export function isUnauthorized(error: unknown): boolean {
+  const { code, codeName } = error as { code?: number; codeName?: string };
+  return code === 13 || code === 8000 || codeName === "Unauthorized";
+}
+
 /**
  * A transaction that outgrew the storage engine's cache, or MongoDB's
  * transaction lifetime (transactionLifetimeLimitSeconds, 60 s by default).

@@ -1,10 +1,11 @@
 import { MongoClient } from "mongodb";
 import type { Logger } from "../../log.js";
-import type { EngineObserver, EnvironmentFigures } from "../engine-observer.js";
+import type { EngineFigures, EngineObserver, EnvironmentFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
 import { databaseName } from "./database-name.js";
-import { fromMongoError } from "./errors.js";
+import { fromMongoError, isUnauthorized } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
+import { OPLOG_ENDS, oplogWindow, type OplogEntry } from "./oplog.js";
 import { observeConnectionPool } from "./pool-events.js";
 
 export interface MongoEngineOptions {
@@ -116,6 +117,8 @@ class MongoEngine implements Engine {
   private readonly drops = new PendingDrops();
   private readonly sweeper?: NodeJS.Timeout;
   private sweeping = false;
+  /** False once MongoDB said this user may not read the oplog: not asked again at every scrape. */
+  private oplogReadable = true;
 
   constructor(
     private readonly client: MongoClient,
@@ -184,13 +187,30 @@ class MongoEngine implements Engine {
     await this.client.close();
   }
 
-  async figures(): Promise<EnvironmentFigures[]> {
-    const figures: EnvironmentFigures[] = [];
+  async figures(): Promise<EngineFigures> {
+    const environments: EnvironmentFigures[] = [];
     for (const [environment, opening] of this.stores) {
       const store = await opening.catch(() => undefined);
-      if (store) figures.push({ environment, feedRing: store.feed.ringFigures() });
+      if (store) environments.push({ environment, feedRing: store.feed.ringFigures() });
     }
-    return figures;
+    return { environments, oplog: await this.oplogWindow() };
+  }
+
+  /** The oplog's first and last entries: two reads in natural order of a capped collection, each one document. */
+  private async oplogWindow(): Promise<EngineFigures["oplog"]> {
+    if (!this.oplogReadable) return undefined;
+    try {
+      const oplog = this.client.db(OPLOG_ENDS.db).collection<OplogEntry>(OPLOG_ENDS.collection);
+      const [first] = await oplog.find({}, OPLOG_ENDS.first).toArray();
+      const [last] = await oplog.find({}, OPLOG_ENDS.last).toArray();
+      return oplogWindow(first, last);
+    } catch (error) {
+      if (isUnauthorized(error)) {
+        this.oplogReadable = false;
+        this.log.info("the oplog cannot be read with these rights (clusterMonitor is needed): no oplog window in the metrics");
+      }
+      return undefined;
+    }
   }
 
   private async sweep(): Promise<void> {

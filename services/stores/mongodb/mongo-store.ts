@@ -23,7 +23,7 @@ import type {
 import { idempotencyRecord, IDEMPOTENCY_TTL_INDEX, replayableFilter, type IdempotencyDocument } from "./idempotency.js";
 import { DEFAULT_IDEMPOTENCY_WINDOW_MS, idempotencyKeyReused, REMOVED_KEYS, SET_OUTCOME, SET_OUTCOMES, type OutcomeCodec } from "../replay.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, storedVersion, type ItemDocument } from "./codec.js";
-import { fromMongoError, isDuplicateKey } from "./errors.js";
+import { fromMongoError, isDuplicateKey, isUnauthorized } from "./errors.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
   batchGetFilter,
@@ -64,11 +64,6 @@ export const STREAM_OPTIONS = {
   maxAwaitTimeMS: 1_000,
 } as const;
 
-/** A command the user has no right to run: MongoDB's Unauthorized, or Atlas's AtlasError (8000). */
-function isUnauthorized(error: unknown): boolean {
-  const { code, codeName } = error as { code?: number; codeName?: string };
-  return code === 13 || code === 8000 || codeName === "Unauthorized";
-}
 /** IndexOptionsConflict, IndexKeySpecsConflict: an index of that name or keys exists with other options. */
 const INDEX_CONFLICTS = new Set([85, 86]);
 
