@@ -77,6 +77,14 @@ interface SubscriptionDocument {
   at: Date;
 }
 
+/**
+ * A replace is one transaction when the new content comes in at most this
+ * many chunks (of at most 100 items and 4 MiB each, BULK_CHUNK) and the old
+ * content is at most this large: far from TransactionTooLargeForCache and
+ * the 60 s transaction lifetime.
+ */
+const WHOLE_REPLACE = { chunks: 4, oldItems: 1_000, oldBytes: 16 * 1024 * 1024 } as const;
+
 /** Items a quiet clear marks and deletes per transaction (at most 40 MB of items and their pre-images), whatever the environment holds. */
 const QUIET_CLEAR_BATCH = 100;
 
@@ -262,49 +270,50 @@ export class MongoStore implements Store {
     if (plans.length === 0) return [];
     const quiet = options.events === false;
     const replay = options.idempotency && { write: options.idempotency, codec: SET_OUTCOMES };
-    return guard(() =>
-      this.transaction(async (session) => {
-        if (!plans.every(isUnconditionalOverwrite)) {
-          const outcomes: SetOutcome[] = [];
-          for (const plan of plans) outcomes.push(await this.setExactly(plan, now, session, quiet));
-          return outcomes;
-        }
-        const writeIds = plans.map(() => randomUUID());
-        await this.items.bulkWrite(
-          plans.map((plan, index) => {
-            const update = setUpdate(plan, now, writeIds[index], { quiet });
-            return { updateOne: { filter: update.filter, update: update.pipeline, upsert: true } };
-          }),
-          { session, ordered: true },
-        );
-        // The versions the pipelines wrote, read in the same transaction (before EV6's deletes below).
-        const written = await this.items
-          .find({ $or: plans.map((plan) => keyFilter(plan.key)) }, { session, projection: { ns: 1, part: 1, ver: 1 } })
-          .toArray();
-        const versions = new Map(written.map((document) => [keyFromParts(document.ns, document.part).full, storedVersion(document.ver)]));
-        // EV6: an item written with a ttl already past is created and expires at once, as on the
-        // embedded engine; a seed may write one key twice (SE3), and only the last write stays.
-        const last = new Map(plans.map((plan, index) => [plan.key.full, index]));
-        const expired = plans
-          .map((plan, index) => ({ plan, index }))
-          .filter(({ plan, index }) => last.get(plan.key.full) === index && expiresAtWrite(plan, now));
-        if (expired.length > 0) {
-          await this.items.deleteMany({ $or: expired.map(({ plan, index }) => ({ ...keyFilter(plan.key), _w: writeIds[index] })) }, { session });
-        }
-        // An unconditional overwrite's item does not depend on what was stored (M2), but for its version:
-        // a key written twice (SE3) was at one less after its earlier write.
-        const laterWrites = new Map<string, number>();
-        return [...plans]
-          .reverse()
-          .map((plan) => {
-            const later = laterWrites.get(plan.key.full) ?? 0;
-            laterWrites.set(plan.key.full, later + 1);
-            const version = (versions.get(plan.key.full) ?? 1) - later;
-            return { item: { ...applySet(undefined, plan, now).item, version } };
-          })
-          .reverse();
-      }, replay),
+    return guard(() => this.transaction((session) => this.writeBatch(plans, now, session, quiet), replay));
+  }
+
+  /** The writes of setMany, inside a transaction the caller holds. */
+  private async writeBatch(plans: readonly SetPlan[], now: number, session: ClientSession, quiet: boolean): Promise<SetOutcome[]> {
+    if (!plans.every(isUnconditionalOverwrite)) {
+      const outcomes: SetOutcome[] = [];
+      for (const plan of plans) outcomes.push(await this.setExactly(plan, now, session, quiet));
+      return outcomes;
+    }
+    const writeIds = plans.map(() => randomUUID());
+    await this.items.bulkWrite(
+      plans.map((plan, index) => {
+        const update = setUpdate(plan, now, writeIds[index], { quiet });
+        return { updateOne: { filter: update.filter, update: update.pipeline, upsert: true } };
+      }),
+      { session, ordered: true },
     );
+    // The versions the pipelines wrote, read in the same transaction (before EV6's deletes below).
+    const written = await this.items
+      .find({ $or: plans.map((plan) => keyFilter(plan.key)) }, { session, projection: { ns: 1, part: 1, ver: 1 } })
+      .toArray();
+    const versions = new Map(written.map((document) => [keyFromParts(document.ns, document.part).full, storedVersion(document.ver)]));
+    // EV6: an item written with a ttl already past is created and expires at once, as on the
+    // embedded engine; a seed may write one key twice (SE3), and only the last write stays.
+    const last = new Map(plans.map((plan, index) => [plan.key.full, index]));
+    const expired = plans
+      .map((plan, index) => ({ plan, index }))
+      .filter(({ plan, index }) => last.get(plan.key.full) === index && expiresAtWrite(plan, now));
+    if (expired.length > 0) {
+      await this.items.deleteMany({ $or: expired.map(({ plan, index }) => ({ ...keyFilter(plan.key), _w: writeIds[index] })) }, { session });
+    }
+    // An unconditional overwrite's item does not depend on what was stored (M2), but for its version:
+    // a key written twice (SE3) was at one less after its earlier write.
+    const laterWrites = new Map<string, number>();
+    return [...plans]
+      .reverse()
+      .map((plan) => {
+        const later = laterWrites.get(plan.key.full) ?? 0;
+        laterWrites.set(plan.key.full, later + 1);
+        const version = (versions.get(plan.key.full) ?? 1) - later;
+        return { item: { ...applySet(undefined, plan, now).item, version } };
+      })
+      .reverse();
   }
 
   /** R2, R5: removes the keys together and reports those that held a live item. */
@@ -363,23 +372,65 @@ export class MongoStore implements Store {
   }
 
   /**
-   * Not yet all or nothing on MongoDB (issue 16, open): a clear, then each
-   * chunk in its own transaction, with the event loop running between
-   * chunks. Every plan was validated before this runs (SE3), so only a
-   * failure of MongoDB itself, or a crash, can leave a part written. Making
-   * it whole needs a staging collection and a swap that keeps the change
-   * stream's per-item events, which is still to do.
+   * All or nothing where the old content and the new fit one bounded
+   * transaction (WHOLE_REPLACE): the clear and the writes commit together,
+   * each item still its own change event (deleted, then created, as on the
+   * embedded engine). Past those bounds a single transaction would risk
+   * TransactionTooLargeForCache and the 60 s lifetime, so a larger replace
+   * still clears and then writes chunk by chunk, each chunk its own
+   * transaction: not yet whole on MongoDB (issue 16, open; docs/mongodb.md).
+   * Every plan was validated before either path runs (SE3).
    */
   async replaceAll(chunks: AsyncIterable<readonly SetPlan[]>, now: number, options: BulkOptions = {}): Promise<number> {
-    options.signal?.throwIfAborted();
+    const quiet = options.events === false;
+    const source = chunks[Symbol.asyncIterator]();
+    const first: (readonly SetPlan[])[] = [];
+    let exhausted = false;
+    while (first.length <= WHOLE_REPLACE.chunks) {
+      options.signal?.throwIfAborted();
+      const next = await source.next();
+      if (next.done) {
+        exhausted = true;
+        break;
+      }
+      first.push(next.value);
+    }
+    if (exhausted && (await this.holdsAtMost(WHOLE_REPLACE.oldItems, WHOLE_REPLACE.oldBytes))) {
+      options.signal?.throwIfAborted();
+      await guard(() =>
+        this.transaction(async (session) => {
+          if (quiet) await this.items.updateMany({}, { $set: { _q: "d" } }, { session });
+          await this.items.deleteMany({}, { session });
+          for (const plans of first) if (plans.length > 0) await this.writeBatch(plans, now, session, quiet);
+        }),
+      );
+      return first.reduce((sum, plans) => sum + plans.length, 0);
+    }
     await this.clear(now, options);
     let written = 0;
-    for await (const plans of chunks) {
+    const rest = async function* () {
+      yield* first;
+      for (let next = await source.next(); !next.done; next = await source.next()) yield next.value;
+    };
+    for await (const plans of rest()) {
       options.signal?.throwIfAborted();
-      await this.setMany(plans, now, options);
+      if (plans.length > 0) await this.setMany(plans, now, options);
       written += plans.length;
     }
     return written;
+  }
+
+  /** Whether the environment holds at most this many items and bytes (BSON), reading no more than one item past the bound. */
+  private async holdsAtMost(items: number, bytes: number): Promise<boolean> {
+    return guard(async () => {
+      const [held] = await this.items
+        .aggregate<{ n: number; bytes: number }>([
+          { $limit: items + 1 },
+          { $group: { _id: null, n: { $sum: 1 }, bytes: { $sum: { $bsonSize: "$$ROOT" } } } },
+        ])
+        .toArray();
+      return held === undefined || (held.n <= items && held.bytes <= bytes);
+    });
   }
 
   /**

@@ -1,0 +1,91 @@
+import { expect } from "chai";
+import { MongoClient } from "mongodb";
+import pino from "pino";
+import { bulkChunks, planSeed, planSet, type SetPlan } from "../../services/domain/set-plan.js";
+import type { FeedEvent } from "../../services/feed/change-feed.js";
+import { MongoStore } from "../../services/stores/mongodb/mongo-store.js";
+import { setInput } from "../support/set-input.js";
+import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
+
+/**
+ * Issue 16 on MongoDB: a replace that fits one bounded transaction (new
+ * content in at most four chunks, old content within WHOLE_REPLACE) is all
+ * or nothing, and its events are a `deleted` per old item, then a `created`
+ * per new one, or none. Needs MONGODB_URI; skipped without it.
+ */
+describe(mongoTitle("MongoDB store: replaceAll of a small environment is all or nothing"), function () {
+  this.timeout(60_000);
+  const database = `larder_replace_${process.pid}_${Date.now()}`;
+  let client: MongoClient;
+  let store: MongoStore;
+
+  before(async function () {
+    const uri = mongoUri();
+    if (!uri) return skipWithoutMongo(this);
+    client = await MongoClient.connect(uri);
+    store = await MongoStore.open({ client, db: client.db(database), environment: "replace-test", changeRetentionMs: 3_600_000, log: pino({ level: "silent" }) });
+  });
+  after(async () => {
+    await store?.close();
+    await client?.db(database).dropDatabase();
+    await client?.close();
+  });
+
+  const now = () => Date.now();
+  const plans = (prefix: string, count: number) =>
+    planSeed(Array.from({ length: count }, (_, i) => setInput(`${prefix}:${String(i).padStart(3, "0")}`, { i }, { overwrite: true })), now());
+  async function* chunks(all: SetPlan[], failAfter?: number) {
+    let given = 0;
+    for (const chunk of bulkChunks(all)) {
+      if (given++ === failAfter) throw new Error("the source failed part-way");
+      yield chunk;
+    }
+  }
+  const keys = async () => (await store.scan({ limit: 10_000 }, now())).map((item) => item.key.full);
+  async function eventsAfter(token: string, count: number): Promise<FeedEvent[]> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 10_000);
+    const found: FeedEvent[] = [];
+    try {
+      for await (const event of store.feed.follow(token, abort.signal)) {
+        found.push(event);
+        if (found.length >= count) break;
+      }
+    } catch (error) {
+      if (!abort.signal.aborted) throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    return found;
+  }
+
+  it("replaces in one transaction: every deleted, then every created; a failing source changes nothing", async () => {
+    for (let i = 0; i < 3; i++) await store.set(planSet(setInput(`old:${i}`, i), now()), now());
+    const head = await store.feed.head();
+    let failure: unknown;
+    await store.replaceAll(chunks(plans("new", 250), 2), now()).catch((error: unknown) => (failure = error));
+    expect((failure as Error).message).to.equal("the source failed part-way");
+    expect(await keys()).to.deep.equal(["old:0", "old:1", "old:2"]);
+    expect(await store.replaceAll(chunks(plans("new", 250)), now())).to.equal(250);
+    const found = await keys();
+    expect(found).to.have.length(250);
+    expect(found.every((key) => key.startsWith("new:"))).to.equal(true);
+    const events = await eventsAfter(head, 253);
+    expect(events.slice(0, 3).map((event) => [event.name, event.item.key.full])).to.deep.equal([
+      ["deleted", "old:0"],
+      ["deleted", "old:1"],
+      ["deleted", "old:2"],
+    ]);
+    expect(events.slice(3).every((event) => event.name === "created")).to.equal(true);
+  });
+
+  it("without events it emits none; an empty replace empties the environment", async () => {
+    await store.replaceAll(chunks(plans("quiet", 20)), now(), { events: false });
+    const head = await store.feed.head();
+    await store.replaceAll(chunks([]), now(), { events: false });
+    expect(await keys()).to.deep.equal([]);
+    await store.set(planSet(setInput("after:1", 1), now()), now());
+    const [next] = await eventsAfter(head, 1);
+    expect([next.name, next.item.key.full]).to.deep.equal(["created", "after:1"]);
+  });
+});
