@@ -25,6 +25,9 @@ export const MAX_OPERATIONS = 100;
  */
 export const MAX_PIPELINE_VALUE_CHARS = 1 << 20;
 
+/** The reason of operations a Pipeline left unrun because its answer was full (the first is always run). */
+const ANSWER_FULL = "PIPELINE_ANSWER_FULL";
+
 export interface PipelineOptions {
   /** Values as JSON text (default) or as google.protobuf.Value. */
   readonly jsonValues?: boolean;
@@ -91,7 +94,10 @@ export function pipelined(client: Client<typeof DataService>, options: PipelineO
       for (const entry of batch) entry.reject(error);
       return;
     }
-    batch.forEach((entry, index) => {
+    // The service answers at most so many bytes of items per call, and leaves the rest unrun, in order: sent again.
+    const unrun = results.findIndex((result) => result.kind.case === "error" && result.kind.value.errorInfo?.reason === ANSWER_FULL);
+    if (unrun > 0) void dispatch(batch.slice(unrun));
+    batch.slice(0, unrun > 0 ? unrun : batch.length).forEach((entry, index) => {
       const result = results[index]?.kind;
       if (result === undefined || result.case === undefined) {
         entry.reject(new LarderError("INTERNAL", "The service sent no result for this operation"));

@@ -1,4 +1,4 @@
-import { toJson, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { toBinary, toJson, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -15,6 +15,7 @@ import {
   type CountResponseSchema,
   type GetRequest,
   type GetResponseSchema,
+  type ItemSchema,
   type LabelUpdate,
   type Operation,
   type OperationResultSchema,
@@ -34,7 +35,7 @@ import { invalidArgument } from "./domain/errors.js";
 import type { JsonValue } from "./domain/json.js";
 import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
 import { guarded, toConnectError } from "./errors.js";
-import { checkPipelineSize } from "./domain/limits.js";
+import { checkPipelineSize, MAX_PIPELINE_ANSWER_BYTES, pipelineAnswerFull } from "./domain/limits.js";
 import { DATA_SERVICE, roleAllows } from "./access/roles.js";
 import { roleRefusal } from "./access/auth-interceptor.js";
 import type { Engine } from "./stores/engine.js";
@@ -160,9 +161,7 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
           return { kind: { case: kind.case, value: await calls.count(kind.value, context) } };
       }
     } catch (error) {
-      const status = toConnectError(error);
-      const errorInfo = status.findDetails(ErrorInfoSchema)[0];
-      return { kind: { case: "error", value: { code: status.code, message: status.rawMessage, errorInfo } } };
+      return errorResult(error);
     }
   }
 
@@ -181,8 +180,28 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
         checkPipelineSize(request.operations.length);
         const form: ValueForm = request.jsonValues ? "json" : "value";
         const results: Init<typeof OperationResultSchema>[] = [];
+        // The answer is bounded as a whole: once it holds MAX_PIPELINE_ANSWER_BYTES, the rest is not run (in
+        // order, so nothing runs after an operation that did not), and a read that would pass it is dropped
+        // unanswered (it changed nothing). The first operation is always answered, as its own call would be.
+        let answered = 0;
+        let full = false;
         // One after the other, in request order: each sees the writes of those before it.
-        for (const operation of request.operations) results.push(await runOperation(operation, context, form));
+        for (const operation of request.operations) {
+          if (full) {
+            results.push(errorResult(pipelineAnswerFull()));
+            continue;
+          }
+          const result = await runOperation(operation, context, form);
+          const bytes = answerBytes(result);
+          if (answered > 0 && answered + bytes > MAX_PIPELINE_ANSWER_BYTES && isRead(operation)) {
+            full = true;
+            results.push(errorResult(pipelineAnswerFull()));
+            continue;
+          }
+          answered += bytes;
+          full = answered >= MAX_PIPELINE_ANSWER_BYTES;
+          results.push(result);
+        }
         return { results };
       });
     },
@@ -231,6 +250,33 @@ const PIPELINED_METHODS: Record<NonNullable<Operation["kind"]["case"]>, string> 
   scan: "Scan",
   count: "Count",
 };
+
+/** An operation's status as its result: what its own call would have ended with. */
+function errorResult(error: unknown): Init<typeof OperationResultSchema> {
+  const status = toConnectError(error);
+  const errorInfo = status.findDetails(ErrorInfoSchema)[0];
+  return { kind: { case: "error", value: { code: status.code, message: status.rawMessage, errorInfo } } };
+}
+
+const READ_OPERATIONS: ReadonlySet<Operation["kind"]["case"]> = new Set(["get", "batchGet", "query", "scan", "count"]);
+
+function isRead(operation: Operation): boolean {
+  return READ_OPERATIONS.has(operation.kind.case);
+}
+
+/** The bytes of items an operation's answer carries: keys and values, as JSON text or as the Values built for them. */
+function answerBytes(result: Init<typeof OperationResultSchema>): number {
+  const answer = result.kind?.value as { item?: Init<typeof ItemSchema>; items?: Init<typeof ItemSchema>[] } | undefined;
+  if (answer === undefined || result.kind?.case === "error") return 0;
+  const items = answer.items ?? (answer.item ? [answer.item] : []);
+  let bytes = 0;
+  for (const item of items) {
+    bytes += Buffer.byteLength(item.key ?? "");
+    if (typeof item.valueJson === "string") bytes += Buffer.byteLength(item.valueJson);
+    else if (item.value) bytes += toBinary(ValueSchema, item.value as Value).length;
+  }
+  return bytes;
+}
 
 /** V1: a google.protobuf.Value can carry what JSON cannot (NaN, ±Infinity, no kind at all): refused as a bad value. */
 function jsonOf(value: Value | undefined): JsonValue | undefined {

@@ -21,6 +21,7 @@ export type Reason =
   | "INVALID_VALUE"
   | "INVALID_FILTER"
   | "BATCH_SIZE"
+  | "PIPELINE_ANSWER_FULL"
   | "ITEM_TOO_LARGE"
   | "ITEM_EXISTS"
   | "ITEM_NOT_FOUND"

@@ -1,4 +1,4 @@
-import { invalidArgument } from "./errors.js";
+import { DomainError, invalidArgument } from "./errors.js";
 import type { LabelNumber } from "../stores/store.js";
 
 /** The limits of spec §13, in one place. */
@@ -53,4 +53,22 @@ export function checkPipelineSize(count: number): void {
   if (count > MAX_PIPELINE_OPERATIONS) {
     throw invalidArgument("BATCH_SIZE", `A pipeline may carry at most ${MAX_PIPELINE_OPERATIONS} operations`);
   }
+}
+
+/**
+ * What a Pipeline's answer may hold in items (their JSON, counted as UTF-8
+ * bytes): each operation alone stays within its own bounds, but 100 of them
+ * (100 batch gets of 25 items of 400 KB) would build gigabytes for one call.
+ * Well below the smallest LARDER_MAX_MESSAGE_BYTES (11 MiB), with room for
+ * one operation's answer past it.
+ */
+export const MAX_PIPELINE_ANSWER_BYTES = 4 * 1024 * 1024;
+
+/** The answer of an operation a full pipeline did not run (nothing read or written): the caller sends it again. */
+export function pipelineAnswerFull(): DomainError {
+  return new DomainError(
+    "RESOURCE_EXHAUSTED",
+    "PIPELINE_ANSWER_FULL",
+    `Not run: this pipeline's answer already holds ${MAX_PIPELINE_ANSWER_BYTES / (1024 * 1024)} MiB of items; send this operation and those after it in another call`,
+  );
 }
