@@ -1,33 +1,20 @@
 import type http from "node:http";
 import type http2 from "node:http2";
+import { cors as connectCors } from "@connectrpc/connect";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 type NodeHandler = (request: NodeRequest, response: NodeResponse) => void;
 
 /*
- * What gRPC-Web and Connect clients in a browser send and must read. These are
- * the lists of @connectrpc/cors (not installed here, and small enough to keep
- * in one place), plus Larder's own: `authorization` for the API key,
- * `last-event-id` for an EventSource resuming /events, `x-request-id`.
+ * What gRPC-Web and Connect clients in a browser send and must read: Connect's
+ * own lists (`cors` of @connectrpc/connect), plus Larder's: `authorization` for
+ * the API key, `last-event-id` for an EventSource resuming /events,
+ * `x-request-id`, and `retry-after` on refusals.
  */
-const ALLOWED_METHODS = ["POST", "GET"];
-const ALLOWED_HEADERS = [
-  "content-type",
-  "connect-protocol-version",
-  "connect-timeout-ms",
-  "connect-accept-encoding",
-  "connect-content-encoding",
-  "grpc-timeout",
-  "grpc-accept-encoding",
-  "grpc-encoding",
-  "x-grpc-web",
-  "x-user-agent",
-  "authorization",
-  "last-event-id",
-  "x-request-id",
-];
-const EXPOSED_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin", "content-encoding", "connect-content-encoding", "retry-after", "x-request-id"];
+const ALLOWED_METHODS = connectCors.allowedMethods;
+const ALLOWED_HEADERS = [...connectCors.allowedHeaders, "authorization", "last-event-id", "x-request-id"];
+const EXPOSED_HEADERS = [...connectCors.exposedHeaders, "retry-after", "x-request-id"];
 /** How long a browser may keep a preflight's answer (Chromium caps it at 2 hours). */
 const PREFLIGHT_MAX_AGE_S = 7200;
 
