@@ -78,12 +78,12 @@ interface SubscriptionDocument {
 }
 
 /**
- * A replace is one transaction when the new content comes in at most this
- * many chunks (of at most 100 items and 4 MiB each, BULK_CHUNK) and the old
- * content is at most this large: far from TransactionTooLargeForCache and
- * the 60 s transaction lifetime.
+ * A replace whose new content comes in at most this many chunks (of at most
+ * 100 items and 4 MiB each, BULK_CHUNK) is held in memory, so its one
+ * transaction can be rerun by withTransaction on a write conflict; a larger
+ * one streams through a single transaction that is not rerun.
  */
-const WHOLE_REPLACE = { chunks: 4, oldItems: 1_000, oldBytes: 16 * 1024 * 1024 } as const;
+const REPLAYABLE_REPLACE_CHUNKS = 4;
 
 /** Items a quiet clear marks and deletes per transaction (at most 40 MB of items and their pre-images), whatever the environment holds. */
 const QUIET_CLEAR_BATCH = 100;
@@ -372,64 +372,68 @@ export class MongoStore implements Store {
   }
 
   /**
-   * All or nothing where the old content and the new fit one bounded
-   * transaction (WHOLE_REPLACE): the clear and the writes commit together,
-   * each item still its own change event (deleted, then created, as on the
-   * embedded engine). Past those bounds a single transaction would risk
-   * TransactionTooLargeForCache and the 60 s lifetime, so a larger replace
-   * still clears and then writes chunk by chunk, each chunk its own
-   * transaction: not yet whole on MongoDB (issue 16, open; docs/mongodb.md).
-   * Every plan was validated before either path runs (SE3).
+   * All or nothing, whatever the size: the clear and the writes are one
+   * transaction, each item still its own change event (every `deleted`, then
+   * every `created`, as on the embedded engine), so the environment shows the
+   * old content or the new, also across a crash. A small replace is held in
+   * memory and run by withTransaction, which reruns it on a write conflict. A
+   * larger one streams chunk by chunk through one transaction (one chunk in
+   * memory at a time) and is not rerun: its source cannot be read twice. What
+   * MongoDB cannot hold in one transaction (TransactionTooLargeForCache, the
+   * 60 s lifetime) aborts it, nothing is written, and the caller gets
+   * RESOURCE_EXHAUSTED or UNAVAILABLE with the reason — never a part.
+   * Every plan was validated before this runs (SE3).
    */
   async replaceAll(chunks: AsyncIterable<readonly SetPlan[]>, now: number, options: BulkOptions = {}): Promise<number> {
     const quiet = options.events === false;
     const source = chunks[Symbol.asyncIterator]();
-    const first: (readonly SetPlan[])[] = [];
+    const held: (readonly SetPlan[])[] = [];
     let exhausted = false;
-    while (first.length <= WHOLE_REPLACE.chunks) {
+    while (held.length <= REPLAYABLE_REPLACE_CHUNKS) {
       options.signal?.throwIfAborted();
       const next = await source.next();
       if (next.done) {
         exhausted = true;
         break;
       }
-      first.push(next.value);
+      held.push(next.value);
     }
-    if (exhausted && (await this.holdsAtMost(WHOLE_REPLACE.oldItems, WHOLE_REPLACE.oldBytes))) {
+    const clearAll = async (session: ClientSession) => {
+      // A quiet clear marks each item so the feed passes its delete over (skip_events).
+      if (quiet) await this.items.updateMany({}, { $set: { _q: "d" } }, { session });
+      await this.items.deleteMany({}, { session });
+    };
+    if (exhausted) {
       options.signal?.throwIfAborted();
       await guard(() =>
         this.transaction(async (session) => {
-          if (quiet) await this.items.updateMany({}, { $set: { _q: "d" } }, { session });
-          await this.items.deleteMany({}, { session });
-          for (const plans of first) if (plans.length > 0) await this.writeBatch(plans, now, session, quiet);
+          await clearAll(session);
+          for (const plans of held) if (plans.length > 0) await this.writeBatch(plans, now, session, quiet);
         }),
       );
-      return first.reduce((sum, plans) => sum + plans.length, 0);
+      return held.reduce((sum, plans) => sum + plans.length, 0);
     }
-    await this.clear(now, options);
-    let written = 0;
-    const rest = async function* () {
-      yield* first;
-      for (let next = await source.next(); !next.done; next = await source.next()) yield next.value;
-    };
-    for await (const plans of rest()) {
-      options.signal?.throwIfAborted();
-      if (plans.length > 0) await this.setMany(plans, now, options);
-      written += plans.length;
-    }
-    return written;
-  }
-
-  /** Whether the environment holds at most this many items and bytes (BSON), reading no more than one item past the bound. */
-  private async holdsAtMost(items: number, bytes: number): Promise<boolean> {
     return guard(async () => {
-      const [held] = await this.items
-        .aggregate<{ n: number; bytes: number }>([
-          { $limit: items + 1 },
-          { $group: { _id: null, n: { $sum: 1 }, bytes: { $sum: { $bsonSize: "$$ROOT" } } } },
-        ])
-        .toArray();
-      return held === undefined || (held.n <= items && held.bytes <= bytes);
+      const session = this.options.client.startSession();
+      try {
+        session.startTransaction({ writeConcern: { w: "majority" } });
+        await clearAll(session);
+        let written = 0;
+        const write = async (plans: readonly SetPlan[]) => {
+          options.signal?.throwIfAborted();
+          if (plans.length > 0) await this.writeBatch(plans, now, session, quiet);
+          written += plans.length;
+        };
+        for (let plans = held.shift(); plans; plans = held.shift()) await write(plans);
+        for (let next = await source.next(); !next.done; next = await source.next()) await write(next.value);
+        await session.commitTransaction();
+        return written;
+      } catch (error) {
+        if (session.inTransaction()) await session.abortTransaction().catch(() => undefined);
+        throw error;
+      } finally {
+        await session.endSession();
+      }
     });
   }
 
