@@ -185,11 +185,19 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
         // unanswered (it changed nothing). The first operation is always answered, as its own call would be.
         let answered = 0;
         let full = false;
+        let ranSince = performance.now();
         // One after the other, in request order: each sees the writes of those before it.
         for (const operation of request.operations) {
           if (full) {
             results.push(errorResult(pipelineAnswerFull()));
             continue;
+          }
+          // The embedded engine answers synchronously: without a turn of the event loop now and then, 100 slow
+          // operations (counts of a large namespace) would hold every other caller, and the call's own deadline
+          // timer, until the last one, where 100 calls of their own would have taken turns.
+          if (performance.now() - ranSince > PIPELINE_TURN_MS) {
+            await new Promise((resolve) => setImmediate(resolve));
+            ranSince = performance.now();
           }
           const result = await runOperation(operation, context, form);
           const bytes = answerBytes(result);
@@ -250,6 +258,9 @@ const PIPELINED_METHODS: Record<NonNullable<Operation["kind"]["case"]>, string> 
   scan: "Scan",
   count: "Count",
 };
+
+/** How long a Pipeline runs operations before it lets other callers' work in (a turn of the event loop). */
+const PIPELINE_TURN_MS = 5;
 
 /** An operation's status as its result: what its own call would have ended with. */
 function errorResult(error: unknown): Init<typeof OperationResultSchema> {

@@ -64,6 +64,27 @@ describe("e2e: a Pipeline's answer is bounded as a whole", function () {
     expect((await client.get({ key: "marker:last" })).item).to.equal(undefined);
   });
 
+  it("a pipeline of slow operations (100 counts of 100,000 items) lets a call made meanwhile be answered before it ends", async () => {
+    const client = raw();
+    for (let batch = 0; batch < 4; batch++) {
+      const items = Array.from({ length: 25_000 }, (_, i) => ({ key: `counted:${batch}${String(i).padStart(5, "0")}`, value: fromJson(ValueSchema, i) }));
+      await client.seed({ items });
+    }
+    const finished: string[] = [];
+    const operations = Array.from({ length: 100 }, () => ({ kind: { case: "count" as const, value: { expression: "counted:*" } } }));
+    const pipeline = client.pipeline({ operations }).then((response) => {
+      finished.push("pipeline");
+      return response;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await client.ping({});
+    finished.push("ping");
+    const response = await pipeline;
+    for (const result of response.results) expect(result.kind.case === "count" && result.kind.value.count).to.equal(100_000n);
+    // Held until the last count, the ping would come second (the embedded engine answers synchronously).
+    expect(finished).to.deep.equal(["ping", "pipeline"]);
+  });
+
   it("the client sends what was left unrun again: 30 large queries and a set in one tick all succeed", async () => {
     let pipelines = 0;
     const counter: Interceptor = (next) => (request) => {
