@@ -49,7 +49,7 @@ export interface DataOptions {
  * retried after a dropped connection counts once.
  */
 export interface RetryOptions {
-  /** Attempts in all, the first included (default 3; 1: no retries). */
+  /** Attempts in all, the first included (default 3; 1: no retries, and no key unless the call gives one). */
   readonly attempts?: number;
   /** Wait before the first retry, doubling after each (default 100 ms). */
   readonly initialBackoffMs?: number;
@@ -169,7 +169,8 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
   const initialBackoffMs = retries.initialBackoffMs ?? 100;
   /** Sends a write with one idempotency key, again while it fails UNAVAILABLE (RetryOptions). */
   async function idempotently<T>(given: unknown, send: (idempotencyKey: string) => Promise<T>): Promise<T> {
-    const idempotencyKey = given === undefined ? globalThis.crypto.randomUUID() : idempotencyKeyOf(given);
+    // Without retries a key of our own would buy nothing and cost the server a record.
+    const idempotencyKey = given !== undefined ? idempotencyKeyOf(given) : attempts > 1 ? globalThis.crypto.randomUUID() : "";
     for (let attempt = 1; ; attempt++) {
       try {
         return await send(idempotencyKey);

@@ -80,6 +80,23 @@ describe("client retries with idempotency keys", () => {
         await data.close();
       });
 
+      it("without retries (attempts: 1) a write carries no key of the client's own, only the caller's", async () => {
+        const sent: string[] = [];
+        const interceptor: Interceptor = (next) => async (request) => {
+          sent.push(...keysOf(request.message));
+          return next(request);
+        };
+        const data = createDataWith({
+          transport: createGrpcTransport({ baseUrl: running.url, interceptors: [interceptor] }),
+          retries: { attempts: 1 },
+          pipeline,
+        });
+        await data.set(k("retry:once"), 1);
+        await data.set(k("retry:once"), 2, { idempotencyKey: k("given") });
+        expect(sent).to.deep.equal(["", k("given")]);
+        await data.close();
+      });
+
       it("gives up after its attempts and reports UNAVAILABLE; other errors are not retried", async () => {
         const sent: string[] = [];
         const drops = { count: 5 };
