@@ -227,7 +227,11 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
     async *watch(request, context) {
       const store = await guarded(() => environmentOf(context));
       const observer = deps.watchObserver?.(dataEnvironment(context.values.get(principalKey)));
-      yield* watchChanges(store.feed, request, context.signal, deps.shutdownSignal, observer);
+      yield* watchChanges(store.feed, request, context.signal, deps.shutdownSignal, observer, {
+        values: request.jsonValues ? "json" : "value",
+        // gRPC, gRPC-Web and Connect streams say +json in their content type when they are JSON.
+        binary: !(context.requestHeader.get("content-type") ?? "").includes("json"),
+      });
     },
     async ack(request, context) {
       return guarded(async () => {

@@ -1,9 +1,10 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { WatchResponseSchema, type WatchRequest } from "../../gen/larder/data/v1/data_pb.js";
+import { ChangeEventSchema, WatchResponseSchema, type ChangeEvent, type WatchRequest } from "../../gen/larder/data/v1/data_pb.js";
 import { anyFilterMatches, parseEventFilter } from "../domain/filters.js";
-import { toItem } from "../item-message.js";
+import { toItem, type ValueForm } from "../item-message.js";
 import { toConnectError } from "../errors.js";
 import type { ChangeFeed, FeedEvent } from "./change-feed.js";
 
@@ -19,31 +20,64 @@ export interface WatchObserver {
   ended(error?: unknown): void;
 }
 
-/** Engines hand every subscriber the same event object, so it is converted to the wire form once. */
-const converted = new WeakMap<FeedEvent, WatchMessage>();
+/**
+ * How a stream's messages travel: `values` as google.protobuf.Value or JSON
+ * text (the request's json_values), and whether the stream's codec is binary
+ * protobuf (gRPC, gRPC-Web, Connect with +proto) or JSON.
+ */
+export interface WatchEncoding {
+  readonly values: ValueForm;
+  readonly binary: boolean;
+}
 
-function eventMessage(event: FeedEvent): WatchMessage {
-  let message = converted.get(event);
+const READABLE: WatchEncoding = { values: "value", binary: false };
+
+/**
+ * Engines hand every subscriber the same event object, so each event is
+ * converted once per encoding, whatever the number of streams. For binary
+ * streams it is also encoded once: the message carries the encoded ChangeEvent
+ * as its field 2 (`event`) in raw form, which protobuf-es copies onto each
+ * stream as it is, instead of encoding every field of the event per stream.
+ * JSON streams cannot take raw bytes, so they get the message itself.
+ */
+const converted = new WeakMap<FeedEvent, Map<string, WatchMessage>>();
+
+function eventMessage(event: FeedEvent, encoding: WatchEncoding): WatchMessage {
+  let forms = converted.get(event);
+  if (!forms) {
+    forms = new Map();
+    converted.set(event, forms);
+  }
+  const form = `${encoding.values}:${encoding.binary}`;
+  let message = forms.get(form);
   if (!message) {
-    // A message, not an init shape: Connect would otherwise create one per subscriber.
-    message = create(WatchResponseSchema, {
-      kind: {
-        case: "event",
-        value: {
-          id: event.id,
-          name: event.name,
-          item: toItem(event.item),
-          previous: event.previous && toItem(event.previous),
-          time: timestampFromMs(event.time),
-          resumeToken: event.token,
-          expired: event.expired ?? false,
-        },
-      },
+    const change = create(ChangeEventSchema, {
+      id: event.id,
+      name: event.name,
+      item: toItem(event.item, encoding.values),
+      previous: event.previous && toItem(event.previous, encoding.values),
+      time: timestampFromMs(event.time),
+      resumeToken: event.token,
+      expired: event.expired ?? false,
     });
-    converted.set(event, message);
+    // A message, not an init shape: Connect would otherwise create one per subscriber.
+    message = encoding.binary
+      ? preEncoded(change)
+      : create(WatchResponseSchema, { kind: { case: "event", value: change } });
+    forms.set(form, message);
   }
   return message;
 }
+
+/** WatchResponse{event} whose event is bytes already: an unknown field, written as it is (tag, length, bytes). */
+function preEncoded(change: ChangeEvent): WatchMessage {
+  const message = create(WatchResponseSchema);
+  const data = new BinaryWriter().bytes(toBinary(ChangeEventSchema, change)).finish();
+  message.$unknown = [{ no: EVENT_FIELD, wireType: WireType.LengthDelimited, data }];
+  return message;
+}
+
+const EVENT_FIELD = WatchResponseSchema.fields.find((field) => field.localName === "event")!.number;
 
 /**
  * One Watch stream: the `started` message with the position it starts after,
@@ -58,9 +92,10 @@ export async function* watchChanges(
   callSignal: AbortSignal,
   shutdownSignal: AbortSignal,
   observer?: WatchObserver,
+  encoding: WatchEncoding = READABLE,
 ): AsyncGenerator<MessageInitShape<typeof WatchResponseSchema>> {
   try {
-    yield* watchUntilEnded(feed, request, callSignal, shutdownSignal, observer);
+    yield* watchUntilEnded(feed, request, callSignal, shutdownSignal, observer, encoding);
   } finally {
     // Only the first report counts: a failure has reported itself, with its domain error, already.
     observer?.ended();
@@ -73,6 +108,7 @@ async function* watchUntilEnded(
   callSignal: AbortSignal,
   shutdownSignal: AbortSignal,
   observer: WatchObserver | undefined,
+  encoding: WatchEncoding,
 ): AsyncGenerator<MessageInitShape<typeof WatchResponseSchema>> {
   const signal = AbortSignal.any([callSignal, shutdownSignal]);
   let start: string;
@@ -92,7 +128,7 @@ async function* watchUntilEnded(
       if (!anyFilterMatches(filters, event.name, event.item.key)) continue;
       // The next step is Connect writing the message on the stream: this is the event's delivery.
       observer?.delivered(event.time);
-      yield eventMessage(event);
+      yield eventMessage(event, encoding);
     }
   } catch (error) {
     if (signal.aborted) {
