@@ -1,7 +1,7 @@
 import { setMaxListeners } from "node:events";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { DataService } from "../gen/larder/data/v1/data_pb.js";
 import {
@@ -126,6 +126,13 @@ async function dataClientFor(name: ClientName): Promise<DataApi> {
     if (name === "peer") {
       if (!peerEndpoint) throw new Error("no peer endpoint");
       data = await peerData(peerEndpoint);
+    } else if (name === "larder-connect-values") {
+      // The default client, its pipelines asking for google.protobuf.Value instead of JSON text.
+      const valuesAsProtobuf: Interceptor = (next) => (request) => {
+        if (request.method.name === "Pipeline") (request.message as unknown as { jsonValues: boolean }).jsonValues = false;
+        return next(request);
+      };
+      data = createData({ url, transport: createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [valuesAsProtobuf] }) }) as unknown as DataApi;
     } else {
       data = createData({ url, transport: name === "larder-connect" ? "connect" : "grpc", pipeline: name !== "larder-grpc-unpipelined" }) as unknown as DataApi;
     }

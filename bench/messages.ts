@@ -13,7 +13,7 @@ export const PROTOCOL_NAMES: Record<Protocol, string> = {
  * (the peer) and Larder's drop-in client `createData` with each transport
  * (`larder-connect` is the default), all through the same `data` API.
  */
-export type ClientName = "peer" | "larder-grpc" | "larder-connect" | "larder-grpc-unpipelined";
+export type ClientName = "peer" | "larder-grpc" | "larder-connect" | "larder-grpc-unpipelined" | "larder-connect-values";
 
 export const DEFAULT_CLIENT: ClientName = "larder-connect";
 
@@ -22,6 +22,8 @@ export const CLIENT_NAMES: Record<ClientName, string> = {
   "larder-connect": "Larder, default client (Connect, HTTP/1.1)",
   "larder-grpc": 'Larder, `transport: "grpc"` (HTTP/2)',
   "larder-grpc-unpipelined": "Larder, gRPC, `pipeline: false`",
+  /** The default client with values as google.protobuf.Value instead of JSON text: what the lean value path saves. */
+  "larder-connect-values": "Larder, default client, values as protobuf Value",
 };
 
 /** The workloads of the side-by-side table, as calls of the `data` API (`batch get 25` on request: --client-ops). */

@@ -18,7 +18,8 @@ export function cutPage(fetched: readonly ItemRecord[], limit: number): Page {
   let bytes = 0;
   for (const item of fetched) {
     if (items.length === limit) break;
-    const size = Buffer.byteLength(JSON.stringify(item.value), "utf8");
+    // The stored JSON text when the store has it: measured without parsing the value back out.
+    const size = Buffer.byteLength(item.valueText ?? JSON.stringify(item.value), "utf8");
     if (items.length > 0 && bytes + size > MAX_PAGE_BYTES) break;
     bytes += size;
     items.push(item);
