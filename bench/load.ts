@@ -286,9 +286,16 @@ async function events(task: Extract<Task, { kind: "events" }>): Promise<Reply> {
         }
       }
     } catch (error) {
-      if (!abort.signal.aborted) throw error;
+      // A stream the server ended (a reset connection, a refusal past LARDER_MAX_STREAMS) is counted, not fatal:
+      // the row then says how many subscribers it lost instead of the whole run stopping.
+      if (!abort.signal.aborted) {
+        streamErrors++;
+        firstStreamError ??= (error as Error).message;
+      }
     }
   });
+  let streamErrors = 0;
+  let firstStreamError: string | undefined;
   const until = async (done: () => boolean, ms: number) => {
     const deadline = performance.now() + ms;
     while (!done() && performance.now() < deadline) {
@@ -299,7 +306,11 @@ async function events(task: Extract<Task, { kind: "events" }>): Promise<Reply> {
     }
   };
   await until(() => started === task.subscribers, 60_000);
-  if (started < task.subscribers) throw new Error(`only ${started} of ${task.subscribers} Watch streams started`);
+  if (started < task.subscribers) {
+    abort.abort();
+    for (const manager of managers) manager.abort();
+    throw new Error(`only ${started} of ${task.subscribers} Watch streams started${firstStreamError ? ` (${streamErrors} failed: ${firstStreamError})` : ""}`);
+  }
   send({ kind: "subscribed", subscribers: task.subscribers, openMs: performance.now() - openedAt });
   for (let i = 0; i < task.writes; i++) {
     const key = `${prefix}:${i}`;
@@ -311,7 +322,7 @@ async function events(task: Extract<Task, { kind: "events" }>): Promise<Reply> {
   abort.abort();
   await Promise.all(streams);
   for (const manager of managers) manager.abort();
-  return { kind: "events", samples: samples.values(), expected: task.writes * task.subscribers };
+  return { kind: "events", samples: samples.values(), expected: task.writes * task.subscribers, streamErrors, firstStreamError };
 }
 
 function send(reply: Reply): void {

@@ -54,7 +54,7 @@ export type Reply =
   | { readonly kind: "fill"; readonly items: number; readonly elapsedMs: number }
   /** The subscribers are open: the runner reads the server's memory now. */
   | { readonly kind: "subscribed"; readonly subscribers: number; readonly openMs: number }
-  | { readonly kind: "events"; readonly samples: Float64Array; readonly expected: number }
+  | { readonly kind: "events"; readonly samples: Float64Array; readonly expected: number; readonly streamErrors: number; readonly firstStreamError?: string }
   | { readonly kind: "error"; readonly message: string };
 
 /** How the stored items are named: shared by the fill and by the operations that read them. */

@@ -78,6 +78,8 @@ export interface Report {
   fills: { prefix: string; from: number; to: number; itemsPerSecond: number }[];
   operations: OperationRow[];
   events: EventRow[];
+  /** Subscriber counts whose row could not be measured, and why. */
+  eventFailures?: string[];
   scale: ScaleRow[];
   /** The side-by-side comparison with the published client, and `uptime` around it. */
   peer: PeerRow[];
@@ -150,7 +152,7 @@ export function markdown(report: Report): string {
       table(
         ["subscribers", "connections", "delivered", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server µs/event", "client µs/event"],
         ["--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
-        report.events.map((row) => [
+        [...report.events.map((row) => [
           row.subscribers,
           row.connections,
           `${row.delivered}/${row.expected}`,
@@ -160,7 +162,7 @@ export function markdown(report: Report): string {
           row.max,
           row.serverCpuUsPerEvent,
           row.clientCpuUsPerEvent,
-        ]),
+        ]), ...(report.eventFailures ?? []).map((failure) => [failure, "", "not measured", "", "", "", "", "", ""])],
       ),
     );
   }

@@ -249,12 +249,20 @@ async function main(): Promise<void> {
         const meter = new CpuMeter(pids);
         // 10,000 subscribers: a few writes give tens of thousands of deliveries already.
         const writes = subscribers >= 10_000 ? 5 : settings.eventWrites;
-        const reply = await lead.ask<"events">({
-          kind: "events",
-          subscribers,
-          writes,
-          perConnection: settings.streamsPerConnection,
-        });
+        let reply: Extract<Reply, { kind: "events" }>;
+        try {
+          reply = await lead.ask<"events">({
+            kind: "events",
+            subscribers,
+            writes,
+            perConnection: settings.streamsPerConnection,
+          });
+        } catch (error) {
+          // One row that cannot be held (streams refused or reset) says so; the rest of the run goes on.
+          progress(`  events, ${subscribers} subscribers: not measured: ${(error as Error).message}`);
+          report.eventFailures = [...(report.eventFailures ?? []), `${subscribers} subscribers: ${(error as Error).message}`];
+          continue;
+        }
         const cpu = meter.read();
         const row: EventRow = {
           subscribers,
@@ -268,7 +276,10 @@ async function main(): Promise<void> {
           otherCores: cpu.otherCores,
         };
         report.events.push(row);
-        progress(`  events, ${subscribers} subscribers: ${row.delivered}/${row.expected} delivered, p50 ${row.p50} p99 ${row.p99} ms`);
+        progress(
+          `  events, ${subscribers} subscribers: ${row.delivered}/${row.expected} delivered, p50 ${row.p50} p99 ${row.p99} ms` +
+            (reply.streamErrors ? `, ${reply.streamErrors} streams failed: ${reply.firstStreamError}` : ""),
+        );
       }
     }
 
@@ -290,7 +301,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    for (const worker of workers) worker.process.send({ kind: "exit" } satisfies Task);
+    for (const worker of workers) if (worker.process.connected) worker.process.send({ kind: "exit" } satisfies Task);
     memory["peak (VmHWM)"] = { rss: server.memory().peak, peak: server.memory().peak };
     await server.stop();
     await peer?.stop();
