@@ -38,14 +38,17 @@ export function Environments({ session }: { readonly session: Session }) {
     setBusy(true);
     setError(undefined);
     setNotice(undefined);
+    let notice: string | undefined;
     try {
-      setNotice(await body());
+      notice = await body();
     } catch (failure) {
       setError(`${what} failed: ${describeError(failure)}`);
     } finally {
       setBusy(false);
       setAction(undefined);
+      // The list first, then the notice: whoever reads "Dropped copy." sees a table without it.
       await reload();
+      setNotice(notice);
     }
   };
 

@@ -494,6 +494,7 @@ describe("e2e: the console in Chromium, with API keys", function () {
       await dialog.getByRole("textbox").fill("copy");
       await drop.click();
       await page.getByRole("status").filter({ hasText: "Dropped copy." }).waitFor();
+      // The console reloads the list before it shows the notice.
       expect(await row("copy").count()).to.equal(0);
       expect((await admin().scan({ count: true })).count).to.equal(2n);
       expect(await problems()).to.deep.equal([]);
