@@ -18,6 +18,8 @@ export interface CreateBrowserDataOptions extends BrowserTransportOptions {
   readonly events?: EventOptions;
   /** Retries of writes that failed UNAVAILABLE, with idempotency keys (default: 3 attempts). */
   readonly retries?: RetryOptions;
+  /** true (default): the calls of one tick travel in one Pipeline RPC; false: one RPC per call. */
+  readonly pipeline?: boolean;
 }
 
 /**
@@ -32,6 +34,6 @@ export function createBrowserTransport({ url, apiKey, transport = "grpc-web" }: 
 }
 
 /** The drop-in `data` for browsers: fetch-based gRPC-Web or Connect, no Node modules. */
-export function createData({ events, retries, ...transport }: CreateBrowserDataOptions): LarderData {
-  return createDataWith({ transport: createBrowserTransport(transport), events, retries });
+export function createData({ events, retries, pipeline, ...transport }: CreateBrowserDataOptions): LarderData {
+  return createDataWith({ transport: createBrowserTransport(transport), events, retries, pipeline });
 }
