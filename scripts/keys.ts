@@ -1,4 +1,4 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { generateKey, hashKey, isEnvironmentName, loadKeysFile } from "../services/access/api-keys.js";
 import { isRole, OPERATOR, ROLES } from "../services/access/roles.js";
@@ -62,7 +62,7 @@ function main(): number {
     return 2;
   }
   const keys = existsSync(values.file) ? loadKeysFile(values.file) : [];
-  const save = (entries: unknown[]) => writeFileSync(values.file!, `${JSON.stringify({ keys: entries }, null, 2)}\n`, { mode: 0o600 });
+  const save = (entries: unknown[]) => replaceFile(values.file!, `${JSON.stringify({ keys: entries }, null, 2)}\n`);
   if (command === "list") {
     for (const key of keys) console.log(`${key.id}\t${key.environment ?? "(every environment)"}\t${key.role}`);
     return 0;
@@ -105,6 +105,26 @@ function main(): number {
   console.error(`added '${values.id}' (${scope}, ${values.role}) to ${values.file}; the key is shown once:`);
   console.log(key);
   return 0;
+}
+
+/**
+ * Writes a fresh file readable by its owner only and renames it over the old
+ * one: a reader (the server starting) sees the old keys or the new, never half
+ * a file, and a keys file made world-readable by hand does not stay so.
+ */
+function replaceFile(path: string, text: string): void {
+  const temporary = `${path}.${process.pid}.tmp`;
+  const fd = openSync(temporary, "wx", 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  closeSync(fd);
+  renameSync(temporary, path);
 }
 
 process.exitCode = main();

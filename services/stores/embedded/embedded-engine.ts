@@ -1,7 +1,8 @@
-import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { readdirSync, rmSync, statSync } from "node:fs";
 import type { EngineFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
 import { environmentFiles, EmbeddedStore, FILE_SUFFIX, type EmbeddedStoreOptions } from "./embedded-store.js";
+import { privateDirectory } from "./private-files.js";
 
 /** Environments of the embedded engine: one SQLite file each in the data directory. */
 export class EmbeddedEngine implements Engine {
@@ -9,7 +10,7 @@ export class EmbeddedEngine implements Engine {
   private readonly drops = new PendingDrops();
 
   constructor(private readonly options: Omit<EmbeddedStoreOptions, "environment">) {
-    mkdirSync(options.dataDir, { recursive: true });
+    privateDirectory(options.dataDir);
   }
 
   describe(): string {

@@ -1,6 +1,5 @@
 import Database from "better-sqlite3";
 import { randomInt } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
 import { narrowRange, rangeIncludes, type KeyRange } from "../../domain/expressions.js";
@@ -34,6 +33,7 @@ import {
   type OutcomeCodec,
 } from "../replay.js";
 import { EmbeddedFeed } from "./embedded-feed.js";
+import { privateCompanions, privateDirectory, privateFile } from "./private-files.js";
 import type { ChangeFeed } from "../../feed/change-feed.js";
 import type { EngineObserver, EnvironmentFigures } from "../engine-observer.js";
 
@@ -118,9 +118,12 @@ export class EmbeddedStore implements Store {
   readonly feed: ChangeFeed = new EmbeddedFeed(this);
 
   constructor(private readonly options: EmbeddedStoreOptions) {
-    mkdirSync(options.dataDir, { recursive: true });
-    this.db = new Database(environmentFiles(options.dataDir, options.environment).database);
+    privateDirectory(options.dataDir);
+    const file = environmentFiles(options.dataDir, options.environment).database;
+    privateFile(file);
+    this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
+    privateCompanions(file);
     this.db.pragma(`synchronous = ${options.durability === "full" ? "FULL" : "NORMAL"}`);
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
