@@ -1,5 +1,6 @@
 import { EventEmitter, on } from "node:events";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { quote } from "./domain/errors.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
 
@@ -63,7 +64,7 @@ export class HealthStatus {
     router.service(Health, {
       check: (request) => {
         const status = health.statusOf(request.service);
-        if (status === undefined) throw new ConnectError(`Unknown service '${request.service}'`, Code.NotFound);
+        if (status === undefined) throw new ConnectError(`Unknown service '${quote(request.service)}'`, Code.NotFound);
         return { status };
       },
       // The protocol says: unknown services are reported as SERVICE_UNKNOWN on Watch, not as an error.

@@ -8,6 +8,7 @@ import {
 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { sourceInfo } from "../gen/source_info.js";
+import { quote } from "./domain/errors.js";
 
 type Response = MessageInitShape<typeof ServerReflectionResponseSchema>;
 
@@ -78,11 +79,11 @@ export function reflectionAnswers(
         };
       case "fileByFilename": {
         const file = byName.get(messageRequest.value);
-        return file ? filesResponse(file) : notFound(`File not found: ${messageRequest.value}`);
+        return file ? filesResponse(file) : notFound(`File not found: ${quote(messageRequest.value)}`);
       }
       case "fileContainingSymbol": {
         const file = fileContaining(messageRequest.value);
-        return file ? filesResponse(file) : notFound(`Symbol not found: ${messageRequest.value}`);
+        return file ? filesResponse(file) : notFound(`Symbol not found: ${quote(messageRequest.value)}`);
       }
       case "allExtensionNumbersOfType":
         // Larder's API declares no extensions.
@@ -94,7 +95,7 @@ export function reflectionAnswers(
                 value: { baseTypeName: messageRequest.value, extensionNumber: [] },
               },
             }
-          : notFound(`Type not found: ${messageRequest.value}`);
+          : notFound(`Type not found: ${quote(messageRequest.value)}`);
       case "fileContainingExtension":
         return notFound("Larder's API declares no extensions");
       default:

@@ -32,6 +32,7 @@ export type Reason =
   | "NOT_A_NUMBER"
   | "NUMBER_OVERFLOW"
   | "TOKEN_EXPIRED"
+  | "TOO_MANY_SUBSCRIPTIONS"
   | "SUBSCRIBER_TOO_SLOW"
   | "STORE_UNAVAILABLE"
   | "API_KEY_MISSING"
@@ -70,4 +71,20 @@ export function invalidArgument(reason: Reason, message: string): DomainError {
 
 export function failedPrecondition(reason: Reason, message: string): DomainError {
   return new DomainError("FAILED_PRECONDITION", reason, message);
+}
+
+/** How much of a caller's text a message repeats. */
+export const QUOTED_CHARACTERS = 64;
+
+/**
+ * At most a short prefix of caller input, for messages: an error message
+ * travels in a gRPC trailer, and one that quoted a megabyte of input would
+ * break the HTTP/2 frame (the caller would see INTERNAL instead of its error).
+ * Cut between code points, never inside a surrogate pair.
+ */
+export function quote(text: string): string {
+  const characters = Array.from(text.slice(0, QUOTED_CHARACTERS * 2));
+  return characters.length > QUOTED_CHARACTERS || text.length > QUOTED_CHARACTERS * 2
+    ? `${characters.slice(0, QUOTED_CHARACTERS).join("")}…`
+    : text;
 }

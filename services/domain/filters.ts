@@ -1,4 +1,4 @@
-import { invalidArgument } from "./errors.js";
+import { invalidArgument, quote } from "./errors.js";
 import type { ChangeName } from "./item.js";
 import type { Key } from "./keys.js";
 
@@ -22,7 +22,7 @@ export function parseEventFilter(specifier: string): EventFilter {
   let names: ReadonlySet<ChangeName>;
   if (name === "*") names = ALL;
   else if (ALL.has(name as ChangeName)) names = new Set([name as ChangeName]);
-  else throw invalidArgument("INVALID_FILTER", `Invalid event name: ${name}`);
+  else throw invalidArgument("INVALID_FILTER", `Invalid event name: ${quote(name)}`);
   if (first === -1) return { names, simpleOnly: false };
   const rest = specifier.slice(first + 1);
   const second = rest.indexOf(":");

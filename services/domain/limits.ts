@@ -1,4 +1,5 @@
 import { DomainError, invalidArgument } from "./errors.js";
+import { utf8Length } from "./json.js";
 import type { LabelNumber } from "../stores/store.js";
 
 /** The limits of spec §13, in one place. */
@@ -70,5 +71,51 @@ export function pipelineAnswerFull(): DomainError {
     "RESOURCE_EXHAUSTED",
     "PIPELINE_ANSWER_FULL",
     `Not run: this pipeline's answer already holds ${MAX_PIPELINE_ANSWER_BYTES / (1024 * 1024)} MiB of items; send this operation and those after it in another call`,
+  );
+}
+
+/**
+ * Bounds on what a Watch or Ack names, so a caller's lists and names cost
+ * bounded memory (in the stream, and in the environment's database).
+ * A filter's longest useful form is `deleted:` + a 256-byte namespace + `:` +
+ * a 256-byte key part (K4); the list is what `data.on()` registrations need.
+ */
+export const MAX_WATCH_FILTERS = 100;
+export const MAX_FILTER_BYTES = 1024;
+export const MAX_FILTERS_TOTAL_BYTES = 16 * 1024;
+/** A subscription name, like a key, is at most 256 bytes of UTF-8 (and is never empty). */
+export const MAX_SUBSCRIPTION_NAME_BYTES = 256;
+/** Named subscriptions per environment; past it a new name takes the place of one unacknowledged for the change retention. */
+export const MAX_SUBSCRIPTIONS = 1000;
+
+/** EV1: the filters of one Watch, within their bounds. */
+export function checkWatchFilters(filters: readonly string[]): void {
+  if (filters.length > MAX_WATCH_FILTERS) {
+    throw invalidArgument("INVALID_FILTER", `A Watch takes at most ${MAX_WATCH_FILTERS} filters, not ${filters.length}`);
+  }
+  let total = 0;
+  for (const filter of filters) {
+    const bytes = utf8Length(filter);
+    if (bytes > MAX_FILTER_BYTES) throw invalidArgument("INVALID_FILTER", `A filter is at most ${MAX_FILTER_BYTES} bytes`);
+    total += bytes;
+  }
+  if (total > MAX_FILTERS_TOTAL_BYTES) {
+    throw invalidArgument("INVALID_FILTER", `A Watch's filters are at most ${MAX_FILTERS_TOTAL_BYTES} bytes together`);
+  }
+}
+
+/** Subscription names: 1 to 256 bytes (the empty name of a Watch means no subscription, and Ack needs one). */
+export function checkSubscriptionName(name: string): void {
+  if (name === "") throw invalidArgument("INVALID_OPTION", "Ack needs the subscription name given to Watch");
+  if (utf8Length(name) > MAX_SUBSCRIPTION_NAME_BYTES) {
+    throw invalidArgument("INVALID_OPTION", `A subscription name is at most ${MAX_SUBSCRIPTION_NAME_BYTES} bytes of UTF-8`);
+  }
+}
+
+export function tooManySubscriptions(): DomainError {
+  return new DomainError(
+    "RESOURCE_EXHAUSTED",
+    "TOO_MANY_SUBSCRIPTIONS",
+    `This environment has ${MAX_SUBSCRIPTIONS} named subscriptions; reuse a name; a new one can take the place of one not acknowledged for LARDER_CHANGE_RETENTION_MS`,
   );
 }

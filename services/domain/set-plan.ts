@@ -1,4 +1,4 @@
-import { DomainError, failedPrecondition, invalidArgument } from "./errors.js";
+import { DomainError, failedPrecondition, invalidArgument, quote } from "./errors.js";
 import { hasOwn, isJsonObject, setOwn, type JsonObject, type JsonValue } from "./json.js";
 import { parseWritableKey, type Key } from "./keys.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
@@ -276,7 +276,7 @@ function validateDefault(defaultValue: JsonValue): void {
     for (const attribute of Object.keys(defaultValue)) {
       const nested = defaultValue[attribute];
       if (isJsonObject(nested) && hasOwn(nested, "$add")) {
-        throw invalidArgument("INVALID_OPTION", `'$add' cannot be used as a default (${attribute})`);
+        throw invalidArgument("INVALID_OPTION", `'$add' cannot be used as a default (${quote(attribute)})`);
       }
       checkText(attribute, "default");
       validateValue(nested, "default", 1);
@@ -450,7 +450,7 @@ export function itemExists(): DomainError {
 }
 
 function notANumber(attribute: string): DomainError {
-  return failedPrecondition("NOT_A_NUMBER", `'${attribute}' is not a number`);
+  return failedPrecondition("NOT_A_NUMBER", `'${quote(attribute)}' is not a number`);
 }
 
 /**
@@ -462,7 +462,7 @@ function notANumber(attribute: string): DomainError {
 function addTo(attribute: string, stored: number, amount: number): number {
   const sum = stored + amount;
   if (!Number.isFinite(sum)) {
-    throw new DomainError("OUT_OF_RANGE", "NUMBER_OVERFLOW", `Adding ${amount} to '${attribute}' overflows the largest number`);
+    throw new DomainError("OUT_OF_RANGE", "NUMBER_OVERFLOW", `Adding ${amount} to '${quote(attribute)}' overflows the largest number`);
   }
   return sum;
 }

@@ -1,4 +1,4 @@
-import { DomainError, invalidArgument, type ErrorCodeName } from "./errors.js";
+import { DomainError, invalidArgument, quote, type ErrorCodeName } from "./errors.js";
 import { hasLoneSurrogate, isJsonObject, setOwn, utf8Length, type JsonObject, type JsonValue } from "./json.js";
 import type { LabelSlots } from "./item.js";
 import type { Key } from "./keys.js";
@@ -18,7 +18,7 @@ const ADD = "$add";
  */
 export function checkText(text: string, what: string): void {
   if (hasLoneSurrogate(text)) {
-    throw invalidArgument("INVALID_VALUE", `'${what}' may only hold well-formed Unicode text (no lone surrogates)`);
+    throw invalidArgument("INVALID_VALUE", `'${quote(what)}' may only hold well-formed Unicode text (no lone surrogates)`);
   }
 }
 
@@ -34,13 +34,13 @@ export function validateValue(value: JsonValue, what = "value", startDepth = 0):
 
   function visit(node: JsonValue, depth: number): void {
     if (typeof node === "number") {
-      if (!Number.isFinite(node)) throw invalidArgument("INVALID_VALUE", `'${what}' may only hold finite numbers`);
+      if (!Number.isFinite(node)) throw invalidArgument("INVALID_VALUE", `'${quote(what)}' may only hold finite numbers`);
       return;
     }
     if (typeof node === "string") return checkText(node, what);
     if (node === null || typeof node !== "object") return;
     if (depth >= MAX_DEPTH) {
-      throw invalidArgument("INVALID_VALUE", `'${what}' is nested deeper than ${MAX_DEPTH} levels`);
+      throw invalidArgument("INVALID_VALUE", `'${quote(what)}' is nested deeper than ${MAX_DEPTH} levels`);
     }
     if (Array.isArray(node)) {
       for (const element of node) visit(element, depth + 1);
@@ -102,7 +102,7 @@ export function addAmount(value: JsonValue, attribute: string): number | undefin
   }
   const amount = value[ADD];
   if (typeof amount !== "number" || !Number.isFinite(amount)) {
-    throw invalidArgument("INVALID_VALUE", `'${attribute}' must be a number when using $add`);
+    throw invalidArgument("INVALID_VALUE", `'${quote(attribute)}' must be a number when using $add`);
   }
   return amount;
 }

@@ -4,6 +4,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ChangeEventSchema, WatchResponseSchema, type ChangeEvent, type WatchRequest } from "../../gen/larder/data/v1/data_pb.js";
 import { anyFilterMatches, parseEventFilter } from "../domain/filters.js";
+import { checkSubscriptionName, checkWatchFilters } from "../domain/limits.js";
 import { toItem, type ValueForm } from "../item-message.js";
 import { toConnectError } from "../errors.js";
 import type { ChangeFeed, FeedEvent } from "./change-feed.js";
@@ -113,6 +114,8 @@ async function* watchUntilEnded(
   const signal = AbortSignal.any([callSignal, shutdownSignal]);
   let start: string;
   try {
+    checkWatchFilters(request.filters);
+    if (request.subscription) checkSubscriptionName(request.subscription);
     const filters = (request.filters.length === 0 ? ["*"] : request.filters).map(parseEventFilter);
     const acknowledged = request.subscription ? await feed.acknowledged(request.subscription) : undefined;
     start = request.resumeToken || acknowledged || (await feed.head());

@@ -1,5 +1,6 @@
 import { on } from "node:events";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
+import { checkSubscriptionName } from "../../domain/limits.js";
 import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
 import type { ChangeRow } from "./change-codec.js";
 import type { EmbeddedStore } from "./embedded-store.js";
@@ -99,7 +100,7 @@ export class EmbeddedFeed implements ChangeFeed {
   }
 
   async acknowledge(subscription: string, token: string): Promise<void> {
-    if (subscription === "") throw invalidArgument("INVALID_OPTION", "Ack needs the subscription name given to Watch");
+    checkSubscriptionName(subscription);
     this.store.saveSubscription(subscription, this.decode(token), Date.now());
   }
 

@@ -22,6 +22,7 @@ import type {
   WriteOptions,
 } from "../store.js";
 import { ADDED_ITEM_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
+import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
 import { decodeChange, type ChangeRow } from "./change-codec.js";
 import { itemToJson } from "../../domain/item-json.js";
 import {
@@ -433,10 +434,26 @@ export class EmbeddedStore implements Store {
     return pruned;
   }
 
+  /**
+   * Stores a subscription's position. A new name in an environment that holds
+   * MAX_SUBSCRIPTIONS takes the place of the least recently acknowledged one
+   * if that one has gone unacknowledged for the change retention (its position
+   * is then as good as expired); otherwise it is refused.
+   */
   saveSubscription(name: string, sequence: number, now: number): void {
-    this.statement(
-      "INSERT INTO subscriptions (name, seq, updated) VALUES (@name, @seq, @now) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated = excluded.updated",
-    ).run({ name, seq: sequence, now });
+    const save = this.db.transaction(() => {
+      const updated = this.statement("UPDATE subscriptions SET seq = @seq, updated = @now WHERE name = @name").run({ name, seq: sequence, now });
+      if (updated.changes > 0) return;
+      const { n } = this.statement("SELECT count(*) AS n FROM subscriptions").get() as { n: number };
+      if (n >= MAX_SUBSCRIPTIONS) {
+        const forgotten = this.statement(
+          "DELETE FROM subscriptions WHERE name = (SELECT name FROM subscriptions WHERE updated < @before ORDER BY updated LIMIT 1)",
+        ).run({ before: now - this.options.changeRetentionMs });
+        if (forgotten.changes === 0) throw tooManySubscriptions();
+      }
+      this.statement("INSERT INTO subscriptions (name, seq, updated) VALUES (@name, @seq, @now)").run({ name, seq: sequence, now });
+    });
+    save.immediate();
   }
 
   loadSubscription(name: string): number | undefined {

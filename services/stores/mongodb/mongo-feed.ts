@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoCursorExhaustedError, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
+import { checkSubscriptionName } from "../../domain/limits.js";
 import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
 import type { Logger } from "../../log.js";
 import { fromMongoError } from "./errors.js";
@@ -161,7 +162,7 @@ export class MongoFeed implements ChangeFeed {
   }
 
   async acknowledge(subscription: string, token: string): Promise<void> {
-    if (subscription === "") throw invalidArgument("INVALID_OPTION", "Ack needs the subscription name given to Watch");
+    checkSubscriptionName(subscription);
     decodeFeedToken(token);
     await this.source.saveSubscription(subscription, token);
   }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } from "mongodb";
 import { failedPrecondition } from "../../domain/errors.js";
+import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
 import { isLive, type ItemRecord } from "../../domain/item.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
@@ -30,6 +31,7 @@ import {
   countRangeShape,
   countShape,
   expiredFilter,
+  forgettableSubscription,
   itemIndexes,
   keyQueryPlan,
   labelQueryPlan,
@@ -591,7 +593,14 @@ export class MongoStore implements Store {
         return marked!.n;
       },
       saveSubscription: async (name, token) => {
-        await subscriptions.updateOne({ _id: name }, { $set: { token, at: new Date() } }, { upsert: true });
+        const at = new Date();
+        if ((await subscriptions.updateOne({ _id: name }, { $set: { token, at } })).matchedCount > 0) return;
+        // Two new names at once may both pass the count: the bound is approximate by at most the racing Watches.
+        if ((await subscriptions.countDocuments({}, { limit: MAX_SUBSCRIPTIONS })) >= MAX_SUBSCRIPTIONS) {
+          const forgettable = forgettableSubscription(at.getTime(), this.options.changeRetentionMs);
+          if (!(await subscriptions.findOneAndDelete(forgettable.filter, { sort: forgettable.sort }))) throw tooManySubscriptions();
+        }
+        await subscriptions.updateOne({ _id: name }, { $set: { token, at } }, { upsert: true });
       },
       loadSubscription: async (name) => (await subscriptions.findOne({ _id: name }))?.token,
     };

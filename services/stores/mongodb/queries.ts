@@ -50,6 +50,15 @@ export function expiredFilter(bound: number): Document {
   return { expires: { $lte: new Date(bound) } };
 }
 
+/**
+ * The subscription a new name may replace once an environment holds
+ * MAX_SUBSCRIPTIONS: the least recently acknowledged, if it has gone
+ * unacknowledged for the change retention (the embedded engine's rule too).
+ */
+export function forgettableSubscription(now: number, retentionMs: number): { filter: Document; sort: Record<string, 1> } {
+  return { filter: { at: { $lt: new Date(now - retentionMs) } }, sort: { at: 1 } };
+}
+
 function boundsOf(range: Pick<KeyRange, "lower" | "upper">): Document {
   const bounds: Document = { [range.lower.inclusive ? "$gte" : "$gt"]: range.lower.value };
   if (range.upper) bounds[range.upper.inclusive ? "$lte" : "$lt"] = range.upper.value;
