@@ -163,9 +163,10 @@ function checkName(name: string): void {
 async function* readAll(store: Store, clock: () => number): AsyncGenerator<ItemRecord[]> {
   let after: Key | undefined;
   for (;;) {
-    const items = await store.scan({ limit: CHUNK, after }, clock());
+    // Bounded by bytes too: 500 items of 400 KB would be 200 MB of JSON, and more once decoded.
+    const { items, more } = await store.scan({ limit: CHUNK, maxBytes: EXPORT_MESSAGE_BYTES, after }, clock());
     if (items.length > 0) yield items;
-    if (items.length < CHUNK) return;
+    if (!more) return;
     after = items[items.length - 1].key;
   }
 }

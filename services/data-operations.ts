@@ -5,10 +5,9 @@ import { parseKeyExpression, rangeIncludes, type KeyRange } from "./domain/expre
 import type { ItemRecord } from "./domain/item.js";
 import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonObject } from "./domain/json.js";
 import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "./domain/keys.js";
-import { checkBatchSize, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
-import { cutPage } from "./domain/paging.js";
+import { checkBatchSize, MAX_PAGE_BYTES, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
 import { bulkChunks, checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
-import type { IdempotentWrite, LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
+import type { FetchedPage, IdempotentWrite, LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
 
 /**
  * The operations of the data API in domain terms: each validates and plans
@@ -71,16 +70,15 @@ export class DataOperations {
     const now = this.clock();
     if (input.label === "") {
       const after = input.start === "" ? undefined : inNamespaceOf(range, parseKey(input.start));
-      const fetched = await this.store.queryKeys({ range, reverse: input.reverse, limit: limit + 1, after }, now, reads);
-      const page = cutPage(fetched, limit);
-      return { items: page.items, lastKey: page.continueAfter?.key.full };
+      const page = await this.store.queryKeys({ range, reverse: input.reverse, limit, maxBytes: MAX_PAGE_BYTES, after }, now, reads);
+      return { items: page.items, lastKey: lastOf(page)?.key.full };
     }
     const label = parseLabelName(input.label);
     const after = input.start === "" ? undefined : decodeLabelCursor(input.start);
     if (after) inNamespaceOf(range, after.label);
-    const fetched = await this.store.queryLabel({ label, range, reverse: input.reverse, limit: limit + 1, after }, now, reads);
-    const page = cutPage(fetched, limit);
-    return { items: page.items, lastKey: page.continueAfter && labelCursor(page.continueAfter, label) };
+    const page = await this.store.queryLabel({ label, range, reverse: input.reverse, limit, maxBytes: MAX_PAGE_BYTES, after }, now, reads);
+    const last = lastOf(page);
+    return { items: page.items, lastKey: last && labelCursor(last, label) };
   }
 
   /** The number of live items a query of the same expression and label would page through. */
@@ -148,10 +146,9 @@ export class DataOperations {
     if (input.count) return { items: [], count: await this.store.count(filter, now, reads) };
     let after: Key | LabelPosition | undefined;
     if (input.start !== "") after = filter.label ? decodeLabelCursor(input.start) : parseKey(input.start);
-    const fetched = await this.store.scan({ ...filter, limit: limit + 1, after }, now, reads);
-    const page = cutPage(fetched, limit);
+    const page = await this.store.scan({ ...filter, limit, maxBytes: MAX_PAGE_BYTES, after }, now, reads);
     const items = input.attributes.length > 0 ? page.items.map((item) => project(item, input.attributes)) : page.items;
-    const last = page.continueAfter;
+    const last = lastOf(page);
     return { items, lastKey: last && (filter.label ? labelCursor(last, filter.label) : last.key.full) };
   }
 
@@ -211,6 +208,11 @@ function idempotent(key: string, operation: string, request: unknown): { idempot
   }
   const fingerprint = createHash("sha256").update(JSON.stringify([operation, request])).digest("base64url");
   return { idempotency: { key, fingerprint } };
+}
+
+/** P6: the item a page continues after, when more follow. */
+function lastOf(page: FetchedPage): ItemRecord | undefined {
+  return page.more ? page.items[page.items.length - 1] : undefined;
 }
 
 function exactKey(raw: string): Key {

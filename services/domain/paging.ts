@@ -1,29 +1,27 @@
-import type { ItemRecord } from "./item.js";
 import { MAX_PAGE_BYTES } from "./limits.js";
 
-export interface Page {
-  readonly items: ItemRecord[];
-  /** The last item of the page when more items follow (P6). */
-  readonly continueAfter?: ItemRecord;
-}
-
 /**
- * Cuts a page from up to limit + 1 fetched live items. P6: there is more
- * exactly when an item beyond the page was fetched. P7: the page ends early
- * when the next value would take it past 1 MiB of JSON, but always holds
- * at least one item.
+ * P2 and P7 as a running total, applied by the store as it reads rows in
+ * order, before it decodes any: a row is measured (the bytes of its value's
+ * JSON, as stored) and joins the page only if the page has room for it by
+ * count and by bytes. The first row always joins (P7: never an empty page).
+ * A row that does not join begins the next page, so the page has a lastKey
+ * (P6): memory per read is the page plus one row, whatever the items hold.
  */
-export function cutPage(fetched: readonly ItemRecord[], limit: number): Page {
-  const items: ItemRecord[] = [];
-  let bytes = 0;
-  for (const item of fetched) {
-    if (items.length === limit) break;
-    // The stored JSON text when the store has it: measured without parsing the value back out.
-    const size = Buffer.byteLength(item.valueText ?? JSON.stringify(item.value), "utf8");
-    if (items.length > 0 && bytes + size > MAX_PAGE_BYTES) break;
-    bytes += size;
-    items.push(item);
+export class PageBudget {
+  private count = 0;
+  private bytes = 0;
+
+  constructor(
+    readonly limit: number,
+    readonly maxBytes: number = MAX_PAGE_BYTES,
+  ) {}
+
+  admits(valueBytes: number): boolean {
+    if (this.count === this.limit) return false;
+    if (this.count > 0 && this.bytes + valueBytes > this.maxBytes) return false;
+    this.count++;
+    this.bytes += valueBytes;
+    return true;
   }
-  const more = fetched.length > items.length;
-  return { items, continueAfter: more ? items[items.length - 1] : undefined };
 }

@@ -20,12 +20,12 @@ export interface Store {
   get(key: Key, now: number, options?: ReadOptions): Promise<ItemRecord | undefined>;
   /** The live items among the keys, in any order. */
   getMany(keys: readonly Key[], now: number, options?: ReadOptions): Promise<ItemRecord[]>;
-  /** Up to `limit` live items of a key range, in key order (K7, P3). */
-  queryKeys(query: KeyQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
-  /** Up to `limit` live items whose label lies in a range, by label then key (L5). */
-  queryLabel(query: LabelQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
-  /** Up to `limit` live items of the environment, by key (SC2) or by a label (SC3). */
-  scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]>;
+  /** A page of the live items of a key range, in key order (K7, P3). */
+  queryKeys(query: KeyQuery, now: number, options?: ReadOptions): Promise<FetchedPage>;
+  /** A page of the live items whose label lies in a range, by label then key (L5). */
+  queryLabel(query: LabelQuery, now: number, options?: ReadOptions): Promise<FetchedPage>;
+  /** A page of the live items of the environment, by key (SC2) or by a label (SC3). */
+  scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<FetchedPage>;
   /**
    * The number of live items of a key range, or whose label lies in a range,
    * answered from an index without reading item values.
@@ -98,11 +98,27 @@ export interface BulkOptions extends WriteOptions {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * What every page read takes: at most `limit` items (P2) and `maxBytes` of
+ * their values' JSON (P7), applied by the store with a PageBudget as it reads
+ * rows, before it decodes them, so a read's memory is bounded by its page.
+ */
+export interface PageBounds {
+  readonly limit: number;
+  /** Default: MAX_PAGE_BYTES, P7's 1 MiB. */
+  readonly maxBytes?: number;
+}
+
+/** A page as a store reads it: its items, and whether a live item follows them (P6). */
+export interface FetchedPage {
+  readonly items: ItemRecord[];
+  readonly more: boolean;
+}
+
 /** Where a page continues: strictly after this position in the query's direction (P4). */
-export interface KeyQuery {
+export interface KeyQuery extends PageBounds {
   readonly range: KeyRange;
   readonly reverse: boolean;
-  readonly limit: number;
   readonly after?: Key;
 }
 
@@ -121,11 +137,10 @@ export interface LabelPosition {
   readonly item: Key;
 }
 
-export interface LabelQuery {
+export interface LabelQuery extends PageBounds {
   readonly label: LabelNumber;
   readonly range: KeyRange;
   readonly reverse: boolean;
-  readonly limit: number;
   readonly after?: LabelPosition;
 }
 
@@ -142,8 +157,7 @@ export interface ScanFilter {
   readonly segment?: { readonly index: number; readonly total: number };
 }
 
-export interface ScanQuery extends ScanFilter {
-  readonly limit: number;
+export interface ScanQuery extends ScanFilter, PageBounds {
   /** A key for key order, a label position for label order. */
   readonly after?: Key | LabelPosition;
 }

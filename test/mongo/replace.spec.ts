@@ -41,7 +41,7 @@ describe(mongoTitle("MongoDB store: replaceAll is all or nothing"), function () 
       yield chunk;
     }
   }
-  const keys = async () => (await store.scan({ limit: 10_000 }, now())).map((item) => item.key.full);
+  const keys = async () => (await store.scan({ limit: 10_000, maxBytes: Number.MAX_SAFE_INTEGER }, now())).items.map((item) => item.key.full);
   async function eventsAfter(token: string, count: number): Promise<FeedEvent[]> {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), 10_000);

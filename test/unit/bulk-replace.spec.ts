@@ -60,7 +60,7 @@ describe("embedded engine: replaceAll is all or nothing (issue 16)", function ()
     await store.set(planSet(setInput("old:gone", 3, { ttl: { at: T + 10 } }), T), T);
     await store.set(planSet(setInput("simple", "s"), T), T);
   }
-  const keysOf = async (store: EmbeddedStore, now = T + 100) => (await store.scan({ limit: 100_000 }, now)).map((item) => item.key.full);
+  const keysOf = async (store: EmbeddedStore, now = T + 100) => (await store.scan({ limit: 100_000, maxBytes: Number.MAX_SAFE_INTEGER }, now)).items.map((item) => item.key.full);
   const changesOf = (store: EmbeddedStore, after = 0) =>
     store.readChanges(after, 1_000_000).map(({ name, item, previous, expired }) => ({ name, item, previous, expired }));
 
@@ -87,7 +87,7 @@ describe("embedded engine: replaceAll is all or nothing (issue 16)", function ()
       ["old:gone", true],
       ["simple", false],
     ]);
-    expect((await bulk.queryLabel({ label: 1, range: { ns: "tag", lower: { value: "", inclusive: true }, exact: false }, reverse: false, limit: 1000 }, now)).length).to.equal(350);
+    expect((await bulk.queryLabel({ label: 1, range: { ns: "tag", lower: { value: "", inclusive: true }, exact: false }, reverse: false, limit: 1000 }, now)).items.length).to.equal(350);
   });
 
   it("without events it writes none, and an empty replace empties the environment", async () => {

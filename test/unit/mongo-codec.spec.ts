@@ -13,8 +13,10 @@ import {
   encodeLabel,
   encodeValue,
   jsonEscapeOverhead,
+  valueJsonBytes,
   type ItemDocument,
 } from "../../services/stores/mongodb/codec.js";
+import { PageBudget } from "../../services/domain/paging.js";
 
 /**
  * How items are stored in MongoDB (V2): values never become BSON field
@@ -118,5 +120,29 @@ describe("MongoDB engine: value codec (V2)", () => {
     // Written before items had versions: version 1, as the pipeline and the filters count it.
     expect(item.version).to.equal(1);
     expect(decodeItem({ ...document, ver: 12 } as ItemDocument).version).to.equal(12);
+  });
+});
+
+/** Issue 22: a page is cut by bytes before any document is decoded, by the same measure as P7's. */
+describe("MongoDB codec: value sizes measured without decoding", () => {
+  it("valueJsonBytes is the UTF-8 bytes of the value's JSON, for any value", () => {
+    fc.assert(
+      fc.property(jsonValues, (value) => {
+        expect(valueJsonBytes(encodeValue(value))).to.equal(Buffer.byteLength(JSON.stringify(value), "utf8"));
+      }),
+      { numRuns: 500 },
+    );
+    for (const value of [{}, [], -0, "é\n\"", { 'a"b\\': [1, { "\u0000": null }], $add: 1, "__proto__": "x" }, 1e21, 400_000]) {
+      expect(valueJsonBytes(encodeValue(value as JsonValue)), JSON.stringify(value)).to.equal(Buffer.byteLength(JSON.stringify(value), "utf8"));
+    }
+  });
+
+  it("PageBudget: the first item always joins; later ones only within the limit and the byte budget", () => {
+    const budget = new PageBudget(3, 100);
+    expect([budget.admits(500), budget.admits(0), budget.admits(1)]).to.deep.equal([true, false, false]);
+    const counted = new PageBudget(2, 100);
+    expect([counted.admits(10), counted.admits(90), counted.admits(0)]).to.deep.equal([true, true, false]);
+    const bytes = new PageBudget(1000, 100);
+    expect([bytes.admits(60), bytes.admits(40), bytes.admits(1)]).to.deep.equal([true, true, false]);
   });
 });

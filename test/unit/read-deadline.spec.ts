@@ -20,9 +20,9 @@ describe("reads carry the call's deadline to the store", () => {
   const store = {
     get: recording("get", undefined),
     getMany: recording("getMany", []),
-    queryKeys: recording("queryKeys", []),
-    queryLabel: recording("queryLabel", []),
-    scan: recording("scan", []),
+    queryKeys: recording("queryKeys", { items: [], more: false }),
+    queryLabel: recording("queryLabel", { items: [], more: false }),
+    scan: recording("scan", { items: [], more: false }),
     count: recording("count", 0),
   } as unknown as Store;
   const engine = { environment: async () => store } as unknown as Engine;

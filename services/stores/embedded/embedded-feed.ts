@@ -1,4 +1,3 @@
-import { on } from "node:events";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
 import { checkSubscriptionName } from "../../domain/limits.js";
 import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
@@ -6,13 +5,22 @@ import type { ChangeRow } from "./change-codec.js";
 import type { EmbeddedStore } from "./embedded-store.js";
 
 const BATCH = 256;
-/** Recent changes kept decoded in memory: every subscriber at the head shares one read and one decoding. */
+/**
+ * Recent changes kept decoded in memory: every subscriber at the head shares
+ * one read and one decoding. Bounded by the bytes of their stored text as
+ * well as by count, so a few huge items cannot fill it (a value's decoded
+ * form can be twenty times its text); an older position reads the log, in
+ * chunks bounded the same way (EmbeddedStore.readChanges).
+ */
 const RECENT = 2_048;
+const RECENT_BYTES = 1024 * 1024;
 /**
  * `2.<incarnation>.<sequence>`; `1.<sequence>`, from before tokens named the
  * database's incarnation, is read as a position in a database that issued
  * such tokens, and refused by any other.
  */
+type Recent = FeedEvent & { readonly sequence: number; readonly bytes: number };
+
 const TOKEN = /^(?:1|2\.(\d+))\.(\d+)$/;
 
 /**
@@ -22,7 +30,8 @@ const TOKEN = /^(?:1|2\.(\d+))\.(\d+)$/;
  * one costs the server nothing but its position.
  */
 export class EmbeddedFeed implements ChangeFeed {
-  private readonly recent: (FeedEvent & { readonly sequence: number })[] = [];
+  private readonly recent: Recent[] = [];
+  private recentBytes = 0;
   /** The newest sequence read into `recent`; a commit makes the log newer than it. */
   private loadedThrough = -1;
   private stale = true;
@@ -43,30 +52,39 @@ export class EmbeddedFeed implements ChangeFeed {
   }
 
   private async *changesAfter(after: number, signal: AbortSignal): AsyncIterable<FeedEvent> {
-    // Listen before reading, so a commit between an empty read and the wait is not missed.
-    const commits = on(this.store.commits, "commit", { signal });
+    // One flag, not a queue of commits: a subscriber far behind costs the same as one at the head.
+    // Set before reading, so a commit between an empty read and the wait is not missed.
+    let committed = true;
+    let wake: (() => void) | undefined;
+    const onCommit = () => {
+      committed = true;
+      wake?.();
+    };
+    this.store.commits.on("commit", onCommit);
+    signal.addEventListener("abort", onCommit);
     try {
       while (!signal.aborted) {
         // A drop ends the history this stream follows; the new database's tokens start over (decode).
         if (!this.store.isOpen) throw feedClosed();
+        committed = false;
         this.checkRetained(after);
+        // Reads are bounded by bytes as well as count: a short read says nothing about what follows.
         const events = this.read(after);
         for (const event of events) {
           after = event.sequence;
           yield event;
         }
-        if (events.length < BATCH) await commits.next();
+        if (events.length === 0 && !committed) await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
       }
-    } catch (error) {
-      if (signal.aborted && (error as Error).name === "AbortError") return;
-      throw error;
     } finally {
-      await commits.return?.();
+      this.store.commits.off("commit", onCommit);
+      signal.removeEventListener("abort", onCommit);
     }
   }
 
   /** Up to BATCH changes after a sequence: from memory when recent, else from the log. */
-  private read(after: number): (FeedEvent & { readonly sequence: number })[] {
+  private read(after: number): Recent[] {
     if (this.stale) this.loadRecent();
     const first = this.recent[0];
     if (first && after >= first.sequence - 1) {
@@ -83,20 +101,38 @@ export class EmbeddedFeed implements ChangeFeed {
     return this.store.readChanges(after, BATCH).map((row) => this.toFeedEvent(row));
   }
 
-  private toFeedEvent(row: ChangeRow): FeedEvent & { readonly sequence: number } {
-    return { ...row, id: String(row.sequence), token: this.encodeToken(row.sequence) };
+  private toFeedEvent(row: ChangeRow & { readonly bytes: number }): Recent {
+    const { bytes, ...change } = row;
+    return { ...change, id: String(row.sequence), token: this.encodeToken(row.sequence), bytes };
   }
 
+  /**
+   * Brings `recent` up to the log's head. It starts empty at the head when
+   * the first subscriber reads (history before that is read from the log by
+   * whoever asks for it), and after a burst larger than it can hold it starts
+   * again from the newest changes instead of decoding every change in between.
+   */
   private loadRecent(): void {
     this.stale = false;
-    if (this.loadedThrough < 0) this.loadedThrough = Math.max(0, this.store.headSequence() - RECENT);
+    const head = this.store.headSequence();
+    if (this.loadedThrough < 0 || head - this.loadedThrough > RECENT) {
+      this.recent.length = 0;
+      this.recentBytes = 0;
+      this.loadedThrough = this.loadedThrough < 0 ? head : head - RECENT;
+    }
     for (;;) {
       const rows = this.store.readChanges(this.loadedThrough, BATCH);
-      for (const row of rows) this.recent.push(this.toFeedEvent(row));
-      if (rows.length > 0) this.loadedThrough = rows[rows.length - 1].sequence;
-      if (rows.length < BATCH) break;
+      for (const row of rows) {
+        const event = this.toFeedEvent(row);
+        this.recent.push(event);
+        this.recentBytes += event.bytes;
+        this.loadedThrough = event.sequence;
+        while (this.recent.length > 1 && (this.recent.length > RECENT || this.recentBytes > RECENT_BYTES)) {
+          this.recentBytes -= this.recent.shift()!.bytes;
+        }
+      }
+      if (rows.length === 0) break;
     }
-    if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
   }
 
   async acknowledge(subscription: string, token: string): Promise<void> {

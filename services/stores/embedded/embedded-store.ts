@@ -11,10 +11,12 @@ import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../
 import type {
   BulkOptions,
   CountQuery,
+  FetchedPage,
   KeyQuery,
   LabelPosition,
   LabelQuery,
   NamespaceQuery,
+  PageBounds,
   RemoveOptions,
   ScanFilter,
   ScanQuery,
@@ -22,6 +24,7 @@ import type {
   WriteOptions,
 } from "../store.js";
 import { ADDED_ITEM_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
+import { PageBudget } from "../../domain/paging.js";
 import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
 import { decodeChange, type ChangeRow } from "./change-codec.js";
 import { itemToJson } from "../../domain/item-json.js";
@@ -87,6 +90,17 @@ type Row = {
   version: number;
 };
 
+/**
+ * The sweeper deletes expired items in chunks of at most this many rows and
+ * this many bytes of values (at least one row), each its own transaction,
+ * yielding to the event loop between chunks: a backlog of any size drains
+ * while health and calls keep answering, holding one chunk at a time.
+ */
+const SWEEP_CHUNK_ROWS = 256;
+const SWEEP_CHUNK_BYTES = 4 * 1024 * 1024;
+/** The change log is read in chunks bounded the same way: a change holds an item and its previous version. */
+const CHANGE_READ_BYTES = 1024 * 1024;
+
 const ITEM_COLUMNS =
   "ns, part, value, created, modified, expires, l1ns, l1part, l2ns, l2part, l3ns, l3part, l4ns, l4part, l5ns, l5part, version";
 const LIVE = "(expires IS NULL OR expires > @now)";
@@ -102,6 +116,8 @@ export class EmbeddedStore implements Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly sweeper: NodeJS.Timeout;
+  /** A sweep in progress (they yield between chunks, so the next tick may come before one ends). */
+  private sweeping?: Promise<number>;
   /** Emits "commit" after each transaction that appended changes, and once at close (to wake followers). */
   readonly commits = new EventEmitter();
   /**
@@ -139,15 +155,17 @@ export class EmbeddedStore implements Store {
     this.acceptsLegacyTokens = meta("legacy_tokens") === 1;
     this.commits.setMaxListeners(0);
     this.sweeper = setInterval(() => {
-      try {
-        // Swept first, reported after: `observer?.swept(…, purge())` would skip the purge without an observer.
-        const swept = this.purgeExpiredNow(Date.now());
-        options.observer?.swept(options.environment, swept);
-        this.pruneChanges(Date.now() - options.changeRetentionMs);
-        this.pruneIdempotency(Date.now() - this.idempotencyWindowMs);
-      } catch {
-        // A failed sweep is retried at the next tick; reads hide expired items regardless (T7).
-      }
+      if (this.sweeping) return;
+      void this.purgeExpired(Date.now())
+        .then((swept) => {
+          options.observer?.swept(options.environment, swept);
+          if (!this.isOpen) return;
+          this.pruneChanges(Date.now() - options.changeRetentionMs);
+          this.pruneIdempotency(Date.now() - this.idempotencyWindowMs);
+        })
+        .catch(() => {
+          // A failed sweep is retried at the next tick; reads hide expired items regardless (T7).
+        });
     }, options.sweepIntervalMs);
     this.sweeper.unref();
   }
@@ -188,17 +206,16 @@ export class EmbeddedStore implements Store {
     return found;
   }
 
-  async queryKeys(query: KeyQuery, now: number): Promise<ItemRecord[]> {
+  async queryKeys(query: KeyQuery, now: number): Promise<FetchedPage> {
     const range = narrowRange(query.range, query.after?.part, query.reverse);
     const where = ["ns = @ns", ...rangeConditions("part", range), LIVE];
-    const params: Record<string, unknown> = { ns: range.ns, lower: range.lower.value, now, limit: query.limit };
+    const params: Record<string, unknown> = { ns: range.ns, lower: range.lower.value, now };
     if (range.upper) params.upper = range.upper.value;
     const direction = query.reverse ? "DESC" : "ASC";
-    const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY part ${direction} LIMIT @limit`;
-    return (this.statement(sql).all(params) as Row[]).map(toRecord);
+    return this.readPage(`WHERE ${where.join(" AND ")} ORDER BY part ${direction}`, params, query);
   }
 
-  async queryLabel(query: LabelQuery, now: number): Promise<ItemRecord[]> {
+  async queryLabel(query: LabelQuery, now: number): Promise<FetchedPage> {
     const { ns, part } = labelColumns(query.label);
     // A continuation inside the range replaces the range's bound on its side, so the index range
     // has one bound per side (see narrowRange). One outside it keeps the range's bounds: before the
@@ -211,7 +228,7 @@ export class EmbeddedStore implements Store {
         : { ...query.range, lower: { value: after.label.part, inclusive: true } }
       : query.range;
     const where = [`${ns} = @lns`, ...rangeConditions(part, range), LIVE];
-    const params: Record<string, unknown> = { lns: range.ns, lower: range.lower.value, now, limit: query.limit };
+    const params: Record<string, unknown> = { lns: range.ns, lower: range.lower.value, now };
     if (range.upper) params.upper = range.upper.value;
     if (after) {
       // Row values let SQLite continue inside the index (label part, item ns, item part).
@@ -219,11 +236,10 @@ export class EmbeddedStore implements Store {
       Object.assign(params, { alpart: after.label.part, ans: after.item.ns, apart: after.item.part });
     }
     const d = query.reverse ? "DESC" : "ASC";
-    const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY ${part} ${d}, ns ${d}, part ${d} LIMIT @limit`;
-    return (this.statement(sql).all(params) as Row[]).map(toRecord);
+    return this.readPage(`WHERE ${where.join(" AND ")} ORDER BY ${part} ${d}, ns ${d}, part ${d}`, params, query);
   }
 
-  async scan(query: ScanQuery, now: number): Promise<ItemRecord[]> {
+  async scan(query: ScanQuery, now: number): Promise<FetchedPage> {
     const { where, params, order } = scanShape(query, now);
     if (query.after) {
       if (query.label) {
@@ -242,9 +258,27 @@ export class EmbeddedStore implements Store {
         Object.assign(params, { ans: after.ns, apart: after.part });
       }
     }
-    params.limit = query.limit;
-    const sql = `SELECT ${ITEM_COLUMNS} FROM items WHERE ${where.join(" AND ")} ORDER BY ${order} LIMIT @limit`;
-    return (this.statement(sql).all(params) as Row[]).map(toRecord);
+    return this.readPage(`WHERE ${where.join(" AND ")} ORDER BY ${order}`, params, query);
+  }
+
+  /**
+   * One page of rows, read one at a time and measured (octet_length: the
+   * bytes of the value's JSON as stored) before any is decoded; the first
+   * row that does not fit ends the page and says more follow (PageBudget).
+   */
+  private readPage(condition: string, params: Record<string, unknown>, bounds: PageBounds): FetchedPage {
+    const budget = new PageBudget(bounds.limit, bounds.maxBytes);
+    const sql = `SELECT ${ITEM_COLUMNS}, octet_length(value) AS bytes FROM items ${condition} LIMIT @limit`;
+    const rows: Row[] = [];
+    let more = false;
+    for (const row of this.statement(sql).iterate({ ...params, limit: bounds.limit + 1 }) as IterableIterator<Row & { bytes: number }>) {
+      if (!budget.admits(row.bytes)) {
+        more = true;
+        break;
+      }
+      rows.push(row);
+    }
+    return { items: rows.map(toRecord), more };
   }
 
   async countRange(query: CountQuery, now: number): Promise<number> {
@@ -310,7 +344,8 @@ export class EmbeddedStore implements Store {
   }
 
   async purgeExpired(now: number): Promise<number> {
-    return this.purgeExpiredNow(now);
+    this.sweeping ??= this.sweepExpired(now).finally(() => (this.sweeping = undefined));
+    return this.sweeping;
   }
 
   /**
@@ -367,14 +402,21 @@ export class EmbeddedStore implements Store {
     }
   }
 
-  /** Reads the change log after a position, for change feeds (EV7: commit order). */
-  readChanges(afterSequence: number, limit: number): ChangeRow[] {
-    return (
-      this.statement("SELECT seq, time, body FROM changes WHERE seq > @after ORDER BY seq LIMIT @limit").all({
-        after: afterSequence,
-        limit,
-      }) as { seq: number; time: number; body: string }[]
-    ).map(decodeChange);
+  /**
+   * Reads the change log after a position, for change feeds (EV7: commit
+   * order): up to `limit` changes and CHANGE_READ_BYTES of their text (at
+   * least one), measured before any is decoded.
+   */
+  readChanges(afterSequence: number, limit: number): (ChangeRow & { readonly bytes: number })[] {
+    const rows: { seq: number; time: number; body: string; bytes: number }[] = [];
+    let bytes = 0;
+    const read = this.statement("SELECT seq, time, body, octet_length(body) AS bytes FROM changes WHERE seq > @after ORDER BY seq LIMIT @limit");
+    for (const row of read.iterate({ after: afterSequence, limit }) as IterableIterator<(typeof rows)[number]>) {
+      if (rows.length > 0 && bytes + row.bytes > CHANGE_READ_BYTES) break;
+      bytes += row.bytes;
+      rows.push(row);
+    }
+    return rows.map((row) => ({ ...decodeChange(row), bytes: row.bytes }));
   }
 
   /** The sequence of the newest change ever written (0 when none). */
@@ -475,18 +517,47 @@ export class EmbeddedStore implements Store {
     this.commits.emit("commit");
   }
 
-  private purgeExpiredNow(now: number): number {
-    return this.write((changes) => {
-      const rows = this.statement(
-        `SELECT ${ITEM_COLUMNS} FROM items WHERE expires IS NOT NULL AND expires <= @now ORDER BY expires LIMIT 1000`,
-      ).all({ now }) as Row[];
-      for (const row of rows) {
-        const item = toRecord(row);
-        this.deleteRow(item.key);
-        changes.push({ name: "deleted", item, expired: true });
+  /** Chunk after chunk until no expired item is left (or the store closes), yielding in between. */
+  private async sweepExpired(now: number): Promise<number> {
+    let deleted = 0;
+    while (this.isOpen) {
+      const chunk = this.purgeExpiredChunk(now);
+      deleted += chunk;
+      if (chunk === 0) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return deleted;
+  }
+
+  /**
+   * One chunk of the sweep, in one transaction: the expired rows are chosen
+   * by their keys and sizes (their values are never read into JavaScript),
+   * and SQLite writes each one's `deleted` event from the stored text
+   * (DELETED_EVENT_SQL): a value's decoded form can be twenty times its text.
+   */
+  private purgeExpiredChunk(now: number): number {
+    const select = this.statement(
+      "SELECT ns, part, octet_length(value) AS bytes FROM items WHERE expires IS NOT NULL AND expires <= @now ORDER BY expires LIMIT @rows",
+    );
+    const sweep = this.db.transaction(() => {
+      const keys: { ns: string; part: string }[] = [];
+      let bytes = 0;
+      for (const row of select.iterate({ now, rows: SWEEP_CHUNK_ROWS }) as IterableIterator<{ ns: string; part: string; bytes: number }>) {
+        if (keys.length > 0 && bytes + row.bytes > SWEEP_CHUNK_BYTES) break;
+        bytes += row.bytes;
+        keys.push(row);
       }
-      return rows.length;
+      const append = this.statement(`INSERT INTO changes (time, body) SELECT @time, ${DELETED_EVENT_SQL} FROM items WHERE ns = @ns AND part = @part`);
+      const time = Date.now();
+      for (const key of keys) {
+        append.run({ time, now, ns: key.ns, part: key.part });
+        this.deleteRow(key);
+      }
+      return keys.length;
     });
+    const deleted = sweep.immediate();
+    if (deleted > 0) this.commits.emit("commit");
+    return deleted;
   }
 
   /** Drops idempotency records past the window, a bounded number per sweep. */
@@ -573,7 +644,7 @@ export class EmbeddedStore implements Store {
     }) as Row | undefined;
   }
 
-  private deleteRow(key: Key, table = "items"): void {
+  private deleteRow(key: Pick<Key, "ns" | "part">, table = "items"): void {
     this.statement(`DELETE FROM ${table} WHERE ns = @ns AND part = @part`).run({ ns: key.ns, part: key.part });
   }
 

@@ -116,6 +116,27 @@ export function encodeValue(value: JsonValue): Pick<ItemDocument, "vt" | "vo" | 
   return { vt: "s", vs: encodeCell(value) };
 }
 
+/**
+ * P7's measure of a stored value, the UTF-8 bytes of its JSON, from the
+ * document's cells without decoding them: JSON texts are counted as stored
+ * (each is the JSON.stringify of its value), numbers as JSON writes them, and
+ * attribute names with their quotes and escapes (`e`). Equal to
+ * utf8Length(JSON.stringify(decodeValue(document))).
+ */
+export function valueJsonBytes(document: Pick<ItemDocument, "vt" | "vo" | "vs">): number {
+  if (document.vt !== "o") return cellJsonBytes(document.vs);
+  const attributes = document.vo ?? [];
+  let bytes = 2 + Math.max(0, attributes.length - 1);
+  for (const attribute of attributes) bytes += utf8Length(attribute.k) + 2 + (attribute.e ?? 0) + 1 + cellJsonBytes(attribute);
+  return bytes;
+}
+
+function cellJsonBytes(cell: Cell | undefined): number {
+  if (cell === undefined) return 4;
+  if (typeof cell.n === "number") return JSON.stringify(cell.n).length;
+  return cell.j === undefined ? 4 : utf8Length(cell.j);
+}
+
 export function decodeValue(document: Pick<ItemDocument, "vt" | "vo" | "vs">): JsonValue {
   if (document.vt !== "o") return decodeCell(document.vs);
   const object: JsonObject = {};

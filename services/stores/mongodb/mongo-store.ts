@@ -10,10 +10,12 @@ import type { EngineObserver } from "../engine-observer.js";
 import type {
   BulkOptions,
   CountQuery,
+  FetchedPage,
   IdempotentWrite,
   KeyQuery,
   LabelQuery,
   NamespaceQuery,
+  PageBounds,
   ReadOptions,
   RemoveOptions,
   ScanFilter,
@@ -23,8 +25,9 @@ import type {
 } from "../store.js";
 import { idempotencyRecord, IDEMPOTENCY_TTL_INDEX, replayableFilter, type IdempotencyDocument } from "./idempotency.js";
 import { DEFAULT_IDEMPOTENCY_WINDOW_MS, idempotencyKeyReused, REMOVED_KEYS, SET_OUTCOME, SET_OUTCOMES, type OutcomeCodec } from "../replay.js";
-import { COLLECTIONS, decodeItem, encodeItem, keyFilter, storedVersion, type ItemDocument } from "./codec.js";
+import { COLLECTIONS, decodeItem, encodeItem, keyFilter, storedVersion, valueJsonBytes, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey, isUnauthorized } from "./errors.js";
+import { PageBudget } from "../../domain/paging.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
   batchGetFilter,
@@ -207,16 +210,16 @@ export class MongoStore implements Store {
     });
   }
 
-  async queryKeys(query: KeyQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]> {
-    return this.read(keyQueryPlan(query, now), query.limit, options);
+  async queryKeys(query: KeyQuery, now: number, options?: ReadOptions): Promise<FetchedPage> {
+    return this.read(keyQueryPlan(query, now), query, options);
   }
 
-  async queryLabel(query: LabelQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]> {
-    return this.read(labelQueryPlan(query, now), query.limit, options);
+  async queryLabel(query: LabelQuery, now: number, options?: ReadOptions): Promise<FetchedPage> {
+    return this.read(labelQueryPlan(query, now), query, options);
   }
 
-  async scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<ItemRecord[]> {
-    return this.read(scanPlan(query, now), query.limit, options);
+  async scan(query: ScanQuery, now: number, options?: ReadOptions): Promise<FetchedPage> {
+    return this.read(scanPlan(query, now), query, options);
   }
 
   async namespaces(query: NamespaceQuery, now: number, options?: ReadOptions): Promise<string[]> {
@@ -522,24 +525,37 @@ export class MongoStore implements Store {
     return outcome;
   }
 
-  /** A read plan's shapes in order until the page is full (queries.ts). */
-  private async read(plan: ReadPlan, limit: number, options?: ReadOptions): Promise<ItemRecord[]> {
+  /**
+   * A read plan's shapes in order until the page is full (queries.ts), by
+   * count or by bytes (PageBudget): documents are measured from their cells
+   * (valueJsonBytes) before any is decoded, and the first that does not fit
+   * ends the page with more to come. The cursor holds one batch at a time,
+   * which MongoDB caps at 16 MiB.
+   */
+  private async read(plan: ReadPlan, bounds: PageBounds, options?: ReadOptions): Promise<FetchedPage> {
     return guard(async () => {
+      const budget = new PageBudget(bounds.limit, bounds.maxBytes);
       const found: ItemRecord[] = [];
       const started = performance.now();
       for (const shape of plan) {
-        const wanted = limit - found.length;
-        if (wanted <= 0) break;
-        const documents = await this.items
+        // One past the page: whether it exists is P6's "more".
+        const wanted = bounds.limit + 1 - found.length;
+        const cursor = this.items
           .find(shape.filter, readTimeLimit(options, performance.now() - started))
           .sort(shape.sort)
           .hint(shape.hint)
           .limit(wanted)
-          .batchSize(wanted)
-          .toArray();
-        for (const document of documents) found.push(decodeItem(document));
+          .batchSize(wanted);
+        try {
+          for await (const document of cursor) {
+            if (!budget.admits(valueJsonBytes(document))) return { items: found, more: true };
+            found.push(decodeItem(document));
+          }
+        } finally {
+          await cursor.close();
+        }
       }
-      return found;
+      return { items: found, more: false };
     });
   }
 
