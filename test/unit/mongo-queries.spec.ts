@@ -7,7 +7,10 @@ import {
   batchGetFilter,
   countRangeShape,
   countShape,
+  expiredChunk,
+  expiredChunkDelete,
   expiredFilter,
+  SWEEP_CHUNK,
   isEmptyRange,
   itemIndexes,
   KEY_INDEX,
@@ -356,5 +359,20 @@ describe("MongoDB engine: the sweeper deletes what both clocks find expired (EV6
       expect(first.projection).to.deep.equal({ _id: 0, ns: 1 });
       expect(namespaceStep("users", NOW).filter).to.deep.equal({ ns: { $gt: "users" }, part: { $gt: "" }, ...live });
     });
+  });
+});
+
+describe("MongoDB sweep in bounded steps (issue 22)", () => {
+  const NOW = Date.UTC(2026, 0, 1);
+  it("a step reads at most SWEEP_CHUNK ids of expired items from the TTL index, oldest first, and no document bodies", () => {
+    expect(expiredChunk(NOW)).to.deep.equal({
+      filter: { expires: { $lte: new Date(NOW) } },
+      options: { projection: { _id: 1, expires: 1 }, sort: { expires: 1 }, hint: "expires_ttl", limit: SWEEP_CHUNK },
+    });
+    expect(SWEEP_CHUNK).to.be.within(1, 1000);
+  });
+
+  it("a step deletes those ids only while still expired, so an item rewritten meanwhile stays", () => {
+    expect(expiredChunkDelete(["a", "b"], NOW)).to.deep.equal({ _id: { $in: ["a", "b"] }, expires: { $lte: new Date(NOW) } });
   });
 });

@@ -43,7 +43,7 @@ export interface MongoFeedOptions {
   readonly consumed?: (commitTime: number) => void;
 }
 
-const DEFAULTS = { ringEntries: 10_000, ringBytes: 64 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000 };
+const DEFAULTS = { ringEntries: 10_000, ringBytes: 8 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000 };
 /** Head markers remembered after they went by, for head() calls whose write raced the stream. */
 const RECENT_MARKERS = 1_024;
 
@@ -218,7 +218,7 @@ export class MongoFeed implements ChangeFeed {
         throw new DomainError(
           "RESOURCE_EXHAUSTED",
           "SUBSCRIBER_TOO_SLOW",
-          `The subscriber fell more than ${this.options.ringEntries} changes behind; resume from the token of the last event it received (${last})`,
+          `The subscriber fell further behind than the feed keeps in memory (${this.options.ringEntries} changes or ${Math.round(this.options.ringBytes / 1024 / 1024)} MiB of items); resume from the token of the last event it received (${last})`,
         );
       }
       const entry = this.ring.at(next);

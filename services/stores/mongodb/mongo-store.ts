@@ -33,7 +33,8 @@ import {
   batchGetFilter,
   countRangeShape,
   countShape,
-  expiredFilter,
+  expiredChunk,
+  expiredChunkDelete,
   forgettableSubscription,
   itemIndexes,
   keyQueryPlan,
@@ -449,7 +450,16 @@ export class MongoStore implements Store {
    */
   /** `now` should be sweepTime()'s: see there why not plain Date.now(). */
   async purgeExpired(now: number): Promise<number> {
-    return guard(async () => (await this.items.deleteMany(expiredFilter(now))).deletedCount);
+    return guard(async () => {
+      let deleted = 0;
+      for (;;) {
+        const chunk = expiredChunk(now);
+        const ids = (await this.items.find(chunk.filter, chunk.options).toArray()).map((document) => document._id);
+        if (ids.length > 0) deleted += (await this.items.deleteMany(expiredChunkDelete(ids, now))).deletedCount;
+        if (ids.length < chunk.options.limit) return deleted;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -50,6 +50,27 @@ export function expiredFilter(bound: number): Document {
   return { expires: { $lte: new Date(bound) } };
 }
 
+/** Expired items the sweeper deletes per step: one step's ids are all Larder holds, and each delete is short. */
+export const SWEEP_CHUNK = 500;
+
+/**
+ * One step of the sweep: the ids of the oldest expired items, in the TTL
+ * index's order (only ids reach Larder, never values), then deleted by id with the
+ * expiry checked again (an item rewritten meanwhile stays). A backlog of any
+ * size drains step by step, each holding at most SWEEP_CHUNK ids in memory
+ * and one short delete on the server.
+ */
+export function expiredChunk(bound: number): { filter: Document; options: { projection: Document; sort: Document; hint: string; limit: number } } {
+  return {
+    filter: expiredFilter(bound),
+    options: { projection: { _id: 1, expires: 1 }, sort: { expires: 1 }, hint: TTL_INDEX, limit: SWEEP_CHUNK },
+  };
+}
+
+export function expiredChunkDelete(ids: readonly unknown[], bound: number): Document {
+  return { _id: { $in: ids }, ...expiredFilter(bound) };
+}
+
 /**
  * The subscription a new name may replace once an environment holds
  * MAX_SUBSCRIPTIONS: the least recently acknowledged, if it has gone
