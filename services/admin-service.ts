@@ -10,6 +10,7 @@ import { isEnvironmentName, type Principal } from "./access/api-keys.js";
 import { principalKey } from "./access/principal.js";
 import { checkManages, mayManage } from "./access/tenancy.js";
 import { DomainError, invalidArgument } from "./domain/errors.js";
+import { MAX_PAGE_BYTES } from "./domain/limits.js";
 import type { ItemRecord } from "./domain/item.js";
 import type { JsonValue } from "./domain/json.js";
 import { itemSize } from "./domain/values.js";
@@ -163,8 +164,8 @@ function checkName(name: string): void {
 async function* readAll(store: Store, clock: () => number): AsyncGenerator<ItemRecord[]> {
   let after: Key | undefined;
   for (;;) {
-    // Bounded by bytes too: 500 items of 400 KB would be 200 MB of JSON, and more once decoded.
-    const { items, more } = await store.scan({ limit: CHUNK, maxBytes: EXPORT_MESSAGE_BYTES, after }, clock());
+    // Bounded by bytes as a page is (P7): 500 items of 400 KB would be 200 MB of JSON, and far more decoded.
+    const { items, more } = await store.scan({ limit: CHUNK, maxBytes: MAX_PAGE_BYTES, after }, clock());
     if (items.length > 0) yield items;
     if (!more) return;
     after = items[items.length - 1].key;
