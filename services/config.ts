@@ -32,6 +32,9 @@ export interface Config {
   readonly compressLoopback: boolean;
   /** Browser origins allowed to call across origins (CORS), exactly as browsers send them. */
   readonly corsOrigins: readonly string[];
+  readonly maxPublicStreams: number;
+  readonly maxPublicStreamsPerConnection: number;
+  readonly http2MaxConcurrentStreams: number;
 }
 
 export class ConfigError extends Error {
@@ -87,6 +90,21 @@ export const SETTINGS: readonly Setting[] = [
     name: "LARDER_CORS_ORIGINS",
     fallback: "",
     about: "Web page origins that may call from a browser (comma-separated, exact, e.g. https://app.example.com). Empty: none.",
+  },
+  {
+    name: "LARDER_MAX_PUBLIC_STREAMS",
+    fallback: "100",
+    about: "Open health Watch and reflection streams at once (they need no key); counted apart from LARDER_MAX_STREAMS.",
+  },
+  {
+    name: "LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION",
+    fallback: "4",
+    about: "Open health Watch and reflection streams at once on one connection.",
+  },
+  {
+    name: "LARDER_HTTP2_MAX_CONCURRENT_STREAMS",
+    fallback: "1000",
+    about: "HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); more are refused by HTTP/2 itself.",
   },
   {
     name: "LARDER_BODY_TIMEOUT_MS",
@@ -188,6 +206,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     compressMinBytes: integer(read("LARDER_COMPRESS_MIN_BYTES"), "LARDER_COMPRESS_MIN_BYTES", 0, 1024 * MIB),
     compressLoopback: oneOf(read("LARDER_COMPRESS_LOOPBACK"), ["true", "false"] as const, "LARDER_COMPRESS_LOOPBACK") === "true",
     corsOrigins: corsOrigins(read("LARDER_CORS_ORIGINS")),
+    maxPublicStreams: integer(read("LARDER_MAX_PUBLIC_STREAMS"), "LARDER_MAX_PUBLIC_STREAMS", 1, 1_000_000),
+    maxPublicStreamsPerConnection: integer(read("LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION"), "LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION", 1, 1_000_000),
+    http2MaxConcurrentStreams: integer(read("LARDER_HTTP2_MAX_CONCURRENT_STREAMS"), "LARDER_HTTP2_MAX_CONCURRENT_STREAMS", 1, 1_000_000),
   };
 }
 

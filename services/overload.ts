@@ -9,9 +9,13 @@ import { writeError } from "./protocol-answers.js";
 export interface OverloadLimits {
   /** Unary calls served at once; past it a call fails fast instead of queueing. */
   readonly maxUnary: number;
-  /** Open streams (Watch, health Watch, reflection) at once. */
+  /** Open streams (Watch) at once. */
   readonly maxStreams: number;
-  /** Services never refused, so health checks answer through a flood. */
+  /**
+   * Services not counted here: health, so checks answer through a flood, and
+   * reflection; their streams have their own bounds (AdmissionLimits.publicStreams),
+   * so they never take LARDER_MAX_STREAMS from keyed callers.
+   */
   readonly exempt: ReadonlySet<string>;
   /** Told of each refusal (metrics). */
   readonly onRefused?: (reason: "in_flight" | "streams") => void;
@@ -80,8 +84,20 @@ export interface AdmissionLimits {
   readonly maxPerConnection: number;
   /** The services served: their streaming methods are left to `overloadGuard`'s stream bound. */
   readonly services: readonly DescService[];
-  /** Services never refused or counted (health), by type name. */
+  /** Services whose unary calls are never refused or counted (health), by type name. */
   readonly exempt: ReadonlySet<string>;
+  /**
+   * Streams of the services callable without a key (health Watch, reflection), counted
+   * here on their own, overall and per connection: a flood of them costs one cheap
+   * refusal each, and never a slot of LARDER_MAX_STREAMS.
+   */
+  readonly publicStreams: {
+    readonly services: readonly DescService[];
+    /** LARDER_MAX_PUBLIC_STREAMS */
+    readonly max: number;
+    /** LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION */
+    readonly maxPerConnection: number;
+  };
   /** How long a refused request's body may take to arrive before its stream or socket is closed (default 10 s). */
   readonly discardMs?: number;
   /**
@@ -102,8 +118,8 @@ export interface AdmissionRefusal {
 }
 
 export interface AdmissionGate extends NodeHandler {
-  /** Requests being served, requests refused so far, and the bytes of refused bodies read and dropped. */
-  readonly load: () => { readonly inFlight: number; readonly refused: number; readonly discardedBytes: number };
+  /** Requests being served, public streams open, requests refused so far, and the bytes of refused bodies read and dropped. */
+  readonly load: () => { readonly inFlight: number; readonly publicStreams: number; readonly refused: number; readonly discardedBytes: number };
 }
 
 /**
@@ -123,22 +139,74 @@ export interface AdmissionGate extends NodeHandler {
 export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): AdmissionGate {
   const streaming = new Set<string>();
   const unary = new Map<string, { service: string; method: string }>();
+  /** Client and bidi streams: their bodies last as long as the call, so no body timeout applies. */
+  const uploading = new Set<string>();
   for (const service of limits.services) {
     for (const method of service.methods) {
       const path = `/${service.typeName}/${method.name}`;
       if (method.methodKind !== "unary") streaming.add(path);
       else unary.set(path, { service: service.typeName, method: method.name });
+      if (method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming") uploading.add(path);
     }
+  }
+  const publicPaths = new Set<string>();
+  for (const service of limits.publicStreams.services) {
+    for (const method of service.methods) if (method.methodKind !== "unary") publicPaths.add(`/${service.typeName}/${method.name}`);
   }
   const exemptPrefixes = [...limits.exempt].map((typeName) => `/${typeName}/`);
   const perConnection = new WeakMap<object, number>();
+  const publicPerConnection = new WeakMap<object, number>();
   let inFlight = 0;
+  let publicStreams = 0;
   let refused = 0;
   let discardedBytes = 0;
+  const dropped = (bytes: number) => (discardedBytes += bytes);
+  const timeBody = (request: NodeRequest, response: NodeResponse, path: string) => {
+    // Connect GET calls carry their message in the URL; their (empty) body is never read, so no 'end' comes.
+    if (uploading.has(path) || !hasBody(request)) return;
+    const late = setTimeout(() => cut(request), limits.bodyMs);
+    request.once("end", () => clearTimeout(late));
+    response.once("close", () => clearTimeout(late));
+  };
+
+  const admitPublicStream = (request: NodeRequest, response: NodeResponse, path: string) => {
+    const connection = connectionOf(request);
+    const onConnection = publicPerConnection.get(connection) ?? 0;
+    const { max, maxPerConnection } = limits.publicStreams;
+    if (publicStreams >= max || onConnection >= maxPerConnection) {
+      refused++;
+      const error =
+        publicStreams >= max
+          ? overloaded(`The server is at its limit of ${max} open health and reflection streams; retry with exponential backoff`, "TOO_MANY_PUBLIC_STREAMS")
+          : overloaded(
+              `This connection is at its limit of ${maxPerConnection} open health and reflection streams; close one, or retry with exponential backoff`,
+              "TOO_MANY_PUBLIC_STREAMS_ON_CONNECTION",
+            );
+      // A bidi stream's body may never end (reflection): its refusal cannot wait for it.
+      refuse(request, response, error, limits.discardMs ?? MAX_DISCARD_MS, dropped, uploading.has(path));
+      return;
+    }
+    publicStreams++;
+    publicPerConnection.set(connection, onConnection + 1);
+    response.once("close", () => {
+      publicStreams--;
+      const left = (publicPerConnection.get(connection) ?? 1) - 1;
+      if (left > 0) publicPerConnection.set(connection, left);
+      else publicPerConnection.delete(connection);
+    });
+    timeBody(request, response, path);
+    handler(request, response);
+  };
 
   const gate: NodeHandler = (request, response) => {
     const path = (request.url ?? "").split("?")[0];
+    if (publicPaths.has(path)) {
+      admitPublicStream(request, response, path);
+      return;
+    }
     if (streaming.has(path) || exemptPrefixes.some((prefix) => path.startsWith(prefix))) {
+      // Not counted here (keyed streams: overloadGuard; health checks answer through floods), but timed like any request.
+      timeBody(request, response, path);
       handler(request, response);
       return;
     }
@@ -154,16 +222,13 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
             `This connection is at its limit of ${limits.maxPerConnection} calls in flight; retry with exponential backoff or spread calls over more connections`,
             "TOO_MANY_CALLS_ON_CONNECTION",
           );
-      refuse(request, response, error, limits.discardMs ?? MAX_DISCARD_MS, (bytes) => (discardedBytes += bytes));
+      refuse(request, response, error, limits.discardMs ?? MAX_DISCARD_MS, dropped);
       return;
     }
     inFlight++;
     perConnection.set(connection, onConnection + 1);
-    // Connect GET calls carry their message in the URL; their (empty) body is never read, so no 'end' comes.
-    const late = hasBody(request) ? setTimeout(() => cut(request), limits.bodyMs) : undefined;
-    if (late) request.once("end", () => clearTimeout(late));
+    timeBody(request, response, path);
     response.once("close", () => {
-      clearTimeout(late);
       inFlight--;
       const left = (perConnection.get(connection) ?? 1) - 1;
       if (left > 0) perConnection.set(connection, left);
@@ -171,7 +236,7 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
     });
     handler(request, response);
   };
-  return Object.assign(gate, { load: () => ({ inFlight, refused, discardedBytes }) });
+  return Object.assign(gate, { load: () => ({ inFlight, publicStreams, refused, discardedBytes }) });
 }
 
 /** The HTTP/2 session a request came on, or its HTTP/1.1 socket. */
@@ -190,7 +255,15 @@ const MAX_DISCARD_MS = 10_000;
  * (connect-node) with a stream they never finish, which nghttp2 ends up
  * treating as a flood (ENHANCE_YOUR_CALM) and fails the whole connection.
  */
-function refuse(request: NodeRequest, response: NodeResponse, error: ConnectError, discardMs: number, dropped: (bytes: number) => void): void {
+function refuse(
+  request: NodeRequest,
+  response: NodeResponse,
+  error: ConnectError,
+  discardMs: number,
+  dropped: (bytes: number) => void,
+  answerFirst = false,
+): void {
+  if (answerFirst) answer(request, response, error);
   let discarded = 0;
   // A body that trickles in forever would hold its stream (or socket) for nothing.
   const slow = setTimeout(() => cut(request), discardMs);
@@ -204,7 +277,7 @@ function refuse(request: NodeRequest, response: NodeResponse, error: ConnectErro
   });
   request.once("end", () => {
     clearTimeout(slow);
-    answer(request, response, error);
+    if (!answerFirst) answer(request, response, error);
   });
 }
 

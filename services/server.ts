@@ -77,6 +77,8 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
   // Health answers for every service a client can reach, reflection included.
   const health = new HealthStatus(new Set([...served, ServerReflection, ServerReflectionAlpha].map((service) => service.typeName)));
   const requests = new ActiveRequests();
+  /** Callable without a key (by default): their streams have their own small bounds (admissionGate). */
+  const publicSurfaces = [Health, ServerReflection, ServerReflectionAlpha];
 
   const routeIndex = new Map<string, UniversalHandler>();
   const routes = (router: ConnectRouter) => {
@@ -113,7 +115,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
       overloadGuard({
         maxUnary: config.maxInFlight,
         maxStreams: config.maxStreams,
-        exempt: new Set([Health.typeName]),
+        exempt: new Set(publicSurfaces.map((service) => service.typeName)),
         onRefused: metrics && ((reason) => metrics.refusedStream(reason)),
       }),
       ...interceptors,
@@ -127,6 +129,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
     bodyMs: config.bodyTimeoutMs,
     services: [...served, ServerReflection, ServerReflectionAlpha],
     exempt: new Set([Health.typeName]),
+    publicStreams: { services: publicSurfaces, max: config.maxPublicStreams, maxPerConnection: config.maxPublicStreamsPerConnection },
     onRefused:
       metrics &&
       (({ reason, method, request }) => metrics.refusedCall(reason, method, protocolOf(request.headers["content-type"]))),
@@ -178,11 +181,8 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
     h2.on("session", trackSession);
     const h1 = http.createServer({ keepAliveTimeout: 60_000 }, handler);
     // Node enforces headersTimeout only on servers that listen themselves; this one is handed sockets.
-    const awaitingHead = new WeakMap<net.Socket, () => void>();
-    h1.on("request", (request: http.IncomingMessage) => {
-      awaitingHead.get(request.socket)?.();
-      awaitingHead.delete(request.socket);
-    });
+    const heads = new HeadDeadlines();
+    h1.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => heads.arrived(request, response));
     listener = net.createServer((socket) => {
       // A connection that never says which protocol it speaks holds a socket for nothing.
       socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
@@ -195,10 +195,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
           socket.unshift(first);
           h2.emit("connection", socket);
         } else {
-          const stalled = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
-          const settled = () => clearTimeout(stalled);
-          awaitingHead.set(socket, settled);
-          socket.once("close", settled);
+          heads.started(socket);
           // The HTTP/1 parser takes bytes from 'data' events, so the first chunk is replayed as one.
           h1.emit("connection", socket);
           socket.emit("data", first);
@@ -267,6 +264,38 @@ function listenOn(server: net.Server, port: number, host: string): Promise<numbe
   });
 }
 
+/**
+ * Every HTTP/1.1 request head on a connection, not only the first, must
+ * arrive within HANDSHAKE_TIMEOUT_MS of its first byte: otherwise a client
+ * that is answered once and then trickles its next head a byte at a time
+ * holds the connection for ever. (Request bodies have their own timeout,
+ * LARDER_BODY_TIMEOUT_MS, in admissionGate.)
+ */
+class HeadDeadlines {
+  private readonly waiting = new WeakMap<net.Socket, () => void>();
+
+  /** The first bytes of a request head have arrived. */
+  started(socket: net.Socket): void {
+    const stalled = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
+    const settled = () => clearTimeout(stalled);
+    this.waiting.set(socket, settled);
+    socket.once("close", settled);
+  }
+
+  /** A whole head has arrived; the next one is timed from its first byte, once this answer is written. */
+  arrived(request: http.IncomingMessage, response: http.ServerResponse): void {
+    const socket = request.socket;
+    this.waiting.get(socket)?.();
+    this.waiting.delete(socket);
+    response.once("finish", () => {
+      if (socket.destroyed) return;
+      const next = () => this.started(socket);
+      socket.once("data", next);
+      this.waiting.set(socket, () => socket.off("data", next));
+    });
+  }
+}
+
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
@@ -275,9 +304,15 @@ function delay(ms: number): Promise<void> {
  * nghttp2 refuses streams (ENHANCE_YOUR_CALM) once a session buffers more
  * than maxSessionMemory (10 MB by default): allow a few maximal messages in
  * flight so that an oversize message gets our RESOURCE_EXHAUSTED instead.
+ * Node lets a connection open streams without limit (2^32-1): each costs
+ * memory before any handler sees it, so the connection's client is told its
+ * bound in SETTINGS, and nghttp2 refuses streams past it (REFUSED_STREAM).
  */
 function http2Options(config: Config): http2.ServerOptions {
-  return { maxSessionMemory: Math.ceil(config.maxMessageBytes / (1024 * 1024)) * 4 + 16 };
+  return {
+    maxSessionMemory: Math.ceil(config.maxMessageBytes / (1024 * 1024)) * 4 + 16,
+    settings: { maxConcurrentStreams: config.http2MaxConcurrentStreams },
+  };
 }
 
 type Handler = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void;

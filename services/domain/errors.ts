@@ -46,6 +46,8 @@ export type Reason =
   | "TOO_MANY_CALLS"
   | "TOO_MANY_CALLS_ON_CONNECTION"
   | "TOO_MANY_STREAMS"
+  | "TOO_MANY_PUBLIC_STREAMS"
+  | "TOO_MANY_PUBLIC_STREAMS_ON_CONNECTION"
   // Requests that are not a call: answered before any handler, in the caller's protocol.
   | "API_KEY_MALFORMED"
   | "INVALID_REQUEST"

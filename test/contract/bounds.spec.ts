@@ -85,10 +85,22 @@ describeContract(
     it("past the bound, a new name replaces the least recently acknowledged one unused for the change retention", async function () {
       this.timeout(120_000);
       const token = await headToken(context);
-      await ackMany(context, "old-", MAX_SUBSCRIPTIONS, token);
+      await context.client.ack({ subscription: "oldest", resumeToken: token });
+      await sleep(50);
+      await ackMany(context, "old-", MAX_SUBSCRIPTIONS - 1, token);
       await sleep(2_500);
-      await context.client.ack({ subscription: "new-a", resumeToken: token });
-      await context.client.ack({ subscription: "new-b", resumeToken: token });
+      await context.client.set({ key: "moved:on", value: { kind: { case: "numberValue", value: 1 } } });
+      await context.client.ack({ subscription: "new-a", resumeToken: await headToken(context) });
+      // "oldest" gave way: a Watch naming it is a new subscription, starting at the head, past "moved:on".
+      const forgotten = subscribe(context.client, { subscription: "oldest" });
+      await forgotten.started;
+      await forgotten.close();
+      expect(forgotten.token).to.not.equal(token);
+      // The others keep their positions (and "oldest", new again, took one of their places).
+      const kept = subscribe(context.client, { subscription: "old-500" });
+      await kept.started;
+      await kept.close();
+      expect(kept.token).to.equal(token);
     });
   },
   { env: { LARDER_CHANGE_RETENTION_MS: "1000" } },

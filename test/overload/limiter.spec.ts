@@ -130,7 +130,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
         router.service(Health, { check: async () => ({ status: 1 }) });
       },
     });
-    const gate = admissionGate(handler, { bodyMs: 60_000, ...limits, services: [DataService, Health], exempt: new Set([Health.typeName]) });
+    const gate = admissionGate(handler, { bodyMs: 60_000, ...limits, services: [DataService, Health], exempt: new Set([Health.typeName]), publicStreams: { services: [Health], max: 100, maxPerConnection: 100 } });
     // As the real server: room for a few maximal (16 MiB) messages per session (see http2Options in services/server.ts).
     const h2 = http2.createServer({ maxSessionMemory: 80 }, gate);
     const h1 = http.createServer(gate);

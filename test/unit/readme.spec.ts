@@ -8,7 +8,7 @@ describe("README configuration table", () => {
   it("lists exactly the settings the server reads", () => {
     const readme = readFileSync(`${REPO_ROOT}/README.md`, "utf8");
     const section = readme.slice(readme.indexOf("## Configuration"), readme.indexOf("## API keys"));
-    const documented = [...section.matchAll(/^\| `([A-Z_]+)`(?:, `([A-Z_]+)`)? \|/gm)].flatMap((row) => row.slice(1).filter(Boolean));
+    const documented = [...section.matchAll(/^\| `([A-Z0-9_]+)`(?:, `([A-Z0-9_]+)`)? \|/gm)].flatMap((row) => row.slice(1).filter(Boolean));
     expect([...documented].sort()).to.deep.equal(SETTINGS.map((setting) => setting.name).sort());
   });
 });
