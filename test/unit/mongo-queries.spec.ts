@@ -10,6 +10,7 @@ import {
   expiredChunk,
   expiredChunkDelete,
   expiredFilter,
+  forgettableSubscription,
   SWEEP_CHUNK,
   isEmptyRange,
   itemIndexes,
@@ -374,5 +375,15 @@ describe("MongoDB sweep in bounded steps (issue 22)", () => {
 
   it("a step deletes those ids only while still expired, so an item rewritten meanwhile stays", () => {
     expect(expiredChunkDelete(["a", "b"], NOW)).to.deep.equal({ _id: { $in: ["a", "b"] }, expires: { $lte: new Date(NOW) } });
+  });
+});
+
+describe("MongoDB named subscriptions are bounded (issue 22)", () => {
+  it("past the bound, the one a new name may replace is the least recently acknowledged, unacknowledged for the retention", () => {
+    const now = Date.UTC(2026, 0, 2);
+    expect(forgettableSubscription(now, 86_400_000)).to.deep.equal({
+      filter: { at: { $lt: new Date(Date.UTC(2026, 0, 1)) } },
+      sort: { at: 1 },
+    });
   });
 });
