@@ -24,6 +24,7 @@ import { HealthStatus } from "./health.js";
 import { admissionGate, overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
 import { corsHandler } from "./cors.js";
+import { loopbackHostsOnly } from "./loopback-host.js";
 import { eventStreamRoutes } from "./event-stream.js";
 import { protocolOf, serveMetrics, type LarderMetrics } from "./metrics.js";
 import { protocolChecks, withRequestReasons } from "./protocol-answers.js";
@@ -151,7 +152,8 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
   };
   metrics?.sample({ callsInFlight: () => gated.load().inFlight, figures: openedEngine.figures?.bind(openedEngine) });
   // Outermost: every answer carries its request id, refusals and shutdown's 503 included.
-  const handler = withRequestIds(requests.track(corsHandler(routed, config.corsOrigins), shutdown.signal));
+  const cors = corsHandler(routed, config.corsOrigins);
+  const handler = withRequestIds(requests.track(keys ? cors : loopbackHostsOnly(cors), shutdown.signal));
   const metricsServer = metrics && serveMetrics(metrics, log);
 
   const sockets = new Set<net.Socket>();

@@ -54,7 +54,8 @@ export type Reason =
   | "UNKNOWN_METHOD"
   | "HTTP_METHOD_NOT_ALLOWED"
   | "UNSUPPORTED_CONTENT_TYPE"
-  | "HTTP2_REQUIRED";
+  | "HTTP2_REQUIRED"
+  | "HOST_NOT_ALLOWED";
 
 export class DomainError extends Error {
   constructor(

@@ -91,7 +91,7 @@ function frameTypes(reply: Buffer): number[] {
 
 function http1(path: string, contentType: string, body: Buffer | string, extra = ""): string | Buffer {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
-  const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n${extra}\r\n`;
+  const head = `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${contentType}\r\nContent-Length: ${bytes.length}\r\n${extra}\r\n`;
   return Buffer.concat([Buffer.from(head), bytes]);
 }
 
@@ -299,7 +299,7 @@ describe("fuzz: garbage on the port gets a clean error or a closed connection, a
 
   it("connections that start a handshake and stall (part of the HTTP/2 preface, a preface without SETTINGS, half an HTTP/1.1 header) are closed", async function () {
     this.timeout(30_000);
-    const stalls = [PREFACE.subarray(0, 10), PREFACE, Buffer.from("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: x\r\n")];
+    const stalls = [PREFACE.subarray(0, 10), PREFACE, Buffer.from("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: localhost\r\n")];
     const started = Date.now();
     const outcomes = await Promise.all(stalls.map((bytes) => exchange(port(), bytes, 20_000)));
     expect(outcomes.map((outcome) => outcome.closedByServer)).to.deep.equal([true, true, true]);
@@ -326,7 +326,7 @@ describe("fuzz: garbage on the port gets a clean error or a closed connection, a
       }
       // A chunked upload (no length to refuse up front) that is past the limit: read part-way, then answered.
       const chunked = Buffer.concat([
-        Buffer.from("POST /larder.data.v1.DataService/Set HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        Buffer.from("POST /larder.data.v1.DataService/Set HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"),
         ...Array.from({ length: 13 }, () => Buffer.concat([Buffer.from(`${(1024 * 1024).toString(16)}\r\n`), Buffer.alloc(1024 * 1024, 0x78), Buffer.from("\r\n")])),
         Buffer.from("0\r\n\r\n"),
       ]);

@@ -172,7 +172,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
   function closedAfterStalledBody(h1url: string): Promise<number> {
     return new Promise<number>((resolve) => {
       const socket = net.connect(Number(new URL(h1url).port), "127.0.0.1", () =>
-        socket.write("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"key\""),
+        socket.write("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"key\""),
       );
       const opened = Date.now();
       socket.on("error", () => undefined);
