@@ -197,7 +197,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
           socket.unshift(first);
           h2.emit("connection", socket);
         } else {
-          heads.started(socket);
+          heads.connected(socket);
           // The HTTP/1 parser takes bytes from 'data' events, so the first chunk is replayed as one.
           h1.emit("connection", socket);
           socket.emit("data", first);
@@ -274,27 +274,44 @@ function listenOn(server: net.Server, port: number, host: string): Promise<numbe
  * LARDER_BODY_TIMEOUT_MS, in admissionGate.)
  */
 class HeadDeadlines {
-  private readonly waiting = new WeakMap<net.Socket, () => void>();
+  private readonly timers = new WeakMap<net.Socket, NodeJS.Timeout>();
+  /** Requests whose head has arrived, per connection: a head timer starts only while none is newer than the answer just sent. */
+  private readonly heads = new WeakMap<net.Socket, number>();
 
-  /** The first bytes of a request head have arrived. */
-  started(socket: net.Socket): void {
-    const stalled = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS);
-    const settled = () => clearTimeout(stalled);
-    this.waiting.set(socket, settled);
-    socket.once("close", settled);
+  /** A new connection: its first head is timed from its first byte (now); its close clears what is pending. */
+  connected(socket: net.Socket): void {
+    socket.once("close", () => this.settle(socket));
+    this.started(socket);
   }
 
   /** A whole head has arrived; the next one is timed from its first byte, once this answer is written. */
   arrived(request: http.IncomingMessage, response: http.ServerResponse): void {
     const socket = request.socket;
-    this.waiting.get(socket)?.();
-    this.waiting.delete(socket);
+    this.settle(socket);
+    const seen = (this.heads.get(socket) ?? 0) + 1;
+    this.heads.set(socket, seen);
     response.once("finish", () => {
       if (socket.destroyed) return;
-      const next = () => this.started(socket);
-      socket.once("data", next);
-      this.waiting.set(socket, () => socket.off("data", next));
+      // The parser reads the same chunk first: when it already made a request of it, that request's
+      // head has arrived and nothing is to be timed (timing it anyway would cut a busy keep-alive
+      // connection HANDSHAKE_TIMEOUT_MS later).
+      socket.once("data", () => {
+        if (this.heads.get(socket) === seen && !socket.destroyed) this.started(socket);
+      });
     });
+  }
+
+  private started(socket: net.Socket): void {
+    this.settle(socket);
+    this.timers.set(
+      socket,
+      setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS),
+    );
+  }
+
+  private settle(socket: net.Socket): void {
+    clearTimeout(this.timers.get(socket));
+    this.timers.delete(socket);
   }
 }
 

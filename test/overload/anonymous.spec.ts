@@ -209,9 +209,9 @@ describe("anonymous surfaces have their own small bounds (issue 22)", function (
 
   it("HTTP/1.1: the second request head of a keep-alive connection, trickled, is cut like the first", async () => {
     const closedAfter = await closedWithin(running.server.port, HEAD_CLOSED_WITHIN_MS + 5_000, (socket) => {
-      const first = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+      const first = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
       socket.write(first);
-      socket.once("data", () => trickle(socket, "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nX-Slow: " + "a".repeat(200), 400));
+      socket.once("data", () => trickle(socket, "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + "a".repeat(200), 400));
     });
     expect(closedAfter, "closed by the server (ms)").to.be.a("number").and.below(HEAD_CLOSED_WITHIN_MS);
   });
@@ -225,7 +225,7 @@ describe("anonymous surfaces: request bodies are timed, health's too (issue 22)"
 
   it("HTTP/1.1: health is cut after LARDER_BODY_TIMEOUT_MS when its body trickles", async () => {
     const closedAfter = await closedWithin(running.server.port, 10_000, (socket) => {
-      socket.write("POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n");
+      socket.write("POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n");
       trickle(socket, " ".repeat(100), 300);
     });
     expect(closedAfter, "closed by the server (ms)").to.be.a("number").and.below(BODY_TIMEOUT_MS + 4_000);
