@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
+import type tls from "node:tls";
 import net from "node:net";
 import { setMaxListeners } from "node:events";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
@@ -171,19 +172,26 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
   };
   // h2c and HTTP/1.1 share the port: each connection goes where its first bytes say it belongs.
   let listener: net.Server;
+  // Node enforces headersTimeout only on http.Servers that listen themselves: neither HTTP/1.1 path here is one.
+  const heads = new HeadDeadlines();
   if (config.tlsCert && config.tlsKey) {
     const secure = http2.createSecureServer(
       { ...http2Options(config), cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), allowHTTP1: true },
       handler,
     );
     secure.on("session", trackSession);
+    // HTTPS/1.1 (ALPN http/1.1, or none) gets the same head deadlines as the plain port.
+    secure.on("secureConnection", (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol !== "h2") heads.connected(socket);
+    });
+    secure.on("request", (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
+      if (request.httpVersionMajor === 1) heads.arrived(request as http.IncomingMessage, response as http.ServerResponse);
+    });
     listener = secure;
   } else {
     const h2 = http2.createServer(http2Options(config), handler);
     h2.on("session", trackSession);
     const h1 = http.createServer({ keepAliveTimeout: 60_000 }, handler);
-    // Node enforces headersTimeout only on servers that listen themselves; this one is handed sockets.
-    const heads = new HeadDeadlines();
     h1.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => heads.arrived(request, response));
     listener = net.createServer((socket) => {
       // A connection that never says which protocol it speaks holds a socket for nothing.

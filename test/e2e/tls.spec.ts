@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import tls from "node:tls";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
@@ -46,6 +47,31 @@ describe("e2e: TLS (LARDER_TLS_CERT / LARDER_TLS_KEY): h2 and HTTP/1.1 on one po
     await grpc.set({ key: "tls:a", value: { kind: { case: "stringValue", value: "secret" } } });
     const connect = createClient(DataService, createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca } }));
     expect((await connect.get({ key: "tls:a" })).item?.value?.kind).to.deep.equal({ case: "stringValue", value: "secret" });
+  });
+
+  it("HTTPS/1.1: the second request head of a keep-alive connection, trickled, is cut like on the plain port (issue 22)", async () => {
+    const socket = tls.connect({ port: server!.port, host: "127.0.0.1", ca: readFileSync(files!.cert), ALPNProtocols: ["http/1.1"] });
+    socket.on("error", () => undefined);
+    await new Promise((resolve) => socket.once("secureConnect", resolve));
+    const started = performance.now();
+    socket.write("POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    let timer: NodeJS.Timeout | undefined;
+    socket.once("data", () => {
+      const slow = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + "a".repeat(200);
+      let at = 0;
+      timer = setInterval(() => {
+        if (!socket.destroyed && at < slow.length) socket.write(slow[at++]);
+      }, 400);
+    });
+    socket.on("data", () => undefined);
+    const closedAfter = await Promise.race([
+      new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now() - started))),
+      new Promise<undefined>((resolve) => setTimeout(resolve, 25_000)),
+    ]);
+    clearInterval(timer);
+    socket.destroy();
+    // The head timeout is 10 s from the head's first byte; the rest is a busy machine's margin.
+    expect(closedAfter, "closed by the server (ms)").to.be.a("number").and.below(20_000);
   });
 
   it("a certificate or key that is missing, not PEM, or not a pair stops the server at start: exit 2, naming the variables", async () => {
