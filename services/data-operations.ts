@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { decodeLabelCursor, encodeLabelCursor } from "./domain/cursor.js";
 import { invalidArgument } from "./domain/errors.js";
 import { parseKeyExpression, rangeIncludes, type KeyRange } from "./domain/expressions.js";
+import type { HistoryEntry } from "./domain/history.js";
 import type { ItemRecord } from "./domain/item.js";
 import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonObject } from "./domain/json.js";
 import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "./domain/keys.js";
@@ -46,13 +47,21 @@ export class DataOperations {
     private readonly clock: Clock = Date.now,
   ) {}
 
-  async get(rawKey: string, reads: ReadOptions = {}): Promise<ItemRecord | undefined> {
-    const key = parseKey(rawKey);
-    if (looksLikeExpression(key)) {
-      parseKeyExpression(rawKey); // a malformed expression gets its own message (Q2-Q4)
-      throw invalidArgument("INVALID_KEY", "Get takes an exact key: use Query for key expressions");
-    }
+  /** With `asOf` (epoch ms), the item as it was then (Store.getAsOf). */
+  async get(rawKey: string, reads: ReadOptions = {}, asOf?: number): Promise<ItemRecord | undefined> {
+    const key = singleKey(rawKey, "Get");
+    if (asOf !== undefined) return this.store.getAsOf(key, asOf, this.clock(), reads);
     return this.store.get(key, this.clock(), reads);
+  }
+
+  /** A page of a key's retained changes, newest first, with `lastKey` iff older ones follow (P6). */
+  async history(input: { key: string; limit: number; start: string }, reads: ReadOptions = {}): Promise<{ entries: HistoryEntry[]; lastKey?: string }> {
+    const key = singleKey(input.key, "History");
+    const limit = resolveLimit(input.limit);
+    const before = input.start === "" ? undefined : input.start;
+    const found = await this.store.history({ key, limit: limit + 1, before }, this.clock(), reads);
+    const entries = found.slice(0, limit);
+    return { entries, lastKey: found.length > limit ? entries[entries.length - 1].position : undefined };
   }
 
   /** B1-B3: live items in the order of their first mention. */
@@ -213,6 +222,16 @@ function idempotent(key: string, operation: string, request: unknown): { idempot
 /** P6: the item a page continues after, when more follow. */
 function lastOf(page: FetchedPage): ItemRecord | undefined {
   return page.more ? page.items[page.items.length - 1] : undefined;
+}
+
+/** The one exact key a Get or History names. */
+function singleKey(rawKey: string, call: string): Key {
+  const key = parseKey(rawKey);
+  if (looksLikeExpression(key)) {
+    parseKeyExpression(rawKey); // a malformed expression gets its own message (Q2-Q4)
+    throw invalidArgument("INVALID_KEY", `${call} takes an exact key: use Query for key expressions`);
+  }
+  return key;
 }
 
 function exactKey(raw: string): Key {

@@ -1,5 +1,5 @@
 import { toBinary, toJson, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, ValueSchema, type Timestamp, type Value } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
@@ -15,6 +15,8 @@ import {
   type CountResponseSchema,
   type GetRequest,
   type GetResponseSchema,
+  type HistoryRequest,
+  type HistoryResponseSchema,
   type ItemSchema,
   type LabelUpdate,
   type Operation,
@@ -79,8 +81,21 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
   }
   const calls = {
     async get(request: GetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof GetResponseSchema>> {
-      const item = await (await operationsOf(context)).get(request.key, readsOf(context));
+      const asOf = request.asOf && asOfMs(request.asOf);
+      const item = await (await operationsOf(context)).get(request.key, readsOf(context), asOf);
       return { item: item && toItem(item, form) };
+    },
+    async history(request: HistoryRequest, context: HandlerContext): Promise<Init<typeof HistoryResponseSchema>> {
+      const page = await (await operationsOf(context)).history(request, readsOf(context));
+      return {
+        entries: page.entries.map((entry) => ({
+          name: entry.name,
+          expired: entry.expired,
+          time: timestampFromMs(entry.time),
+          item: toItem(entry.item, "value"),
+        })),
+        lastKey: page.lastKey,
+      };
     },
     async batchGet(request: BatchGetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof BatchGetResponseSchema>> {
       const items = await (await operationsOf(context)).batchGet(request.keys, readsOf(context));
@@ -170,6 +185,7 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
     batchGet: (request, context) => guarded(() => calls.batchGet(request, context, "value")),
     query: (request, context) => guarded(() => calls.query(request, context, "value")),
     count: (request, context) => guarded(() => calls.count(request, context)),
+    history: (request, context) => guarded(() => calls.history(request, context)),
     set: (request, context) => guarded(() => calls.set(request, context, "value")),
     batchSet: (request, context) => guarded(() => calls.batchSet(request, context, "value")),
     add: (request, context) => guarded(() => calls.add(request, context, "value")),
@@ -369,6 +385,14 @@ function toLabelInput(update: LabelUpdate | undefined): LabelInput | undefined {
     default:
       return undefined;
   }
+}
+
+/** A Timestamp the wire allows but that names no instant (nanos out of range) is refused, not wrapped. */
+function asOfMs(timestamp: Timestamp): number {
+  if (timestamp.nanos < 0 || timestamp.nanos > 999_999_999) {
+    throw invalidArgument("INVALID_OPTION", "'asOf' must be a valid Timestamp (nanos from 0 to 999999999)");
+  }
+  return timestampToMs(timestamp);
 }
 
 /** Reads stop at the call's deadline: a database can drop work nobody waits for. */

@@ -15,7 +15,7 @@ export const ROLES: readonly Role[] = ["read", "write", "watch", "app", "admin",
 export const OPERATOR: Role = "operator";
 
 // Pipeline is open to every role that reads: each of its operations is checked as the call it stands for.
-const READS = ["Get", "BatchGet", "Query", "Count", "Scan", "Namespaces", "Ping", "Pipeline"];
+const READS = ["Get", "BatchGet", "Query", "Count", "History", "Scan", "Namespaces", "Ping", "Pipeline"];
 const WRITES = ["Set", "BatchSet", "Add", "Remove", "Seed"];
 const EVENTS = ["Watch", "Ack"];
 

@@ -1,5 +1,6 @@
 import type { KeyRange } from "../domain/expressions.js";
 import type { ItemRecord } from "../domain/item.js";
+import type { HistoryEntry } from "../domain/history.js";
 import type { Key } from "../domain/keys.js";
 import type { SetOutcome, SetPlan } from "../domain/set-plan.js";
 import type { ChangeFeed } from "../feed/change-feed.js";
@@ -18,6 +19,14 @@ export interface Store {
   readonly feed: ChangeFeed;
 
   get(key: Key, now: number, options?: ReadOptions): Promise<ItemRecord | undefined>;
+  /**
+   * The key as it was at `at` (domain/history.ts stateAt), from the change
+   * log: OUT_OF_RANGE HISTORY_EXPIRED when the retained log no longer
+   * reaches back to `at`, INVALID_ARGUMENT when `at` is after `now`.
+   */
+  getAsOf(key: Key, at: number, now: number, options?: ReadOptions): Promise<ItemRecord | undefined>;
+  /** Up to `limit` retained changes of a key, newest first (History). */
+  history(query: HistoryQuery, now: number, options?: ReadOptions): Promise<HistoryEntry[]>;
   /** The live items among the keys, in any order. */
   getMany(keys: readonly Key[], now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** A page of the live items of a key range, in key order (K7, P3). */
@@ -120,6 +129,13 @@ export interface KeyQuery extends PageBounds {
   readonly range: KeyRange;
   readonly reverse: boolean;
   readonly after?: Key;
+}
+
+export interface HistoryQuery {
+  readonly key: Key;
+  readonly limit: number;
+  /** Continue with the changes before this one (an entry's `position`; a store refuses one it did not make). */
+  readonly before?: string;
 }
 
 export interface NamespaceQuery {

@@ -8,6 +8,8 @@ import type { Store } from "./store.js";
  */
 const TIMED: Record<Exclude<keyof Store, "describe" | "feed" | "close">, true> = {
   get: true,
+  getAsOf: true,
+  history: true,
   getMany: true,
   queryKeys: true,
   queryLabel: true,

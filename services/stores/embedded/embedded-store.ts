@@ -7,11 +7,13 @@ import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../dom
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import type { JsonValue } from "../../domain/json.js";
 import { segmentHash } from "../../domain/segments.js";
+import { invalidArgument } from "../../domain/errors.js";
 import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type {
   BulkOptions,
   CountQuery,
   FetchedPage,
+  HistoryQuery,
   KeyQuery,
   LabelPosition,
   LabelQuery,
@@ -23,9 +25,10 @@ import type {
   Store,
   WriteOptions,
 } from "../store.js";
-import { ADDED_ITEM_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
 import { PageBudget } from "../../domain/paging.js";
 import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
+import { ADDED_ITEM_COLUMNS, CHANGE_KEY_INDEX, CHANGE_KEY_MIGRATION, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
+import { checkAsOf, stateAt, type HistoryEntry } from "../../domain/history.js";
 import { decodeChange, type ChangeRow } from "./change-codec.js";
 import { itemToJson } from "../../domain/item-json.js";
 import {
@@ -179,6 +182,9 @@ export class EmbeddedStore implements Store {
     for (const column of ADDED_ITEM_COLUMNS) {
       if (!present.has(column.name)) this.db.exec(`ALTER TABLE items ADD COLUMN ${column.definition}`);
     }
+    const changeColumns = new Set((this.db.pragma("table_info(changes)") as { name: string }[]).map((column) => column.name));
+    if (!changeColumns.has("key")) this.db.transaction(() => this.db.exec(CHANGE_KEY_MIGRATION)).immediate();
+    this.db.exec(CHANGE_KEY_INDEX);
   }
 
   async get(key: Key, now: number): Promise<ItemRecord | undefined> {
@@ -188,6 +194,65 @@ export class EmbeddedStore implements Store {
       now,
     }) as Row | undefined;
     return row && toRecord(row);
+  }
+
+  async getAsOf(key: Key, at: number, now: number): Promise<ItemRecord | undefined> {
+    checkAsOf(at, now, this.historyHorizon(now));
+    const read = this.db.transaction(() => {
+      const params = { key: key.full, at };
+      const atOrBefore = this.statement(
+        "SELECT seq, time, body FROM changes WHERE key = @key AND time <= @at ORDER BY seq DESC LIMIT 1",
+      ).get(params) as ChangeText | undefined;
+      const after = atOrBefore
+        ? undefined
+        : (this.statement("SELECT seq, time, body FROM changes WHERE key = @key AND time > @at ORDER BY seq LIMIT 1").get(params) as
+            | ChangeText
+            | undefined);
+      const stored = atOrBefore || after ? undefined : this.readRow(key);
+      return stateAt(
+        {
+          atOrBefore: atOrBefore && decodeChange(atOrBefore),
+          after: after && decodeChange(after),
+          stored: stored && toRecord(stored),
+        },
+        at,
+      );
+    });
+    return read();
+  }
+
+  async history(query: HistoryQuery, now: number): Promise<HistoryEntry[]> {
+    const before = query.before === undefined ? Number.MAX_SAFE_INTEGER : historyPosition(query.before);
+    const rows = this.statement(
+      "SELECT seq, time, body FROM changes WHERE key = @key AND seq < @before AND time >= @horizon ORDER BY seq DESC LIMIT @limit",
+    ).all({ key: query.key.full, before, horizon: this.historyHorizon(now), limit: query.limit }) as ChangeText[];
+    return rows.map((row) => {
+      const change = decodeChange(row);
+      return {
+        position: String(change.sequence),
+        name: change.name,
+        expired: change.expired ?? false,
+        time: change.time,
+        item: change.item,
+        ...(change.previous ? { previous: change.previous } : {}),
+      };
+    });
+  }
+
+  /**
+   * The oldest instant the change log still fully covers: the retention
+   * before now, and never before the cutoff of a prune already made (a
+   * retention made longer since does not bring pruned changes back). A file
+   * pruned before cutoffs were recorded is covered from its oldest change on.
+   */
+  private historyHorizon(now: number): number {
+    const cutoff = (this.statement("SELECT value FROM meta WHERE name = 'pruned_before'").get() as { value: number } | undefined)?.value;
+    let covered = cutoff ?? 0;
+    if (cutoff === undefined && this.prunedThrough() > 0) {
+      const oldest = this.statement("SELECT time FROM changes ORDER BY seq LIMIT 1").get() as { time: number } | undefined;
+      covered = oldest?.time ?? now;
+    }
+    return Math.max(now - this.options.changeRetentionMs, covered);
   }
 
   async getMany(keys: readonly Key[], now: number): Promise<ItemRecord[]> {
@@ -365,7 +430,7 @@ export class EmbeddedStore implements Store {
     this.db.exec(
       `CREATE TEMP TABLE ${staging} AS SELECT ${ITEM_COLUMNS}, seg FROM main.items WHERE 0;` +
         `CREATE UNIQUE INDEX temp.${staging}_key ON ${staging} (ns, part);` +
-        `CREATE TEMP TABLE ${staging}_changes (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);`,
+        `CREATE TEMP TABLE ${staging}_changes (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, key TEXT NOT NULL);`,
     );
     try {
       let written = 0;
@@ -375,8 +440,8 @@ export class EmbeddedStore implements Store {
           const changes: Change[] = [];
           for (const plan of plans) this.applyPlan(plan, now, changes, `temp.${staging}`);
           if (options.events === false) return;
-          const append = this.statement(`INSERT INTO temp.${staging}_changes (body) VALUES (@body)`);
-          for (const change of changes) append.run({ body: encodeChangeBody(change) });
+          const append = this.statement(`INSERT INTO temp.${staging}_changes (body, key) VALUES (@body, @key)`);
+          for (const change of changes) append.run({ body: encodeChangeBody(change), key: change.item.key.full });
         })();
         written += plans.length;
         // Between chunks the event loop runs: health and other calls answer, timers fire.
@@ -386,11 +451,13 @@ export class EmbeddedStore implements Store {
       const time = Date.now();
       const swap = this.db.transaction(() => {
         if (options.events !== false) {
-          this.statement(`INSERT INTO changes (time, body) SELECT @time, ${DELETED_EVENT_SQL} FROM items ORDER BY ns, part`).run({ time, now });
+          this.statement(
+            `INSERT INTO changes (time, body, key) SELECT @time, ${DELETED_EVENT_SQL}, ${fullKeySql("ns", "part")} FROM items ORDER BY ns, part`,
+          ).run({ time, now });
         }
         this.statement("DELETE FROM items").run();
         this.statement(`INSERT INTO items (${ITEM_COLUMNS}, seg) SELECT ${ITEM_COLUMNS}, seg FROM temp.${staging}`).run();
-        this.statement(`INSERT INTO changes (time, body) SELECT @time, body FROM temp.${staging}_changes ORDER BY seq`).run({ time });
+        this.statement(`INSERT INTO changes (time, body, key) SELECT @time, body, key FROM temp.${staging}_changes ORDER BY seq`).run({ time });
       });
       swap.immediate();
       this.commits.emit("commit");
@@ -469,6 +536,8 @@ export class EmbeddedStore implements Store {
       if (last.seq === null) return 0;
       const { changes } = this.statement("DELETE FROM changes WHERE seq <= @seq").run({ seq: last.seq });
       this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_through', @seq)").run({ seq: last.seq });
+      // History and asOf reads are answered only from here on (historyHorizon).
+      this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_before', max(@before, coalesce((SELECT value FROM meta WHERE name = 'pruned_before'), 0)))").run({ before });
       return changes;
     });
     const pruned = prune.immediate();
@@ -547,7 +616,9 @@ export class EmbeddedStore implements Store {
         bytes += row.bytes;
         keys.push(row);
       }
-      const append = this.statement(`INSERT INTO changes (time, body) SELECT @time, ${DELETED_EVENT_SQL} FROM items WHERE ns = @ns AND part = @part`);
+      const append = this.statement(
+        `INSERT INTO changes (time, body, key) SELECT @time, ${DELETED_EVENT_SQL}, ${fullKeySql("ns", "part")} FROM items WHERE ns = @ns AND part = @part`,
+      );
       const time = Date.now();
       for (const key of keys) {
         append.run({ time, now, ns: key.ns, part: key.part });
@@ -595,8 +666,8 @@ export class EmbeddedStore implements Store {
       }
       const result = body(changes);
       if (options.events === false) changes.length = 0;
-      const append = this.statement("INSERT INTO changes (time, body) VALUES (@time, @body)");
-      for (const change of changes) append.run({ time: now, body: encodeChangeBody(change) });
+      const append = this.statement("INSERT INTO changes (time, body, key) VALUES (@time, @body, @key)");
+      for (const change of changes) append.run({ time: now, body: encodeChangeBody(change), key: change.item.key.full });
       if (idempotency) {
         this.statement(
           "INSERT OR REPLACE INTO idempotency (key, fingerprint, outcome, time) VALUES (@key, @fingerprint, @outcome, @time)",
@@ -684,6 +755,15 @@ export class EmbeddedStore implements Store {
     }
     return statement;
   }
+}
+
+type ChangeText = { seq: number; time: number; body: string };
+
+/** A History page's `start`: the sequence of the last change a previous page returned. */
+function historyPosition(position: string): number {
+  const sequence = /^[1-9][0-9]{0,15}$/.test(position) ? Number(position) : NaN;
+  if (!Number.isSafeInteger(sequence)) throw invalidArgument("INVALID_OPTION", "'start' must be a previous page's lastKey");
+  return sequence;
 }
 
 function rangeConditions(column: string, range: KeyRange): string[] {

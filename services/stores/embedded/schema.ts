@@ -44,7 +44,8 @@ CREATE INDEX IF NOT EXISTS items_expires ON items (expires) WHERE expires IS NOT
 CREATE TABLE IF NOT EXISTS changes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   time INTEGER NOT NULL,
-  body TEXT NOT NULL
+  body TEXT NOT NULL,
+  key TEXT
 );
 CREATE INDEX IF NOT EXISTS changes_time ON changes (time);
 CREATE TABLE IF NOT EXISTS meta (
@@ -71,6 +72,18 @@ CREATE TABLE IF NOT EXISTS subscriptions (
  * Items written before versions existed are at version 1.
  */
 export const ADDED_ITEM_COLUMNS = [{ name: "version", definition: "version INTEGER NOT NULL DEFAULT 1" }] as const;
+
+/**
+ * The change log's key column (the full key of the change's item), added
+ * after files were first made, so History and asOf reads find a key's
+ * changes through an index instead of reading the log. A file from before
+ * gets the column, its rows' keys from their bodies, then the index.
+ */
+export const CHANGE_KEY_MIGRATION = `
+ALTER TABLE changes ADD COLUMN key TEXT;
+UPDATE changes SET key = json_extract(body, '$.item.key');
+`;
+export const CHANGE_KEY_INDEX = "CREATE INDEX IF NOT EXISTS changes_key ON changes (key, seq);";
 
 export function labelColumns(label: LabelNumber): { ns: string; part: string; index: string } {
   return { ns: `l${label}ns`, part: `l${label}part`, index: `items_live_label${label}` };

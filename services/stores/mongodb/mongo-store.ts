@@ -3,6 +3,7 @@ import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } 
 import { failedPrecondition } from "../../domain/errors.js";
 import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
 import { isLive, type ItemRecord } from "../../domain/item.js";
+import type { HistoryEntry } from "../../domain/history.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
@@ -200,6 +201,15 @@ export class MongoStore implements Store {
       const document = await this.items.findOne({ ...keyFilter(key), ...liveFilter(now) }, readTimeLimit(options));
       return document ? decodeItem(document) : undefined;
     });
+  }
+
+  // NOT DONE (branch `history` only, never landed): MongoDB has no history yet; see the report.
+  async getAsOf(): Promise<ItemRecord | undefined> {
+    throw new Error("History and asOf reads are not implemented on MongoDB");
+  }
+
+  async history(): Promise<HistoryEntry[]> {
+    throw new Error("History and asOf reads are not implemented on MongoDB");
   }
 
   /** B3: one query for every key; the caller puts the items in request order. */

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file larder/data/v1/data.proto.
  */
 export const file_larder_data_v1_data: GenFile = /*@__PURE__*/
-  fileDesc("ChlsYXJkZXIvZGF0YS92MS9kYXRhLnByb3RvEg5sYXJkZXIuZGF0YS52MSKDAwoESXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoHY3JlYXRlZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIbW9kaWZpZWQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA3R0bBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQESDwoHdmVyc2lvbhgLIAEoBBISCgp2YWx1ZV9qc29uGAwgASgJQgkKB19sYWJlbDFCCQoHX2xhYmVsMkIJCgdfbGFiZWwzQgkKB19sYWJlbDRCCQoHX2xhYmVsNSJsCgNUdGwSEQoHc2Vjb25kcxgBIAEoAUgAEg4KBGRhdGUYAiABKAlIABIoCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIQCgZyZW1vdmUYBCABKAhIAEIGCgRraW5kIlEKC0xhYmVsVXBkYXRlEg0KA3NldBgBIAEoCUgAEhcKDXNldF9pZl9hYnNlbnQYAiABKAlIABIQCgZyZW1vdmUYAyABKAhIAEIICgZhY3Rpb24iGQoKR2V0UmVxdWVzdBILCgNrZXkYASABKAkiMQoLR2V0UmVzcG9uc2USIgoEaXRlbRgBIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iHwoPQmF0Y2hHZXRSZXF1ZXN0EgwKBGtleXMYASADKAkiNwoQQmF0Y2hHZXRSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iYAoMUXVlcnlSZXF1ZXN0EhIKCmV4cHJlc3Npb24YASABKAkSDQoFbGFiZWwYAiABKAkSDQoFbGltaXQYAyABKA0SDwoHcmV2ZXJzZRgEIAEoCBINCgVzdGFydBgFIAEoCSJYCg1RdWVyeVJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubGFyZGVyLmRhdGEudjEuSXRlbRIVCghsYXN0X2tleRgCIAEoCUgAiAEBQgsKCV9sYXN0X2tleSIxCgxDb3VudFJlcXVlc3QSEgoKZXhwcmVzc2lvbhgBIAEoCRINCgVsYWJlbBgCIAEoCSIeCg1Db3VudFJlc3BvbnNlEg0KBWNvdW50GAEgASgEIs4ECgpTZXRSZXF1ZXN0EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIYChB1bnNldF9hdHRyaWJ1dGVzGAMgAygJEhEKCW92ZXJ3cml0ZRgEIAEoCBIgCgN0dGwYBSABKAsyEy5sYXJkZXIuZGF0YS52MS5UdGwSEwoGZXhpc3RzGAYgASgISACIAQESLQoNZGVmYXVsdF92YWx1ZRgHIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIrCgZsYWJlbDEYCCABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDIYCSABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDMYCiABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDQYCyABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIrCgZsYWJlbDUYDCABKAsyGy5sYXJkZXIuZGF0YS52MS5MYWJlbFVwZGF0ZRIUCgdjcmVhdGVkGA0gASgBSAGIAQESGQoMcmVtb3ZlX251bGxzGA4gASgISAKIAQESFwoKaWZfdmVyc2lvbhgPIAEoBEgDiAEBEhcKD2lkZW1wb3RlbmN5X2tleRgQIAEoCUIJCgdfZXhpc3RzQgoKCF9jcmVhdGVkQg8KDV9yZW1vdmVfbnVsbHNCDQoLX2lmX3ZlcnNpb24iMQoLU2V0UmVzcG9uc2USIgoEaXRlbRgBIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0izQIKDEJhdGNoU2V0SXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSGAoQdW5zZXRfYXR0cmlidXRlcxgDIAMoCRItCg1kZWZhdWx0X3ZhbHVlGAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEiAKA3R0bBgFIAEoCzITLmxhcmRlci5kYXRhLnYxLlR0bBITCgZsYWJlbDEYBiABKAlIAIgBARITCgZsYWJlbDIYByABKAlIAYgBARITCgZsYWJlbDMYCCABKAlIAogBARITCgZsYWJlbDQYCSABKAlIA4gBARITCgZsYWJlbDUYCiABKAlIBIgBAUIJCgdfbGFiZWwxQgkKB19sYWJlbDJCCQoHX2xhYmVsM0IJCgdfbGFiZWw0QgkKB19sYWJlbDUiqQEKD0JhdGNoU2V0UmVxdWVzdBIrCgVpdGVtcxgBIAMoCzIcLmxhcmRlci5kYXRhLnYxLkJhdGNoU2V0SXRlbRIWCglvdmVyd3JpdGUYAiABKAhIAIgBARIZCgxyZW1vdmVfbnVsbHMYAyABKAhIAYgBARIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCDAoKX292ZXJ3cml0ZUIPCg1fcmVtb3ZlX251bGxzIjcKEEJhdGNoU2V0UmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtIqMBCgpBZGRSZXF1ZXN0EgsKA2tleRgBIAEoCRIWCglhdHRyaWJ1dGUYAiABKAlIAIgBARIOCgZhbW91bnQYAyABKAESEQoJb3ZlcndyaXRlGAQgASgIEhcKCmlmX3ZlcnNpb24YBSABKARIAYgBARIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCDAoKX2F0dHJpYnV0ZUINCgtfaWZfdmVyc2lvbiIxCgtBZGRSZXNwb25zZRIiCgRpdGVtGAEgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbSJeCg1SZW1vdmVSZXF1ZXN0EgwKBGtleXMYASADKAkSFwoKaWZfdmVyc2lvbhgCIAEoBEgAiAEBEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCUINCgtfaWZfdmVyc2lvbiImCg5SZW1vdmVSZXNwb25zZRIUCgxyZW1vdmVkX2tleXMYASADKAkirwEKC1NjYW5SZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEg0KBXN0YXJ0GAIgASgJEg0KBWxhYmVsGAMgASgJEhIKCmF0dHJpYnV0ZXMYBCADKAkSFAoHc2VnbWVudBgFIAEoDUgAiAEBEhsKDnRvdGFsX3NlZ21lbnRzGAYgASgNSAGIAQESDQoFY291bnQYByABKAhCCgoIX3NlZ21lbnRCEQoPX3RvdGFsX3NlZ21lbnRzInUKDFNjYW5SZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SFQoIbGFzdF9rZXkYAiABKAlIAIgBARISCgVjb3VudBgDIAEoBEgBiAEBQgsKCV9sYXN0X2tleUIICgZfY291bnQiTQoLU2VlZFJlcXVlc3QSKwoFaXRlbXMYASADKAsyHC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldEl0ZW0SEQoJb3ZlcndyaXRlGAIgASgIIh0KDFNlZWRSZXNwb25zZRINCgVpdGVtcxgBIAEoBCJgCgxXYXRjaFJlcXVlc3QSDwoHZmlsdGVycxgBIAMoCRIUCgxyZXN1bWVfdG9rZW4YAiABKAkSFAoMc3Vic2NyaXB0aW9uGAMgASgJEhMKC2pzb25fdmFsdWVzGAQgASgIIsQBCgtDaGFuZ2VFdmVudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiIKBGl0ZW0YAyABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEiYKCHByZXZpb3VzGAQgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxyZXN1bWVfdG9rZW4YBiABKAkSDwoHZXhwaXJlZBgHIAEoCCIkCgxXYXRjaFN0YXJ0ZWQSFAoMcmVzdW1lX3Rva2VuGAEgASgJInYKDVdhdGNoUmVzcG9uc2USLwoHc3RhcnRlZBgBIAEoCzIcLmxhcmRlci5kYXRhLnYxLldhdGNoU3RhcnRlZEgAEiwKBWV2ZW50GAIgASgLMhsubGFyZGVyLmRhdGEudjEuQ2hhbmdlRXZlbnRIAEIGCgRraW5kIjgKCkFja1JlcXVlc3QSFAoMc3Vic2NyaXB0aW9uGAEgASgJEhQKDHJlc3VtZV90b2tlbhgCIAEoCSINCgtBY2tSZXNwb25zZSIxChFOYW1lc3BhY2VzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRINCgVzdGFydBgCIAEoCSJYChJOYW1lc3BhY2VzUmVzcG9uc2USEgoKbmFtZXNwYWNlcxgBIAMoCRIbCg5sYXN0X25hbWVzcGFjZRgCIAEoCUgAiAEBQhEKD19sYXN0X25hbWVzcGFjZSJVCg9QaXBlbGluZVJlcXVlc3QSLQoKb3BlcmF0aW9ucxgBIAMoCzIZLmxhcmRlci5kYXRhLnYxLk9wZXJhdGlvbhITCgtqc29uX3ZhbHVlcxgCIAEoCCK8AwoJT3BlcmF0aW9uEikKA2dldBgBIAEoCzIaLmxhcmRlci5kYXRhLnYxLkdldFJlcXVlc3RIABI0CgliYXRjaF9nZXQYAiABKAsyHy5sYXJkZXIuZGF0YS52MS5CYXRjaEdldFJlcXVlc3RIABItCgVxdWVyeRgDIAEoCzIcLmxhcmRlci5kYXRhLnYxLlF1ZXJ5UmVxdWVzdEgAEikKA3NldBgEIAEoCzIaLmxhcmRlci5kYXRhLnYxLlNldFJlcXVlc3RIABI0CgliYXRjaF9zZXQYBSABKAsyHy5sYXJkZXIuZGF0YS52MS5CYXRjaFNldFJlcXVlc3RIABIpCgNhZGQYBiABKAsyGi5sYXJkZXIuZGF0YS52MS5BZGRSZXF1ZXN0SAASLwoGcmVtb3ZlGAcgASgLMh0ubGFyZGVyLmRhdGEudjEuUmVtb3ZlUmVxdWVzdEgAEisKBHNjYW4YCCABKAsyGy5sYXJkZXIuZGF0YS52MS5TY2FuUmVxdWVzdEgAEi0KBWNvdW50GAkgASgLMhwubGFyZGVyLmRhdGEudjEuQ291bnRSZXF1ZXN0SABCBgoEa2luZCJaCg5PcGVyYXRpb25FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSKQoKZXJyb3JfaW5mbxgDIAEoCzIVLmdvb2dsZS5ycGMuRXJyb3JJbmZvIvwDCg9PcGVyYXRpb25SZXN1bHQSKgoDZ2V0GAEgASgLMhsubGFyZGVyLmRhdGEudjEuR2V0UmVzcG9uc2VIABI1CgliYXRjaF9nZXQYAiABKAsyIC5sYXJkZXIuZGF0YS52MS5CYXRjaEdldFJlc3BvbnNlSAASLgoFcXVlcnkYAyABKAsyHS5sYXJkZXIuZGF0YS52MS5RdWVyeVJlc3BvbnNlSAASKgoDc2V0GAQgASgLMhsubGFyZGVyLmRhdGEudjEuU2V0UmVzcG9uc2VIABI1CgliYXRjaF9zZXQYBSABKAsyIC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldFJlc3BvbnNlSAASKgoDYWRkGAYgASgLMhsubGFyZGVyLmRhdGEudjEuQWRkUmVzcG9uc2VIABIwCgZyZW1vdmUYByABKAsyHi5sYXJkZXIuZGF0YS52MS5SZW1vdmVSZXNwb25zZUgAEiwKBHNjYW4YCCABKAsyHC5sYXJkZXIuZGF0YS52MS5TY2FuUmVzcG9uc2VIABIuCgVjb3VudBgJIAEoCzIdLmxhcmRlci5kYXRhLnYxLkNvdW50UmVzcG9uc2VIABIvCgVlcnJvchgPIAEoCzIeLmxhcmRlci5kYXRhLnYxLk9wZXJhdGlvbkVycm9ySABCBgoEa2luZCJEChBQaXBlbGluZVJlc3BvbnNlEjAKB3Jlc3VsdHMYASADKAsyHy5sYXJkZXIuZGF0YS52MS5PcGVyYXRpb25SZXN1bHQiDQoLUGluZ1JlcXVlc3QiDgoMUGluZ1Jlc3BvbnNlMtgICgtEYXRhU2VydmljZRJDCgNHZXQSGi5sYXJkZXIuZGF0YS52MS5HZXRSZXF1ZXN0GhsubGFyZGVyLmRhdGEudjEuR2V0UmVzcG9uc2UiA5ACARJSCghCYXRjaEdldBIfLmxhcmRlci5kYXRhLnYxLkJhdGNoR2V0UmVxdWVzdBogLmxhcmRlci5kYXRhLnYxLkJhdGNoR2V0UmVzcG9uc2UiA5ACARJJCgVRdWVyeRIcLmxhcmRlci5kYXRhLnYxLlF1ZXJ5UmVxdWVzdBodLmxhcmRlci5kYXRhLnYxLlF1ZXJ5UmVzcG9uc2UiA5ACARI+CgNTZXQSGi5sYXJkZXIuZGF0YS52MS5TZXRSZXF1ZXN0GhsubGFyZGVyLmRhdGEudjEuU2V0UmVzcG9uc2USTQoIQmF0Y2hTZXQSHy5sYXJkZXIuZGF0YS52MS5CYXRjaFNldFJlcXVlc3QaIC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldFJlc3BvbnNlEj4KA0FkZBIaLmxhcmRlci5kYXRhLnYxLkFkZFJlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5BZGRSZXNwb25zZRJHCgZSZW1vdmUSHS5sYXJkZXIuZGF0YS52MS5SZW1vdmVSZXF1ZXN0Gh4ubGFyZGVyLmRhdGEudjEuUmVtb3ZlUmVzcG9uc2USSQoFQ291bnQSHC5sYXJkZXIuZGF0YS52MS5Db3VudFJlcXVlc3QaHS5sYXJkZXIuZGF0YS52MS5Db3VudFJlc3BvbnNlIgOQAgESRgoEU2NhbhIbLmxhcmRlci5kYXRhLnYxLlNjYW5SZXF1ZXN0GhwubGFyZGVyLmRhdGEudjEuU2NhblJlc3BvbnNlIgOQAgESQQoEU2VlZBIbLmxhcmRlci5kYXRhLnYxLlNlZWRSZXF1ZXN0GhwubGFyZGVyLmRhdGEudjEuU2VlZFJlc3BvbnNlEkYKBVdhdGNoEhwubGFyZGVyLmRhdGEudjEuV2F0Y2hSZXF1ZXN0Gh0ubGFyZGVyLmRhdGEudjEuV2F0Y2hSZXNwb25zZTABEj4KA0FjaxIaLmxhcmRlci5kYXRhLnYxLkFja1JlcXVlc3QaGy5sYXJkZXIuZGF0YS52MS5BY2tSZXNwb25zZRJYCgpOYW1lc3BhY2VzEiEubGFyZGVyLmRhdGEudjEuTmFtZXNwYWNlc1JlcXVlc3QaIi5sYXJkZXIuZGF0YS52MS5OYW1lc3BhY2VzUmVzcG9uc2UiA5ACARJNCghQaXBlbGluZRIfLmxhcmRlci5kYXRhLnYxLlBpcGVsaW5lUmVxdWVzdBogLmxhcmRlci5kYXRhLnYxLlBpcGVsaW5lUmVzcG9uc2USRgoEUGluZxIbLmxhcmRlci5kYXRhLnYxLlBpbmdSZXF1ZXN0GhwubGFyZGVyLmRhdGEudjEuUGluZ1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_struct, file_google_rpc_error_details, file_google_protobuf_timestamp]);
+  fileDesc("ChlsYXJkZXIvZGF0YS92MS9kYXRhLnByb3RvEg5sYXJkZXIuZGF0YS52MSKDAwoESXRlbRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoHY3JlYXRlZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIbW9kaWZpZWQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKA3R0bBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQESDwoHdmVyc2lvbhgLIAEoBBISCgp2YWx1ZV9qc29uGAwgASgJQgkKB19sYWJlbDFCCQoHX2xhYmVsMkIJCgdfbGFiZWwzQgkKB19sYWJlbDRCCQoHX2xhYmVsNSJsCgNUdGwSEQoHc2Vjb25kcxgBIAEoAUgAEg4KBGRhdGUYAiABKAlIABIoCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIQCgZyZW1vdmUYBCABKAhIAEIGCgRraW5kIlEKC0xhYmVsVXBkYXRlEg0KA3NldBgBIAEoCUgAEhcKDXNldF9pZl9hYnNlbnQYAiABKAlIABIQCgZyZW1vdmUYAyABKAhIAEIICgZhY3Rpb24iRAoKR2V0UmVxdWVzdBILCgNrZXkYASABKAkSKQoFYXNfb2YYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjEKC0dldFJlc3BvbnNlEiIKBGl0ZW0YASABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtIh8KD0JhdGNoR2V0UmVxdWVzdBIMCgRrZXlzGAEgAygJIjcKEEJhdGNoR2V0UmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtImAKDFF1ZXJ5UmVxdWVzdBISCgpleHByZXNzaW9uGAEgASgJEg0KBWxhYmVsGAIgASgJEg0KBWxpbWl0GAMgASgNEg8KB3JldmVyc2UYBCABKAgSDQoFc3RhcnQYBSABKAkiWAoNUXVlcnlSZXNwb25zZRIjCgVpdGVtcxgBIAMoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SFQoIbGFzdF9rZXkYAiABKAlIAIgBAUILCglfbGFzdF9rZXkiOwoOSGlzdG9yeVJlcXVlc3QSCwoDa2V5GAEgASgJEg0KBWxpbWl0GAIgASgNEg0KBXN0YXJ0GAMgASgJImQKD0hpc3RvcnlSZXNwb25zZRItCgdlbnRyaWVzGAEgAygLMhwubGFyZGVyLmRhdGEudjEuSGlzdG9yeUVudHJ5EhUKCGxhc3Rfa2V5GAIgASgJSACIAQFCCwoJX2xhc3Rfa2V5InsKDEhpc3RvcnlFbnRyeRIMCgRuYW1lGAEgASgJEg8KB2V4cGlyZWQYAiABKAgSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEaXRlbRgEIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iMQoMQ291bnRSZXF1ZXN0EhIKCmV4cHJlc3Npb24YASABKAkSDQoFbGFiZWwYAiABKAkiHgoNQ291bnRSZXNwb25zZRINCgVjb3VudBgBIAEoBCLOBAoKU2V0UmVxdWVzdBILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSGAoQdW5zZXRfYXR0cmlidXRlcxgDIAMoCRIRCglvdmVyd3JpdGUYBCABKAgSIAoDdHRsGAUgASgLMhMubGFyZGVyLmRhdGEudjEuVHRsEhMKBmV4aXN0cxgGIAEoCEgAiAEBEi0KDWRlZmF1bHRfdmFsdWUYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSKwoGbGFiZWwxGAggASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWwyGAkgASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWwzGAogASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWw0GAsgASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSKwoGbGFiZWw1GAwgASgLMhsubGFyZGVyLmRhdGEudjEuTGFiZWxVcGRhdGUSFAoHY3JlYXRlZBgNIAEoAUgBiAEBEhkKDHJlbW92ZV9udWxscxgOIAEoCEgCiAEBEhcKCmlmX3ZlcnNpb24YDyABKARIA4gBARIXCg9pZGVtcG90ZW5jeV9rZXkYECABKAlCCQoHX2V4aXN0c0IKCghfY3JlYXRlZEIPCg1fcmVtb3ZlX251bGxzQg0KC19pZl92ZXJzaW9uIjEKC1NldFJlc3BvbnNlEiIKBGl0ZW0YASABKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtIs0CCgxCYXRjaFNldEl0ZW0SCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhgKEHVuc2V0X2F0dHJpYnV0ZXMYAyADKAkSLQoNZGVmYXVsdF92YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIgCgN0dGwYBSABKAsyEy5sYXJkZXIuZGF0YS52MS5UdGwSEwoGbGFiZWwxGAYgASgJSACIAQESEwoGbGFiZWwyGAcgASgJSAGIAQESEwoGbGFiZWwzGAggASgJSAKIAQESEwoGbGFiZWw0GAkgASgJSAOIAQESEwoGbGFiZWw1GAogASgJSASIAQFCCQoHX2xhYmVsMUIJCgdfbGFiZWwyQgkKB19sYWJlbDNCCQoHX2xhYmVsNEIJCgdfbGFiZWw1IqkBCg9CYXRjaFNldFJlcXVlc3QSKwoFaXRlbXMYASADKAsyHC5sYXJkZXIuZGF0YS52MS5CYXRjaFNldEl0ZW0SFgoJb3ZlcndyaXRlGAIgASgISACIAQESGQoMcmVtb3ZlX251bGxzGAMgASgISAGIAQESFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgwKCl9vdmVyd3JpdGVCDwoNX3JlbW92ZV9udWxscyI3ChBCYXRjaFNldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQubGFyZGVyLmRhdGEudjEuSXRlbSKjAQoKQWRkUmVxdWVzdBILCgNrZXkYASABKAkSFgoJYXR0cmlidXRlGAIgASgJSACIAQESDgoGYW1vdW50GAMgASgBEhEKCW92ZXJ3cml0ZRgEIAEoCBIXCgppZl92ZXJzaW9uGAUgASgESAGIAQESFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJQgwKCl9hdHRyaWJ1dGVCDQoLX2lmX3ZlcnNpb24iMQoLQWRkUmVzcG9uc2USIgoEaXRlbRgBIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0iXgoNUmVtb3ZlUmVxdWVzdBIMCgRrZXlzGAEgAygJEhcKCmlmX3ZlcnNpb24YAiABKARIAIgBARIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAlCDQoLX2lmX3ZlcnNpb24iJgoOUmVtb3ZlUmVzcG9uc2USFAoMcmVtb3ZlZF9rZXlzGAEgAygJIq8BCgtTY2FuUmVxdWVzdBINCgVsaW1pdBgBIAEoDRINCgVzdGFydBgCIAEoCRINCgVsYWJlbBgDIAEoCRISCgphdHRyaWJ1dGVzGAQgAygJEhQKB3NlZ21lbnQYBSABKA1IAIgBARIbCg50b3RhbF9zZWdtZW50cxgGIAEoDUgBiAEBEg0KBWNvdW50GAcgASgIQgoKCF9zZWdtZW50QhEKD190b3RhbF9zZWdtZW50cyJ1CgxTY2FuUmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5sYXJkZXIuZGF0YS52MS5JdGVtEhUKCGxhc3Rfa2V5GAIgASgJSACIAQESEgoFY291bnQYAyABKARIAYgBAUILCglfbGFzdF9rZXlCCAoGX2NvdW50Ik0KC1NlZWRSZXF1ZXN0EisKBWl0ZW1zGAEgAygLMhwubGFyZGVyLmRhdGEudjEuQmF0Y2hTZXRJdGVtEhEKCW92ZXJ3cml0ZRgCIAEoCCIdCgxTZWVkUmVzcG9uc2USDQoFaXRlbXMYASABKAQiYAoMV2F0Y2hSZXF1ZXN0Eg8KB2ZpbHRlcnMYASADKAkSFAoMcmVzdW1lX3Rva2VuGAIgASgJEhQKDHN1YnNjcmlwdGlvbhgDIAEoCRITCgtqc29uX3ZhbHVlcxgEIAEoCCLEAQoLQ2hhbmdlRXZlbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIiCgRpdGVtGAMgASgLMhQubGFyZGVyLmRhdGEudjEuSXRlbRImCghwcmV2aW91cxgEIAEoCzIULmxhcmRlci5kYXRhLnYxLkl0ZW0SKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcmVzdW1lX3Rva2VuGAYgASgJEg8KB2V4cGlyZWQYByABKAgiJAoMV2F0Y2hTdGFydGVkEhQKDHJlc3VtZV90b2tlbhgBIAEoCSJ2Cg1XYXRjaFJlc3BvbnNlEi8KB3N0YXJ0ZWQYASABKAsyHC5sYXJkZXIuZGF0YS52MS5XYXRjaFN0YXJ0ZWRIABIsCgVldmVudBgCIAEoCzIbLmxhcmRlci5kYXRhLnYxLkNoYW5nZUV2ZW50SABCBgoEa2luZCI4CgpBY2tSZXF1ZXN0EhQKDHN1YnNjcmlwdGlvbhgBIAEoCRIUCgxyZXN1bWVfdG9rZW4YAiABKAkiDQoLQWNrUmVzcG9uc2UiMQoRTmFtZXNwYWNlc1JlcXVlc3QSDQoFbGltaXQYASABKA0SDQoFc3RhcnQYAiABKAkiWAoSTmFtZXNwYWNlc1Jlc3BvbnNlEhIKCm5hbWVzcGFjZXMYASADKAkSGwoObGFzdF9uYW1lc3BhY2UYAiABKAlIAIgBAUIRCg9fbGFzdF9uYW1lc3BhY2UiVQoPUGlwZWxpbmVSZXF1ZXN0Ei0KCm9wZXJhdGlvbnMYASADKAsyGS5sYXJkZXIuZGF0YS52MS5PcGVyYXRpb24SEwoLanNvbl92YWx1ZXMYAiABKAgivAMKCU9wZXJhdGlvbhIpCgNnZXQYASABKAsyGi5sYXJkZXIuZGF0YS52MS5HZXRSZXF1ZXN0SAASNAoJYmF0Y2hfZ2V0GAIgASgLMh8ubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXF1ZXN0SAASLQoFcXVlcnkYAyABKAsyHC5sYXJkZXIuZGF0YS52MS5RdWVyeVJlcXVlc3RIABIpCgNzZXQYBCABKAsyGi5sYXJkZXIuZGF0YS52MS5TZXRSZXF1ZXN0SAASNAoJYmF0Y2hfc2V0GAUgASgLMh8ubGFyZGVyLmRhdGEudjEuQmF0Y2hTZXRSZXF1ZXN0SAASKQoDYWRkGAYgASgLMhoubGFyZGVyLmRhdGEudjEuQWRkUmVxdWVzdEgAEi8KBnJlbW92ZRgHIAEoCzIdLmxhcmRlci5kYXRhLnYxLlJlbW92ZVJlcXVlc3RIABIrCgRzY2FuGAggASgLMhsubGFyZGVyLmRhdGEudjEuU2NhblJlcXVlc3RIABItCgVjb3VudBgJIAEoCzIcLmxhcmRlci5kYXRhLnYxLkNvdW50UmVxdWVzdEgAQgYKBGtpbmQiWgoOT3BlcmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEikKCmVycm9yX2luZm8YAyABKAsyFS5nb29nbGUucnBjLkVycm9ySW5mbyL8AwoPT3BlcmF0aW9uUmVzdWx0EioKA2dldBgBIAEoCzIbLmxhcmRlci5kYXRhLnYxLkdldFJlc3BvbnNlSAASNQoJYmF0Y2hfZ2V0GAIgASgLMiAubGFyZGVyLmRhdGEudjEuQmF0Y2hHZXRSZXNwb25zZUgAEi4KBXF1ZXJ5GAMgASgLMh0ubGFyZGVyLmRhdGEudjEuUXVlcnlSZXNwb25zZUgAEioKA3NldBgEIAEoCzIbLmxhcmRlci5kYXRhLnYxLlNldFJlc3BvbnNlSAASNQoJYmF0Y2hfc2V0GAUgASgLMiAubGFyZGVyLmRhdGEudjEuQmF0Y2hTZXRSZXNwb25zZUgAEioKA2FkZBgGIAEoCzIbLmxhcmRlci5kYXRhLnYxLkFkZFJlc3BvbnNlSAASMAoGcmVtb3ZlGAcgASgLMh4ubGFyZGVyLmRhdGEudjEuUmVtb3ZlUmVzcG9uc2VIABIsCgRzY2FuGAggASgLMhwubGFyZGVyLmRhdGEudjEuU2NhblJlc3BvbnNlSAASLgoFY291bnQYCSABKAsyHS5sYXJkZXIuZGF0YS52MS5Db3VudFJlc3BvbnNlSAASLwoFZXJyb3IYDyABKAsyHi5sYXJkZXIuZGF0YS52MS5PcGVyYXRpb25FcnJvckgAQgYKBGtpbmQiRAoQUGlwZWxpbmVSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8ubGFyZGVyLmRhdGEudjEuT3BlcmF0aW9uUmVzdWx0Ig0KC1BpbmdSZXF1ZXN0Ig4KDFBpbmdSZXNwb25zZTKpCQoLRGF0YVNlcnZpY2USQwoDR2V0EhoubGFyZGVyLmRhdGEudjEuR2V0UmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLkdldFJlc3BvbnNlIgOQAgESUgoIQmF0Y2hHZXQSHy5sYXJkZXIuZGF0YS52MS5CYXRjaEdldFJlcXVlc3QaIC5sYXJkZXIuZGF0YS52MS5CYXRjaEdldFJlc3BvbnNlIgOQAgESSQoFUXVlcnkSHC5sYXJkZXIuZGF0YS52MS5RdWVyeVJlcXVlc3QaHS5sYXJkZXIuZGF0YS52MS5RdWVyeVJlc3BvbnNlIgOQAgESPgoDU2V0EhoubGFyZGVyLmRhdGEudjEuU2V0UmVxdWVzdBobLmxhcmRlci5kYXRhLnYxLlNldFJlc3BvbnNlEk0KCEJhdGNoU2V0Eh8ubGFyZGVyLmRhdGEudjEuQmF0Y2hTZXRSZXF1ZXN0GiAubGFyZGVyLmRhdGEudjEuQmF0Y2hTZXRSZXNwb25zZRI+CgNBZGQSGi5sYXJkZXIuZGF0YS52MS5BZGRSZXF1ZXN0GhsubGFyZGVyLmRhdGEudjEuQWRkUmVzcG9uc2USRwoGUmVtb3ZlEh0ubGFyZGVyLmRhdGEudjEuUmVtb3ZlUmVxdWVzdBoeLmxhcmRlci5kYXRhLnYxLlJlbW92ZVJlc3BvbnNlEkkKBUNvdW50EhwubGFyZGVyLmRhdGEudjEuQ291bnRSZXF1ZXN0Gh0ubGFyZGVyLmRhdGEudjEuQ291bnRSZXNwb25zZSIDkAIBEk8KB0hpc3RvcnkSHi5sYXJkZXIuZGF0YS52MS5IaXN0b3J5UmVxdWVzdBofLmxhcmRlci5kYXRhLnYxLkhpc3RvcnlSZXNwb25zZSIDkAIBEkYKBFNjYW4SGy5sYXJkZXIuZGF0YS52MS5TY2FuUmVxdWVzdBocLmxhcmRlci5kYXRhLnYxLlNjYW5SZXNwb25zZSIDkAIBEkEKBFNlZWQSGy5sYXJkZXIuZGF0YS52MS5TZWVkUmVxdWVzdBocLmxhcmRlci5kYXRhLnYxLlNlZWRSZXNwb25zZRJGCgVXYXRjaBIcLmxhcmRlci5kYXRhLnYxLldhdGNoUmVxdWVzdBodLmxhcmRlci5kYXRhLnYxLldhdGNoUmVzcG9uc2UwARI+CgNBY2sSGi5sYXJkZXIuZGF0YS52MS5BY2tSZXF1ZXN0GhsubGFyZGVyLmRhdGEudjEuQWNrUmVzcG9uc2USWAoKTmFtZXNwYWNlcxIhLmxhcmRlci5kYXRhLnYxLk5hbWVzcGFjZXNSZXF1ZXN0GiIubGFyZGVyLmRhdGEudjEuTmFtZXNwYWNlc1Jlc3BvbnNlIgOQAgESTQoIUGlwZWxpbmUSHy5sYXJkZXIuZGF0YS52MS5QaXBlbGluZVJlcXVlc3QaIC5sYXJkZXIuZGF0YS52MS5QaXBlbGluZVJlc3BvbnNlEkYKBFBpbmcSGy5sYXJkZXIuZGF0YS52MS5QaW5nUmVxdWVzdBocLmxhcmRlci5kYXRhLnYxLlBpbmdSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_struct, file_google_rpc_error_details, file_google_protobuf_timestamp]);
 
 /**
  * Item is one stored item with its metadata (M1-M4).
@@ -233,6 +233,19 @@ export type GetRequest = Message<"larder.data.v1.GetRequest"> & {
    * @generated from field: string key = 1;
    */
   key: string;
+
+  /**
+   * Read the item as it was at this instant instead of now: the item its last
+   * change at or before then left, if it was live then; no item if it did not
+   * exist then (not created yet, deleted, or expired). The instant must lie
+   * within the retained change history (LARDER_CHANGE_RETENTION_MS before
+   * now): an older one is OUT_OF_RANGE with reason HISTORY_EXPIRED, never a
+   * guess. An instant after now is INVALID_ARGUMENT (INVALID_OPTION): the
+   * future is not known yet.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 2;
+   */
+  asOf?: Timestamp | undefined;
 };
 
 /**
@@ -384,6 +397,115 @@ export const QueryResponseSchema: GenMessage<QueryResponse> = /*@__PURE__*/
   messageDesc(file_larder_data_v1_data, 8);
 
 /**
+ * HistoryRequest names one exact key and a page of its changes.
+ *
+ * @generated from message larder.data.v1.HistoryRequest
+ */
+export type HistoryRequest = Message<"larder.data.v1.HistoryRequest"> & {
+  /**
+   * The key. Expressions are refused.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * Changes per page: 1 to 1000, 0 for the default 100.
+   *
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * Empty for the newest change, else a previous page's `last_key`: the page
+   * continues with the changes before it.
+   *
+   * @generated from field: string start = 3;
+   */
+  start: string;
+};
+
+/**
+ * Describes the message larder.data.v1.HistoryRequest.
+ * Use `create(HistoryRequestSchema)` to create a new message.
+ */
+export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 9);
+
+/**
+ * HistoryResponse holds one page of a key's changes, newest first.
+ *
+ * @generated from message larder.data.v1.HistoryResponse
+ */
+export type HistoryResponse = Message<"larder.data.v1.HistoryResponse"> & {
+  /**
+   * The changes, newest first. Several changes of one write (an expiry
+   * noticed by the write that replaced the item) share its time and are in
+   * reverse commit order.
+   *
+   * @generated from field: repeated larder.data.v1.HistoryEntry entries = 1;
+   */
+  entries: HistoryEntry[];
+
+  /**
+   * Present if and only if older changes follow; pass it back as `start`.
+   *
+   * @generated from field: optional string last_key = 2;
+   */
+  lastKey?: string | undefined;
+};
+
+/**
+ * Describes the message larder.data.v1.HistoryResponse.
+ * Use `create(HistoryResponseSchema)` to create a new message.
+ */
+export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 10);
+
+/**
+ * HistoryEntry is one change of a key.
+ *
+ * @generated from message larder.data.v1.HistoryEntry
+ */
+export type HistoryEntry = Message<"larder.data.v1.HistoryEntry"> & {
+  /**
+   * `created`, `updated` or `deleted`, as change events name them (EV2).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * For a deletion: true when the item expired (T7) rather than being removed.
+   *
+   * @generated from field: bool expired = 2;
+   */
+  expired: boolean;
+
+  /**
+   * When the change was committed.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 3;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The item the change left, with its version; for a deletion, the item
+   * that was deleted.
+   *
+   * @generated from field: larder.data.v1.Item item = 4;
+   */
+  item?: Item | undefined;
+};
+
+/**
+ * Describes the message larder.data.v1.HistoryEntry.
+ * Use `create(HistoryEntrySchema)` to create a new message.
+ */
+export const HistoryEntrySchema: GenMessage<HistoryEntry> = /*@__PURE__*/
+  messageDesc(file_larder_data_v1_data, 11);
+
+/**
  * CountRequest selects items the way a QueryRequest does, without paging.
  *
  * @generated from message larder.data.v1.CountRequest
@@ -410,7 +532,7 @@ export type CountRequest = Message<"larder.data.v1.CountRequest"> & {
  * Use `create(CountRequestSchema)` to create a new message.
  */
 export const CountRequestSchema: GenMessage<CountRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 9);
+  messageDesc(file_larder_data_v1_data, 12);
 
 /**
  * CountResponse holds the number of matching live items.
@@ -431,7 +553,7 @@ export type CountResponse = Message<"larder.data.v1.CountResponse"> & {
  * Use `create(CountResponseSchema)` to create a new message.
  */
 export const CountResponseSchema: GenMessage<CountResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 10);
+  messageDesc(file_larder_data_v1_data, 13);
 
 /**
  * SetRequest writes one item.
@@ -564,7 +686,7 @@ export type SetRequest = Message<"larder.data.v1.SetRequest"> & {
  * Use `create(SetRequestSchema)` to create a new message.
  */
 export const SetRequestSchema: GenMessage<SetRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 11);
+  messageDesc(file_larder_data_v1_data, 14);
 
 /**
  * SetResponse holds the item as written.
@@ -585,7 +707,7 @@ export type SetResponse = Message<"larder.data.v1.SetResponse"> & {
  * Use `create(SetResponseSchema)` to create a new message.
  */
 export const SetResponseSchema: GenMessage<SetResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 12);
+  messageDesc(file_larder_data_v1_data, 15);
 
 /**
  * BatchSetItem is one item of a batch set or of a seed.
@@ -669,7 +791,7 @@ export type BatchSetItem = Message<"larder.data.v1.BatchSetItem"> & {
  * Use `create(BatchSetItemSchema)` to create a new message.
  */
 export const BatchSetItemSchema: GenMessage<BatchSetItem> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 13);
+  messageDesc(file_larder_data_v1_data, 16);
 
 /**
  * BatchSetRequest overwrites up to 25 items.
@@ -715,7 +837,7 @@ export type BatchSetRequest = Message<"larder.data.v1.BatchSetRequest"> & {
  * Use `create(BatchSetRequestSchema)` to create a new message.
  */
 export const BatchSetRequestSchema: GenMessage<BatchSetRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 14);
+  messageDesc(file_larder_data_v1_data, 17);
 
 /**
  * BatchSetResponse holds every written item.
@@ -736,7 +858,7 @@ export type BatchSetResponse = Message<"larder.data.v1.BatchSetResponse"> & {
  * Use `create(BatchSetResponseSchema)` to create a new message.
  */
 export const BatchSetResponseSchema: GenMessage<BatchSetResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 15);
+  messageDesc(file_larder_data_v1_data, 18);
 
 /**
  * AddRequest adds to a counter.
@@ -797,7 +919,7 @@ export type AddRequest = Message<"larder.data.v1.AddRequest"> & {
  * Use `create(AddRequestSchema)` to create a new message.
  */
 export const AddRequestSchema: GenMessage<AddRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 16);
+  messageDesc(file_larder_data_v1_data, 19);
 
 /**
  * AddResponse holds the item after the addition.
@@ -818,7 +940,7 @@ export type AddResponse = Message<"larder.data.v1.AddResponse"> & {
  * Use `create(AddResponseSchema)` to create a new message.
  */
 export const AddResponseSchema: GenMessage<AddResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 17);
+  messageDesc(file_larder_data_v1_data, 20);
 
 /**
  * RemoveRequest names up to 25 exact keys.
@@ -858,7 +980,7 @@ export type RemoveRequest = Message<"larder.data.v1.RemoveRequest"> & {
  * Use `create(RemoveRequestSchema)` to create a new message.
  */
 export const RemoveRequestSchema: GenMessage<RemoveRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 18);
+  messageDesc(file_larder_data_v1_data, 21);
 
 /**
  * RemoveResponse says which keys held a live item (R5).
@@ -879,7 +1001,7 @@ export type RemoveResponse = Message<"larder.data.v1.RemoveResponse"> & {
  * Use `create(RemoveResponseSchema)` to create a new message.
  */
 export const RemoveResponseSchema: GenMessage<RemoveResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 19);
+  messageDesc(file_larder_data_v1_data, 22);
 
 /**
  * ScanRequest reads the environment in a stable order (SC2).
@@ -942,7 +1064,7 @@ export type ScanRequest = Message<"larder.data.v1.ScanRequest"> & {
  * Use `create(ScanRequestSchema)` to create a new message.
  */
 export const ScanRequestSchema: GenMessage<ScanRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 20);
+  messageDesc(file_larder_data_v1_data, 23);
 
 /**
  * ScanResponse is one page of the scan, or its count.
@@ -977,7 +1099,7 @@ export type ScanResponse = Message<"larder.data.v1.ScanResponse"> & {
  * Use `create(ScanResponseSchema)` to create a new message.
  */
 export const ScanResponseSchema: GenMessage<ScanResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 21);
+  messageDesc(file_larder_data_v1_data, 24);
 
 /**
  * SeedRequest imports items.
@@ -1005,7 +1127,7 @@ export type SeedRequest = Message<"larder.data.v1.SeedRequest"> & {
  * Use `create(SeedRequestSchema)` to create a new message.
  */
 export const SeedRequestSchema: GenMessage<SeedRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 22);
+  messageDesc(file_larder_data_v1_data, 25);
 
 /**
  * SeedResponse counts what was written.
@@ -1026,7 +1148,7 @@ export type SeedResponse = Message<"larder.data.v1.SeedResponse"> & {
  * Use `create(SeedResponseSchema)` to create a new message.
  */
 export const SeedResponseSchema: GenMessage<SeedResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 23);
+  messageDesc(file_larder_data_v1_data, 26);
 
 /**
  * WatchRequest subscribes to change events.
@@ -1070,7 +1192,7 @@ export type WatchRequest = Message<"larder.data.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 24);
+  messageDesc(file_larder_data_v1_data, 27);
 
 /**
  * ChangeEvent is one change to one item (EV4).
@@ -1133,7 +1255,7 @@ export type ChangeEvent = Message<"larder.data.v1.ChangeEvent"> & {
  * Use `create(ChangeEventSchema)` to create a new message.
  */
 export const ChangeEventSchema: GenMessage<ChangeEvent> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 25);
+  messageDesc(file_larder_data_v1_data, 28);
 
 /**
  * WatchStarted tells a subscriber that the subscription is in place.
@@ -1154,7 +1276,7 @@ export type WatchStarted = Message<"larder.data.v1.WatchStarted"> & {
  * Use `create(WatchStartedSchema)` to create a new message.
  */
 export const WatchStartedSchema: GenMessage<WatchStarted> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 26);
+  messageDesc(file_larder_data_v1_data, 29);
 
 /**
  * WatchResponse is one message of a watch stream.
@@ -1191,7 +1313,7 @@ export type WatchResponse = Message<"larder.data.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 27);
+  messageDesc(file_larder_data_v1_data, 30);
 
 /**
  * AckRequest records a named subscription's progress.
@@ -1219,7 +1341,7 @@ export type AckRequest = Message<"larder.data.v1.AckRequest"> & {
  * Use `create(AckRequestSchema)` to create a new message.
  */
 export const AckRequestSchema: GenMessage<AckRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 28);
+  messageDesc(file_larder_data_v1_data, 31);
 
 /**
  * AckResponse is empty.
@@ -1234,7 +1356,7 @@ export type AckResponse = Message<"larder.data.v1.AckResponse"> & {
  * Use `create(AckResponseSchema)` to create a new message.
  */
 export const AckResponseSchema: GenMessage<AckResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 29);
+  messageDesc(file_larder_data_v1_data, 32);
 
 /**
  * NamespacesRequest asks for one page of namespaces.
@@ -1262,7 +1384,7 @@ export type NamespacesRequest = Message<"larder.data.v1.NamespacesRequest"> & {
  * Use `create(NamespacesRequestSchema)` to create a new message.
  */
 export const NamespacesRequestSchema: GenMessage<NamespacesRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 30);
+  messageDesc(file_larder_data_v1_data, 33);
 
 /**
  * NamespacesResponse is one page of namespaces.
@@ -1290,7 +1412,7 @@ export type NamespacesResponse = Message<"larder.data.v1.NamespacesResponse"> & 
  * Use `create(NamespacesResponseSchema)` to create a new message.
  */
 export const NamespacesResponseSchema: GenMessage<NamespacesResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 31);
+  messageDesc(file_larder_data_v1_data, 34);
 
 /**
  * PipelineRequest carries the operations of one Pipeline call.
@@ -1319,7 +1441,7 @@ export type PipelineRequest = Message<"larder.data.v1.PipelineRequest"> & {
  * Use `create(PipelineRequestSchema)` to create a new message.
  */
 export const PipelineRequestSchema: GenMessage<PipelineRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 32);
+  messageDesc(file_larder_data_v1_data, 35);
 
 /**
  * Operation is one call of its own inside a Pipeline: the request of that RPC.
@@ -1412,7 +1534,7 @@ export type Operation = Message<"larder.data.v1.Operation"> & {
  * Use `create(OperationSchema)` to create a new message.
  */
 export const OperationSchema: GenMessage<Operation> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 33);
+  messageDesc(file_larder_data_v1_data, 36);
 
 /**
  * OperationError is the status an operation would have ended its own call with.
@@ -1448,7 +1570,7 @@ export type OperationError = Message<"larder.data.v1.OperationError"> & {
  * Use `create(OperationErrorSchema)` to create a new message.
  */
 export const OperationErrorSchema: GenMessage<OperationError> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 34);
+  messageDesc(file_larder_data_v1_data, 37);
 
 /**
  * OperationResult answers one operation of a Pipeline.
@@ -1549,7 +1671,7 @@ export type OperationResult = Message<"larder.data.v1.OperationResult"> & {
  * Use `create(OperationResultSchema)` to create a new message.
  */
 export const OperationResultSchema: GenMessage<OperationResult> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 35);
+  messageDesc(file_larder_data_v1_data, 38);
 
 /**
  * PipelineResponse holds one result per operation, in request order.
@@ -1570,7 +1692,7 @@ export type PipelineResponse = Message<"larder.data.v1.PipelineResponse"> & {
  * Use `create(PipelineResponseSchema)` to create a new message.
  */
 export const PipelineResponseSchema: GenMessage<PipelineResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 36);
+  messageDesc(file_larder_data_v1_data, 39);
 
 /**
  * PingRequest is empty.
@@ -1585,7 +1707,7 @@ export type PingRequest = Message<"larder.data.v1.PingRequest"> & {
  * Use `create(PingRequestSchema)` to create a new message.
  */
 export const PingRequestSchema: GenMessage<PingRequest> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 37);
+  messageDesc(file_larder_data_v1_data, 40);
 
 /**
  * PingResponse is empty.
@@ -1600,7 +1722,7 @@ export type PingResponse = Message<"larder.data.v1.PingResponse"> & {
  * Use `create(PingResponseSchema)` to create a new message.
  */
 export const PingResponseSchema: GenMessage<PingResponse> = /*@__PURE__*/
-  messageDesc(file_larder_data_v1_data, 38);
+  messageDesc(file_larder_data_v1_data, 41);
 
 /**
  * DataService reads and writes the items of one environment. The environment
@@ -1610,7 +1732,8 @@ export const PingResponseSchema: GenMessage<PingResponse> = /*@__PURE__*/
  */
 export const DataService: GenService<{
   /**
-   * Get returns the live item stored under one exact key, or no item.
+   * Get returns the live item stored under one exact key, or no item; with
+   * `as_of`, the item as it was at that instant (see GetRequest.as_of).
    *
    * @generated from rpc larder.data.v1.DataService.Get
    */
@@ -1691,6 +1814,21 @@ export const DataService: GenService<{
     methodKind: "unary";
     input: typeof CountRequestSchema;
     output: typeof CountResponseSchema;
+  },
+  /**
+   * History returns the changes of one exact key within the change log's
+   * retention (LARDER_CHANGE_RETENTION_MS), newest first, a page at a time:
+   * each with its time, its name (created, updated, deleted; expired marks
+   * a deletion by expiry) and the item it left (for a deletion, the item
+   * that was deleted). Writes made without change events (an import or clone
+   * that asks to skip them) are not in it.
+   *
+   * @generated from rpc larder.data.v1.DataService.History
+   */
+  history: {
+    methodKind: "unary";
+    input: typeof HistoryRequestSchema;
+    output: typeof HistoryResponseSchema;
   },
   /**
    * Scan reads the whole environment in pages, or counts it (SC1-SC7).
