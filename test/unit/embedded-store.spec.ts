@@ -46,6 +46,66 @@ describe("embedded engine", () => {
     });
   });
 
+  describe("History and asOf", () => {
+    const write = (key: string, value: number) => {
+      const now = Date.now();
+      return store.set(planSet(setInput(key, value), now), now);
+    };
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+    it("a file made before the change log had keys gets the column (from each change's body) and its index at open", async () => {
+      await write("k:a", 1);
+      await write("k:b", 1);
+      await write("k:a", 2);
+      await store.close();
+      const db = new Database(join(dataDir, "prod.sqlite"));
+      // The log as files before it had keys: no key column, no index on it.
+      db.exec("DROP INDEX changes_key; ALTER TABLE changes DROP COLUMN key");
+      db.close();
+      store = new EmbeddedStore(options());
+      const entries = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
+      expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([["updated", 2], ["created", 1]]);
+      await store.close();
+      const reopened = new Database(join(dataDir, "prod.sqlite"));
+      try {
+        const plan = (reopened.prepare("EXPLAIN QUERY PLAN SELECT seq, time, body FROM changes WHERE key = ? AND seq < ? ORDER BY seq DESC LIMIT 2").all("k:a", 99) as { detail: string }[]).map((row) => row.detail);
+        expect(plan.join("\n")).to.match(/SEARCH changes USING INDEX changes_key \(key=\? AND seq<\?\)/);
+      } finally {
+        reopened.close();
+      }
+    });
+
+    it("a prune's cutoff bounds asOf even when the retention is made longer afterwards: never an answer the log cannot give", async () => {
+      await write("k:a", 1);
+      await tick();
+      const between = Date.now();
+      await tick();
+      await write("k:a", 2);
+      await tick();
+      store.pruneChanges(Date.now());
+      // A retention of an hour would cover `between`, but the changes before the cutoff are gone.
+      let failure: unknown;
+      await store.getAsOf(parseKey("k:a"), between, Date.now()).catch((error: unknown) => (failure = error));
+      expect(failure).to.include({ code: "OUT_OF_RANGE", reason: "HISTORY_EXPIRED" });
+      await store.close();
+      store = new EmbeddedStore(options());
+      failure = undefined;
+      await store.getAsOf(parseKey("k:a"), between, Date.now()).catch((error: unknown) => (failure = error));
+      expect(failure).to.include({ code: "OUT_OF_RANGE", reason: "HISTORY_EXPIRED" });
+      // After the cutoff, nothing changed the item: the stored item is its state.
+      await tick();
+      expect((await store.getAsOf(parseKey("k:a"), Date.now(), Date.now()))?.value).to.equal(2);
+    });
+
+    it("a seed that replaces the environment is in the history: the deleted items, then the new ones", async () => {
+      await write("k:a", 1);
+      const now = Date.now();
+      await store.replaceAll((async function* () { yield [planSet(setInput("k:a", 5), now)]; })(), now);
+      const entries = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
+      expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([["created", 5], ["deleted", 1], ["created", 1]]);
+    });
+  });
+
   describe("Count", () => {
     const T = Date.UTC(2026, 11, 5);
     const write = (key: string, value: number, extra: Parameters<typeof setInput>[2] = {}) =>
