@@ -10,6 +10,7 @@ import { encodeItem, type ItemDocument } from "../../services/stores/mongodb/cod
 import { EventRing } from "../../services/stores/mongodb/event-ring.js";
 import { decodeFeedToken, encodeFeedToken, entriesOf, MissingImageError } from "../../services/stores/mongodb/feed-events.js";
 import { fromChangeStreamError, MongoFeed, type ChangeCursor, type ChangeSource } from "../../services/stores/mongodb/mongo-feed.js";
+import type { HistoryDocument } from "../../services/stores/mongodb/history.js";
 
 /**
  * The MongoDB change feed without a server: change stream documents as
@@ -486,6 +487,80 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
           (error: DomainError) => expect([error.code, error.reason]).to.deep.equal(["INVALID_ARGUMENT", "INVALID_OPTION"]),
         );
       }
+    });
+  });
+  describe("the key history the consumer writes (history.ts)", () => {
+    /** A scripted stream that also takes history writes, which a test can hold back or fail. */
+    class HistoryStream extends ScriptedStream {
+      readonly written: HistoryDocument[] = [];
+      markerTime = T0;
+      failures = 0;
+      gate?: Promise<void>;
+      override async markHead(): Promise<number> {
+        this.heads++;
+        this.append({ ...marker(this.heads), wallTime: new Date(this.markerTime) } as Change);
+        return this.heads;
+      }
+      async writeHistory(documents: readonly HistoryDocument[]): Promise<void> {
+        await this.gate;
+        if (this.failures > 0) {
+          this.failures--;
+          throw new Error("write failed");
+        }
+        this.written.push(...documents);
+      }
+    }
+    let stream: HistoryStream;
+    let feed: MongoFeed;
+    const open = async () => {
+      stream = new HistoryStream();
+      feed = new MongoFeed(stream, { retentionMs: 60_000, log, restartDelayMs: 1, headTimeoutMs: 2_000 });
+      await feed.start();
+    };
+    afterEach(async () => feed?.stop());
+
+    it("every event read is written in stream order, and historySynced() returns only once all before it is written", async () => {
+      await open();
+      let release!: () => void;
+      stream.gate = new Promise((resolve) => (release = resolve));
+      const expired = stored("hk:a", 1, { expires: T0 + 5 });
+      stream.append(insert(expired, T0 + 1), update(expired, { ...stored("hk:a", 2), _n: true } as ItemDocument, T0 + 10), remove(stored("hk:a", 2), T0 + 20));
+      let synced: number | undefined;
+      const syncing = feed.historySynced().then((since) => (synced = since));
+      await settle();
+      expect(synced, "still waiting for the history write").to.equal(undefined);
+      release();
+      await syncing;
+      // The start marker (at T0) was the first change read: the history holds every change after it.
+      expect(synced).to.equal(T0 + 1);
+      expect(stream.written.map((document) => [document.k, document.i, document.at.getTime(), JSON.parse(document.c).name])).to.deep.equal([
+        ["hk:a", 0, T0 + 1, "created"],
+        ["hk:a", 0, T0 + 10, "deleted"],
+        ["hk:a", 1, T0 + 10, "created"],
+        ["hk:a", 0, T0 + 20, "deleted"],
+      ]);
+      const ids = stream.written.map((document) => document._id);
+      expect(new Set(ids).size).to.equal(4);
+      expect(stream.written[1].o).to.equal(stream.written[2].o);
+      expect(stream.written[1]._id < stream.written[2]._id).to.equal(true);
+      expect(stream.written[0].expireAt.getTime()).to.equal(T0 + 1 + 60_000);
+    });
+
+    it("a failed history write is retried, never skipped", async () => {
+      await open();
+      stream.failures = 2;
+      stream.append(insert(stored("hk:b", 1), T0 + 1));
+      await feed.historySynced();
+      expect(stream.written.map((document) => document.k)).to.deep.equal(["hk:b"]);
+    });
+
+    it("when the consumer's position is lost, the history counts as complete only from the reopened stream on", async () => {
+      await open();
+      expect(await feed.historySynced()).to.equal(T0 + 1);
+      stream.markerTime = T0 + 5_000;
+      stream.failNext = new MongoServerError({ message: "history lost", code: 286 });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await feed.historySynced()).to.equal(T0 + 5_001);
     });
   });
 });

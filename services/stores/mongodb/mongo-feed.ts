@@ -7,6 +7,7 @@ import type { Logger } from "../../log.js";
 import { fromMongoError } from "./errors.js";
 import { EventRing } from "./event-ring.js";
 import { changeKey, decodeFeedToken, entriesOf, MissingImageError, timeOf, type FeedPosition } from "./feed-events.js";
+import { historyDocuments, type HistoryDocument } from "./history.js";
 
 /** A change stream as the feed reads it (the driver's ChangeStream, or a scripted one in unit tests). */
 export interface ChangeCursor {
@@ -26,6 +27,8 @@ export interface ChangeSource {
   /** Stores and loads the acknowledged positions of named subscriptions. */
   saveSubscription(name: string, token: string): Promise<void>;
   loadSubscription(name: string): Promise<string | undefined>;
+  /** Writes history documents, in order (history.ts); absent: the feed keeps no history. */
+  writeHistory?(documents: readonly HistoryDocument[]): Promise<void>;
 }
 
 export interface MongoFeedOptions {
@@ -46,6 +49,15 @@ export interface MongoFeedOptions {
 const DEFAULTS = { ringEntries: 10_000, ringBytes: 8 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000 };
 /** Head markers remembered after they went by, for head() calls whose write raced the stream. */
 const RECENT_MARKERS = 1_024;
+/** History documents written per bulk write. */
+const HISTORY_BATCH = 500;
+
+/** A head marker as the consumer saw it. */
+interface SeenMarker {
+  readonly token: string;
+  /** How many history documents the consumer had queued when it read the marker. */
+  readonly historyQueued: number;
+}
 
 /** MongoDB's codes for a resume point that is gone: ChangeStreamHistoryLost, ChangeStreamFatalError. */
 const HISTORY_LOST = new Set([286, 280]);
@@ -89,8 +101,20 @@ export class MongoFeed implements ChangeFeed {
   private running?: Promise<void>;
   private stopped = false;
   private readonly stopping = new AbortController();
-  private readonly markers = new Map<number, string>();
-  private readonly markerWaiters = new Map<number, { resolve(token: string): void; reject(error: Error): void }>();
+  private readonly markers = new Map<number, SeenMarker>();
+  private readonly markerWaiters = new Map<number, { resolve(seen: SeenMarker): void; reject(error: Error): void }>();
+  /** History documents read from the stream and not yet written, in stream order. */
+  private historyQueue: HistoryDocument[] = [];
+  private historyQueued = 0;
+  private historyWritten = 0;
+  private historyWriting?: Promise<void>;
+  private readonly historyWaiters = new Set<{ through: number; resolve(): void }>();
+  /**
+   * From when (MongoDB's clock) the history holds every change: the first
+   * change this consumer read since it opened its stream without a gap.
+   * Undefined until it has read one; reset when its position was lost.
+   */
+  private historySince?: number;
   /** Failures in a row, for the restart backoff. */
   private failures = 0;
 
@@ -115,6 +139,10 @@ export class MongoFeed implements ChangeFeed {
     }
     this.position = this.cursor.resumeToken ?? undefined;
     this.running = this.consume();
+    // A first change to read marks when the history starts to hold every change (historySince).
+    if (this.source.writeHistory && this.historySince === undefined) {
+      this.source.markHead().catch((error: unknown) => this.options.log.warn({ err: error }, "could not write a head marker at start"));
+    }
   }
 
   async stop(): Promise<void> {
@@ -125,6 +153,8 @@ export class MongoFeed implements ChangeFeed {
     await this.cursor?.close().catch(() => undefined);
     await this.running;
     for (const waiter of [...this.markerWaiters.values()]) waiter.reject(unavailable("The change feed is shutting down"));
+    // Queued history is not written after a stop: this server claims nothing before its next start.
+    for (const waiter of [...this.historyWaiters]) waiter.resolve();
   }
 
   /**
@@ -133,11 +163,37 @@ export class MongoFeed implements ChangeFeed {
    * so a Watch that starts here never receives a change that happened before.
    */
   async head(): Promise<string> {
+    return (await this.passHead()).token;
+  }
+
+  /**
+   * Once the history holds every change committed before this call (a head
+   * marker went by, and the history documents queued before it are
+   * written): from when it holds them all, on MongoDB's clock.
+   */
+  async historySynced(): Promise<number> {
+    const seen = await this.passHead();
+    if (this.historyWritten < seen.historyQueued) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.historyWaiters.delete(waiter);
+          reject(unavailable("MongoDB did not take the key history in time; retry"));
+        }, this.options.headTimeoutMs);
+        const waiter = { through: seen.historyQueued, resolve: () => (clearTimeout(timer), this.historyWaiters.delete(waiter), resolve()) };
+        this.historyWaiters.add(waiter);
+      });
+    }
+    if (this.stopped) throw unavailable("The change feed is shutting down");
+    // The marker itself was read, so a start is known; Infinity only if the position was lost since.
+    return this.historySince ?? Number.POSITIVE_INFINITY;
+  }
+
+  private async passHead(): Promise<SeenMarker> {
     if (this.stopped) throw unavailable("The change feed is shutting down");
     const marker = await this.source.markHead();
     const seen = this.markers.get(marker);
     if (seen) return seen;
-    return new Promise<string>((resolve, reject) => {
+    return new Promise<SeenMarker>((resolve, reject) => {
       const settle = () => {
         clearTimeout(timer);
         this.markerWaiters.delete(marker);
@@ -147,7 +203,7 @@ export class MongoFeed implements ChangeFeed {
         reject(unavailable("MongoDB's change stream did not catch up in time; retry"));
       }, this.options.headTimeoutMs);
       this.markerWaiters.set(marker, {
-        resolve: (token) => (settle(), resolve(token)),
+        resolve: (seen) => (settle(), resolve(seen)),
         reject: (error) => (settle(), reject(error)),
       });
     });
@@ -342,6 +398,8 @@ export class MongoFeed implements ChangeFeed {
     if (lost) {
       this.position = undefined;
       this.ring.reset();
+      // Changes in between are missing from the history too: it holds every change again only from the reopened stream on.
+      this.historySince = undefined;
     }
     this.cursor = this.source.open(this.position);
   }
@@ -352,16 +410,55 @@ export class MongoFeed implements ChangeFeed {
   }
 
   private publish(change: ChangeStreamDocument<Document>, before: ResumeToken | undefined): void {
-    this.options.consumed?.(timeOf(change));
-    for (const entry of entriesOf(change, before)) {
+    const time = timeOf(change);
+    this.options.consumed?.(time);
+    const entries = entriesOf(change, before);
+    // Every change after the stream's first is read, and none before it has a later commit time
+    // (the same millisecond excepted, hence the +1).
+    this.historySince ??= time + 1;
+    if (this.source.writeHistory) {
+      const events = entries.flatMap((entry) => (entry.kind === "event" ? [entry.event] : []));
+      if (events.length > 0) {
+        this.historyQueue.push(...historyDocuments(changeKey(change._id), events, this.options.retentionMs));
+        this.historyQueued += events.length;
+        this.historyWriting ??= this.writeHistory();
+      }
+    }
+    for (const entry of entries) {
       if (entry.kind === "skip") continue;
       this.ring.push(entry);
       if (entry.kind === "marker") {
-        this.markers.set(entry.marker, entry.token);
+        const seen = { token: entry.token, historyQueued: this.historyQueued };
+        this.markers.set(entry.marker, seen);
         if (this.markers.size > RECENT_MARKERS) this.markers.delete(this.markers.keys().next().value!);
-        this.markerWaiters.get(entry.marker)?.resolve(entry.token);
+        this.markerWaiters.get(entry.marker)?.resolve(seen);
       }
     }
+  }
+
+  /**
+   * Writes the queued history in order, one batch at a time, retrying a
+   * failed batch (reads wait meanwhile, up to their deadline) rather than
+   * leaving a gap.
+   */
+  private async writeHistory(): Promise<void> {
+    let failures = 0;
+    while (this.historyQueue.length > 0 && !this.stopped) {
+      const batch = this.historyQueue.slice(0, HISTORY_BATCH);
+      try {
+        await this.source.writeHistory!(batch);
+      } catch (error) {
+        this.options.log.warn({ err: error }, "writing the key history failed; retrying");
+        const delay = Math.min(this.options.restartDelayMs * 2 ** failures++, 30_000);
+        await sleep(delay, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+        continue;
+      }
+      failures = 0;
+      this.historyQueue = this.historyQueue.slice(batch.length);
+      this.historyWritten += batch.length;
+      for (const waiter of [...this.historyWaiters]) if (waiter.through <= this.historyWritten) waiter.resolve();
+    }
+    this.historyWriting = undefined;
   }
 }
 

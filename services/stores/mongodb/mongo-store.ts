@@ -3,7 +3,7 @@ import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } 
 import { failedPrecondition } from "../../domain/errors.js";
 import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
 import { isLive, type ItemRecord } from "../../domain/item.js";
-import type { HistoryEntry } from "../../domain/history.js";
+import { checkAsOf, stateAt, type HistoryEntry } from "../../domain/history.js";
 import { keyFromParts, type Key } from "../../domain/keys.js";
 import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
 import type { Logger } from "../../log.js";
@@ -12,6 +12,7 @@ import type {
   BulkOptions,
   CountQuery,
   FetchedPage,
+  HistoryQuery,
   IdempotentWrite,
   KeyQuery,
   LabelQuery,
@@ -29,6 +30,18 @@ import { DEFAULT_IDEMPOTENCY_WINDOW_MS, idempotencyKeyReused, REMOVED_KEYS, SET_
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, storedVersion, valueJsonBytes, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey, isUnauthorized } from "./errors.js";
 import { PageBudget } from "../../domain/paging.js";
+import {
+  decodeHistoryDocument,
+  decodeHistoryPosition,
+  firstChangeAfter,
+  HISTORY_COLLECTION,
+  HISTORY_INDEXES,
+  historyPage,
+  historyWrites,
+  lastChangeAtOrBefore,
+  type HistoryDocument,
+  type HistoryRead,
+} from "./history.js";
 import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
 import {
   batchGetFilter,
@@ -105,10 +118,12 @@ export class MongoStore implements Store {
   readonly feed: MongoFeed;
   private readonly items: Collection<ItemDocument>;
   private readonly records: Collection<IdempotencyDocument>;
+  private readonly historyLog: Collection<HistoryDocument>;
 
   private constructor(private readonly options: MongoStoreOptions) {
     this.items = options.db.collection<ItemDocument>(COLLECTIONS.items);
     this.records = options.db.collection<IdempotencyDocument>(COLLECTIONS.idempotency);
+    this.historyLog = options.db.collection<HistoryDocument>(HISTORY_COLLECTION);
     this.feed = new MongoFeed(this.changeSource(), {
       ...options.feed,
       retentionMs: options.changeRetentionMs,
@@ -151,6 +166,7 @@ export class MongoStore implements Store {
       );
     });
     await this.records.createIndexes([{ ...IDEMPOTENCY_TTL_INDEX }]);
+    await this.historyLog.createIndexes(HISTORY_INDEXES.map((index) => ({ ...index })));
     await this.feed.start();
   }
 
@@ -203,13 +219,43 @@ export class MongoStore implements Store {
     });
   }
 
-  // NOT DONE (branch `history` only, never landed): MongoDB has no history yet; see the report.
-  async getAsOf(): Promise<ItemRecord | undefined> {
-    throw new Error("History and asOf reads are not implemented on MongoDB");
+  /**
+   * The stored item is read first, then the history is brought up to date:
+   * whatever change made that item is then in the history, so "no change
+   * after `at`" really means the item was already so at `at`.
+   */
+  async getAsOf(key: Key, at: number, now: number, options?: ReadOptions): Promise<ItemRecord | undefined> {
+    if (at > now) checkAsOf(at, now, Number.NEGATIVE_INFINITY);
+    return guard(async () => {
+      const stored = await this.items.findOne(keyFilter(key), readTimeLimit(options));
+      const horizon = await this.historyHorizon(now);
+      checkAsOf(at, now, horizon);
+      const atOrBefore = await this.readHistory(lastChangeAtOrBefore(key, at, horizon), options);
+      const after = atOrBefore.length > 0 ? [] : await this.readHistory(firstChangeAfter(key, at), options);
+      return stateAt({ atOrBefore: atOrBefore[0], after: after[0], stored: stored ? decodeItem(stored) : undefined }, at);
+    });
   }
 
-  async history(): Promise<HistoryEntry[]> {
-    throw new Error("History and asOf reads are not implemented on MongoDB");
+  async history(query: HistoryQuery, now: number, options?: ReadOptions): Promise<HistoryEntry[]> {
+    // A malformed start is refused before any round trip.
+    if (query.before !== undefined) decodeHistoryPosition(query.before);
+    return guard(async () => {
+      const horizon = await this.historyHorizon(now);
+      return this.readHistory(historyPage(query.key, horizon, query.limit, query.before), options);
+    });
+  }
+
+  /** Where the history is complete from: the retention, and this server's consumer's own start (mongo-feed.ts). */
+  private async historyHorizon(now: number): Promise<number> {
+    const since = await this.feed.historySynced();
+    return Math.max(now - this.options.changeRetentionMs, since);
+  }
+
+  private async readHistory(read: HistoryRead, options?: ReadOptions): Promise<HistoryEntry[]> {
+    const documents = await this.historyLog
+      .find(read.filter, { sort: read.sort, limit: read.limit, hint: read.hint, ...readTimeLimit(options) })
+      .toArray();
+    return documents.map(decodeHistoryDocument);
   }
 
   /** B3: one query for every key; the caller puts the items in request order. */
@@ -639,6 +685,9 @@ export class MongoStore implements Store {
         await subscriptions.updateOne({ _id: name }, { $set: { token, at } }, { upsert: true });
       },
       loadSubscription: async (name) => (await subscriptions.findOne({ _id: name }))?.token,
+      writeHistory: async (documents) => {
+        await this.historyLog.bulkWrite(historyWrites(documents), { ordered: true });
+      },
     };
   }
 }
