@@ -1,5 +1,5 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DataService, type BatchSetItemSchema, type Item, type SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
 import { EventDispatcher, type EventHandler, type EventOptions, type WatchSource } from "./events.js";
@@ -17,7 +17,7 @@ import {
   wellFormed,
 } from "./convert.js";
 import { invalidArgument, LarderError, toLarderError } from "./errors.js";
-import type { Data } from "./types.js";
+import type { Data, HistoryResponse } from "./types.js";
 import { badSeedMessage } from "../services/domain/limits.js";
 import { pipelined, unpipelined, type Send } from "./pipeline.js";
 
@@ -65,6 +65,7 @@ export type LarderData = Data & {
 
 type Options = Record<string, unknown>;
 type Page = { items: unknown[]; lastKey?: string; next?: () => Promise<Page> };
+type HistoryPage = HistoryResponse<unknown>;
 
 /** P1, S1: `true` is `{ meta: true }`, `false` or nothing is `{}`, anything else but an object is refused. */
 function optionsOf(options: unknown): Options {
@@ -99,6 +100,13 @@ function versionOf(version: unknown): bigint {
     throw invalidArgument("INVALID_OPTION", "'ifVersion' must be a whole number from 0 (a version an item can have)");
   }
   return BigInt(version);
+}
+
+/** `asOf` must be a valid Date: anything else would travel as some other instant, or none. */
+function asOfOf(asOf: unknown): Date | undefined {
+  if (asOf === undefined || asOf === null) return undefined;
+  if (!(asOf instanceof Date) || Number.isNaN(asOf.getTime())) throw invalidArgument("INVALID_OPTION", "'asOf' must be a valid Date");
+  return asOf;
 }
 
 /** The caller's own idempotency key: the server checks its length, but a non-string cannot travel. */
@@ -179,6 +187,25 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
         await new Promise((resolve) => setTimeout(resolve, initialBackoffMs * 2 ** (attempt - 1)));
       }
     }
+  }
+
+  /** History is no Pipeline operation: it travels as a call of its own. */
+  async function historyPage(key: string, options: Options): Promise<HistoryPage> {
+    if (options.start !== undefined && typeof options.start !== "string") throw invalidArgument("INVALID_OPTION", "'start' must be a previous page's lastKey");
+    const response = await client.history({ key, limit: limitOf(options), start: (options.start as string | undefined) ?? "" });
+    const page: HistoryPage = {
+      entries: response.entries.map((entry) => ({
+        name: entry.name as "created" | "updated" | "deleted",
+        expired: entry.expired,
+        time: entry.time ? timestampDate(entry.time) : new Date(Number.NaN),
+        item: toMetaItem(entry.item!),
+      })),
+    };
+    if (response.lastKey !== undefined) {
+      page.lastKey = response.lastKey;
+      page.next = () => call(() => historyPage(key, { ...options, start: response.lastKey }));
+    }
+    return page;
   }
 
   async function query(expression: string, options: Options): Promise<Page> {
@@ -330,6 +357,7 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
         if (Array.isArray(keys)) {
           // B2, L6: a batch get takes only `meta`.
           const extra = Object.keys(options).filter((name) => name !== "meta" && options[name] !== undefined);
+          // Includes asOf: a batch get reads now.
           if (extra.length > 0) {
             throw invalidArgument("INVALID_OPTION", `Invalid options for batch get request: ${extra.join(", ")}`);
           }
@@ -337,8 +365,12 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
           return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
         }
         const key = keyText(keys);
+        const asOf = asOfOf(options.asOf);
+        if (asOf !== undefined && (options.label !== undefined || isExpression(key))) {
+          throw invalidArgument("INVALID_OPTION", "'asOf' reads one exact key: it cannot be used with a query or a label");
+        }
         if (options.label !== undefined || isExpression(key)) return query(key, options);
-        const response = await send("get", { key });
+        const response = await send("get", asOf === undefined ? { key } : { key, asOf: timestampFromDate(asOf) });
         if (!response.item) return undefined;
         return options.meta === true ? toMetaItem(response.item) : itemValue(response.item);
       });
@@ -393,6 +425,10 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
         });
         return Number(response.count);
       });
+    },
+
+    history(key: unknown, rawOptions?: unknown): Promise<any> {
+      return call(() => historyPage(keyText(key), optionsOf(rawOptions)));
     },
 
     add(key: string, attribute: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {

@@ -22,6 +22,12 @@ export interface GetOptions {
   start?: string;
   /** Query this label's values instead of keys (L3). */
   label?: LabelSelector;
+  /**
+   * Larder's addition, for one exact key: read the item as it was at this instant
+   * (undefined if it did not exist then). Within the change history's retention;
+   * an older instant fails OUT_OF_RANGE (HISTORY_EXPIRED), a future one INVALID_ARGUMENT.
+   */
+  asOf?: Date;
 }
 
 export interface GetOptionsMeta extends GetOptions {
@@ -116,6 +122,31 @@ export interface AddOptions {
   /** Larder's addition: the write's idempotency key (see SetOptions). */
   idempotencyKey?: string;
   meta?: boolean;
+}
+
+export interface HistoryOptions {
+  /** Changes per page, 1 to 1000; 0 or absent means 100. */
+  limit?: number;
+  /** A previous page's `lastKey`: continue with older changes. */
+  start?: string;
+}
+
+/** One change of a key, as `history()` lists it. */
+export interface HistoryEntry<T> {
+  name: "created" | "updated" | "deleted";
+  /** For a `deleted`: the item expired (T7) rather than being removed. */
+  expired: boolean;
+  /** When the change was committed. */
+  time: Date;
+  /** The item the change left, in the meta form with its version; for a `deleted`, the item deleted. */
+  item: KeyValueMeta<T>;
+}
+
+/** A page of a key's changes, newest first: `lastKey` and `next` are present iff older ones follow. */
+export interface HistoryResponse<T> {
+  entries: HistoryEntry<T>[];
+  lastKey?: string;
+  next?: () => Promise<HistoryResponse<T>>;
 }
 
 export interface Metadata {
@@ -242,6 +273,11 @@ export interface Data {
    */
   count(keys: Query | string): Promise<number>;
   count(label: LabelSelector, keys: Query | string): Promise<number>;
+  /**
+   * Larder's addition: one exact key's changes within the change history's
+   * retention, newest first, a page at a time.
+   */
+  history<T>(key: string, options?: HistoryOptions): Promise<HistoryResponse<T>>;
   set<T>(keys: BatchSetItem<T>[], opts?: SetBatchOptions | boolean): Promise<SetBatchResponse<T>>;
   set<T>(keys: string, value: T | Partial<T>, options: false): Promise<SetResponse<T>>;
   set<T>(keys: string, value: T | Partial<T>, options: true): Promise<SetResponseMeta<T>>;

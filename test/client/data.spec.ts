@@ -74,6 +74,45 @@ describe("client against a live server", () => {
     await data.close();
   });
 
+  it("history(key, { limit, start }) pages a key's changes newest first; get(key, { asOf }) reads it as it was", async () => {
+    const data = createData({ url: running.url });
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 20));
+    const before = new Date(Date.now() - 1);
+    await tick();
+    await data.set("hist:1", { title: "a" }, { label1: "tag:x" });
+    await tick();
+    await data.set("hist:1", { title: "b" });
+    await tick();
+    await data.remove("hist:1");
+    const first = await data.history<{ title: string }>("hist:1", { limit: 2 });
+    expect(first.entries.map((entry) => [entry.name, entry.expired, entry.item.value.title, entry.item.version])).to.deep.equal([
+      ["deleted", false, "b", 2],
+      ["updated", false, "b", 2],
+    ]);
+    expect(first.entries[0].time).to.be.instanceOf(Date);
+    expect(first.lastKey).to.be.a("string");
+    const second = await first.next!();
+    expect(second.entries.map((entry) => [entry.name, entry.item.value.title, entry.item.label1])).to.deep.equal([["created", "a", "tag:x"]]);
+    expect([second.lastKey, second.next]).to.deep.equal([undefined, undefined]);
+    expect(await data.history("hist:1", { start: first.lastKey, limit: 5 })).to.have.nested.property("entries.length", 1);
+    const created = second.entries[0].time;
+    const updated = first.entries[1].time;
+    expect(await data.get("hist:1", { asOf: before })).to.equal(undefined);
+    expect(await data.get("hist:1", { asOf: created })).to.deep.equal({ title: "a" });
+    expect(await data.get("hist:1", { asOf: updated, meta: true })).to.deep.include({ key: "hist:1", value: { title: "b" }, version: 2 });
+    expect(await data.get("hist:1", { asOf: new Date() })).to.equal(undefined);
+    const refused = (promise: Promise<unknown>) => promise.catch((error: unknown) => error);
+    expect(await refused(data.get("hist:1", { asOf: new Date(Date.now() + 60_000) }))).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_OPTION" });
+    expect(await refused(data.get("hist:1", { asOf: new Date(Number.NaN) }))).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_OPTION" });
+    expect(await refused(data.get("hist:1", { asOf: "yesterday" as unknown as Date }))).to.include({ reason: "INVALID_OPTION" });
+    expect(await refused(data.get("hist:*", { asOf: created }))).to.include({ reason: "INVALID_OPTION" });
+    expect(await refused(data.get(["hist:1"], { asOf: created } as never))).to.include({ reason: "INVALID_OPTION" });
+    expect(await refused(data.history("hist:*"))).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_KEY" });
+    expect(await refused(data.history("hist:1", { limit: 0.5 }))).to.include({ reason: "INVALID_OPTION" });
+    expect(await refused(data.history("hist:1", { start: "nope" }))).to.include({ reason: "INVALID_OPTION" });
+    await data.close();
+  });
+
   it("errors are Errors with @ampt/data's message, the gRPC code and the reason (§14)", async () => {
     const data = createData({ url: running.url });
     await data.set("e:1", "x", { exists: false });
