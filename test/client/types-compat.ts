@@ -27,3 +27,12 @@ export async function ported(data: AmptData): Promise<void> {
   data.on(["created:users:*", "deleted"], async ({ name, item }) => void [name, item]);
   void [user?.name, page.items, labelled.items];
 }
+
+// Larder's history additions type-check on our `data` and keep the published types' shapes.
+export async function history(data: LarderData): Promise<void> {
+  const page = await data.history<{ name: string }>("users:jane@doe.com", { limit: 10 });
+  const older = page.next ? await page.next() : await data.history<{ name: string }>("users:jane@doe.com", { start: page.lastKey });
+  const then = await data.get<{ name: string }>("users:jane@doe.com", { asOf: page.entries[0].time });
+  const thenMeta = await data.get<{ name: string }>("users:jane@doe.com", { asOf: new Date(), meta: true });
+  void [page.entries[0].name, page.entries[0].item.value.name, page.entries[0].item.version, older.entries, then?.name, thenMeta?.version];
+}

@@ -142,6 +142,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
       ["BatchGet", ["read", "write", "watch", "app"], (c) => c.batchGet({ keys: ["a"] })],
       ["Query", ["read", "write", "watch", "app"], (c) => c.query({ expression: "a:*" })],
       ["Count", ["read", "write", "watch", "app"], (c) => c.count({ expression: "a:*" })],
+      ["History", ["read", "write", "watch", "app"], (c) => c.history({ key: "a" })],
       ["Scan", ["read", "write", "watch", "app"], (c) => c.scan({})],
       ["Namespaces", ["read", "write", "watch", "app"], (c) => c.namespaces({})],
       ["Ping", ["read", "write", "watch", "app"], (c) => c.ping({})],

@@ -40,7 +40,7 @@ describe(`e2e: grpcurl -plaintext drives the server through reflection${unavaila
 
   it("describe shows the data service and its messages with their comments, well-known types included", async () => {
     const service = await call(target(), "describe", "larder.data.v1.DataService");
-    for (const method of ["Get", "BatchGet", "Query", "Count", "Set", "BatchSet", "Add", "Remove", "Scan", "Seed", "Watch", "Ack"]) {
+    for (const method of ["Get", "BatchGet", "Query", "Count", "History", "Set", "BatchSet", "Add", "Remove", "Scan", "Seed", "Watch", "Ack"]) {
       expect(service).to.contain(`rpc ${method} (`);
     }
     expect(service).to.contain("returns ( stream .larder.data.v1.WatchResponse )");
@@ -48,6 +48,8 @@ describe(`e2e: grpcurl -plaintext drives the server through reflection${unavaila
     expect(service).to.contain("// DataService reads and writes the items of one environment");
     expect(service).to.contain("// Ack stores the position a named subscription has processed up to.");
     expect(await call(target(), "describe", "larder.data.v1.QueryRequest")).to.contain("// Page size from 1 to 1000");
+    expect(await call(target(), "describe", "larder.data.v1.GetRequest")).to.contain("OUT_OF_RANGE with reason HISTORY_EXPIRED");
+    expect(service).to.contain("// History returns the changes of one exact key");
     const item = await call(target(), "describe", "larder.data.v1.Item");
     expect(item).to.contain(".google.protobuf.Value value");
     expect(item).to.contain(".google.protobuf.Timestamp created");
