@@ -63,6 +63,7 @@ const POLICY: Record<string, { allowed: Caller[]; request: unknown }> = {
   "larder.data.v1.DataService/BatchGet": { allowed: READS, request: { keys: ["m:a"] } },
   "larder.data.v1.DataService/Query": { allowed: READS, request: { expression: "m:*" } },
   "larder.data.v1.DataService/Count": { allowed: READS, request: { expression: "m:*" } },
+  "larder.data.v1.DataService/History": { allowed: READS, request: { key: "m:a" } },
   "larder.data.v1.DataService/Scan": { allowed: READS, request: {} },
   "larder.data.v1.DataService/Namespaces": { allowed: READS, request: {} },
   "larder.data.v1.DataService/Ping": { allowed: READS, request: {} },
