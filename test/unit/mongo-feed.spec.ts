@@ -554,6 +554,23 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(stream.written.map((document) => document.k)).to.deep.equal(["hk:b"]);
     });
 
+    it("history MongoDB will not take is held up to a bound, then dropped: the history then counts as complete only from the next change", async () => {
+      stream = new HistoryStream();
+      feed = new MongoFeed(stream, { retentionMs: 60_000, log, restartDelayMs: 1, headTimeoutMs: 2_000, historyQueueLimit: 2 });
+      await feed.start();
+      expect(await feed.historySynced()).to.equal(T0 + 1);
+      stream.failures = 1_000_000;
+      stream.append(insert(stored("hk:c", 1), T0 + 1), insert(stored("hk:d", 1), T0 + 2), insert(stored("hk:e", 1), T0 + 3));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      stream.failures = 0;
+      stream.markerTime = T0 + 9_000;
+      expect(await feed.historySynced()).to.equal(T0 + 9_001);
+      expect(stream.written).to.deep.equal([]);
+      stream.append(insert(stored("hk:f", 1), T0 + 9_500));
+      await feed.historySynced();
+      expect(stream.written.map((document) => document.k)).to.deep.equal(["hk:f"]);
+    });
+
     it("when the consumer's position is lost, the history counts as complete only from the reopened stream on", async () => {
       await open();
       expect(await feed.historySynced()).to.equal(T0 + 1);

@@ -41,16 +41,19 @@ export interface MongoFeedOptions {
   readonly restartDelayMs?: number;
   /** How long head() waits for the change stream to show its marker. */
   readonly headTimeoutMs?: number;
+  /** History documents held while MongoDB does not take them; past this they are dropped and the history starts over. */
+  readonly historyQueueLimit?: number;
   readonly clock?: () => number;
   /** Told the commit time (epoch ms) of each change the consumer reads, as it reads it (metrics: the stream's lag). */
   readonly consumed?: (commitTime: number) => void;
 }
 
-const DEFAULTS = { ringEntries: 10_000, ringBytes: 8 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000 };
+const DEFAULTS = { ringEntries: 10_000, ringBytes: 8 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000, historyQueueLimit: 50_000 };
 /** Head markers remembered after they went by, for head() calls whose write raced the stream. */
 const RECENT_MARKERS = 1_024;
 /** History documents written per bulk write. */
 const HISTORY_BATCH = 500;
+
 
 /** A head marker as the consumer saw it. */
 interface SeenMarker {
@@ -448,6 +451,15 @@ export class MongoFeed implements ChangeFeed {
       try {
         await this.source.writeHistory!(batch);
       } catch (error) {
+        if (this.historyQueue.length > this.options.historyQueueLimit) {
+          // Memory stays bounded: the history has a gap now, so it counts as complete only from the next change on.
+          this.options.log.error({ err: error, dropped: this.historyQueue.length }, "the key history could not be written for too long; it starts over");
+          this.historyWritten += this.historyQueue.length;
+          this.historyQueue = [];
+          this.historySince = undefined;
+          for (const waiter of [...this.historyWaiters]) if (waiter.through <= this.historyWritten) waiter.resolve();
+          break;
+        }
         this.options.log.warn({ err: error }, "writing the key history failed; retrying");
         const delay = Math.min(this.options.restartDelayMs * 2 ** failures++, 30_000);
         await sleep(delay, undefined, { signal: this.stopping.signal }).catch(() => undefined);

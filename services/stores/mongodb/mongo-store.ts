@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } from "mongodb";
-import { failedPrecondition } from "../../domain/errors.js";
+import { DomainError, failedPrecondition } from "../../domain/errors.js";
 import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
 import { isLive, type ItemRecord } from "../../domain/item.js";
 import { checkAsOf, stateAt, type HistoryEntry } from "../../domain/history.js";
@@ -248,6 +248,9 @@ export class MongoStore implements Store {
   /** Where the history is complete from: the retention, and this server's consumer's own start (mongo-feed.ts). */
   private async historyHorizon(now: number): Promise<number> {
     const since = await this.feed.historySynced();
+    if (since === Number.POSITIVE_INFINITY) {
+      throw new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", "The key history starts over after a gap in MongoDB's change stream; retry");
+    }
     return Math.max(now - this.options.changeRetentionMs, since);
   }
 
