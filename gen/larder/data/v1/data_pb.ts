@@ -469,7 +469,7 @@ export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
  */
 export type HistoryEntry = Message<"larder.data.v1.HistoryEntry"> & {
   /**
-   * `created`, `updated` or `deleted`, as change events name them (EV2).
+   * `created`, `updated` or `deleted`, as change events name them (EV1, EV5).
    *
    * @generated from field: string name = 1;
    */
