@@ -97,6 +97,24 @@ describe("embedded engine", () => {
       expect((await store.getAsOf(parseKey("k:a"), Date.now(), Date.now()))?.value).to.equal(2);
     });
 
+    it("a write without events (an import or clone that skips them) starts the history over after it: never a wrong asOf", async () => {
+      await write("k:a", 1);
+      await tick();
+      const before = Date.now();
+      await tick();
+      const now = Date.now();
+      await store.setMany([planSet(setInput("k:a", 2), now)], now, { events: false });
+      await tick();
+      let failure: unknown;
+      await store.getAsOf(parseKey("k:a"), before, Date.now()).catch((error: unknown) => (failure = error));
+      expect(failure).to.include({ code: "OUT_OF_RANGE", reason: "HISTORY_EXPIRED" });
+      expect((await store.getAsOf(parseKey("k:a"), Date.now(), Date.now()))?.value).to.equal(2);
+      expect(await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now())).to.deep.equal([]);
+      await store.replaceAll((async function* () { yield [planSet(setInput("k:b", 1), now)]; })(), now, { events: false });
+      await tick();
+      expect(await store.getAsOf(parseKey("k:a"), Date.now(), Date.now())).to.equal(undefined);
+    });
+
     it("a seed that replaces the environment is in the history: the deleted items, then the new ones", async () => {
       await write("k:a", 1);
       const now = Date.now();

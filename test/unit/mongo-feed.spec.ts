@@ -546,6 +546,14 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(stream.written[0].expireAt.getTime()).to.equal(T0 + 1 + 60_000);
     });
 
+    it("a write without events (an import or clone that skips them) starts the history over after it", async () => {
+      await open();
+      stream.append(insert(stored("hk:q", 1, { quiet: "w" }), T0 + 100), remove(stored("hk:q", 1, { quiet: "d" }), T0 + 200));
+      stream.markerTime = T0 + 300;
+      expect(await feed.historySynced()).to.equal(T0 + 201);
+      expect(stream.written).to.deep.equal([]);
+    });
+
     it("a failed history write is retried, never skipped", async () => {
       await open();
       stream.failures = 2;

@@ -197,15 +197,17 @@ export class EmbeddedStore implements Store {
   }
 
   async getAsOf(key: Key, at: number, now: number): Promise<ItemRecord | undefined> {
-    checkAsOf(at, now, this.historyHorizon(now));
+    const horizon = this.historyHorizon(now);
+    checkAsOf(at, now, horizon);
     const read = this.db.transaction(() => {
-      const params = { key: key.full, at };
+      const params = { key: key.full, at, horizon };
+      // Only from the horizon on: a change before it may be followed by an unrecorded one (a write without events).
       const atOrBefore = this.statement(
-        "SELECT seq, time, body FROM changes WHERE key = @key AND time <= @at ORDER BY seq DESC LIMIT 1",
+        "SELECT seq, time, body FROM changes WHERE key = @key AND time <= @at AND time >= @horizon ORDER BY seq DESC LIMIT 1",
       ).get(params) as ChangeText | undefined;
       const after = atOrBefore
         ? undefined
-        : (this.statement("SELECT seq, time, body FROM changes WHERE key = @key AND time > @at ORDER BY seq LIMIT 1").get(params) as
+        : (this.statement("SELECT seq, time, body FROM changes WHERE key = @key AND time > @at ORDER BY seq LIMIT 1").get({ key: key.full, at }) as
             | ChangeText
             | undefined);
       const stored = atOrBefore || after ? undefined : this.readRow(key);
@@ -456,6 +458,7 @@ export class EmbeddedStore implements Store {
           ).run({ time, now });
         }
         this.statement("DELETE FROM items").run();
+        if (options.events === false) this.historyStartsAt(time + 1);
         this.statement(`INSERT INTO items (${ITEM_COLUMNS}, seg) SELECT ${ITEM_COLUMNS}, seg FROM temp.${staging}`).run();
         this.statement(`INSERT INTO changes (time, body, key) SELECT @time, body, key FROM temp.${staging}_changes ORDER BY seq`).run({ time });
       });
@@ -536,13 +539,23 @@ export class EmbeddedStore implements Store {
       if (last.seq === null) return 0;
       const { changes } = this.statement("DELETE FROM changes WHERE seq <= @seq").run({ seq: last.seq });
       this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_through', @seq)").run({ seq: last.seq });
-      // History and asOf reads are answered only from here on (historyHorizon).
-      this.statement("INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_before', max(@before, coalesce((SELECT value FROM meta WHERE name = 'pruned_before'), 0)))").run({ before });
+      this.historyStartsAt(before);
       return changes;
     });
     const pruned = prune.immediate();
     this.pruned = undefined;
     return pruned;
+  }
+
+  /**
+   * History and asOf reads are answered only from this instant on
+   * (historyHorizon): changes before it were pruned, or a write without
+   * events (an import or clone that skips them) changed items unrecorded.
+   */
+  private historyStartsAt(time: number): void {
+    this.statement(
+      "INSERT OR REPLACE INTO meta (name, value) VALUES ('pruned_before', max(@time, coalesce((SELECT value FROM meta WHERE name = 'pruned_before'), 0)))",
+    ).run({ time });
   }
 
   /**
@@ -665,7 +678,10 @@ export class EmbeddedStore implements Store {
         }
       }
       const result = body(changes);
-      if (options.events === false) changes.length = 0;
+      if (options.events === false && changes.length > 0) {
+        changes.length = 0;
+        this.historyStartsAt(now + 1);
+      }
       const append = this.statement("INSERT INTO changes (time, body, key) VALUES (@time, @body, @key)");
       for (const change of changes) append.run({ time: now, body: encodeChangeBody(change), key: change.item.key.full });
       if (idempotency) {

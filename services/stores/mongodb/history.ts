@@ -1,10 +1,11 @@
-import type { AnyBulkWriteOperation, Document } from "mongodb";
+import type { AnyBulkWriteOperation, ChangeStreamDocument, Document } from "mongodb";
 import { invalidArgument } from "../../domain/errors.js";
 import type { HistoryEntry } from "../../domain/history.js";
 import { itemFromJson, itemToJson, type ItemJson } from "../../domain/item-json.js";
 import type { ChangeName } from "../../domain/item.js";
 import type { Key } from "../../domain/keys.js";
 import type { FeedEvent } from "../../feed/change-feed.js";
+import { COLLECTIONS, type ItemDocument } from "./codec.js";
 
 /**
  * History on MongoDB. The oplog cannot be read by key, so the environment's
@@ -127,4 +128,17 @@ export function decodeHistoryPosition(position: string): { o: string; i: number 
   const match = /^([0-9A-Fa-f]{2,1024})\.(0|[1-9][0-9]{0,3})$/.exec(position);
   if (!match) throw invalidArgument("INVALID_OPTION", "'start' must be a previous page's lastKey");
   return { o: match[1], i: Number(match[2]) };
+}
+
+/**
+ * A write without events (an import or clone that skips them, codec.ts `_q`):
+ * it changes items the history does not record, so the history is complete
+ * only from after it.
+ */
+export function isQuietItemChange(change: ChangeStreamDocument<Document>): boolean {
+  const collection = "ns" in change ? (change.ns as { coll?: string } | undefined)?.coll : undefined;
+  if (collection !== COLLECTIONS.items) return false;
+  const post = "fullDocument" in change ? (change.fullDocument as ItemDocument | null | undefined) : undefined;
+  const pre = "fullDocumentBeforeChange" in change ? (change.fullDocumentBeforeChange as ItemDocument | null | undefined) : undefined;
+  return post?._q !== undefined || pre?._q === "d";
 }

@@ -7,7 +7,7 @@ import type { Logger } from "../../log.js";
 import { fromMongoError } from "./errors.js";
 import { EventRing } from "./event-ring.js";
 import { changeKey, decodeFeedToken, entriesOf, MissingImageError, timeOf, type FeedPosition } from "./feed-events.js";
-import { historyDocuments, type HistoryDocument } from "./history.js";
+import { historyDocuments, isQuietItemChange, type HistoryDocument } from "./history.js";
 
 /** A change stream as the feed reads it (the driver's ChangeStream, or a scripted one in unit tests). */
 export interface ChangeCursor {
@@ -419,6 +419,7 @@ export class MongoFeed implements ChangeFeed {
     // Every change after the stream's first is read, and none before it has a later commit time
     // (the same millisecond excepted, hence the +1).
     this.historySince ??= time + 1;
+    if (isQuietItemChange(change)) this.historySince = Math.max(this.historySince, time + 1);
     if (this.source.writeHistory) {
       const events = entries.flatMap((entry) => (entry.kind === "event" ? [entry.event] : []));
       if (events.length > 0) {
