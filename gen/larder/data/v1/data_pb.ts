@@ -1820,8 +1820,8 @@ export const DataService: GenService<{
    * retention (LARDER_CHANGE_RETENTION_MS), newest first, a page at a time:
    * each with its time, its name (created, updated, deleted; expired marks
    * a deletion by expiry) and the item it left (for a deletion, the item
-   * that was deleted). Writes made without change events (an import or clone
-   * that asks to skip them) are not in it.
+   * that was deleted). A write made without change events (an import or
+   * clone that asks to skip them) is not in it: the history starts over after it.
    *
    * @generated from rpc larder.data.v1.DataService.History
    */
