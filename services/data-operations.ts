@@ -59,9 +59,8 @@ export class DataOperations {
     const key = singleKey(input.key, "History");
     const limit = resolveLimit(input.limit);
     const before = input.start === "" ? undefined : input.start;
-    const found = await this.store.history({ key, limit: limit + 1, before }, this.clock(), reads);
-    const entries = found.slice(0, limit);
-    return { entries, lastKey: found.length > limit ? entries[entries.length - 1].position : undefined };
+    const page = await this.store.history({ key, limit, before }, this.clock(), reads);
+    return { entries: page.entries, lastKey: page.more ? page.entries[page.entries.length - 1].position : undefined };
   }
 
   /** B1-B3: live items in the order of their first mention. */

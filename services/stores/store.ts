@@ -25,8 +25,12 @@ export interface Store {
    * reaches back to `at`, INVALID_ARGUMENT when `at` is after `now`.
    */
   getAsOf(key: Key, at: number, now: number, options?: ReadOptions): Promise<ItemRecord | undefined>;
-  /** Up to `limit` retained changes of a key, newest first (History). */
-  history(query: HistoryQuery, now: number, options?: ReadOptions): Promise<HistoryEntry[]>;
+  /**
+   * One page of a key's retained changes, newest first (History), bounded by
+   * count and by bytes (PageBudget, measured on the stored change before it
+   * is decoded); `more` when older ones follow.
+   */
+  history(query: HistoryQuery, now: number, options?: ReadOptions): Promise<{ entries: HistoryEntry[]; more: boolean }>;
   /** The live items among the keys, in any order. */
   getMany(keys: readonly Key[], now: number, options?: ReadOptions): Promise<ItemRecord[]>;
   /** A page of the live items of a key range, in key order (K7, P3). */
@@ -131,9 +135,8 @@ export interface KeyQuery extends PageBounds {
   readonly after?: Key;
 }
 
-export interface HistoryQuery {
+export interface HistoryQuery extends PageBounds {
   readonly key: Key;
-  readonly limit: number;
   /** Continue with the changes before this one (an entry's `position`; a store refuses one it did not make). */
   readonly before?: string;
 }

@@ -63,7 +63,7 @@ describe("embedded engine", () => {
       db.exec("DROP INDEX changes_key; ALTER TABLE changes DROP COLUMN key");
       db.close();
       store = new EmbeddedStore(options());
-      const entries = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
+      const { entries } = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
       expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([["updated", 2], ["created", 1]]);
       await store.close();
       const reopened = new Database(join(dataDir, "prod.sqlite"));
@@ -109,17 +109,30 @@ describe("embedded engine", () => {
       await store.getAsOf(parseKey("k:a"), before, Date.now()).catch((error: unknown) => (failure = error));
       expect(failure).to.include({ code: "OUT_OF_RANGE", reason: "HISTORY_EXPIRED" });
       expect((await store.getAsOf(parseKey("k:a"), Date.now(), Date.now()))?.value).to.equal(2);
-      expect(await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now())).to.deep.equal([]);
+      expect(await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now())).to.deep.equal({ entries: [], more: false });
       await store.replaceAll((async function* () { yield [planSet(setInput("k:b", 1), now)]; })(), now, { events: false });
       await tick();
       expect(await store.getAsOf(parseKey("k:a"), Date.now(), Date.now())).to.equal(undefined);
+    });
+
+    it("a page stops at its byte budget, measured on the stored change before decoding: never empty, and says more follow", async () => {
+      for (let n = 1; n <= 3; n++) await write("k:big", n);
+      const key = parseKey("k:big");
+      const first = await store.history({ key, limit: 10, maxBytes: 1 }, Date.now());
+      expect([first.entries.map((entry) => entry.item.value), first.more]).to.deep.equal([[3], true]);
+      const rest = await store.history({ key, limit: 10, before: first.entries[0].position }, Date.now());
+      expect([rest.entries.map((entry) => entry.item.value), rest.more]).to.deep.equal([[2, 1], false]);
+      const exact = await store.history({ key, limit: 3 }, Date.now());
+      expect([exact.entries.length, exact.more]).to.deep.equal([3, false]);
+      const short = await store.history({ key, limit: 2 }, Date.now());
+      expect([short.entries.length, short.more]).to.deep.equal([2, true]);
     });
 
     it("a seed that replaces the environment is in the history: the deleted items, then the new ones", async () => {
       await write("k:a", 1);
       const now = Date.now();
       await store.replaceAll((async function* () { yield [planSet(setInput("k:a", 5), now)]; })(), now);
-      const entries = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
+      const { entries } = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
       expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([["created", 5], ["deleted", 1], ["created", 1]]);
     });
   });

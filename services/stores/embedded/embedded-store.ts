@@ -223,12 +223,22 @@ export class EmbeddedStore implements Store {
     return read();
   }
 
-  async history(query: HistoryQuery, now: number): Promise<HistoryEntry[]> {
+  async history(query: HistoryQuery, now: number): Promise<{ entries: HistoryEntry[]; more: boolean }> {
     const before = query.before === undefined ? Number.MAX_SAFE_INTEGER : historyPosition(query.before);
-    const rows = this.statement(
-      "SELECT seq, time, body FROM changes WHERE key = @key AND seq < @before AND time >= @horizon ORDER BY seq DESC LIMIT @limit",
-    ).all({ key: query.key.full, before, horizon: this.historyHorizon(now), limit: query.limit }) as ChangeText[];
-    return rows.map((row) => {
+    const budget = new PageBudget(query.limit, query.maxBytes);
+    const rows: ChangeText[] = [];
+    let more = false;
+    const params = { key: query.key.full, before, horizon: this.historyHorizon(now), limit: query.limit + 1 };
+    const sql =
+      "SELECT seq, time, body, octet_length(body) AS bytes FROM changes WHERE key = @key AND seq < @before AND time >= @horizon ORDER BY seq DESC LIMIT @limit";
+    for (const row of this.statement(sql).iterate(params) as IterableIterator<ChangeText & { bytes: number }>) {
+      if (!budget.admits(row.bytes)) {
+        more = true;
+        break;
+      }
+      rows.push(row);
+    }
+    return { more, entries: rows.map((row) => {
       const change = decodeChange(row);
       return {
         position: String(change.sequence),
@@ -238,7 +248,7 @@ export class EmbeddedStore implements Store {
         item: change.item,
         ...(change.previous ? { previous: change.previous } : {}),
       };
-    });
+    }) };
   }
 
   /**

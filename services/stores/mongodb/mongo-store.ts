@@ -236,12 +236,29 @@ export class MongoStore implements Store {
     });
   }
 
-  async history(query: HistoryQuery, now: number, options?: ReadOptions): Promise<HistoryEntry[]> {
+  async history(query: HistoryQuery, now: number, options?: ReadOptions): Promise<{ entries: HistoryEntry[]; more: boolean }> {
     // A malformed start is refused before any round trip.
     if (query.before !== undefined) decodeHistoryPosition(query.before);
     return guard(async () => {
       const horizon = await this.historyHorizon(now);
-      return this.readHistory(historyPage(query.key, horizon, query.limit, query.before), options);
+      const read = historyPage(query.key, horizon, query.limit + 1, query.before);
+      // Documents one at a time, each measured by its change's JSON text before it is decoded (PageBudget).
+      const budget = new PageBudget(query.limit, query.maxBytes);
+      const cursor = this.historyLog.find(read.filter, { sort: read.sort, limit: read.limit, hint: read.hint, batchSize: 16, ...readTimeLimit(options) });
+      const documents: HistoryDocument[] = [];
+      let more = false;
+      try {
+        for await (const document of cursor) {
+          if (!budget.admits(document.c.length)) {
+            more = true;
+            break;
+          }
+          documents.push(document);
+        }
+      } finally {
+        await cursor.close();
+      }
+      return { entries: documents.map(decodeHistoryDocument), more };
     });
   }
 
