@@ -144,6 +144,7 @@ function Results({ route, session }: { readonly route: QueryRoute; readonly sess
         </button>
       </div>
       <ErrorBox error={error} />
+      {route.expression !== "" && <MatchCount session={session} expression={route.expression} label={route.label} refreshed={refreshed} />}
       {loading && <Loading what="items" />}
       {page && (
         <div class="table-wrap" aria-busy={loading}>
@@ -208,6 +209,33 @@ function Results({ route, session }: { readonly route: QueryRoute; readonly sess
         </ConfirmDialog>
       )}
     </section>
+  );
+}
+
+/** How many live items the whole expression matches, not only this page: Count reads the index alone (T7). */
+function MatchCount(props: { readonly session: Session; readonly expression: string; readonly label: string; readonly refreshed: number }) {
+  const [counted, setCounted] = useState<{ readonly count: bigint } | { readonly error: string }>();
+  useEffect(() => {
+    let current = true;
+    setCounted(undefined);
+    props.session.data
+      .count({ expression: props.expression, label: props.label })
+      .then((response) => {
+        if (current) setCounted({ count: response.count });
+      })
+      .catch((failure: unknown) => {
+        if (current) setCounted({ error: `Could not count the matching items: ${describeError(failure)}` });
+      });
+    return () => {
+      current = false;
+    };
+  }, [props.session, props.expression, props.label, props.refreshed]);
+  if (counted === undefined) return <Loading what="the count" />;
+  if ("error" in counted) return <ErrorBox error={counted.error} />;
+  return (
+    <p class="match-count" role="status">
+      {counted.count === 1n ? "1 item matches" : `${counted.count.toLocaleString("en-US")} items match`}
+    </p>
   );
 }
 

@@ -1,4 +1,5 @@
 import { Fragment } from "preact";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { navigate } from "./app.js";
 import { checkDraft, describeError, draftOf, fromItem, LABEL_NAMES, toSetRequest, type ConsoleItem, type ItemDraft } from "./model.js";
@@ -69,6 +70,7 @@ export function ItemPage({ itemKey, session }: { readonly itemKey: string; reado
           <CounterForm itemKey={itemKey} session={session} onDone={(item) => setLoaded({ state: "found", item })} />
         </>
       )}
+      {loaded.state !== "loading" && mode === "view" && <HistoryPanel itemKey={itemKey} session={session} version={loaded.state === "found" ? loaded.item.version : 0} />}
       {loaded.state === "found" && mode === "edit" && (
         <Editor
           session={session}
@@ -272,5 +274,84 @@ function CounterForm({ itemKey, session, onDone }: { readonly itemKey: string; r
       <button type="submit">Add</button>
       <ErrorBox error={error} />
     </form>
+  );
+}
+
+interface HistoryRow {
+  readonly name: string;
+  readonly expired: boolean;
+  readonly time?: Date;
+  readonly item?: ConsoleItem;
+}
+
+/**
+ * The key's past values, newest first, a page at a time. Shown for a missing
+ * item too: a deleted key's history is where its last value is. `version`
+ * reloads the first page whenever the item changes (an edit, a counter).
+ */
+function HistoryPanel({ itemKey, session, version }: { readonly itemKey: string; readonly session: Session; readonly version: number }) {
+  const [rows, setRows] = useState<HistoryRow[]>([]);
+  const [more, setMore] = useState<string>();
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState<string>();
+  const load = async (start: string, isCurrent: () => boolean = () => true) => {
+    setLoading(true);
+    setError(undefined);
+    try {
+      const page = await session.data.history({ key: itemKey, start, limit: 20 });
+      if (!isCurrent()) return;
+      const loadedRows = page.entries.map((entry) => ({
+        name: entry.name,
+        expired: entry.expired,
+        time: entry.time && timestampDate(entry.time),
+        item: entry.item && fromItem(entry.item),
+      }));
+      setRows((known) => (start === "" ? loadedRows : [...known, ...loadedRows]));
+      setMore(page.lastKey);
+    } catch (failure) {
+      if (!isCurrent()) return;
+      if (start === "") setRows([]);
+      setMore(undefined);
+      setError(describeError(failure));
+    } finally {
+      if (isCurrent()) setLoading(false);
+    }
+  };
+  useEffect(() => {
+    let current = true;
+    void load("", () => current);
+    return () => {
+      current = false;
+    };
+  }, [itemKey, session, version]);
+  return (
+    <section class="history" aria-labelledby="history-title">
+      <h2 id="history-title">History</h2>
+      <ErrorBox error={error} />
+      {rows.length > 0 && (
+        <ol class="history-entries">
+          {rows.map((row, index) => (
+            <li key={index}>
+              <p class="history-meta">
+                <span class="history-name">{row.expired ? `${row.name} (expired)` : row.name}</span> <When date={row.time} />{" "}
+                <span class="history-version">version {row.item?.version ?? "—"}</span>
+              </p>
+              {row.item && (
+                <div class="json" role="tree" aria-label={`Value at version ${row.item.version}`}>
+                  <JsonTree value={row.item.value} />
+                </div>
+              )}
+            </li>
+          ))}
+        </ol>
+      )}
+      {loading && <Loading what="the history" />}
+      {!loading && rows.length === 0 && !error && <p class="muted">No recorded changes.</p>}
+      {more !== undefined && !loading && (
+        <button type="button" onClick={() => void load(more)}>
+          More
+        </button>
+      )}
+    </section>
   );
 }

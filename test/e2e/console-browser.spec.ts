@@ -207,6 +207,59 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
     }
   });
 
+  it("explore counts every item an expression matches; an item shows its version and its history, newest first, paged", async () => {
+    await client().seed({
+      items: [
+        ...Array.from({ length: 7 }, (_, i) => ({ key: `fruit:${i}`, value: json(i), label1: i % 2 === 0 ? "colour:red" : "colour:green" })),
+        { key: "veg:leek", value: json("leek") },
+      ],
+    });
+    // Three writes that record changes (a seed may skip them): created, then updated twice.
+    await client().set({ key: "fruit:apple", value: json({ state: "picked" }) });
+    await client().set({ key: "fruit:apple", value: json({ state: "ripe" }) });
+    await client().set({ key: "fruit:apple", value: json({ state: "eaten" }) });
+    const { page, context, problems } = await openPage(chromium.browser, server.url, "#/query?expression=fruit:*&limit=3");
+    try {
+      // The count is of every match, not of the page of 3.
+      await page.locator(".match-count", { hasText: "8 items match" }).waitFor();
+      expect(await page.locator("table.items tbody tr").count()).to.equal(3);
+      await page.goto(`${server.url}/console#/query?expression=colour:red&label=label1`);
+      await page.locator(".match-count", { hasText: "4 items match" }).waitFor();
+      await page.goto(`${server.url}/console#/query?expression=veg:leek`);
+      await page.locator(".match-count", { hasText: "1 item matches" }).waitFor();
+      // A refused expression is shown as the service words it.
+      await page.goto(`${server.url}/console#/query?expression=fruit:*&label=label9`);
+      await page.locator(".error", { hasText: "Could not count the matching items" }).waitFor();
+
+      await page.goto(`${server.url}/console#/item/fruit:apple`);
+      await page.locator("dl.meta dt", { hasText: "Version" }).waitFor();
+      expect(await page.locator("dl.meta dt:text-is('Version') + dd").textContent()).to.equal("3");
+      const entries = page.locator("ol.history-entries > li");
+      await entries.nth(2).waitFor();
+      expect(await entries.count()).to.equal(3);
+      expect(await entries.locator(".history-version").allTextContents()).to.deep.equal(["version 3", "version 2", "version 1"]);
+      expect(await entries.locator(".history-name").allTextContents()).to.deep.equal(["updated", "updated", "created"]);
+      expect(await entries.nth(0).locator(".json-string", { hasText: '"eaten"' }).count()).to.equal(1);
+      expect(await entries.nth(2).locator(".json-string", { hasText: '"picked"' }).count()).to.equal(1);
+      expect(await entries.nth(0).locator("time").getAttribute("datetime")).to.match(/^\d{4}-\d\d-\d\dT/);
+      expect(await page.getByRole("button", { name: "More", exact: true }).count()).to.equal(0);
+
+      // More than a page (20) of changes: "More" brings the older ones.
+      for (let i = 0; i < 22; i++) await client().set({ key: "fruit:apple", value: json({ bite: i }) });
+      await page.getByRole("button", { name: "Reload" }).click();
+      await page.locator("dl.meta dt:text-is('Version') + dd", { hasText: "25" }).waitFor();
+      await entries.nth(19).waitFor();
+      expect(await entries.count()).to.equal(20);
+      await page.getByRole("button", { name: "More", exact: true }).click();
+      await entries.nth(24).waitFor();
+      expect(await entries.locator(".history-version").last().textContent()).to.equal("version 1");
+      expect(await page.getByRole("button", { name: "More", exact: true }).count()).to.equal(0);
+      expect(await problems()).to.deep.equal([]);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("the live tail shows a write made by another client, with the diff of an update, and pause/resume loses nothing", async () => {
     await client().set({ key: "users:diff", value: json({ a: 1, b: 2 }) });
     const { page, context, problems } = await openPage(chromium.browser, server.url, "#/events?filter=created:users:*&filter=updated:users:*");
