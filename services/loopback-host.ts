@@ -2,14 +2,12 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { isIPv4 } from "node:net";
 import { Code } from "@connectrpc/connect";
+import { quote } from "./domain/errors.js";
 import { answerError, refusal } from "./protocol-answers.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 type NodeHandler = (request: NodeRequest, response: NodeResponse) => void;
-
-/** How much of a refused Host the message quotes. */
-const QUOTED_HOST_CHARS = 64;
 
 /**
  * Without a keys file every caller has every right, which is safe only
@@ -27,12 +25,11 @@ export function loopbackHostsOnly(handler: NodeHandler): NodeHandler {
       handler(request, response);
       return;
     }
-    const quoted = authority.length > QUOTED_HOST_CHARS ? `${authority.slice(0, QUOTED_HOST_CHARS)}…` : authority;
     answerError(
       request,
       response,
       refusal(
-        `Without LARDER_KEYS_FILE Larder answers only requests addressed to a loopback host (localhost, 127.0.0.1, [::1]), not "${quoted}": call it by one of those, or configure API keys`,
+        `Without LARDER_KEYS_FILE Larder answers only requests addressed to a loopback host (localhost, 127.0.0.1, [::1]), not "${quote(authority)}": call it by one of those, or configure API keys`,
         Code.PermissionDenied,
         "HOST_NOT_ALLOWED",
       ),

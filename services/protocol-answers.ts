@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createAsyncIterable, type UniversalHandler, type UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import type { Reason } from "./domain/errors.js";
+import { quote, type Reason } from "./domain/errors.js";
 import { withReason } from "./errors.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -93,10 +93,6 @@ export function writeError(
   (response as http.ServerResponse).writeHead(200, headers).end();
 }
 
-/** Paths, methods and content types as long as this are echoed; longer ones are cut, so a refusal stays short. */
-const ECHO_CHARS = 80;
-const echo = (text: string) => (text.length > ECHO_CHARS ? `${text.slice(0, ECHO_CHARS)}…` : text);
-
 /**
  * Requests the Connect library would answer with a bare HTTP status and an
  * empty body (404 for a wrong path, 405 for a wrong HTTP method, 415 for a
@@ -118,7 +114,7 @@ export function protocolChecks(handler: NodeHandler, routes: ReadonlyMap<string,
     const httpMethod = request.method ?? "";
     if (!route.allowedMethods.includes(httpMethod)) {
       const gets = route.allowedMethods.includes("GET") ? " (or GET with ?encoding=json&message=<JSON>, Connect only)" : "";
-      const error = refusal(`${name} is called with POST${gets}, not ${echo(httpMethod)}`, Code.Unimplemented, "HTTP_METHOD_NOT_ALLOWED");
+      const error = refusal(`${name} is called with POST${gets}, not ${quote(httpMethod)}`, Code.Unimplemented, "HTTP_METHOD_NOT_ALLOWED");
       answerError(request, response, error, 405);
       return;
     }
@@ -141,7 +137,7 @@ export function protocolChecks(handler: NodeHandler, routes: ReadonlyMap<string,
     } else {
       const contentType = String(request.headers["content-type"] ?? "");
       if (!route.supportedContentType(contentType)) {
-        const given = contentType === "" ? "No content type" : `The content type '${echo(contentType)}' is not one ${name} takes`;
+        const given = contentType === "" ? "No content type" : `The content type '${quote(contentType)}' is not one ${name} takes`;
         const connectTypes =
           method.methodKind === "unary" ? "'application/json' (Connect JSON, as curl sends) or 'application/proto'" : "'application/connect+json' or 'application/connect+proto'";
         // Watch is what curl users reach for: its plain-HTTP form is /events.
@@ -164,8 +160,8 @@ function unknownPath(path: string, routes: ReadonlyMap<string, UniversalHandler>
   const methods = [...routes.values()].filter((route) => route.service.typeName === serviceName).map((route) => route.method.name);
   const message =
     methods.length > 0
-      ? `${serviceName} has no method '${echo(path.slice(serviceName.length + 2))}'; its methods: ${methods.join(", ")}`
-      : `No service at '${echo(path)}'. Calls are POST /<service>/<method>, e.g. /larder.data.v1.DataService/Get; services: ${services.join(", ")}`;
+      ? `${serviceName} has no method '${quote(path.slice(serviceName.length + 2))}'; its methods: ${methods.join(", ")}`
+      : `No service at '${quote(path)}'. Calls are POST /<service>/<method>, e.g. /larder.data.v1.DataService/Get; services: ${services.join(", ")}`;
   return refusal(message, Code.Unimplemented, "UNKNOWN_METHOD");
 }
 
@@ -200,7 +196,7 @@ export function withRequestReasons(route: UniversalHandler): UniversalHandler {
       return { ...response, body: createAsyncIterable([bytes]) };
     }
     const unknown = /^cannot decode message (\S+) from JSON: key "(.*)" is unknown$/s.exec(error.rawMessage);
-    const message = unknown ? `Unknown field "${echo(unknown[2])}" in ${unknown[1]}; its fields: ${fields}` : error.rawMessage;
+    const message = unknown ? `Unknown field "${quote(unknown[2])}" in ${unknown[1]}; its fields: ${fields}` : error.rawMessage;
     const body = errorToJsonBytes(refusal(message, Code.InvalidArgument, "INVALID_REQUEST"), {});
     header.set("content-length", String(body.byteLength));
     return { ...response, body: createAsyncIterable([body]) };
