@@ -13,6 +13,7 @@ import { DomainError, invalidArgument } from "./domain/errors.js";
 import { MAX_PAGE_BYTES } from "./domain/limits.js";
 import type { ItemRecord } from "./domain/item.js";
 import type { JsonValue } from "./domain/json.js";
+import { sizedRuns } from "./domain/runs.js";
 import { itemSize } from "./domain/values.js";
 import { bulkChunks, planSeed, type SetInput } from "./domain/set-plan.js";
 import { asyncChunks } from "./data-operations.js";
@@ -110,7 +111,7 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
       try {
         const store = await existing(named(context, request.name));
         for await (const chunk of readAll(store, clock)) {
-          for (const message of bySize(chunk, EXPORT_MESSAGE_BYTES)) yield { items: message.map(toExported) };
+          for (const message of sizedRuns(chunk, (item) => itemSize(item.key, item.value, item.labels), { bytes: EXPORT_MESSAGE_BYTES })) yield { items: message.map(toExported) };
         }
       } catch (error) {
         throw toConnectError(error);
@@ -172,22 +173,6 @@ async function* readAll(store: Store, clock: () => number): AsyncGenerator<ItemR
   }
 }
 
-/** Consecutive runs of items whose sizes add up to at most `bytes`, each run at least one item. */
-export function* bySize(items: readonly ItemRecord[], bytes: number): Generator<ItemRecord[]> {
-  let run: ItemRecord[] = [];
-  let size = 0;
-  for (const item of items) {
-    const itemBytes = itemSize(item.key, item.value, item.labels);
-    if (run.length > 0 && size + itemBytes > bytes) {
-      yield run;
-      run = [];
-      size = 0;
-    }
-    run.push(item);
-    size += itemBytes;
-  }
-  if (run.length > 0) yield run;
-}
 
 function toExported(item: ItemRecord): MessageInitShape<typeof ExportedItemSchema> {
   return {

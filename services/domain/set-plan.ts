@@ -1,4 +1,5 @@
 import { DomainError, failedPrecondition, invalidArgument, quote } from "./errors.js";
+import { sizedRuns } from "./runs.js";
 import { hasOwn, isJsonObject, setOwn, type JsonObject, type JsonValue } from "./json.js";
 import { parseWritableKey, type Key } from "./keys.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
@@ -394,20 +395,8 @@ export const BULK_CHUNK = { items: 100, bytes: 4 * 1024 * 1024 } as const;
  * so its size (and a MongoDB transaction's) stays bounded however large the
  * items are.
  */
-export function* bulkChunks(plans: Iterable<SetPlan>): Generator<SetPlan[]> {
-  let run: SetPlan[] = [];
-  let bytes = 0;
-  for (const plan of plans) {
-    const size = requestSize(plan.key, plan.value, plan.labels);
-    if (run.length > 0 && (run.length >= BULK_CHUNK.items || bytes + size > BULK_CHUNK.bytes)) {
-      yield run;
-      run = [];
-      bytes = 0;
-    }
-    run.push(plan);
-    bytes += size;
-  }
-  if (run.length > 0) yield run;
+export function bulkChunks(plans: Iterable<SetPlan>): Generator<SetPlan[]> {
+  return sizedRuns(plans, (plan) => requestSize(plan.key, plan.value, plan.labels), BULK_CHUNK);
 }
 
 /** V8: the size of what the request itself would write, `$add` amounts counted as numbers. */
