@@ -167,10 +167,7 @@ function CloneDialog({ source, onCancel, onClone }: { readonly source: string; r
         Into environment (created if missing, emptied first)
         <input name="target" value={target} onInput={(event) => setTarget(event.currentTarget.value)} required spellcheck={false} autoComplete="off" />
       </label>
-      <label class="check">
-        <input type="checkbox" checked={skipEvents} onChange={(event) => setSkipEvents(event.currentTarget.checked)} />
-        Write without change events
-      </label>
+      <SkipEventsField checked={skipEvents} onChange={setSkipEvents} />
     </ConfirmDialog>
   );
 }
@@ -207,10 +204,7 @@ function ImportDialog({ name, onCancel, onImport }: { readonly name: string; rea
         <input type="checkbox" checked={overwrite} onChange={(event) => setOverwrite(event.currentTarget.checked)} />
         Remove every item of {name} first
       </label>
-      <label class="check">
-        <input type="checkbox" checked={skipEvents} onChange={(event) => setSkipEvents(event.currentTarget.checked)} />
-        Write without change events
-      </label>
+      <SkipEventsField checked={skipEvents} onChange={setSkipEvents} />
     </ConfirmDialog>
   );
 }
@@ -240,4 +234,14 @@ function download(name: string, text: string): void {
   link.download = name;
   link.click();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** Clone and import may write without change events (`skip_events`): one control for both. */
+function SkipEventsField({ checked, onChange }: { checked: boolean; onChange: (checked: boolean) => void }) {
+  return (
+    <label class="check">
+      <input type="checkbox" checked={checked} onChange={(event) => onChange(event.currentTarget.checked)} />
+      Write without change events
+    </label>
+  );
 }
