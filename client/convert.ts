@@ -1,8 +1,8 @@
 import { fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { Item, LabelUpdate, Ttl } from "../gen/larder/data/v1/data_pb.js";
-import { isTimestampInstant } from "../services/domain/ttl.js";
-import { hasLoneSurrogate } from "../services/domain/json.js";
+import { isTimestampInstant } from "../core/ttl.js";
+import { hasLoneSurrogate } from "../core/json.js";
 import { invalidArgument } from "./errors.js";
 import type { KeyValue, KeyValueMeta } from "./types.js";
 

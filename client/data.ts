@@ -18,7 +18,7 @@ import {
 } from "./convert.js";
 import { invalidArgument, LarderError, toLarderError } from "./errors.js";
 import type { Data, HistoryResponse } from "./types.js";
-import { badSeedMessage } from "../services/domain/limits.js";
+import { badSeedMessage } from "../core/limits.js";
 import { pipelined, unpipelined, type Send } from "./pipeline.js";
 
 export interface DataOptions {

@@ -1,5 +1,5 @@
-import { anyFilterMatches, parseEventFilter, type EventFilter } from "../services/domain/filters.js";
-import type { ChangeName } from "../services/domain/item.js";
+import { anyFilterMatches, parseEventFilter, type EventFilter } from "../core/filters.js";
+import type { ChangeName } from "../core/item.js";
 import { LarderError, toLarderError } from "./errors.js";
 
 /**

@@ -3,9 +3,10 @@ import { timestampDate, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { toLarderError, LarderError } from "../client/errors.js";
 import type { Item, LabelUpdate, SetRequest, Ttl } from "../gen/larder/data/v1/data_pb.js";
 import { SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
-import { DomainError } from "../services/domain/errors.js";
-import { isJsonObject, type JsonValue } from "../services/domain/json.js";
-import { planSet, type LabelInput, type SetInput, type TtlInput } from "../services/domain/set-plan.js";
+import { DomainError } from "../core/errors.js";
+import { isJsonObject, type JsonValue } from "../core/json.js";
+import { planSet, type LabelInput, type SetInput } from "../core/set-plan.js";
+import type { TtlInput } from "../core/ttl.js";
 
 /** An item as the console shows it. */
 export interface ConsoleItem {

@@ -1,6 +1,6 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { isJsonObject, type JsonValue } from "../services/domain/json.js";
+import { isJsonObject, type JsonValue } from "../core/json.js";
 import { countdown } from "./model.js";
 
 /**

@@ -9,17 +9,17 @@ import {
 import { isEnvironmentName, type Principal } from "./access/api-keys.js";
 import { principalKey } from "./access/principal.js";
 import { checkManages, mayManage } from "./access/tenancy.js";
-import { DomainError, invalidArgument } from "./domain/errors.js";
-import { MAX_PAGE_BYTES } from "./domain/limits.js";
-import type { ItemRecord } from "./domain/item.js";
-import type { JsonValue } from "./domain/json.js";
-import { sizedRuns } from "./domain/runs.js";
-import { itemSize } from "./domain/values.js";
-import { bulkChunks, planSeed, type SetInput } from "./domain/set-plan.js";
+import { DomainError, invalidArgument } from "../core/errors.js";
+import { MAX_PAGE_BYTES } from "../core/limits.js";
+import type { ItemRecord } from "../core/item.js";
+import type { JsonValue } from "../core/json.js";
+import { sizedRuns } from "../core/runs.js";
+import { itemSize } from "../core/values.js";
+import { bulkChunks, planSeed, type SetInput } from "../core/set-plan.js";
 import { asyncChunks } from "./data-operations.js";
 import { guarded, toConnectError } from "./errors.js";
 import type { Engine } from "./stores/engine.js";
-import type { Key } from "./domain/keys.js";
+import type { Key } from "../core/keys.js";
 import type { BulkOptions, Store } from "./stores/store.js";
 import { timestampToMs } from "./item-message.js";
 

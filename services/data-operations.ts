@@ -1,14 +1,15 @@
 import { createHash } from "node:crypto";
-import { decodeLabelCursor, encodeLabelCursor } from "./domain/cursor.js";
-import { invalidArgument } from "./domain/errors.js";
-import { parseKeyExpression, rangeIncludes, type KeyRange } from "./domain/expressions.js";
-import type { HistoryEntry } from "./domain/history.js";
-import type { ItemRecord } from "./domain/item.js";
-import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonObject } from "./domain/json.js";
-import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "./domain/keys.js";
-import { checkBatchSize, MAX_PAGE_BYTES, MAX_SEGMENTS, parseLabelName, resolveLimit } from "./domain/limits.js";
-import { bulkChunks, checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "./domain/set-plan.js";
-import type { FetchedPage, IdempotentWrite, LabelNumber, LabelPosition, ReadOptions, ScanFilter, Store } from "./stores/store.js";
+import { decodeLabelCursor, encodeLabelCursor } from "../core/cursor.js";
+import { invalidArgument } from "../core/errors.js";
+import { parseKeyExpression, rangeIncludes, type KeyRange } from "../core/expressions.js";
+import type { HistoryEntry } from "../core/history.js";
+import type { ItemRecord } from "../core/item.js";
+import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonObject } from "../core/json.js";
+import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "../core/keys.js";
+import { checkBatchSize, MAX_PAGE_BYTES, MAX_SEGMENTS, parseLabelName, resolveLimit } from "../core/limits.js";
+import { bulkChunks, checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../core/set-plan.js";
+import type { LabelNumber, LabelPosition } from "../core/item.js";
+import type { FetchedPage, IdempotentWrite, ReadOptions, ScanFilter, Store } from "./stores/store.js";
 
 /**
  * The operations of the data API in domain terms: each validates and plans

@@ -33,11 +33,12 @@ import {
 } from "../gen/larder/data/v1/data_pb.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { DataOperations, type Clock } from "./data-operations.js";
-import { invalidArgument } from "./domain/errors.js";
-import type { JsonValue } from "./domain/json.js";
-import type { LabelInput, SetInput, TtlInput } from "./domain/set-plan.js";
+import { invalidArgument } from "../core/errors.js";
+import type { JsonValue } from "../core/json.js";
+import type { LabelInput, SetInput } from "../core/set-plan.js";
+import type { TtlInput } from "../core/ttl.js";
 import { guarded, toConnectError } from "./errors.js";
-import { checkPipelineSize, MAX_PIPELINE_ANSWER_BYTES, pipelineAnswerFull } from "./domain/limits.js";
+import { checkPipelineSize, MAX_PIPELINE_ANSWER_BYTES, pipelineAnswerFull } from "../core/limits.js";
 import { DATA_SERVICE, roleAllows } from "./access/roles.js";
 import { roleRefusal } from "./access/auth-interceptor.js";
 import type { Engine } from "./stores/engine.js";

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import { DomainError, type ErrorCodeName, type Reason } from "./domain/errors.js";
+import { DomainError, type ErrorCodeName, type Reason } from "../core/errors.js";
 
 /** The domain of every google.rpc.ErrorInfo Larder sends (§14). */
 export const ERROR_DOMAIN = "larder.dev";

@@ -1,6 +1,6 @@
 import { EventEmitter, on } from "node:events";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { quote } from "./domain/errors.js";
+import { quote } from "../core/errors.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
 

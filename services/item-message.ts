@@ -1,7 +1,7 @@
 import { fromJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, ValueSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ItemSchema } from "../gen/larder/data/v1/data_pb.js";
-import type { ItemRecord } from "./domain/item.js";
+import type { ItemRecord } from "../core/item.js";
 
 /**
  * A Timestamp as epoch milliseconds, truncated the way an ISO date's fraction

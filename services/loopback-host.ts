@@ -2,7 +2,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { isIPv4 } from "node:net";
 import { Code } from "@connectrpc/connect";
-import { quote } from "./domain/errors.js";
+import { quote } from "../core/errors.js";
 import { answerError, refusal } from "./protocol-answers.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;

@@ -2,7 +2,7 @@ import http from "node:http";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from "prom-client";
-import { DomainError } from "./domain/errors.js";
+import { DomainError } from "../core/errors.js";
 import type { WatchObserver } from "./feed/watch.js";
 import type { Logger } from "./log.js";
 import type { ConnectionPoolObserver, EngineFigures, EngineObserver, EnvironmentFigures } from "./stores/engine-observer.js";

@@ -2,7 +2,7 @@ import type http from "node:http";
 import http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, type ConnectError, type Interceptor } from "@connectrpc/connect";
-import type { Reason } from "./domain/errors.js";
+import type { Reason } from "../core/errors.js";
 import { withReason } from "./errors.js";
 import { writeError } from "./protocol-answers.js";
 

@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createAsyncIterable, type UniversalHandler, type UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { quote, type Reason } from "./domain/errors.js";
+import { quote, type Reason } from "../core/errors.js";
 import { withReason } from "./errors.js";
 
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;

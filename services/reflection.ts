@@ -8,7 +8,7 @@ import {
 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { sourceInfo } from "../gen/source_info.js";
-import { quote } from "./domain/errors.js";
+import { quote } from "../core/errors.js";
 
 type Response = MessageInitShape<typeof ServerReflectionResponseSchema>;
 

@@ -1,4 +1,4 @@
-import { DomainError } from "../domain/errors.js";
+import { DomainError } from "../../core/errors.js";
 import type { Principal } from "./api-keys.js";
 
 /**

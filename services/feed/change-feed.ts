@@ -1,5 +1,5 @@
-import { DomainError } from "../domain/errors.js";
-import type { Change } from "../domain/item.js";
+import { DomainError } from "../../core/errors.js";
+import type { Change } from "../../core/item.js";
 
 /**
  * What a follower gets when its environment's database closes under it (a

@@ -1,8 +1,8 @@
-import type { KeyRange } from "../domain/expressions.js";
-import type { ItemRecord } from "../domain/item.js";
-import type { HistoryEntry } from "../domain/history.js";
-import type { Key } from "../domain/keys.js";
-import type { SetOutcome, SetPlan } from "../domain/set-plan.js";
+import type { KeyRange } from "../../core/expressions.js";
+import type { ItemRecord, LabelNumber, LabelPosition } from "../../core/item.js";
+import type { HistoryEntry } from "../../core/history.js";
+import type { Key } from "../../core/keys.js";
+import type { SetOutcome, SetPlan } from "../../core/set-plan.js";
 import type { ChangeFeed } from "../feed/change-feed.js";
 
 /**
@@ -20,7 +20,7 @@ export interface Store {
 
   get(key: Key, now: number, options?: ReadOptions): Promise<ItemRecord | undefined>;
   /**
-   * The key as it was at `at` (domain/history.ts stateAt), from the change
+   * The key as it was at `at` (core/history.ts stateAt), from the change
    * log: OUT_OF_RANGE HISTORY_EXPIRED when the retained log no longer
    * reaches back to `at`, INVALID_ARGUMENT when `at` is after `now`.
    */
@@ -145,15 +145,6 @@ export interface NamespaceQuery {
   readonly limit: number;
   /** Continue strictly after this namespace. */
   readonly after?: string;
-}
-
-/** A label slot, 1 to 5. */
-export type LabelNumber = 1 | 2 | 3 | 4 | 5;
-
-/** A position in a label index: the label value, then the item key as tie-breaker (L5). */
-export interface LabelPosition {
-  readonly label: Key;
-  readonly item: Key;
 }
 
 export interface LabelQuery extends PageBounds {

@@ -26,7 +26,7 @@ describe("client: the browser entry (client/browser.ts)", function () {
     const imported = Object.values(result.metafile.inputs).flatMap((input) => input.imports.map((entry) => entry.path));
     expect(imported.filter((path) => nodeBuiltins.has(path))).to.deep.equal([]);
     const ownFiles = Object.keys(result.metafile.inputs).filter((path) => !path.startsWith("node_modules/"));
-    expect(ownFiles.every((path) => /^(client|gen|services\/domain)\//.test(path)), ownFiles.join(", ")).to.equal(true);
+    expect(ownFiles.every((path) => /^(client|gen|core)\//.test(path)), ownFiles.join(", ")).to.equal(true);
   });
 
   describe("against a live server, over fetch", () => {

@@ -2,7 +2,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import { MAX_SUBSCRIPTIONS } from "../../services/domain/limits.js";
+import { MAX_SUBSCRIPTIONS } from "../../core/limits.js";
 import { describeContract, expectFailure, type ContractContext } from "./harness.js";
 import { subscribe } from "./watching.js";
 

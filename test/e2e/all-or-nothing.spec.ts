@@ -10,7 +10,7 @@ import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { registerAdminService } from "../../services/admin-service.js";
 import { registerDataService } from "../../services/data-service.js";
-import type { SetPlan } from "../../services/domain/set-plan.js";
+import type { SetPlan } from "../../core/set-plan.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
 import type { EmbeddedStore } from "../../services/stores/embedded/embedded-store.js";
 import type { Engine } from "../../services/stores/engine.js";

@@ -5,7 +5,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { createData } from "../../client/index.js";
 import { DataService, PipelineResponseSchema, type PipelineResponse } from "../../gen/larder/data/v1/data_pb.js";
-import { MAX_PIPELINE_ANSWER_BYTES } from "../../services/domain/limits.js";
+import { MAX_PIPELINE_ANSWER_BYTES } from "../../core/limits.js";
 import { useServer } from "../support/server.js";
 
 /**

@@ -5,17 +5,17 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
-import { decodeLabelCursor, encodeLabelCursor } from "../../services/domain/cursor.js";
-import { DomainError } from "../../services/domain/errors.js";
-import { parseKeyExpression } from "../../services/domain/expressions.js";
-import { parseEventFilter } from "../../services/domain/filters.js";
-import type { JsonValue } from "../../services/domain/json.js";
-import { parseKey, parseWritableKey } from "../../services/domain/keys.js";
-import { checkBatchSize, parseLabelName, resolveLimit } from "../../services/domain/limits.js";
-import { applySet, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../../services/domain/set-plan.js";
-import { resolveTtl } from "../../services/domain/ttl.js";
-import { addAmount, itemSize, MAX_DEPTH, MAX_ITEM_BYTES, validateValue } from "../../services/domain/values.js";
-import { NO_LABELS } from "../../services/domain/item.js";
+import { decodeLabelCursor, encodeLabelCursor } from "../../core/cursor.js";
+import { DomainError } from "../../core/errors.js";
+import { parseKeyExpression } from "../../core/expressions.js";
+import { parseEventFilter } from "../../core/filters.js";
+import type { JsonValue } from "../../core/json.js";
+import { parseKey, parseWritableKey } from "../../core/keys.js";
+import { checkBatchSize, parseLabelName, resolveLimit } from "../../core/limits.js";
+import { applySet, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../../core/set-plan.js";
+import { resolveTtl } from "../../core/ttl.js";
+import { addAmount, itemSize, MAX_DEPTH, MAX_ITEM_BYTES, validateValue } from "../../core/values.js";
+import { NO_LABELS } from "../../core/item.js";
 import { useServer } from "../support/server.js";
 
 /**

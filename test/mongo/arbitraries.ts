@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import type { JsonValue } from "../../services/domain/json.js";
+import type { JsonValue } from "../../core/json.js";
 
 /** Attribute names MongoDB would otherwise interpret or JSON must escape (V2), among any strings. */
 export const attributeNames = fc.oneof(

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { MongoClient, type Collection, type Document } from "mongodb";
-import { parseKeyExpression } from "../../services/domain/expressions.js";
-import { NO_LABELS, type LabelSlots } from "../../services/domain/item.js";
-import { parseKey } from "../../services/domain/keys.js";
+import { parseKeyExpression } from "../../core/expressions.js";
+import { NO_LABELS, type LabelSlots } from "../../core/item.js";
+import { parseKey } from "../../core/keys.js";
 import { encodeItem, keyFilter, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
 import {

@@ -1,12 +1,12 @@
 import { expect } from "chai";
 import { MongoClient, type CommandStartedEvent, type Document } from "mongodb";
 import pino from "pino";
-import { DomainError } from "../../services/domain/errors.js";
-import { NO_LABELS } from "../../services/domain/item.js";
-import type { JsonValue } from "../../services/domain/json.js";
-import { parseKey } from "../../services/domain/keys.js";
-import { planAdd, planSet, type SetInput } from "../../services/domain/set-plan.js";
-import { itemSize, MAX_ITEM_BYTES } from "../../services/domain/values.js";
+import { DomainError } from "../../core/errors.js";
+import { NO_LABELS } from "../../core/item.js";
+import type { JsonValue } from "../../core/json.js";
+import { parseKey } from "../../core/keys.js";
+import { planAdd, planSet, type SetInput } from "../../core/set-plan.js";
+import { itemSize, MAX_ITEM_BYTES } from "../../core/values.js";
 import type { FeedEvent } from "../../services/feed/change-feed.js";
 import { COLLECTIONS, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import { openMongoEngine, sweepTime } from "../../services/stores/mongodb/mongo-engine.js";

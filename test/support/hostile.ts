@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import type { JsonValue } from "../../services/domain/json.js";
+import type { JsonValue } from "../../core/json.js";
 import { DataOperations } from "../../services/data-operations.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
 import { setInput } from "./set-input.js";

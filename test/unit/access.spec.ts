@@ -6,7 +6,7 @@ import { authenticate, generateKey, hashKey, loadKeysFile } from "../../services
 import { LOCAL_PRINCIPAL } from "../../services/access/principal.js";
 import { roleAllows } from "../../services/access/roles.js";
 import { checkManages, dataEnvironment, mayManage } from "../../services/access/tenancy.js";
-import { DomainError } from "../../services/domain/errors.js";
+import { DomainError } from "../../core/errors.js";
 
 describe("API keys and roles", () => {
   const dir = mkdtempSync(join(tmpdir(), "larder-keys-"));

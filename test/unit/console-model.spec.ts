@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { countUtf8Bytes } from "../../services/domain/json.js";
+import { countUtf8Bytes } from "../../core/json.js";
 import { checkDraft, countdown, diffItems, draftOf, sameJson, toSetRequest, type ConsoleItem } from "../../console/model.js";
 import { formatRoute, parseRoute, queryRoute, type Route } from "../../console/route.js";
 

@@ -3,9 +3,9 @@ import { expect } from "chai";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseKeyExpression } from "../../services/domain/expressions.js";
-import { parseKey } from "../../services/domain/keys.js";
-import { planSet } from "../../services/domain/set-plan.js";
+import { parseKeyExpression } from "../../core/expressions.js";
+import { parseKey } from "../../core/keys.js";
+import { planSet } from "../../core/set-plan.js";
 import { countStatement, EmbeddedStore, namespacesStatement, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
 import { setInput } from "../support/set-input.js";
 

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { DomainError } from "../../services/domain/errors.js";
-import { parseKeyExpression, prefixEnd, rangeIncludes } from "../../services/domain/expressions.js";
-import { parseKey } from "../../services/domain/keys.js";
+import { DomainError } from "../../core/errors.js";
+import { parseKeyExpression, prefixEnd, rangeIncludes } from "../../core/expressions.js";
+import { parseKey } from "../../core/keys.js";
 
 function messageOf(expression: string): string {
   try {

@@ -1,9 +1,9 @@
 import { expect } from "chai";
 import { readFileSync } from "node:fs";
-import { DomainError } from "../../services/domain/errors.js";
-import { anyFilterMatches, parseEventFilter } from "../../services/domain/filters.js";
-import type { ChangeName } from "../../services/domain/item.js";
-import { parseKey } from "../../services/domain/keys.js";
+import { DomainError } from "../../core/errors.js";
+import { anyFilterMatches, parseEventFilter } from "../../core/filters.js";
+import type { ChangeName } from "../../core/item.js";
+import { parseKey } from "../../core/keys.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../fixtures/vectors.json", import.meta.url), "utf8")) as {
   filters: [string | string[], ChangeName, string, boolean][];

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { DomainError } from "../../services/domain/errors.js";
-import { compareKeys, looksLikeExpression, parseKey, parseWritableKey } from "../../services/domain/keys.js";
+import { DomainError } from "../../core/errors.js";
+import { compareKeys, looksLikeExpression, parseKey, parseWritableKey } from "../../core/keys.js";
 
 function failure(run: () => unknown): DomainError {
   try {

@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../services/domain/item.js";
-import type { JsonValue } from "../../services/domain/json.js";
+import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../core/item.js";
+import type { JsonValue } from "../../core/json.js";
 import { jsonValues } from "../mongo/arbitraries.js";
-import { parseKey } from "../../services/domain/keys.js";
-import { segmentHash } from "../../services/domain/segments.js";
+import { parseKey } from "../../core/keys.js";
+import { segmentHash } from "../../core/segments.js";
 import {
   decodeItem,
   decodeValue,
@@ -16,7 +16,7 @@ import {
   valueJsonBytes,
   type ItemDocument,
 } from "../../services/stores/mongodb/codec.js";
-import { PageBudget } from "../../services/domain/paging.js";
+import { PageBudget } from "../../core/paging.js";
 
 /**
  * How items are stored in MongoDB (V2): values never become BSON field

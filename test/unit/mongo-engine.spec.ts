@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { DomainError } from "../../services/domain/errors.js";
+import { DomainError } from "../../core/errors.js";
 import {
   checkFeatureCompatibility,
   checkTopology,

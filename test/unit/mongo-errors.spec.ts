@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { expect } from "chai";
 import { MongoNetworkError, MongoNotConnectedError, MongoServerError, MongoServerSelectionError, MongoTopologyClosedError, MongoWriteConcernError } from "mongodb";
-import { DomainError } from "../../services/domain/errors.js";
+import { DomainError } from "../../core/errors.js";
 import { toConnectError } from "../../services/errors.js";
 import { fromMongoError, isDuplicateKey } from "../../services/stores/mongodb/errors.js";
 

@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import { MongoCursorExhaustedError, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
 import pino from "pino";
-import { DomainError } from "../../services/domain/errors.js";
-import { NO_LABELS } from "../../services/domain/item.js";
-import type { JsonValue } from "../../services/domain/json.js";
-import { parseKey } from "../../services/domain/keys.js";
+import { DomainError } from "../../core/errors.js";
+import { NO_LABELS } from "../../core/item.js";
+import type { JsonValue } from "../../core/json.js";
+import { parseKey } from "../../core/keys.js";
 import type { FeedEvent } from "../../services/feed/change-feed.js";
 import { encodeItem, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import { EventRing } from "../../services/stores/mongodb/event-ring.js";

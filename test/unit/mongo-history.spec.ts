@@ -1,6 +1,6 @@
 import { expect } from "chai";
-import { NO_LABELS, type ItemRecord } from "../../services/domain/item.js";
-import { parseKey } from "../../services/domain/keys.js";
+import { NO_LABELS, type ItemRecord } from "../../core/item.js";
+import { parseKey } from "../../core/keys.js";
 import type { FeedEvent } from "../../services/feed/change-feed.js";
 import {
   decodeHistoryDocument,

@@ -1,6 +1,6 @@
 import { expect } from "chai";
-import { parseKey } from "../../services/domain/keys.js";
-import { NO_LABELS } from "../../services/domain/item.js";
+import { parseKey } from "../../core/keys.js";
+import { NO_LABELS } from "../../core/item.js";
 import { idempotencyRecord, IDEMPOTENCY_TTL_INDEX, replayableFilter } from "../../services/stores/mongodb/idempotency.js";
 import { REMOVED_KEYS, SET_OUTCOME, SET_OUTCOMES } from "../../services/stores/replay.js";
 

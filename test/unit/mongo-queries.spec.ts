@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import type { Document } from "mongodb";
-import { parseKeyExpression, rangeIncludes, type KeyRange } from "../../services/domain/expressions.js";
-import { compareUtf8, keyFromParts, parseKey, type Key } from "../../services/domain/keys.js";
+import { parseKeyExpression, rangeIncludes, type KeyRange } from "../../core/expressions.js";
+import { compareUtf8, keyFromParts, parseKey, type Key } from "../../core/keys.js";
 import {
   batchGetFilter,
   countRangeShape,

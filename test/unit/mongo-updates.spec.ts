@@ -1,12 +1,12 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import { Double, type Document } from "mongodb";
-import { isJsonObject, setOwn, type JsonObject } from "../../services/domain/json.js";
-import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../services/domain/item.js";
-import { parseKey } from "../../services/domain/keys.js";
-import { segmentHash } from "../../services/domain/segments.js";
-import { applySet, planAdd, planBatchSet, planSet, type SetInput, type SetPlan } from "../../services/domain/set-plan.js";
-import { itemSize, MAX_ITEM_BYTES } from "../../services/domain/values.js";
+import { isJsonObject, setOwn, type JsonObject } from "../../core/json.js";
+import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../core/item.js";
+import { parseKey } from "../../core/keys.js";
+import { segmentHash } from "../../core/segments.js";
+import { applySet, planAdd, planBatchSet, planSet, type SetInput, type SetPlan } from "../../core/set-plan.js";
+import { itemSize, MAX_ITEM_BYTES } from "../../core/values.js";
 import { encodeItem, type Attribute, type Cell, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import {
   createdCondition,
@@ -36,7 +36,7 @@ const stage = (pipeline: Document[], index: number) => pipeline[index].$set as D
 /**
  * The arithmetic of sizeExpression, restated in JavaScript over a stored
  * document; the properties below show that the fields the codec stores
- * are enough for it to equal domain/values.ts itemSize (integers) or
+ * are enough for it to equal core/values.ts itemSize (integers) or
  * bound it from above (other numbers), and that the counter fast path's
  * margin keeps V8. MongoDB's evaluation of the expression itself is
  * exercised by the contract suite (V8 tests).

@@ -1,13 +1,13 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { DomainError } from "../../services/domain/errors.js";
-import type { ItemRecord } from "../../services/domain/item.js";
-import { isLive, NO_LABELS } from "../../services/domain/item.js";
-import type { JsonValue } from "../../services/domain/json.js";
-import { parseKey } from "../../services/domain/keys.js";
-import { applySet, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../../services/domain/set-plan.js";
-import { parseIsoDate, resolveTtl } from "../../services/domain/ttl.js";
-import { itemSize, validateValue } from "../../services/domain/values.js";
+import { DomainError } from "../../core/errors.js";
+import type { ItemRecord } from "../../core/item.js";
+import { isLive, NO_LABELS } from "../../core/item.js";
+import type { JsonValue } from "../../core/json.js";
+import { parseKey } from "../../core/keys.js";
+import { applySet, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../../core/set-plan.js";
+import { parseIsoDate, resolveTtl } from "../../core/ttl.js";
+import { itemSize, validateValue } from "../../core/values.js";
 import { setInput as input } from "../support/set-input.js";
 
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0, 123);

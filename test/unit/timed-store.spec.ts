@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
-import { parseKey } from "../../services/domain/keys.js";
+import { parseKey } from "../../core/keys.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
 import { EmbeddedStore } from "../../services/stores/embedded/embedded-store.js";
 import { timedEngine, TIMED_OPERATIONS, type TimedOperation } from "../../services/stores/timed-store.js";

@@ -1,5 +1,5 @@
-import type { Change, ChangeName } from "../../domain/item.js";
-import { itemFromJson, type ItemJson } from "../../domain/item-json.js";
+import type { Change, ChangeName } from "../../../core/item.js";
+import { itemFromJson, type ItemJson } from "../../../core/item-json.js";
 
 export interface ChangeRow extends Change {
   readonly sequence: number;

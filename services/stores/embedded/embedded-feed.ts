@@ -1,5 +1,5 @@
-import { DomainError, invalidArgument } from "../../domain/errors.js";
-import { checkSubscriptionName } from "../../domain/limits.js";
+import { DomainError, invalidArgument } from "../../../core/errors.js";
+import { checkSubscriptionName } from "../../../core/limits.js";
 import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
 import type { ChangeRow } from "./change-codec.js";
 import type { EmbeddedStore } from "./embedded-store.js";

@@ -2,20 +2,19 @@ import Database from "better-sqlite3";
 import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
-import { narrowRange, rangeIncludes, type KeyRange } from "../../domain/expressions.js";
-import { isLive, type Change, type ItemRecord, type LabelSlots } from "../../domain/item.js";
-import { keyFromParts, type Key } from "../../domain/keys.js";
-import type { JsonValue } from "../../domain/json.js";
-import { segmentHash } from "../../domain/segments.js";
-import { invalidArgument } from "../../domain/errors.js";
-import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
+import { narrowRange, rangeIncludes, type KeyRange } from "../../../core/expressions.js";
+import { isLive, type Change, type ItemRecord, type LabelPosition, type LabelSlots } from "../../../core/item.js";
+import { keyFromParts, type Key } from "../../../core/keys.js";
+import type { JsonValue } from "../../../core/json.js";
+import { segmentHash } from "../../../core/segments.js";
+import { invalidArgument } from "../../../core/errors.js";
+import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../../core/set-plan.js";
 import type {
   BulkOptions,
   CountQuery,
   FetchedPage,
   HistoryQuery,
   KeyQuery,
-  LabelPosition,
   LabelQuery,
   NamespaceQuery,
   PageBounds,
@@ -25,12 +24,12 @@ import type {
   Store,
   WriteOptions,
 } from "../store.js";
-import { PageBudget } from "../../domain/paging.js";
-import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
+import { PageBudget } from "../../../core/paging.js";
+import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../../core/limits.js";
 import { ADDED_ITEM_COLUMNS, CHANGE_KEY_INDEX, CHANGE_KEY_MIGRATION, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
-import { checkAsOf, stateAt, type HistoryEntry } from "../../domain/history.js";
+import { checkAsOf, stateAt, type HistoryEntry } from "../../../core/history.js";
 import { decodeChange, type ChangeRow } from "./change-codec.js";
-import { itemToJson } from "../../domain/item-json.js";
+import { itemToJson } from "../../../core/item-json.js";
 import {
   DEFAULT_IDEMPOTENCY_WINDOW_MS,
   idempotencyKeyReused,

@@ -1,4 +1,4 @@
-import type { LabelNumber } from "../store.js";
+import type { LabelNumber } from "../../../core/item.js";
 
 /**
  * Items are keyed by (ns, part) in a WITHOUT ROWID table, so the primary key

@@ -1,8 +1,8 @@
-import { isJsonObject, setOwn, utf8Length, type JsonObject, type JsonValue } from "../../domain/json.js";
-import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "../../domain/item.js";
-import { keyFromParts, type Key } from "../../domain/keys.js";
-import { segmentHash } from "../../domain/segments.js";
-import type { LabelNumber } from "../store.js";
+import { isJsonObject, setOwn, utf8Length, type JsonObject, type JsonValue } from "../../../core/json.js";
+import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "../../../core/item.js";
+import { keyFromParts, type Key } from "../../../core/keys.js";
+import { segmentHash } from "../../../core/segments.js";
+import type { LabelNumber } from "../../../core/item.js";
 
 /**
  * How an item is stored in MongoDB.

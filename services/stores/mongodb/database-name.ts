@@ -1,4 +1,4 @@
-import { invalidArgument } from "../../domain/errors.js";
+import { invalidArgument } from "../../../core/errors.js";
 
 // Free of the driver: the server checks its keys file against it before loading MongoDB's driver.
 

@@ -7,7 +7,7 @@ import {
   MongoTopologyClosedError,
   MongoWriteConcernError,
 } from "mongodb";
-import { DomainError } from "../../domain/errors.js";
+import { DomainError } from "../../../core/errors.js";
 
 /** MongoDB's duplicate key error: an insert or upsert found the unique (ns, part) key taken. */
 export const DUPLICATE_KEY = 11000;

@@ -1,6 +1,6 @@
 import type { ChangeStreamDocument, Document, ResumeToken } from "mongodb";
-import { invalidArgument } from "../../domain/errors.js";
-import { isLive, type Change } from "../../domain/item.js";
+import { invalidArgument } from "../../../core/errors.js";
+import { isLive, type Change } from "../../../core/item.js";
 import type { FeedEvent } from "../../feed/change-feed.js";
 import { COLLECTIONS, decodeItem, type ItemDocument } from "./codec.js";
 

@@ -1,9 +1,9 @@
 import type { AnyBulkWriteOperation, ChangeStreamDocument, Document } from "mongodb";
-import { invalidArgument } from "../../domain/errors.js";
-import type { HistoryEntry } from "../../domain/history.js";
-import { itemFromJson, itemToJson, type ItemJson } from "../../domain/item-json.js";
-import type { ChangeName } from "../../domain/item.js";
-import type { Key } from "../../domain/keys.js";
+import { invalidArgument } from "../../../core/errors.js";
+import type { HistoryEntry } from "../../../core/history.js";
+import { itemFromJson, itemToJson, type ItemJson } from "../../../core/item-json.js";
+import type { ChangeName } from "../../../core/item.js";
+import type { Key } from "../../../core/keys.js";
 import type { FeedEvent } from "../../feed/change-feed.js";
 import { COLLECTIONS, type ItemDocument } from "./codec.js";
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoCursorExhaustedError, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
-import { DomainError, invalidArgument } from "../../domain/errors.js";
-import { checkSubscriptionName } from "../../domain/limits.js";
+import { DomainError, invalidArgument } from "../../../core/errors.js";
+import { checkSubscriptionName } from "../../../core/limits.js";
 import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
 import type { Logger } from "../../log.js";
 import { fromMongoError } from "./errors.js";

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { ClientSession, Collection, Db, MongoClient, ResumeToken, WithId } from "mongodb";
-import { DomainError, failedPrecondition } from "../../domain/errors.js";
-import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../domain/limits.js";
-import { isLive, type ItemRecord } from "../../domain/item.js";
-import { checkAsOf, stateAt, type HistoryEntry } from "../../domain/history.js";
-import { keyFromParts, type Key } from "../../domain/keys.js";
-import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../domain/set-plan.js";
+import { DomainError, failedPrecondition } from "../../../core/errors.js";
+import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../../core/limits.js";
+import { isLive, type ItemRecord } from "../../../core/item.js";
+import { checkAsOf, stateAt, type HistoryEntry } from "../../../core/history.js";
+import { keyFromParts, type Key } from "../../../core/keys.js";
+import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../../core/set-plan.js";
 import type { Logger } from "../../log.js";
 import type { EngineObserver } from "../engine-observer.js";
 import type {
@@ -29,7 +29,7 @@ import { idempotencyRecord, IDEMPOTENCY_TTL_INDEX, replayableFilter, type Idempo
 import { DEFAULT_IDEMPOTENCY_WINDOW_MS, idempotencyKeyReused, REMOVED_KEYS, SET_OUTCOME, SET_OUTCOMES, type OutcomeCodec } from "../replay.js";
 import { COLLECTIONS, decodeItem, encodeItem, keyFilter, storedVersion, valueJsonBytes, type ItemDocument } from "./codec.js";
 import { fromMongoError, isDuplicateKey, isUnauthorized } from "./errors.js";
-import { PageBudget } from "../../domain/paging.js";
+import { PageBudget } from "../../../core/paging.js";
 import {
   decodeHistoryDocument,
   decodeHistoryPosition,

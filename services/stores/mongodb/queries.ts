@@ -1,7 +1,8 @@
 import type { Document } from "mongodb";
-import { narrowRange, rangeIncludes, type Bound, type KeyRange } from "../../domain/expressions.js";
-import { compareUtf8, type Key } from "../../domain/keys.js";
-import type { CountQuery, KeyQuery, LabelNumber, LabelPosition, LabelQuery, ReadOptions, ScanFilter, ScanQuery } from "../store.js";
+import { narrowRange, rangeIncludes, type Bound, type KeyRange } from "../../../core/expressions.js";
+import { compareUtf8, type Key } from "../../../core/keys.js";
+import type { LabelNumber, LabelPosition } from "../../../core/item.js";
+import type { CountQuery, KeyQuery, LabelQuery, ReadOptions, ScanFilter, ScanQuery } from "../store.js";
 import { labelFields } from "./codec.js";
 
 /** The name MongoDB gives the unique key index; the hint of every key read. */

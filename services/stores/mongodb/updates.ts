@@ -1,10 +1,10 @@
 import { Double, type Document } from "mongodb";
-import { utf8Length, type JsonObject } from "../../domain/json.js";
-import { LABEL_COUNT } from "../../domain/item.js";
-import { segmentHash } from "../../domain/segments.js";
-import type { CreatedCheck, LabelChange, SetPlan, ValuePlan } from "../../domain/set-plan.js";
-import { MAX_ITEM_BYTES } from "../../domain/values.js";
-import type { LabelNumber } from "../store.js";
+import { utf8Length, type JsonObject } from "../../../core/json.js";
+import { LABEL_COUNT } from "../../../core/item.js";
+import { segmentHash } from "../../../core/segments.js";
+import type { CreatedCheck, LabelChange, SetPlan, ValuePlan } from "../../../core/set-plan.js";
+import { MAX_ITEM_BYTES } from "../../../core/values.js";
+import type { LabelNumber } from "../../../core/item.js";
 import { encodeAttribute, encodeCell, encodeLabel, encodeValue, labelFields } from "./codec.js";
 
 /**
@@ -13,7 +13,7 @@ import { encodeAttribute, encodeCell, encodeLabel, encodeValue, labelFields } fr
  * (incrementUpdate). The filter carries the existence and created checks
  * (E1, E2, C1), so they hold at the instant of the write; the update pipeline
  * applies the plan to the stored document in the same step (merge, `$add`,
- * defaults, labels, ttl, metadata), the way applySet (domain/set-plan.ts)
+ * defaults, labels, ttl, metadata), the way applySet (core/set-plan.ts)
  * applies it to the live item.
  *
  * Checks that depend on the stored value (V5, A4, A6, V8) cannot abort a
@@ -385,7 +385,7 @@ function metadataStage(plan: SetPlan, now: number, writeId: string, options: Set
 
 /**
  * V8 on the document the pipeline built: the UTF-8 bytes of the JSON of
- * `{ key, value, label1..label5 }`, as domain/values.ts itemSize measures it.
+ * `{ key, value, label1..label5 }`, as core/values.ts itemSize measures it.
  * Names, strings and labels are exact (string cells hold their JSON text;
  * `e` fields hold what escaping adds to names and labels). Numbers are exact
  * when they are integers below 2^53; any other number counts as the longest

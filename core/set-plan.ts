@@ -4,7 +4,7 @@ import { hasOwn, isJsonObject, setOwn, type JsonObject, type JsonValue } from ".
 import { parseWritableKey, type Key } from "./keys.js";
 import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
 import { badSeedMessage, checkBatchSize } from "./limits.js";
-import { resolveTtl } from "./ttl.js";
+import { resolveTtl, type TtlChange, type TtlInput } from "./ttl.js";
 import { addAmount, checkItemSize, checkText, itemSize, validateValue, withoutNegativeZero } from "./values.js";
 
 /**
@@ -13,13 +13,6 @@ import { addAmount, checkItemSize, checkText, itemSize, validateValue, withoutNe
  * that every engine executes atomically: the embedded engine by applySet
  * inside a transaction, the MongoDB engine as one update pipeline.
  */
-
-/** How a caller gave the ttl (T1-T4), before it is resolved against now. */
-export type TtlInput =
-  | { readonly seconds: number }
-  | { readonly date: string }
-  | { readonly at: number }
-  | { readonly remove: true };
 
 /** How a caller changes one label (L2), before the label value is validated. */
 export type LabelInput =
@@ -44,11 +37,6 @@ export interface SetInput {
   /** Write only over the live item of this version; 0: only where there is none. */
   readonly ifVersion?: number;
 }
-
-export type TtlChange =
-  | { readonly op: "keep" }
-  | { readonly op: "set"; readonly expires: number }
-  | { readonly op: "remove" };
 
 export type LabelChange =
   | { readonly op: "keep" }

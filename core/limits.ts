@@ -1,6 +1,6 @@
 import { DomainError, invalidArgument } from "./errors.js";
 import { utf8Length } from "./json.js";
-import type { LabelNumber } from "../stores/store.js";
+import type { LabelNumber } from "./item.js";
 
 /** The limits of spec §13, in one place. */
 export const MAX_BATCH = 25;

@@ -1,5 +1,16 @@
 import { invalidArgument } from "./errors.js";
-import type { TtlChange, TtlInput } from "./set-plan.js";
+
+/** How a caller gave the ttl (T1-T4), before it is resolved against now. */
+export type TtlInput =
+  | { readonly seconds: number }
+  | { readonly date: string }
+  | { readonly at: number }
+  | { readonly remove: true };
+
+export type TtlChange =
+  | { readonly op: "keep" }
+  | { readonly op: "set"; readonly expires: number }
+  | { readonly op: "remove" };
 
 /**
  * T2: ISO 8601 dates and date-times, full or partial. Without an offset the

@@ -85,8 +85,8 @@ export function keyFromParts(ns: string, part: string): Key {
 
 /**
  * Orders keys as every engine stores them (K7, SC2): namespace, then key part,
- * by UTF-8 bytes. Buffer.compare is bytewise; JavaScript's `<` on strings is
- * UTF-16 order and puts U+1F600 before U+FF5E, which is wrong here.
+ * by UTF-8 bytes. JavaScript's `<` on strings is UTF-16 order and puts
+ * U+1F600 before U+FF5E, which is wrong here.
  */
 export function compareKeys(a: Key, b: Key): number {
   return compareUtf8(a.ns, b.ns) || compareUtf8(a.part, b.part);
@@ -94,5 +94,23 @@ export function compareKeys(a: Key, b: Key): number {
 
 export function compareUtf8(a: string, b: string): number {
   if (a === b) return 0;
-  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+  const shorter = Math.min(a.length, b.length);
+  for (let i = 0; i < shorter; i++) {
+    const unitA = a.charCodeAt(i);
+    const unitB = b.charCodeAt(i);
+    if (unitA !== unitB) return codePointRank(unitA) < codePointRank(unitB) ? -1 : 1;
+  }
+  return a.length < b.length ? -1 : 1;
+}
+
+/**
+ * UTF-8 bytes sort as code points do. UTF-16 units sort the same way except
+ * that a surrogate (half of a code point above U+FFFF) must rank after
+ * U+E000..U+FFFF: shift the two ranges past each other. Buffer-free, so the
+ * client and browsers order keys exactly as the engines do.
+ */
+function codePointRank(unit: number): number {
+  if (unit >= 0xe000) return unit - 0x800;
+  if (unit >= 0xd800) return unit + 0x2000;
+  return unit;
 }

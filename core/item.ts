@@ -5,6 +5,15 @@ import type { Key } from "./keys.js";
 export type LabelSlots = readonly [Key | undefined, Key | undefined, Key | undefined, Key | undefined, Key | undefined];
 
 export const LABEL_COUNT = 5;
+
+/** A label slot, 1 to 5. */
+export type LabelNumber = 1 | 2 | 3 | 4 | 5;
+
+/** A position in a label index: the label value, then the item key as tie-breaker (L5). */
+export interface LabelPosition {
+  readonly label: Key;
+  readonly item: Key;
+}
 export const NO_LABELS: LabelSlots = [undefined, undefined, undefined, undefined, undefined];
 
 /** One stored item with its metadata (M1-M4). Times are epoch milliseconds (M3). */
