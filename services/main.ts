@@ -5,9 +5,8 @@ import { checkTlsFiles, ConfigError, helpText, isLoopback, loadConfig, type Conf
 import { createLogger } from "./log.js";
 import { LarderMetrics } from "./metrics.js";
 import { createLarderServer } from "./server.js";
-import { databaseName } from "./stores/mongodb/database-name.js";
 import type { Engine } from "./stores/engine.js";
-import { openEngine } from "./stores/open-engine.js";
+import { checkEnvironmentNames, openEngine } from "./stores/open-engine.js";
 
 /** Exit code for a configuration the server refuses to start with. */
 const EXIT_CONFIG = 2;
@@ -23,10 +22,7 @@ async function main(): Promise<void> {
     config = loadConfig();
     checkTlsFiles(config);
     keys = config.keysFile ? loadKeysFile(config.keysFile) : undefined;
-    if (config.engine === "mongodb") {
-      // Each environment becomes a database: one whose name MongoDB refuses would fail every call in it.
-      for (const key of keys ?? []) if (key.environment !== undefined) databaseName(config.mongodbDbPrefix, key.environment);
-    }
+    checkEnvironmentNames(config, boundEnvironments(keys ?? []));
     if (!keys && !isLoopback(config.host)) {
       throw new ConfigError(
         `Refusing to listen on ${config.host} without API keys: anyone who can reach it could read and write ` +
@@ -80,14 +76,13 @@ async function main(): Promise<void> {
     throw error;
   });
   const scheme = config.tlsCert ? "https" : "http";
-  const where = config.engine === "embedded" ? `data ${config.dataDir}` : `database prefix ${config.mongodbDbPrefix}`;
   if (metricsAddress) {
     // Before the listening line: whoever waits for that one finds the metrics port already printed.
     log.info(metricsAddress, "metrics listening");
     console.log(`larder metrics on http://${urlAuthority(metricsAddress.host, metricsAddress.port)}/metrics`);
   }
   log.info({ host, port, engine: config.engine, keys: keys ? keys.length : "none" }, "listening");
-  console.log(`larder listening on ${scheme}://${urlAuthority(host, port)} (engine ${config.engine}, ${where})`);
+  console.log(`larder listening on ${scheme}://${urlAuthority(host, port)} (engine ${engine.describe()})`);
 }
 
 /** An IPv6 address takes brackets in a URL (RFC 3986), so a printed URL can be pasted as it is. */

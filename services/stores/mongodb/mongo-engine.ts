@@ -132,7 +132,7 @@ class MongoEngine implements Engine {
   }
 
   describe(): string {
-    return `mongodb, databases ${this.options.dbPrefix}*`;
+    return `mongodb, database prefix ${this.options.dbPrefix}`;
   }
 
   environment(name: string): Promise<MongoStore> {
