@@ -16,7 +16,7 @@ const MAX_PUBLIC = 12;
 const PER_CONNECTION = 3;
 const HTTP2_STREAMS = 50;
 const BODY_TIMEOUT_MS = 1_000;
-/** The server's own bound on an HTTP/1.1 request head (HANDSHAKE_TIMEOUT_MS in server.ts), plus slack for a busy machine. */
+/** The server's own bound on an HTTP/1.1 request head (HANDSHAKE_TIMEOUT_MS in services/http/connection-timeouts.ts), plus slack for a busy machine. */
 const HEAD_CLOSED_WITHIN_MS = 16_000;
 
 /** A stream held open until `abort`; resolves with the first message, or the error that refused it. */

@@ -131,7 +131,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
       },
     });
     const gate = admissionGate(handler, { bodyMs: 60_000, ...limits, services: [DataService, Health], exempt: new Set([Health.typeName]), publicStreams: { services: [Health], max: 100, maxPerConnection: 100 } });
-    // As the real server: room for a few maximal (16 MiB) messages per session (see http2Options in services/server.ts).
+    // As the real server: room for a few maximal (16 MiB) messages per session (see http2Options in services/http/listener.ts).
     const h2 = http2.createServer({ maxSessionMemory: 80 }, gate);
     const h1 = http.createServer(gate);
     const sessions = new Set<http2.Http2Session>();
