@@ -16,15 +16,6 @@ const CODES: Record<ErrorCodeName, Code> = {
   UNAVAILABLE: Code.Unavailable,
 };
 
-/** SQLite result codes that say the disk, not the request, is the problem. */
-const STORAGE_CODES: Record<string, [Code, Reason, string]> = {
-  SQLITE_FULL: [Code.ResourceExhausted, "STORE_UNAVAILABLE", "The data directory is full"],
-  SQLITE_READONLY: [Code.Unavailable, "STORE_UNAVAILABLE", "The data directory is read-only"],
-  SQLITE_IOERR: [Code.Unavailable, "STORE_UNAVAILABLE", "The data store could not be read or written"],
-  SQLITE_BUSY: [Code.Unavailable, "STORE_UNAVAILABLE", "The data store is busy; retry"],
-  SQLITE_CANTOPEN: [Code.Unavailable, "STORE_UNAVAILABLE", "The data store could not be opened"],
-};
-
 /**
  * Maps any failure to the one error type of the wire, once, at the edge:
  * domain errors keep their code, message and reason (as google.rpc.ErrorInfo);
@@ -33,11 +24,6 @@ const STORAGE_CODES: Record<string, [Code, Reason, string]> = {
 export function toConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof DomainError) return withReason(error.message, CODES[error.code], error.reason);
-  const sqliteCode = (error as { code?: unknown })?.code;
-  if (typeof sqliteCode === "string") {
-    const storage = STORAGE_CODES[sqliteCode] ?? STORAGE_CODES[sqliteCode.replace(/_[A-Z]+$/, "")];
-    if (storage) return withReason(storage[2], storage[0], storage[1]);
-  }
   const name = (error as { name?: unknown })?.name;
   if (name === "TimeoutError") return new ConnectError("The deadline passed before the call finished", Code.DeadlineExceeded);
   if (name === "AbortError") return new ConnectError("The call was cancelled", Code.Canceled);

@@ -1,4 +1,5 @@
 import { isIPv6 } from "node:net";
+import { DomainError } from "../core/errors.js";
 import { loadKeysFile, type StoredKey } from "./access/api-keys.js";
 import { LOCAL_PRINCIPAL } from "./access/principal.js";
 import { checkTlsFiles, ConfigError, helpText, isLoopback, loadConfig, type Config } from "./config.js";
@@ -109,7 +110,9 @@ async function openEnvironments(engine: Engine, names: readonly string[]): Promi
   const failed = opened.findIndex((result) => result.status === "rejected");
   if (failed < 0) return;
   await engine.close().catch(() => undefined);
-  const reason = (opened[failed] as PromiseRejectedResult).reason as Error;
+  const refusal = (opened[failed] as PromiseRejectedResult).reason as Error;
+  // What the engine mapped a fault from (SQLite's own words) tells an operator more than a caller's status does.
+  const reason = refusal instanceof DomainError && refusal.cause instanceof Error ? refusal.cause : refusal;
   throw new Error(`the environment '${unique[failed]}' could not be opened: ${reason.message ?? reason}`);
 }
 

@@ -13,7 +13,6 @@ import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { registerDataService } from "../../services/data-service.js";
 import { HealthStatus } from "../../services/health.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
-import type { Engine } from "../../services/stores/engine.js";
 import { startServer } from "../support/server.js";
 
 const text = (value: string) => ({ kind: { case: "stringValue" as const, value } });
@@ -22,32 +21,28 @@ const reasonOf = (error: ConnectError) => error.findDetails(ErrorInfoSchema)[0]?
 describe("storage faults: a full or read-only disk gives a clear status, health follows, and the service recovers", function () {
   this.timeout(60_000);
 
-  describe("injected at the store port (runs everywhere)", () => {
+  describe("injected in SQLite, under the engine (runs everywhere)", () => {
     let failWith: string | undefined;
     let engine: EmbeddedEngine;
     let data: ReturnType<typeof createClient<typeof DataService>>;
     let health: ReturnType<typeof createClient<typeof Health>>;
+    const transaction = Database.prototype.transaction;
 
     before(async () => {
+      // SQLite fails inside the store's write transaction, with the SqliteError better-sqlite3 throws: the
+      // engine maps it (embedded/errors.ts), so the edge sees what it sees of MongoDB's faults.
+      Database.prototype.transaction = function (this: Database.Database, body: (...args: never[]) => unknown) {
+        return transaction.call(this, (...args: never[]) => {
+          if (failWith) throw new Database.SqliteError(`${failWith}: simulated`, failWith);
+          return body(...args);
+        });
+      } as typeof transaction;
       engine = new EmbeddedEngine({ dataDir: mkdtempSync(join(tmpdir(), "larder-faults-")), durability: "normal", sweepIntervalMs: 60_000, changeRetentionMs: 60_000 });
-      const real = await engine.environment("default");
-      // The store as SQLite fails it: the same SqliteError better-sqlite3 throws, with SQLite's result code.
-      const failing = new Proxy(real, {
-        get(target, property, receiver) {
-          const member = Reflect.get(target, property, receiver);
-          if (typeof member !== "function" || !["set", "get", "setMany", "queryKeys"].includes(String(property))) return member;
-          return (...args: unknown[]) => {
-            if (failWith) throw new Database.SqliteError(`${failWith}: simulated`, failWith);
-            return member.apply(target, args);
-          };
-        },
-      });
-      const faulty: Engine = { ...engine, describe: () => "faulty", environment: async () => failing, list: () => engine.list(), drop: (n) => engine.drop(n), close: () => engine.close() };
       const status = new HealthStatus(new Set([DataService.typeName]));
       status.setServing(true);
       const transport = createRouterTransport(
         (router) => {
-          registerDataService(router, { engine: faulty, shutdownSignal: new AbortController().signal, log: pino({ level: "silent" }) });
+          registerDataService(router, { engine, shutdownSignal: new AbortController().signal, log: pino({ level: "silent" }) });
           status.register(router, new AbortController().signal);
         },
         { router: { interceptors: [status.storeInterceptor()] } },
@@ -55,7 +50,10 @@ describe("storage faults: a full or read-only disk gives a clear status, health 
       data = createClient(DataService, transport);
       health = createClient(Health, transport);
     });
-    after(async () => engine.close());
+    after(async () => {
+      Database.prototype.transaction = transaction;
+      await engine.close();
+    });
 
     const cases: [string, Code, string][] = [
       ["SQLITE_FULL", Code.ResourceExhausted, "The data directory is full"],

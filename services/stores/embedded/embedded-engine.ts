@@ -2,9 +2,14 @@ import { readdirSync, rmSync, statSync } from "node:fs";
 import type { EngineFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
 import { environmentFiles, EmbeddedStore, FILE_SUFFIX, type EmbeddedStoreOptions } from "./embedded-store.js";
+import { fromSqliteError, withSqliteErrorsMapped } from "./errors.js";
 import { privateDirectory } from "./private-files.js";
 
-/** Environments of the embedded engine: one SQLite file each in the data directory. */
+/**
+ * Environments of the embedded engine: one SQLite file each in the data
+ * directory. The stores it hands out fail with DomainErrors for storage
+ * faults (errors.ts), never with SQLite's own errors.
+ */
 export class EmbeddedEngine implements Engine {
   private readonly stores = new Map<string, EmbeddedStore>();
   private readonly drops = new PendingDrops();
@@ -21,7 +26,11 @@ export class EmbeddedEngine implements Engine {
     await this.drops.settled(name);
     let store = this.stores.get(name);
     if (!store) {
-      store = new EmbeddedStore({ ...this.options, environment: name });
+      try {
+        store = withSqliteErrorsMapped(new EmbeddedStore({ ...this.options, environment: name }));
+      } catch (error) {
+        throw fromSqliteError(error);
+      }
       this.stores.set(name, store);
     }
     return store;
