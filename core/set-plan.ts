@@ -1,8 +1,7 @@
-import { DomainError, failedPrecondition, invalidArgument, quote } from "./errors.js";
-import { sizedRuns } from "./runs.js";
+import { DomainError, invalidArgument, quote } from "./errors.js";
 import { hasOwn, isJsonObject, setOwn, type JsonObject, type JsonValue } from "./json.js";
 import { parseWritableKey, type Key } from "./keys.js";
-import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "./item.js";
+import { LABEL_COUNT, type LabelSlots } from "./item.js";
 import { badSeedMessage, checkBatchSize } from "./limits.js";
 import { resolveTtl, type TtlChange, type TtlInput } from "./ttl.js";
 import { addAmount, checkItemSize, checkText, itemSize, validateValue, withoutNegativeZero } from "./values.js";
@@ -11,7 +10,7 @@ import { addAmount, checkItemSize, checkText, itemSize, validateValue, withoutNe
  * Set planning: a SetInput (what a caller asked, already decoded from the
  * wire) is validated once into a SetPlan, a pure description of the write
  * that every engine executes atomically: the embedded engine by applySet
- * inside a transaction, the MongoDB engine as one update pipeline.
+ * (apply-set.ts) inside a transaction, the MongoDB engine as one update pipeline.
  */
 
 /** How a caller changes one label (L2), before the label value is validated. */
@@ -85,17 +84,6 @@ export interface SetPlan {
   readonly ifVersion?: number;
 }
 
-/** The outcome of applying a plan to the live item (or none). */
-export interface SetOutcome {
-  readonly item: ItemRecord;
-  /**
-   * The live item before the write, where the engine knows it: the embedded
-   * engine does (its change log needs it); MongoDB's events take it from the
-   * change stream's pre-image instead, so its stores leave it out.
-   */
-  readonly previous?: ItemRecord;
-}
-
 type LabelChanges = SetPlan["labels"];
 
 /** C2: above this a `created` is epoch milliseconds, below it epoch seconds. */
@@ -128,18 +116,6 @@ export function checkIfVersion(ifVersion: number | undefined, lowest: 0 | 1): nu
     throw invalidArgument("INVALID_OPTION", `'ifVersion' must be a whole number from ${lowest} (a version an item can have)`);
   }
   return ifVersion;
-}
-
-/** The live item's version does not match a write's ifVersion (0 stands for "no live item"). */
-export function versionMismatch(expected: number, actual: number): DomainError {
-  return failedPrecondition(
-    "VERSION_MISMATCH",
-    actual === 0
-      ? `The version check failed: expected version ${expected}, but there is no live item`
-      : expected === 0
-        ? `The version check failed: expected no item, but the item exists at version ${actual}`
-        : `The version check failed: expected version ${expected}, but the item is at version ${actual}`,
-  );
 }
 
 /** AD1-AD4: `add(key, n)` and `add(key, attr, n)` as set plans (`$add` on the value or one attribute). */
@@ -374,21 +350,8 @@ function withoutRootNulls(value: JsonValue, removeNulls: boolean): JsonValue {
   return kept;
 }
 
-/** The most a bulk write (seed, import, clone) stages or commits at once: items, and their bytes (V8's measure). */
-export const BULK_CHUNK = { items: 100, bytes: 4 * 1024 * 1024 } as const;
-
-/**
- * Consecutive runs of plans of at most BULK_CHUNK items and bytes, each run
- * at least one plan: a chunk is what one transaction of a bulk write holds,
- * so its size (and a MongoDB transaction's) stays bounded however large the
- * items are.
- */
-export function bulkChunks(plans: Iterable<SetPlan>): Generator<SetPlan[]> {
-  return sizedRuns(plans, (plan) => requestSize(plan.key, plan.value, plan.labels), BULK_CHUNK);
-}
-
 /** V8: the size of what the request itself would write, `$add` amounts counted as numbers. */
-function requestSize(key: Key, plan: ValuePlan, labels: LabelChanges): number {
+export function requestSize(key: Key, plan: ValuePlan, labels: LabelChanges): number {
   const written: (Key | undefined)[] = labels.map((change) =>
     change.op === "set" || change.op === "setIfAbsent" ? change.label : undefined,
   );
@@ -417,120 +380,4 @@ function objectOf(entries: readonly (readonly [string, JsonValue])[]): JsonObjec
   const object: JsonObject = {};
   for (const [attribute, value] of entries) setOwn(object, attribute, value);
   return object;
-}
-
-const NOT_A_SIMPLE_VALUE = "Cannot convert an existing object to a simple value.";
-
-/** E1: what a write with `exists: false` gets when a live item is there. */
-export function itemExists(): DomainError {
-  return new DomainError("ALREADY_EXISTS", "ITEM_EXISTS", "Item already exists");
-}
-
-function notANumber(attribute: string): DomainError {
-  return failedPrecondition("NOT_A_NUMBER", `'${quote(attribute)}' is not a number`);
-}
-
-/**
- * A6: a counter adds in doubles, and a sum past Number.MAX_VALUE is Infinity,
- * which JSON cannot hold (it would be stored as null, or fail every read).
- * OUT_OF_RANGE rather than FAILED_PRECONDITION: the same call succeeds again
- * once the stored number is smaller.
- */
-function addTo(attribute: string, stored: number, amount: number): number {
-  const sum = stored + amount;
-  if (!Number.isFinite(sum)) {
-    throw new DomainError("OUT_OF_RANGE", "NUMBER_OVERFLOW", `Adding ${amount} to '${quote(attribute)}' overflows the largest number`);
-  }
-  return sum;
-}
-
-/**
- * Applies a plan to the live item (undefined when there is none, T7) in the
- * order S5 prescribes: exists, then created, then V5/A4/V8. Pure: the
- * embedded engine runs it inside its write transaction, which makes it
- * atomic (S4); the MongoDB engine expresses the same rules as one update.
- */
-export function applySet(live: ItemRecord | undefined, plan: SetPlan, now: number): SetOutcome {
-  if (plan.exists === false && live) {
-    throw itemExists();
-  }
-  if (plan.exists === true && !live) {
-    throw new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", "Item does not exist");
-  }
-  if (plan.created && !(live && createdMatches(live.created, plan.created))) {
-    throw failedPrecondition(
-      "CREATED_MISMATCH",
-      "The 'created' date integrity check failed. The dates must match.",
-    );
-  }
-  if (plan.ifVersion !== undefined && (live?.version ?? 0) !== plan.ifVersion) {
-    throw versionMismatch(plan.ifVersion, live?.version ?? 0);
-  }
-  const value = nextValue(live?.value, live !== undefined, plan.value);
-  const base = plan.overwrite ? undefined : live;
-  const labels = plan.labels.map((change, slot) => nextLabel(base?.labels[slot], change)) as unknown as LabelSlots;
-  const expires = plan.ttl.op === "set" ? plan.ttl.expires : plan.ttl.op === "keep" ? base?.expires : undefined;
-  // M1, M2, C1: created survives merges, and an overwrite that passed the created check.
-  const created = live && (!plan.overwrite || plan.created) ? live.created : now;
-  checkItemSize(itemSize(plan.key, value, labels), "FAILED_PRECONDITION");
-  // An overwrite is a change of the same item: its version goes on from the live one.
-  const version = live ? live.version + 1 : 1;
-  const item: ItemRecord = expires === undefined
-    ? { key: plan.key, value, created, modified: now, labels, version }
-    : { key: plan.key, value, created, modified: now, expires, labels, version };
-  return live ? { item, previous: live } : { item };
-}
-
-function createdMatches(stored: number, check: CreatedCheck): boolean {
-  return check.unit === "millis" ? stored === check.value : Math.floor(stored / 1000) === check.value;
-}
-
-function nextLabel(current: Key | undefined, change: LabelChange): Key | undefined {
-  switch (change.op) {
-    case "keep":
-      return current;
-    case "set":
-      return change.label;
-    case "setIfAbsent":
-      return current ?? change.label;
-    case "remove":
-      return undefined;
-  }
-}
-
-function nextValue(stored: JsonValue | undefined, exists: boolean, plan: ValuePlan): JsonValue {
-  switch (plan.kind) {
-    case "replace":
-      return plan.value;
-    case "single":
-      if (isJsonObject(stored)) throw failedPrecondition("NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
-      return plan.value;
-    case "singleDefault":
-      if (!exists) return plan.value;
-      if (isJsonObject(stored)) throw failedPrecondition("NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
-      return stored as JsonValue;
-    case "addToValue":
-      if (!exists) return plan.amount;
-      if (isJsonObject(stored)) throw failedPrecondition("NOT_A_SIMPLE_VALUE", NOT_A_SIMPLE_VALUE);
-      if (typeof stored !== "number") throw notANumber("value");
-      return addTo("value", stored, plan.amount);
-    case "merge": {
-      // V4: onto a single value (or nothing) the merge starts from an empty object.
-      const merged: JsonObject = {};
-      if (isJsonObject(stored)) {
-        for (const attribute of Object.keys(stored)) setOwn(merged, attribute, stored[attribute]);
-      }
-      for (const attribute of plan.unset) delete merged[attribute];
-      for (const attribute of Object.keys(plan.set)) setOwn(merged, attribute, plan.set[attribute]);
-      for (const attribute of Object.keys(plan.add)) {
-        const current = hasOwn(merged, attribute) ? merged[attribute] : 0;
-        if (typeof current !== "number") throw notANumber(attribute);
-        setOwn(merged, attribute, addTo(attribute, current, plan.add[attribute]));
-      }
-      for (const attribute of Object.keys(plan.fill)) {
-        if (!hasOwn(merged, attribute)) setOwn(merged, attribute, plan.fill[attribute]);
-      }
-      return merged;
-    }
-  }
 }

@@ -7,7 +7,8 @@ import type { ItemRecord } from "../core/item.js";
 import { hasLoneSurrogate, hasOwn, isJsonObject, setOwn, utf8Length, type JsonObject } from "../core/json.js";
 import { isSimpleKey, looksLikeExpression, MAX_KEY_BYTES, parseKey, type Key } from "../core/keys.js";
 import { checkBatchSize, MAX_PAGE_BYTES, MAX_SEGMENTS, parseLabelName, resolveLimit } from "../core/limits.js";
-import { bulkChunks, checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../core/set-plan.js";
+import { bulkChunks } from "../core/bulk-chunks.js";
+import { checkIfVersion, planAdd, planBatchSet, planSeed, planSet, type SetInput } from "../core/set-plan.js";
 import type { LabelNumber, LabelPosition } from "../core/item.js";
 import type { FetchedPage, IdempotentWrite, ReadOptions, ScanFilter, Store } from "./stores/store.js";
 

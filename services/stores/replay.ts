@@ -1,7 +1,7 @@
 import { DomainError } from "../../core/errors.js";
 import { itemFromJson, itemToJson, type ItemJson } from "../../core/item-json.js";
 import { parseKey, type Key } from "../../core/keys.js";
-import type { SetOutcome } from "../../core/set-plan.js";
+import type { SetOutcome } from "../../core/apply-set.js";
 
 /**
  * Idempotency records: a write that carries a key stores its outcome with

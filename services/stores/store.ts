@@ -2,7 +2,8 @@ import type { KeyRange } from "../../core/expressions.js";
 import type { ItemRecord, LabelNumber, LabelPosition } from "../../core/item.js";
 import type { HistoryEntry } from "../../core/history.js";
 import type { Key } from "../../core/keys.js";
-import type { SetOutcome, SetPlan } from "../../core/set-plan.js";
+import type { SetOutcome } from "../../core/apply-set.js";
+import type { SetPlan } from "../../core/set-plan.js";
 import type { ChangeFeed } from "../feed/change-feed.js";
 
 /**

@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { MongoClient } from "mongodb";
 import pino from "pino";
-import { bulkChunks, planSeed, planSet, type SetPlan } from "../../core/set-plan.js";
+import { bulkChunks } from "../../core/bulk-chunks.js";
+import { planSeed, planSet, type SetPlan } from "../../core/set-plan.js";
 import type { FeedEvent } from "../../services/feed/change-feed.js";
 import { MongoStore } from "../../services/stores/mongodb/mongo-store.js";
 import { setInput } from "../support/set-input.js";

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { expect } from "chai";
-import { bulkChunks, planSeed, planSet, type SetPlan } from "../../core/set-plan.js";
+import { bulkChunks } from "../../core/bulk-chunks.js";
+import { planSeed, planSet, type SetPlan } from "../../core/set-plan.js";
 import { EmbeddedStore, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
 import { REPO_ROOT } from "../support/server.js";
 import { setInput } from "../support/set-input.js";
@@ -172,7 +173,8 @@ describe("embedded engine: replaceAll is all or nothing (issue 16)", function ()
     const script = join(dataDir, "crash.mts");
     writeFileSync(
       script,
-      `import { bulkChunks, planSeed } from ${JSON.stringify(join(REPO_ROOT, "core/set-plan.ts"))};
+      `import { bulkChunks } from ${JSON.stringify(join(REPO_ROOT, "core/bulk-chunks.ts"))};
+import { planSeed } from ${JSON.stringify(join(REPO_ROOT, "core/set-plan.ts"))};
 import { EmbeddedStore } from ${JSON.stringify(join(REPO_ROOT, "services/stores/embedded/embedded-store.ts"))};
 const store = new EmbeddedStore(${JSON.stringify(options())});
 const T = ${T};

@@ -5,7 +5,8 @@ import { isJsonObject, setOwn, type JsonObject } from "../../core/json.js";
 import { NO_LABELS, type ItemRecord, type LabelSlots } from "../../core/item.js";
 import { parseKey } from "../../core/keys.js";
 import { segmentHash } from "../../core/segments.js";
-import { applySet, planAdd, planBatchSet, planSet, type SetInput, type SetPlan } from "../../core/set-plan.js";
+import { applySet } from "../../core/apply-set.js";
+import { planAdd, planBatchSet, planSet, type SetInput, type SetPlan } from "../../core/set-plan.js";
 import { itemSize, MAX_ITEM_BYTES } from "../../core/values.js";
 import { encodeItem, type Attribute, type Cell, type ItemDocument } from "../../services/stores/mongodb/codec.js";
 import {

@@ -8,7 +8,9 @@ import { keyFromParts, type Key } from "../../../core/keys.js";
 import type { JsonValue } from "../../../core/json.js";
 import { segmentHash } from "../../../core/segments.js";
 import { invalidArgument } from "../../../core/errors.js";
-import { applySet, versionMismatch, type SetOutcome, type SetPlan } from "../../../core/set-plan.js";
+import { applySet, type SetOutcome } from "../../../core/apply-set.js";
+import type { SetPlan } from "../../../core/set-plan.js";
+import { versionMismatch } from "../../../core/write-refusals.js";
 import type {
   BulkOptions,
   CountQuery,

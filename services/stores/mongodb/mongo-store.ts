@@ -5,7 +5,9 @@ import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../../core/limits.js
 import { isLive, type ItemRecord } from "../../../core/item.js";
 import { checkAsOf, stateAt, type HistoryEntry } from "../../../core/history.js";
 import { keyFromParts, type Key } from "../../../core/keys.js";
-import { applySet, itemExists, versionMismatch, type SetOutcome, type SetPlan } from "../../../core/set-plan.js";
+import { applySet, type SetOutcome } from "../../../core/apply-set.js";
+import type { SetPlan } from "../../../core/set-plan.js";
+import { itemExists, versionMismatch } from "../../../core/write-refusals.js";
 import type { Logger } from "../../log.js";
 import type { EngineObserver } from "../engine-observer.js";
 import type {

@@ -13,7 +13,7 @@ import { encodeAttribute, encodeCell, encodeLabel, encodeValue, labelFields } fr
  * (incrementUpdate). The filter carries the existence and created checks
  * (E1, E2, C1), so they hold at the instant of the write; the update pipeline
  * applies the plan to the stored document in the same step (merge, `$add`,
- * defaults, labels, ttl, metadata), the way applySet (core/set-plan.ts)
+ * defaults, labels, ttl, metadata), the way applySet (core/apply-set.ts)
  * applies it to the live item.
  *
  * Checks that depend on the stored value (V5, A4, A6, V8) cannot abort a
