@@ -70,7 +70,11 @@ export interface Store {
    * time and the event loop runs between them. Returns the number of plans.
    */
   replaceAll(chunks: AsyncIterable<readonly SetPlan[]>, now: number, options?: BulkOptions): Promise<number>;
-  /** Deletes items expired at `now`, each with one `deleted` event (T7, EV6). */
+  /**
+   * Deletes one bounded chunk of the items expired at `now`, each with one
+   * `deleted` event (T7, EV6); returns how many (0: none are left). The
+   * sweeper (sweeper.ts) asks chunk after chunk, yielding in between.
+   */
   purgeExpired(now: number): Promise<number>;
 
   close(): Promise<void>;

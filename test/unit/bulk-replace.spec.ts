@@ -24,7 +24,6 @@ describe("embedded engine: replaceAll is all or nothing (issue 16)", function ()
     dataDir,
     environment,
     durability: "normal",
-    sweepIntervalMs: 3_600_000,
     changeRetentionMs: 3_600_000,
   });
   const opened: EmbeddedStore[] = [];

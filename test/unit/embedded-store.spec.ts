@@ -17,7 +17,6 @@ describe("embedded engine", () => {
     dataDir,
     environment: "prod",
     durability: "normal",
-    sweepIntervalMs: 3_600_000,
     changeRetentionMs: 3_600_000,
   });
   beforeEach(() => {

@@ -1,9 +1,17 @@
 import { readdirSync, rmSync, statSync } from "node:fs";
-import type { EngineFigures } from "../engine-observer.js";
+import type { EngineFigures, EngineObserver } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
+import { Sweeper } from "../sweeper.js";
 import { environmentFiles, EmbeddedStore, FILE_SUFFIX, type EmbeddedStoreOptions } from "./embedded-store.js";
 import { fromSqliteError, withSqliteErrorsMapped } from "./errors.js";
 import { privateDirectory } from "./private-files.js";
+
+export interface EmbeddedEngineOptions extends Omit<EmbeddedStoreOptions, "environment"> {
+  /** How often expired items are deleted in the background (T7: within a minute). */
+  readonly sweepIntervalMs: number;
+  /** Told what the sweeper deleted (metrics). */
+  readonly observer?: Pick<EngineObserver, "swept">;
+}
 
 /**
  * Environments of the embedded engine: one SQLite file each in the data
@@ -13,9 +21,19 @@ import { privateDirectory } from "./private-files.js";
 export class EmbeddedEngine implements Engine {
   private readonly stores = new Map<string, EmbeddedStore>();
   private readonly drops = new PendingDrops();
+  private readonly sweeper: Sweeper<EmbeddedStore>;
 
-  constructor(private readonly options: Omit<EmbeddedStoreOptions, "environment">) {
+  constructor(private readonly options: EmbeddedEngineOptions) {
     privateDirectory(options.dataDir);
+    // Each environment's file is this process's alone: no claim to make before sweeping it.
+    this.sweeper = new Sweeper<EmbeddedStore>(
+      {
+        openEnvironments: () => this.stores.entries(),
+        sweepTime: async () => Date.now(),
+        afterSweep: (_, store) => store.pruneRetained(Date.now()),
+      },
+      { intervalMs: options.sweepIntervalMs, observer: options.observer },
+    );
   }
 
   describe(): string {
@@ -26,8 +44,9 @@ export class EmbeddedEngine implements Engine {
     await this.drops.settled(name);
     let store = this.stores.get(name);
     if (!store) {
+      const { dataDir, durability, changeRetentionMs, idempotencyWindowMs } = this.options;
       try {
-        store = withSqliteErrorsMapped(new EmbeddedStore({ ...this.options, environment: name }));
+        store = withSqliteErrorsMapped(new EmbeddedStore({ dataDir, durability, changeRetentionMs, idempotencyWindowMs, environment: name }));
       } catch (error) {
         throw fromSqliteError(error);
       }
@@ -67,6 +86,7 @@ export class EmbeddedEngine implements Engine {
   }
 
   async close(): Promise<void> {
+    await this.sweeper.stop();
     const stores = [...this.stores.values()];
     this.stores.clear();
     await Promise.all(stores.map((store) => store.close()));

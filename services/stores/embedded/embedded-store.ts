@@ -43,7 +43,7 @@ import {
 import { EmbeddedFeed } from "./embedded-feed.js";
 import { privateCompanions, privateDirectory, privateFile } from "./private-files.js";
 import type { ChangeFeed } from "../../feed/change-feed.js";
-import type { EngineObserver, EnvironmentFigures } from "../engine-observer.js";
+import type { EnvironmentFigures } from "../engine-observer.js";
 
 /**
  * How much a commit survives (see docs/durability.md): `normal` survives a
@@ -56,14 +56,10 @@ export interface EmbeddedStoreOptions {
   readonly dataDir: string;
   readonly environment: string;
   readonly durability: Durability;
-  /** How often expired items are deleted in the background (T7: within a minute). */
-  readonly sweepIntervalMs: number;
   /** How long the change log keeps changes for resuming subscribers. */
   readonly changeRetentionMs: number;
   /** How long an idempotency record answers retries (replay.ts). */
   readonly idempotencyWindowMs?: number;
-  /** Told what the sweeper deleted (metrics). */
-  readonly observer?: Pick<EngineObserver, "swept">;
 }
 
 export const FILE_SUFFIX = ".sqlite";
@@ -95,10 +91,11 @@ type Row = {
 };
 
 /**
- * The sweeper deletes expired items in chunks of at most this many rows and
- * this many bytes of values (at least one row), each its own transaction,
- * yielding to the event loop between chunks: a backlog of any size drains
- * while health and calls keep answering, holding one chunk at a time.
+ * The sweeper (../sweeper.ts) deletes expired items in chunks of at most
+ * this many rows and this many bytes of values (at least one row), each its
+ * own transaction, yielding to the event loop between chunks: a backlog of
+ * any size drains while health and calls keep answering, holding one chunk
+ * at a time.
  */
 const SWEEP_CHUNK_ROWS = 256;
 const SWEEP_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -119,9 +116,6 @@ const LIVE = "(expires IS NULL OR expires > @now)";
 export class EmbeddedStore implements Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
-  private readonly sweeper: NodeJS.Timeout;
-  /** A sweep in progress (they yield between chunks, so the next tick may come before one ends). */
-  private sweeping?: Promise<number>;
   /** Emits "commit" after each transaction that appended changes, and once at close (to wake followers). */
   readonly commits = new EventEmitter();
   /**
@@ -158,20 +152,6 @@ export class EmbeddedStore implements Store {
     this.incarnation = meta("incarnation")!;
     this.acceptsLegacyTokens = meta("legacy_tokens") === 1;
     this.commits.setMaxListeners(0);
-    this.sweeper = setInterval(() => {
-      if (this.sweeping) return;
-      void this.purgeExpired(Date.now())
-        .then((swept) => {
-          options.observer?.swept(options.environment, swept);
-          if (!this.isOpen) return;
-          this.pruneChanges(Date.now() - options.changeRetentionMs);
-          this.pruneIdempotency(Date.now() - this.idempotencyWindowMs);
-        })
-        .catch(() => {
-          // A failed sweep is retried at the next tick; reads hide expired items regardless (T7).
-        });
-    }, options.sweepIntervalMs);
-    this.sweeper.unref();
   }
 
   describe(): string {
@@ -421,9 +401,16 @@ export class EmbeddedStore implements Store {
     }, options);
   }
 
+  /** One chunk (purgeExpiredChunk); none once the store is closed, which ends a sweep under way. */
   async purgeExpired(now: number): Promise<number> {
-    this.sweeping ??= this.sweepExpired(now).finally(() => (this.sweeping = undefined));
-    return this.sweeping;
+    return this.isOpen ? this.purgeExpiredChunk(now) : 0;
+  }
+
+  /** After each sweep: changes past their retention and idempotency records past their window go. */
+  pruneRetained(now: number): void {
+    if (!this.isOpen) return;
+    this.pruneChanges(now - this.options.changeRetentionMs);
+    this.pruneIdempotency(now - this.idempotencyWindowMs);
   }
 
   /**
@@ -604,22 +591,9 @@ export class EmbeddedStore implements Store {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.sweeper);
     this.db.close();
     // Wakes every waiting Watch stream, which then finds the store closed and ends (EmbeddedFeed).
     this.commits.emit("commit");
-  }
-
-  /** Chunk after chunk until no expired item is left (or the store closes), yielding in between. */
-  private async sweepExpired(now: number): Promise<number> {
-    let deleted = 0;
-    while (this.isOpen) {
-      const chunk = this.purgeExpiredChunk(now);
-      deleted += chunk;
-      if (chunk === 0) break;
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    return deleted;
   }
 
   /**

@@ -2,6 +2,7 @@ import { MongoClient } from "mongodb";
 import type { Logger } from "../../log.js";
 import type { EngineFigures, EngineObserver, EnvironmentFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
+import { Sweeper } from "../sweeper.js";
 import { databaseName } from "./database-name.js";
 import { fromMongoError, isUnauthorized } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
@@ -115,8 +116,7 @@ async function featureCompatibilityVersion(client: MongoClient): Promise<string 
 class MongoEngine implements Engine {
   private readonly stores = new Map<string, Promise<MongoStore>>();
   private readonly drops = new PendingDrops();
-  private readonly sweeper?: NodeJS.Timeout;
-  private sweeping = false;
+  private readonly sweeper: Sweeper<MongoStore>;
   /** False once MongoDB said this user may not read the oplog: not asked again at every scrape. */
   private oplogReadable = true;
 
@@ -125,10 +125,19 @@ class MongoEngine implements Engine {
     private readonly options: MongoEngineOptions,
     private readonly log: Logger,
   ) {
-    if (options.sweepIntervalMs) {
-      this.sweeper = setInterval(() => void this.sweep(), options.sweepIntervalMs);
-      this.sweeper.unref();
-    }
+    this.sweeper = new Sweeper<MongoStore>(
+      {
+        openEnvironments: () => this.stores.entries(),
+        // One reading of MongoDB's clock serves every environment's sweep.
+        sweepTime: () => sweepTime(this.client, Date.now()),
+      },
+      {
+        intervalMs: options.sweepIntervalMs,
+        observer: options.observer,
+        failed: (error) =>
+          this.log.warn({ err: error }, "expired items could not be deleted now; reads hide them, and the TTL index deletes them"),
+      },
+    );
   }
 
   describe(): string {
@@ -180,7 +189,7 @@ class MongoEngine implements Engine {
   }
 
   async close(): Promise<void> {
-    if (this.sweeper) clearInterval(this.sweeper);
+    await this.sweeper.stop();
     const stores = [...this.stores.values()];
     this.stores.clear();
     await Promise.all(stores.map(async (store) => (await store.catch(() => undefined))?.close()));
@@ -210,30 +219,6 @@ class MongoEngine implements Engine {
         this.log.info("the oplog cannot be read with these rights (clusterMonitor is needed): no oplog window in the metrics");
       }
       return undefined;
-    }
-  }
-
-  private async sweep(): Promise<void> {
-    if (this.sweeping) return;
-    this.sweeping = true;
-    const skipped = (error: unknown) =>
-      this.log.warn({ err: error }, "expired items could not be deleted now; reads hide them, and the TTL index deletes them");
-    try {
-      // One reading of MongoDB's clock serves every environment's sweep.
-      const now = await sweepTime(this.client, Date.now());
-      for (const [name, store] of this.stores) {
-        await store
-          .then(async (each) => {
-            // Purged first, reported after: inside `observer?.swept(…)` the purge would not run without an observer.
-            const swept = await each.purgeExpired(now);
-            this.options.observer?.swept(name, swept);
-          })
-          .catch(skipped);
-      }
-    } catch (error) {
-      skipped(error);
-    } finally {
-      this.sweeping = false;
     }
   }
 }

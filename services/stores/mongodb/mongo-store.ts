@@ -522,21 +522,16 @@ export class MongoStore implements Store {
   }
 
   /**
-   * T7, EV6: the TTL index deletes expired items within about a minute; this
-   * makes it prompt. Either way each delete is one `deleted` event, marked
-   * expired by the feed.
+   * T7, EV6: the TTL index deletes expired items within about a minute; the
+   * sweeper makes it prompt, one chunk (expiredChunk) per call. Either way
+   * each delete is one `deleted` event, marked expired by the feed. `now`
+   * should be sweepTime()'s: see there why not plain Date.now().
    */
-  /** `now` should be sweepTime()'s: see there why not plain Date.now(). */
   async purgeExpired(now: number): Promise<number> {
     return guard(async () => {
-      let deleted = 0;
-      for (;;) {
-        const chunk = expiredChunk(now);
-        const ids = (await this.items.find(chunk.filter, chunk.options).toArray()).map((document) => document._id);
-        if (ids.length > 0) deleted += (await this.items.deleteMany(expiredChunkDelete(ids, now))).deletedCount;
-        if (ids.length < chunk.options.limit) return deleted;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      const chunk = expiredChunk(now);
+      const ids = (await this.items.find(chunk.filter, chunk.options).toArray()).map((document) => document._id);
+      return ids.length === 0 ? 0 : (await this.items.deleteMany(expiredChunkDelete(ids, now))).deletedCount;
     });
   }
 
