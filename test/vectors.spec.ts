@@ -2,6 +2,7 @@ import { expect } from "chai";
 import vectors from "./fixtures/vectors.json" with { type: "json" };
 import { createData, LarderError, type LarderData, type ListenerPath } from "../client/index.js";
 import { useServer } from "./support/server.js";
+import { sleep } from "./support/async.js";
 
 /**
  * Every case of the test vectors of docs/rules.md (test/fixtures/vectors.json)
@@ -115,8 +116,6 @@ function match(actual: unknown, expected: unknown, saved: Saved, path: string): 
   }
   expect(actual, path).to.deep.equal(expected);
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function runCase(data: LarderData, testCase: Case): Promise<void> {
   const saved: Saved = new Map();

@@ -2,8 +2,8 @@ import { builtinModules } from "node:module";
 import { expect } from "chai";
 import { createData } from "../../client/browser.js";
 import { REPO_ROOT, useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("client: the browser entry (client/browser.ts)", function () {
   this.timeout(60_000);

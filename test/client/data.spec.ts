@@ -5,6 +5,7 @@ import { expect } from "chai";
 import { createData, LarderError, type LarderData } from "../../client/index.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 type Ready = LarderData;
 
@@ -69,14 +70,14 @@ describe("client against a live server", () => {
     await data.set("doc:3", 1);
     await data.set("doc:3", 2);
     const deadline = Date.now() + 5_000;
-    while (events.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (events.length === 0 && Date.now() < deadline) await sleep(10);
     expect(events).to.deep.equal([[2, 1]]);
     await data.close();
   });
 
   it("history(key, { limit, start }) pages a key's changes newest first; get(key, { asOf }) reads it as it was", async () => {
     const data = createData({ url: running.url });
-    const tick = () => new Promise((resolve) => setTimeout(resolve, 20));
+    const tick = () => sleep(20);
     const before = new Date(Date.now() - 1);
     await tick();
     await data.set("hist:1", { title: "a" }, { label1: "tag:x" });
@@ -140,7 +141,7 @@ describe("client against a live server", () => {
     const calls: string[] = [];
     const slowly = (name: string) => async (event: unknown) => {
       calls.push(`${name}:start:${(event as { name: string }).name}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await sleep(20);
       calls.push(`${name}:end`);
     };
     data.on("created", slowly("a"));
@@ -149,7 +150,7 @@ describe("client against a live server", () => {
     await data.ready();
     await data.set("order:1", 1);
     const deadline = Date.now() + 5_000;
-    while (calls.length < 6 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (calls.length < 6 && Date.now() < deadline) await sleep(10);
     expect(calls).to.deep.equal(["a:start:created", "a:end", "b:start:created", "b:end", "c:start:created", "c:end"]);
     await data.close();
   });
@@ -182,7 +183,7 @@ describe("client with an API key", () => {
       await data.ready();
       await data.set(`w:${transport}`, 1);
       const deadline = Date.now() + 5_000;
-      while (events.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (events.length === 0 && Date.now() < deadline) await sleep(10);
       expect(events).to.deep.equal([`w:${transport}`]);
       await data.close();
       const anonymous = createData({ url: running.url, transport });

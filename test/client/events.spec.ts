@@ -3,6 +3,7 @@ import { expect } from "chai";
 import { LarderError } from "../../client/errors.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { EventDispatcher, type DataEvent, type EventClock, type WatchMessage, type WatchSource } from "../../client/events.js";
+import { sleep } from "../support/async.js";
 
 /** A Watch source fed by the test: each connection records its request and reads from a shared script. */
 function scriptedSource() {
@@ -61,7 +62,7 @@ function fastClock() {
   return { clock, sleeps };
 }
 
-const tick = (ms = 20) => new Promise((resolve) => setTimeout(resolve, ms));
+const tick = (ms = 20) => sleep(ms);
 
 describe("client events (data.on)", () => {
   it("EV1: an unknown event name throws at registration", () => {

@@ -5,8 +5,8 @@ import { expect } from "chai";
 import { createData as createBrowserData } from "../../client/browser.js";
 import { createData, type DataChangeEvent, type LarderData } from "../../client/index.js";
 import { startServer, useServer, type RunningServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function until(condition: () => boolean, what: string, ms = 5_000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -6,6 +6,7 @@ import { bearerAuth, createDataWith, LarderError } from "../../client/index.js";
 import { fromValue, toValue } from "../../client/convert.js";
 import { DataService, ItemSchema, type Item } from "../../gen/larder/data/v1/data_pb.js";
 import { pipelineOver } from "../support/pipeline.js";
+import { sleep } from "../support/async.js";
 
 /**
  * What the client sends and how it shapes what it gets, against an in-process
@@ -346,7 +347,7 @@ describe("client requests: on() registration (EV1, EV10)", () => {
     expect(() => on("created", { timeout: 100 })).to.throw(LarderError, "An event handler must be a function");
     expect(() => on("created", { timeout: "soon" }, () => undefined)).to.throw(LarderError, "'timeout' must be a positive number");
     expect(() => on("created", { timeout: 0 }, () => undefined)).to.throw(LarderError, "'timeout' must be a positive number");
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
     expect(calls).to.deep.equal([]);
     on("created", { timeout: 100 }, () => undefined);
     await data.ready();

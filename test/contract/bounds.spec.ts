@@ -5,8 +5,8 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { MAX_SUBSCRIPTIONS } from "../../core/limits.js";
 import { describeContract, expectFailure, type ContractContext } from "./harness.js";
 import { subscribe } from "./watching.js";
+import { sleep } from "../support/async.js";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A Watch that should be refused before its `started` message. */
 async function refusedWatch(context: ContractContext, request: { filters?: string[]; subscription?: string }): Promise<unknown> {

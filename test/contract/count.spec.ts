@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { json } from "./values.js";
+import { sleep } from "../support/async.js";
 
 describeContract("contract: count", ({ client }) => {
   const label = (value: string) => ({ action: { case: "set" as const, value } });
@@ -48,7 +49,7 @@ describeContract("contract: count", ({ client }) => {
     await client.set({ key: "users:u00", value: json({ i: 0 }), ttl: { kind: { case: "seconds", value: -1 } } });
     await client.set({ key: "users:u03", value: json({ i: 3 }), ttl: { kind: { case: "seconds", value: 1 } } });
     await client.remove({ keys: ["users:u06"] });
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await sleep(1_100);
     expect((await client.count({ expression: "users:*" })).count).to.equal(27n);
     expect((await client.count({ expression: "city:oslo", label: "label1" })).count).to.equal(8n);
     expect((await client.count({ expression: "users:u03" })).count).to.equal(0n);

@@ -1,12 +1,13 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { subscribe } from "./watching.js";
 import { json, plain } from "./values.js";
 import vectors from "../fixtures/vectors.json" with { type: "json" };
+import { sleep } from "../support/async.js";
+import { reasonOf } from "../support/errors.js";
 
 describeContract("contract: change events", ({ client }) => {
   it("EV4/EV5: created, updated with previous, no event for a missing remove, deleted with the item", async () => {
@@ -115,7 +116,7 @@ describeContract("contract: change events", ({ client }) => {
     await watch.started;
     await client.set({ key: "x:a", value: json(1), ttl: { kind: { case: "seconds", value: -1 } } });
     await client.set({ key: "x:b", value: json(1), ttl: { kind: { case: "seconds", value: 1 } } });
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await sleep(1100);
     await client.set({ key: "x:b", value: json(2) });
     const events = await watch.until(5);
     await watch.close();
@@ -142,7 +143,7 @@ describeContract("contract: change events", ({ client }) => {
     const all = subscribe(client, { resumeToken: watches[0].token });
     await all.until(keys.length * 3);
     await all.close();
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
     table.forEach(([specifier, name, key, receives], row) => {
       const received = watches[row].events.some((event) => event.name === name && event.item?.key === key);
       expect(received, `row ${row}: ${JSON.stringify(specifier)} ${name} ${key}`).to.equal(receives);
@@ -165,7 +166,7 @@ describeContract("contract: change events", ({ client }) => {
             received.push(message.kind.value.item!.key);
             token = message.kind.value.resumeToken;
             if (received.length === total) break;
-            await new Promise((resolve) => setTimeout(resolve, received.length % 50 === 0 ? 50 : 0));
+            await sleep(received.length % 50 === 0 ? 50 : 0);
           }
         } catch (error) {
           const failure = ConnectError.from(error);
@@ -192,7 +193,7 @@ describeContract("contract: dropping an environment ends its history", (context)
   /** Waits (up to 5 s) for a stream to fail: on MongoDB a catch-up fails after `started`, once it reaches the drop. */
   const failureOf = async (watch: ReturnType<typeof subscribe>) => {
     const deadline = Date.now() + 5000;
-    while (watch.failure === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (watch.failure === undefined && Date.now() < deadline) await sleep(10);
     await watch.close();
     return ConnectError.from(watch.failure);
   };
@@ -213,7 +214,7 @@ describeContract("contract: dropping an environment ends its history", (context)
     for (const token of [seen.resumeToken, before.token!]) {
       const resumed = subscribe(client, { resumeToken: token });
       const failure = await failureOf(resumed);
-      expect([failure.code, failure.findDetails(ErrorInfoSchema)[0]?.reason], `resuming from ${token}`).to.deep.equal([
+      expect([failure.code, reasonOf(failure)], `resuming from ${token}`).to.deep.equal([
         Code.OutOfRange,
         "TOKEN_EXPIRED",
       ]);

@@ -3,8 +3,8 @@ import { timestampDate, timestampFromDate, timestampFromMs, type Timestamp } fro
 import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { json, plain } from "./values.js";
+import { sleep } from "../support/async.js";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Changes a few ms apart have distinct commit times, so an instant can fall between them. */
 const TICK_MS = 20;
 const ms = (timestamp: Timestamp | undefined) => timestampDate(timestamp!).getTime();

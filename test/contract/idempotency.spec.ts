@@ -3,6 +3,7 @@ import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { subscribe } from "./watching.js";
 import { json, plain } from "./values.js";
+import { sleep } from "../support/async.js";
 
 describeContract("contract: idempotency keys", ({ client }) => {
   const key = () => `idem-${Math.random().toString(36).slice(2)}`;
@@ -92,7 +93,7 @@ describeContract(
       const idempotencyKey = "window-key";
       await client.add({ key: "w:n", amount: 1, idempotencyKey });
       expect(plain((await client.add({ key: "w:n", amount: 1, idempotencyKey })).item!.value)).to.equal(1);
-      await new Promise((resolve) => setTimeout(resolve, 1_300));
+      await sleep(1_300);
       expect(plain((await client.add({ key: "w:n", amount: 1, idempotencyKey })).item!.value)).to.equal(2);
       // The new record answers from now on.
       expect(plain((await client.add({ key: "w:n", amount: 1, idempotencyKey })).item!.value)).to.equal(2);

@@ -3,8 +3,8 @@ import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { json } from "./values.js";
 import { subscribe } from "./watching.js";
+import { sleep } from "../support/async.js";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * The change history is bounded (24 h by default); these servers keep it for

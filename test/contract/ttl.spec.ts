@@ -5,6 +5,7 @@ import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { describeContract } from "./harness.js";
 import { json, plain } from "./values.js";
+import { sleep } from "../support/async.js";
 
 describeContract("contract: ttl", (context) => {
   const { client } = context;
@@ -35,7 +36,7 @@ describeContract("contract: ttl", (context) => {
 
   it("T7: writes treat an expired item as absent: exists, merge, add and created start fresh", async () => {
     await client.set({ key: "t:w", value: json({ old: true }), ttl: { kind: { case: "seconds", value: 1 } }, label2: { action: { case: "set", value: "old" } } });
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await sleep(1100);
     const fresh = (await client.set({ key: "t:w", value: json({ new: true }), exists: false })).item!;
     expect(plain(fresh.value)).to.deep.equal({ new: true });
     expect(fresh.label2).to.equal(undefined);

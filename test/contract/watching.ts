@@ -1,6 +1,7 @@
 import type { Client } from "@connectrpc/connect";
 import { expect } from "chai";
 import type { ChangeEvent, DataService } from "../../gen/larder/data/v1/data_pb.js";
+import { sleep } from "../support/async.js";
 
 /** A Watch stream read in the background, with its events collected in order. */
 export function subscribe(client: Client<typeof DataService>, request: { filters?: string[]; resumeToken?: string; subscription?: string } = {}) {
@@ -37,7 +38,7 @@ export function subscribe(client: Client<typeof DataService>, request: { filters
     async until(count: number, timeoutMs = 5000) {
       const deadline = Date.now() + timeoutMs;
       while (events.length < count && Date.now() < deadline && failure === undefined) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await sleep(10);
       }
       if (failure) throw failure;
       expect(events.length, "events received").to.be.at.least(count);

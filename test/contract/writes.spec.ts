@@ -5,6 +5,7 @@ import { expect } from "chai";
 import { describeContract, expectFailure } from "./harness.js";
 import { json, plain } from "./values.js";
 import { subscribe } from "./watching.js";
+import { sleep } from "../support/async.js";
 
 describeContract("contract: writes", (context) => {
   const { client } = context;
@@ -21,7 +22,7 @@ describeContract("contract: writes", (context) => {
 
   it("M1: created is kept by merges, modified moves; times have millisecond precision (M3)", async () => {
     const first = (await client.set({ key: "w:m", value: json({ a: 1 }) })).item!;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
     const second = (await client.set({ key: "w:m", value: json({ b: 2 }) })).item!;
     expect(second.created).to.deep.equal(first.created);
     expect(Number(second.modified!.seconds) * 1000 + second.modified!.nanos / 1e6).to.be.greaterThan(

@@ -6,12 +6,12 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService, OperationSchema } from "../../gen/larder/data/v1/data_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
+import { reasonOf } from "../support/errors.js";
 
 /**
  * The access policy as a matrix: every RPC of every service the port serves
@@ -163,7 +163,7 @@ describe("e2e: the access matrix — every RPC × role × protocol, Pipeline ope
       const failure = ConnectError.from(error);
       if (key !== undefined) expect(failure.rawMessage, "a refusal never quotes the key").not.to.contain(key);
       if (failure.code !== Code.Unauthenticated && failure.code !== Code.PermissionDenied) return "allowed";
-      return [failure.code, failure.findDetails(ErrorInfoSchema)[0]?.reason];
+      return [failure.code, reasonOf(failure)];
     }
   }
 

@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -9,10 +9,11 @@ import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js"
 import { toBinary } from "@bufbuild/protobuf";
 import { AdminService, ExportEnvironmentResponseSchema } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import type { Role } from "../../services/access/roles.js";
 import { runServerToExit, useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
+import { failureOf, reasonOf } from "../support/errors.js";
 
 /** One key per (environment, role) this suite uses. */
 const KEYS: Record<string, { environment?: string; role: Role; key: string }> = {
@@ -41,15 +42,6 @@ const bearer = (key: string): Interceptor => (next) => (request) => {
 };
 
 const value = (text: string) => ({ kind: { case: "stringValue" as const, value: text } });
-
-async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("the call should have failed");
-}
 
 describe("e2e: API keys, roles and environments (issue 7)", () => {
   // debug: every call is logged, so the last test can show that no key or hash ever reaches the log.
@@ -95,8 +87,8 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     await data(KEYS.stageWrite.key).set({ key: "w:1", value: value("stage") });
     await data(KEYS.prodWrite.key).set({ key: "w:1", value: value("prod") });
     const deadline = Date.now() + 5_000;
-    while (seen.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    while (seen.length === 0 && Date.now() < deadline) await sleep(10);
+    await sleep(200);
     abort.abort();
     await reading;
     expect(seen).to.deep.equal(["prod"]);
@@ -168,7 +160,6 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     };
     for (const [method, allowed, call] of dataCalls) {
       it(`DataService/${method}`, async () => {
-        const reasonOf = (failure: ConnectError) => failure.findDetails(ErrorInfoSchema)[0]?.reason;
         const missing = await failureOf(call(data()));
         expect([missing.code, reasonOf(missing)], "no key").to.deep.equal([Code.Unauthenticated, "API_KEY_MISSING"]);
         const unknown = await failureOf(call(data(generateKey())));
@@ -294,8 +285,8 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     await admin.importEnvironment({ name: "copy", items: [{ key: "imported:quiet", value: value("q") }], skipEvents: true });
     await admin.importEnvironment({ name: "copy", items: [{ key: "imported:loud", value: value("l") }] });
     const deadline = Date.now() + 5_000;
-    while (events.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    while (events.length === 0 && Date.now() < deadline) await sleep(10);
+    await sleep(200);
     abort.abort();
     await reading;
     expect(events).to.deep.equal(["imported:loud"]);

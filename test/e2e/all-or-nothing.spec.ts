@@ -5,7 +5,6 @@ import Database from "better-sqlite3";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { expect } from "chai";
 import pino from "pino";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { registerAdminService } from "../../services/admin-service.js";
@@ -15,6 +14,7 @@ import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.j
 import type { EmbeddedStore } from "../../services/stores/embedded/embedded-store.js";
 import type { Engine } from "../../services/stores/engine.js";
 import type { Store } from "../../services/stores/store.js";
+import { reasonOf } from "../support/errors.js";
 
 const text = (value: string) => ({ kind: { case: "stringValue" as const, value } });
 
@@ -98,7 +98,7 @@ describe("e2e: bulk writes are all or nothing when the store fails part-way (iss
       failure = ConnectError.from(error);
     }
     expect(failure, "the call fails").to.be.instanceOf(ConnectError);
-    expect([failure!.code, failure!.findDetails(ErrorInfoSchema)[0]?.reason]).to.deep.equal([Code.Unavailable, "STORE_UNAVAILABLE"]);
+    expect([failure!.code, reasonOf(failure!)]).to.deep.equal([Code.Unavailable, "STORE_UNAVAILABLE"]);
   }
 
   const bulkWrites: [string, () => Promise<unknown>][] = [

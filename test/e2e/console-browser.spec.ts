@@ -11,6 +11,7 @@ import { CONSOLE_CSP } from "../../services/console-route.js";
 import { json, plain } from "../contract/values.js";
 import { CHROMIUM, consoleBuilt, launchChromium } from "../support/console.js";
 import { useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 /**
  * The console in a real Chromium against a real server: what a user does,
@@ -290,7 +291,7 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
       await page.getByRole("status").filter({ hasText: "Paused" }).waitFor();
       await client().set({ key: "users:while-paused", value: json(1) });
       // Nothing arrives while paused; it all arrives on resume, from the last token.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(500);
       expect(await page.locator("li.event", { hasText: "users:while-paused" }).count()).to.equal(0);
       await page.getByRole("button", { name: "Resume" }).click();
       await page.locator("li.event", { hasText: "users:while-paused" }).waitFor();

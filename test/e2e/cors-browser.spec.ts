@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import type { Browser } from "playwright-core";
 import { REPO_ROOT, startServer, type RunningServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 const CHROMIUM = process.env.LARDER_CHROMIUM ?? "/usr/bin/chromium";
 const unavailable = existsSync(CHROMIUM) ? "" : ` (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set LARDER_CHROMIUM)`;
@@ -64,7 +65,7 @@ async function useClientInPage(args: { url: string; transport: "grpc-web" | "con
   const got = await data.get(`${ns}:a`);
   const page = await data.get(`${ns}:*`, { limit: 1 });
   const deadline = Date.now() + 10_000;
-  while ((events.length < 3 || sse.length < 2) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  while ((events.length < 3 || sse.length < 2) && Date.now() < deadline) await sleep(20);
   source.close();
   await data.close();
   return { got, page: { items: page.items, lastKey: page.lastKey }, added, events, sse };

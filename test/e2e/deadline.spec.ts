@@ -3,6 +3,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 describe("e2e: deadlines cancel the work, not just the wait", function () {
   this.timeout(120_000);
@@ -15,7 +16,7 @@ describe("e2e: deadlines cancel the work, not just the wait", function () {
     const failure = await client.seed({ items }, { timeoutMs: 400 }).catch((error: unknown) => ConnectError.from(error));
     expect((failure as ConnectError).code).to.equal(Code.DeadlineExceeded);
     // Let anything still running finish, then count: the server stopped well short of the whole seed.
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await sleep(2_000);
     const written = Number((await client.scan({ count: true })).count);
     expect(written).to.be.below(total);
     const again = Number((await client.scan({ count: true })).count);

@@ -6,6 +6,7 @@ import { expect } from "chai";
 import { createData } from "../../client/index.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 interface SseMessage {
   event?: string;
@@ -142,11 +143,11 @@ describe("e2e: change events as server-sent events (GET /events)", function () {
       child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
       try {
         const deadline = Date.now() + 10_000;
-        while (!output.includes("event: started") && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+        while (!output.includes("event: started") && Date.now() < deadline) await sleep(20);
         const data = createData({ url: running.url });
         await data.set("curl:a", "hello");
         await data.close();
-        while (!output.includes('"key":"curl:a"') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+        while (!output.includes('"key":"curl:a"') && Date.now() < deadline) await sleep(20);
         expect(output).to.contain("event: started").and.contain('"name":"created"').and.contain('"value":"hello"');
       } finally {
         child.kill();

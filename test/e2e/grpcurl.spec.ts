@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { expect } from "chai";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { findGrpcurl, useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 const run = promisify(execFile);
 
@@ -85,9 +86,9 @@ describe(`e2e: grpcurl -plaintext drives the server through reflection${unavaila
     let output = "";
     watch.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     const deadline = Date.now() + 5_000;
-    while (!output.includes("started") && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (!output.includes("started") && Date.now() < deadline) await sleep(20);
     await call("-d", '{"key":"w:1","value":1}', target(), "larder.data.v1.DataService/Set");
-    while (!output.includes('"w:1"') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (!output.includes('"w:1"') && Date.now() < deadline) await sleep(20);
     watch.kill();
     expect(output).to.contain('"resumeToken"');
     expect(output).to.match(/"name": "created"/);

@@ -9,6 +9,7 @@ import { expect } from "chai";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { REPO_ROOT, runServerToExit, startServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 describe("e2e: start, configuration and graceful shutdown", () => {
   it("SIGTERM ends open Watch and health streams cleanly, exits 0, and the data is there after a restart", async () => {
@@ -30,7 +31,7 @@ describe("e2e: start, configuration and graceful shutdown", () => {
         for await (const message of health.watch({ service: "" })) statuses.push(message.status);
         return "ended";
       })();
-      while (watched.length === 0 || statuses.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (watched.length === 0 || statuses.length === 0) await sleep(10);
 
       expect(await first.stop("SIGTERM")).to.equal(0);
       expect(await watchEnded).to.equal("ended");
@@ -56,7 +57,7 @@ describe("e2e: start, configuration and graceful shutdown", () => {
     const data = createClient(DataService, createGrpcTransport({ baseUrl: server.url }));
     const items = Array.from({ length: 30_000 }, (_, i) => ({ key: `inflight:${i}`, value: { kind: { case: "numberValue" as const, value: i } } }));
     const seeding = data.seed({ items });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     const exited = server.stop("SIGTERM");
     expect((await seeding).items).to.equal(30_000n);
     expect(await exited).to.equal(0);
@@ -71,9 +72,9 @@ describe("e2e: start, configuration and graceful shutdown", () => {
     const busy = createClient(DataService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
     const items = Array.from({ length: 30_000 }, (_, i) => ({ key: `h1:${i}`, value: { kind: { case: "numberValue" as const, value: i } } }));
     const seeding = busy.seed({ items });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await sleep(300);
     const exited = server.stop("SIGTERM");
-    while (!server.output().includes("shutting down")) await new Promise((resolve) => setTimeout(resolve, 5));
+    while (!server.output().includes("shutting down")) await sleep(5);
     const refused = await idle.ping({}).then(
       () => undefined,
       (error: unknown) => ConnectError.from(error),

@@ -4,8 +4,8 @@ import { expect } from "chai";
 import { ServerReflectionRequestSchema } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { WatchRequestSchema } from "../../gen/larder/data/v1/data_pb.js";
 import { startServer, type RunningServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function framed(bytes: Uint8Array): Buffer {
   const frame = Buffer.alloc(5 + bytes.length);

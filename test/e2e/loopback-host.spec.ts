@@ -3,12 +3,11 @@ import http2 from "node:http2";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromBinary } from "@bufbuild/protobuf";
 import { expect } from "chai";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { hostOf, isLoopbackName } from "../../services/loopback-host.js";
 import { useServer } from "../support/server.js";
+import { reasonOfBody } from "../support/errors.js";
 
 type Answer = { status: number; body: string };
 
@@ -34,14 +33,6 @@ function connectCall(port: number, host: string, method: string, message: unknow
     request.on("error", reject);
     request.end(payload);
   });
-}
-
-function reasonOf(body: string): string | undefined {
-  const parsed = JSON.parse(body) as { details?: { type: string; value: string }[] };
-  const detail = parsed.details?.find((each) => each.type === "google.rpc.ErrorInfo");
-  if (!detail) return undefined;
-  const padded = detail.value + "=".repeat((4 - (detail.value.length % 4)) % 4);
-  return fromBinary(ErrorInfoSchema, Buffer.from(padded, "base64")).reason;
 }
 
 /** A gRPC Ping over h2c with the given :authority; resolves with the response headers (trailers-only for a refusal). */
@@ -87,7 +78,7 @@ describe("e2e: without a keys file only loopback hosts are served (DNS rebinding
       const refused = await connectCall(port, `rebound.example:${port}`, "Set", { key: "rebind:a", value: 1 });
       expect(refused.status).to.equal(403);
       expect(JSON.parse(refused.body)).to.include({ code: "permission_denied" });
-      expect(reasonOf(refused.body)).to.equal("HOST_NOT_ALLOWED");
+      expect(reasonOfBody(refused.body)).to.equal("HOST_NOT_ALLOWED");
       expect(JSON.parse(refused.body).message).to.contain("LARDER_KEYS_FILE");
       const read = await connectCall(port, `127.0.0.1:${port}`, "Get", { key: "rebind:a" });
       expect(read.status).to.equal(200);

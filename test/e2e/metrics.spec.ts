@@ -1,4 +1,3 @@
-import http from "node:http";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
@@ -6,17 +5,10 @@ import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { loadConfig } from "../../services/config.js";
 import { LarderMetrics, OTHER_ENVIRONMENT } from "../../services/metrics.js";
-import { series, startInProcess, type InProcessServer } from "../support/in-process.js";
+import { holdCall, series, startInProcess, type InProcessServer } from "../support/in-process.js";
+import { eventually, sleep } from "../support/async.js";
 
 const DATA = "larder.data.v1.DataService";
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe("metrics: /metrics on its own port counts what an operator pages on", function () {
   this.timeout(60_000);
@@ -115,7 +107,7 @@ describe("metrics: /metrics on its own port counts what an operator pages on", f
     await data.set({ key: "sub:1", value: { kind: { case: "numberValue", value: 1 } } });
     const event = (await stream.next()).value!;
     expect(event.kind.case).to.equal("event");
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
     expect((await server.scrape()).get(lag)).to.be.greaterThan(0).and.lessThan(600);
     await data.ack({ subscription: "metrics-sub", resumeToken: event.kind.case === "event" ? event.kind.value.resumeToken : "" });
     expect((await server.scrape()).get(lag)).to.equal(0);
@@ -169,15 +161,8 @@ describe("metrics: admission refusals, by reason", function () {
 
   it("a unary call past LARDER_MAX_IN_FLIGHT counts as an `in_flight` refusal, in every protocol", async () => {
     const server = await startInProcess({ LARDER_MAX_IN_FLIGHT: "1" });
-    // A request whose body never ends holds the one slot (admission counts from the headers).
-    const held = http.request(`${server.url}/${DATA}/Get`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "content-length": "100" },
-    });
-    held.on("error", () => undefined);
-    held.write("{");
+    const held = await holdCall(server);
     try {
-      await eventually(async () => (await server.scrape()).get("larder_calls_in_flight") === 1, "the held request");
       for (const transport of [
         createGrpcTransport({ baseUrl: server.url }),
         createGrpcWebTransport({ baseUrl: server.url, httpVersion: "1.1" }),

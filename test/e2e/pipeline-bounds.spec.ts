@@ -7,6 +7,7 @@ import { createData } from "../../client/index.js";
 import { DataService, PipelineResponseSchema, type PipelineResponse } from "../../gen/larder/data/v1/data_pb.js";
 import { MAX_PIPELINE_ANSWER_BYTES } from "../../core/limits.js";
 import { useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 /**
  * Each operation of a Pipeline is bounded as its own call is, but 100 of them
@@ -76,7 +77,7 @@ describe("e2e: a Pipeline's answer is bounded as a whole", function () {
       finished.push("pipeline");
       return response;
     });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
     await client.ping({});
     finished.push("ping");
     const response = await pipeline;

@@ -10,9 +10,10 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { expect } from "chai";
 import { createData, LarderError, type LarderData } from "../../client/index.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { grpcurlPath, useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
+import { reasonOf } from "../support/errors.js";
 
 const run = promisify(execFile);
 
@@ -119,7 +120,7 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
     await data.ready();
     await Promise.all([data.set("events:a", 1), data.set("events:b", { x: [1, "two"] }), data.set("events:*", 0).catch(() => undefined), data.set("events:a", 2), data.remove("events:b")]);
     const deadline = Date.now() + 20_000;
-    while (seen.length < 4 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (seen.length < 4 && Date.now() < deadline) await sleep(20);
     expect(seen).to.deep.equal([
       'created events:a 1',
       'created events:b {"x":[1,"two"]}',
@@ -139,7 +140,7 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
     ]);
     expect([before, written, read, count]).to.deep.equal([undefined, 1, 1, 1]);
     const deadline = Date.now() + 20_000;
-    while (seen.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (seen.length < 1 && Date.now() < deadline) await sleep(20);
     expect(seen).to.deep.equal(["waiting:a"]);
   });
 
@@ -214,7 +215,7 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
         const failure = await rejection(client.pipeline({ operations }));
         expect(failure).to.be.instanceOf(ConnectError);
         expect((failure as ConnectError).code).to.equal(Code.InvalidArgument);
-        expect((failure as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).to.equal("BATCH_SIZE");
+        expect(reasonOf(failure as ConnectError)).to.equal("BATCH_SIZE");
       }
       expect((await client.query({ expression: "many:*" })).items).to.have.length(0);
       const empty = await client.pipeline({ operations: [{}] });

@@ -9,6 +9,7 @@ import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { LarderMetrics } from "../../services/metrics.js";
 import { startServer, type RunningServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 /** An executable on PATH (Debian's `prometheus` package puts both in /usr/bin), or undefined. */
 function onPath(name: string): string | undefined {
@@ -103,7 +104,7 @@ describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
       );
       if (ready) break;
       if (prometheus.exitCode !== null || Date.now() > deadline) throw new Error(`Prometheus did not become ready:\n${prometheusLog}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
     }
   });
 
@@ -148,7 +149,7 @@ describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
         await grpc.set({ key: `load:${round % 10}`, value: { kind: { case: "numberValue", value: round } } });
         await Promise.all([grpc.get({ key: `load:${round % 10}` }), connect.get({ key: `load:${round % 10}` }), connect.ping({})]);
         calls += 4;
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
     })().catch((error: unknown) => (loadFailure = error));
 
@@ -171,7 +172,7 @@ describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
         if (Date.now() > deadline) {
           throw new Error(`Prometheus gave no full answers in time (${calls} calls, ${events} events): ${JSON.stringify({ rates, latency, lag })}\n${prometheusLog}`);
         }
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        await sleep(1_000);
       }
     } finally {
       loading = false;

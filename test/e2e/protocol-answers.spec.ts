@@ -2,22 +2,11 @@ import http2 from "node:http2";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromBinary } from "@bufbuild/protobuf";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { expect } from "chai";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
-
-type ConnectErrorBody = { code: string; message: string; details?: { type: string; value: string }[] };
-
-/** The ErrorInfo reason in a Connect JSON error body. */
-function reasonOf(body: ConnectErrorBody): string | undefined {
-  const detail = body.details?.find((each) => each.type === "google.rpc.ErrorInfo");
-  if (!detail) return undefined;
-  const padded = detail.value + "=".repeat((4 - (detail.value.length % 4)) % 4);
-  return fromBinary(ErrorInfoSchema, Buffer.from(padded, "base64")).reason;
-}
+import { reasonOf, reasonOfBody, type ConnectErrorBody } from "../support/errors.js";
 
 async function connectCall(url: string, path: string, init: RequestInit): Promise<{ status: number; body: ConnectErrorBody }> {
   const response = await fetch(`${url}${path}`, init);
@@ -44,7 +33,8 @@ async function grpcHeaders(url: string, path: string, contentType = "application
 function grpcReason(headers: http2.IncomingHttpHeaders): string | undefined {
   const fields = new Headers();
   for (const [name, value] of Object.entries(headers)) if (!name.startsWith(":") && value !== undefined) fields.set(name, String(value));
-  return findTrailerError(fields)?.findDetails(ErrorInfoSchema)[0]?.reason;
+  const failure = findTrailerError(fields);
+  return failure && reasonOf(failure);
 }
 
 describe("e2e: every answer speaks the caller's protocol and says what to do", function () {
@@ -61,7 +51,7 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
       expect(status).to.equal(404);
       expect(body.code).to.equal("unimplemented");
       expect(body.message).to.contain("has no method 'Gett'").and.contain("Get, BatchGet");
-      expect(reasonOf(body)).to.equal("UNKNOWN_METHOD");
+      expect(reasonOfBody(body)).to.equal("UNKNOWN_METHOD");
     });
 
     it("an unknown service: the message lists the services and the path form", async () => {
@@ -96,7 +86,7 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
       expect(status).to.equal(415);
       expect(body.code).to.equal("invalid_argument");
       expect(body.message).to.contain("No content type").and.contain("application/json");
-      expect(reasonOf(body)).to.equal("UNSUPPORTED_CONTENT_TYPE");
+      expect(reasonOfBody(body)).to.equal("UNSUPPORTED_CONTENT_TYPE");
     });
 
     it("text/plain: 415, naming what was sent", async () => {
@@ -125,7 +115,7 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
       const { status, body } = await connectCall(running.url, "/larder.data.v1.DataService/Set?encoding=json&message=%7B%7D", { method: "GET" });
       expect(status).to.equal(405);
       expect(body.message).to.contain("called with POST");
-      expect(reasonOf(body)).to.equal("HTTP_METHOD_NOT_ALLOWED");
+      expect(reasonOfBody(body)).to.equal("HTTP_METHOD_NOT_ALLOWED");
     });
 
     it("what works still works: Connect GET and POST", async () => {
@@ -150,7 +140,7 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
       });
       expect(status).to.equal(401);
       expect(body.message).to.contain("Bearer <key>").and.not.contain(key);
-      expect(reasonOf(body)).to.equal("API_KEY_MALFORMED");
+      expect(reasonOfBody(body)).to.equal("API_KEY_MALFORMED");
       const good = await fetch(`${keyed.url}/larder.data.v1.DataService/Get`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${key}` },

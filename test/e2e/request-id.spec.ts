@@ -4,7 +4,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { requestIdOf } from "../../services/request-id.js";
-import { startInProcess, type InProcessServer } from "../support/in-process.js";
+import { holdCall, startInProcess, type InProcessServer } from "../support/in-process.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -83,16 +83,10 @@ describe("request ids (x-request-id)", function () {
         call.on("error", reject);
         call.end("{}");
       });
-    // A request whose body never ends keeps the server in its grace period.
-    const held = http.request(`${server.url}/larder.data.v1.DataService/Get`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "content-length": "100" },
-    });
-    held.on("error", () => undefined);
-    held.write("{");
+    // A call that never ends keeps the server in its grace period.
+    const held = await holdCall(server);
     try {
       expect((await post("before-shutdown")).headers["x-request-id"]).to.equal("before-shutdown");
-      while ((await server.scrape()).get("larder_calls_in_flight") !== 1) await new Promise((resolve) => setTimeout(resolve, 20));
       const closing = server.close();
       const refused = await post("during-shutdown");
       expect(refused.statusCode).to.equal(503);
@@ -107,14 +101,8 @@ describe("request ids (x-request-id)", function () {
 
   it("refusals written before any handler (admission control) carry it in every protocol", async () => {
     const server = await startInProcess({ LARDER_MAX_IN_FLIGHT: "1" });
-    const held = http.request(`${server.url}/larder.data.v1.DataService/Get`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "content-length": "100" },
-    });
-    held.on("error", () => undefined);
-    held.write("{");
+    const held = await holdCall(server);
     try {
-      while ((await server.scrape()).get("larder_calls_in_flight") !== 1) await new Promise((resolve) => setTimeout(resolve, 20));
       const transports: [string, Transport][] = [
         ["grpc", createGrpcTransport({ baseUrl: server.url })],
         ["grpc-web", createGrpcWebTransport({ baseUrl: server.url, httpVersion: "2" })],

@@ -7,16 +7,15 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import pino from "pino";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { registerDataService } from "../../services/data-service.js";
 import { HealthStatus } from "../../services/health.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
 import { startServer } from "../support/server.js";
+import { reasonOf } from "../support/errors.js";
 
 const text = (value: string) => ({ kind: { case: "stringValue" as const, value } });
-const reasonOf = (error: ConnectError) => error.findDetails(ErrorInfoSchema)[0]?.reason;
 
 describe("storage faults: a full or read-only disk gives a clear status, health follows, and the service recovers", function () {
   this.timeout(60_000);

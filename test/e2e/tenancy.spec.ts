@@ -3,15 +3,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { AdminService, type ExportedItem } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import type { Role } from "../../services/access/roles.js";
 import { REPO_ROOT, useServer } from "../support/server.js";
+import { failureOf, reasonOf } from "../support/errors.js";
 
 /**
  * Issue 16: a key bound to an environment acts only there on every
@@ -40,17 +40,6 @@ const bearer = (key: string): Interceptor => (next) => (request) => {
   request.header.set("authorization", `Bearer ${key}`);
   return next(request);
 };
-
-async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("the call should have been refused");
-}
-
-const reasonOf = (failure: ConnectError) => failure.findDetails(ErrorInfoSchema)[0]?.reason;
 
 async function exported(admin: Admin, name: string): Promise<{ key: string; value: unknown }[]> {
   const items: ExportedItem[] = [];

@@ -14,6 +14,7 @@ import { MongoStore } from "../../services/stores/mongodb/mongo-store.js";
 import { TTL_INDEX } from "../../services/stores/mongodb/queries.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
 import { setInput as input } from "../support/set-input.js";
+import { sleep } from "../support/async.js";
 
 /**
  * The MongoDB store against a real replica set, for what the contract suite
@@ -223,7 +224,7 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
     // (or the TTL monitor was quicker, and there is nothing left to delete).
     let swept = 0;
     for (let tries = 0; tries < 50 && (await raw("ttl:soon")) !== null; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
       swept += await store.purgeExpired(await sweepTime(client, Date.now()));
     }
     expect(swept).to.be.at.most(1);
@@ -261,7 +262,7 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
   it("R5: remove reports only keys that held a live item", async () => {
     await set("rm:a", 1);
     await set("rm:b", 1, { ttl: { seconds: 1 } });
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await sleep(1_100);
     const removed = await store.remove([parseKey("rm:a"), parseKey("rm:b"), parseKey("rm:none")], Date.now());
     expect(removed.map((key) => key.full)).to.deep.equal(["rm:a"]);
   });

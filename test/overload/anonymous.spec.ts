@@ -4,12 +4,13 @@ import { expect } from "chai";
 import { setMaxListeners } from "node:events";
 import http2 from "node:http2";
 import net from "node:net";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { monitor, rssMb } from "../support/hostile.js";
 import { useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
+import { reasonOf } from "../support/errors.js";
 
 const MAX_STREAMS = 5;
 const MAX_PUBLIC = 12;
@@ -52,7 +53,7 @@ function openReflection(client: ReturnType<typeof createClient<typeof ServerRefl
 function reasons(outcomes: ("open" | ConnectError)[]): Record<string, number> {
   const counted: Record<string, number> = {};
   for (const outcome of outcomes) {
-    const name = outcome === "open" ? "open" : `${Code[outcome.code]} ${outcome.findDetails(ErrorInfoSchema)[0]?.reason ?? ""}`;
+    const name = outcome === "open" ? "open" : `${Code[outcome.code]} ${reasonOf(outcome) ?? ""}`;
     counted[name] = (counted[name] ?? 0) + 1;
   }
   return counted;
@@ -133,7 +134,7 @@ describe("anonymous surfaces have their own small bounds (issue 22)", function (
       abort.abort();
     }
     // Closed streams give their places back.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500);
     const again = new AbortController();
     expect(await openHealthWatch(running.url, again.signal)).to.equal("open");
     again.abort();
@@ -195,7 +196,7 @@ describe("anonymous surfaces have their own small bounds (issue 22)", function (
           );
         }),
       );
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(500);
       const { peakRssMb, worstHealthMs, healthFailure } = await watch.stop();
       expect(healthFailure).to.equal(undefined);
       expect(running.server.process.exitCode).to.equal(null);

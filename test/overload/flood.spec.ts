@@ -4,6 +4,7 @@ import { expect } from "chai";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { useServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 describe("overload: bounded work in flight, health answers through a flood, recovery after it", () => {
   const running = useServer({
@@ -93,7 +94,7 @@ describe("overload: bounded work in flight, health answers through a flood, reco
     expect(refused?.code).to.equal(Code.ResourceExhausted);
     aborts[0].abort();
     await streams[0].return?.().catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
     const again = client.watch({})[Symbol.asyncIterator]();
     expect((await again.next()).value?.kind.case).to.equal("started");
     await again.return?.();

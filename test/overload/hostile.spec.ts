@@ -9,6 +9,7 @@ import { AdminService } from "../../gen/larder/admin/v1/admin_pb.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { monitor, writeExplosiveItems } from "../support/hostile.js";
 import { startServer, type RunningServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 /**
  * Issue 22, reproduced at CI scale: the server runs with a 256 MB heap and
@@ -113,7 +114,7 @@ describe("bounded by design: hostile but legal input (issue 22)", function () {
       const fromStart = head.replace(/\.\d+$/, ".0");
       const atHead = received({ filters: ["created:nothing:*"] });
       const behind = received({ filters: ["created:nothing:*"], resumeToken: fromStart });
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await sleep(1_000);
       await client.set({ key: "nothing:x", value: { kind: { case: "numberValue", value: 1 } } });
       expect(await atHead).to.equal("nothing:x");
       expect(await behind).to.equal("nothing:x");
@@ -137,7 +138,7 @@ describe("bounded by design: hostile but legal input (issue 22)", function () {
         const left = () => (database.prepare("SELECT count(*) AS n FROM items").get() as { n: number }).n;
         const deadline = Date.now() + 60_000;
         while (left() > 0 && Date.now() < deadline && server.process.exitCode === null) {
-          await new Promise((resolve) => setTimeout(resolve, 200));
+          await sleep(200);
         }
         const remaining = left();
         const events = (

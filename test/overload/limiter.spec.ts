@@ -16,6 +16,8 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { DataService, GetRequestSchema } from "../../gen/larder/data/v1/data_pb.js";
 import { admissionGate, overloadGuard, type AdmissionGate } from "../../services/overload.js";
+import { eventually, sleep } from "../support/async.js";
+import { failureOf, reasonOf } from "../support/errors.js";
 
 /** The in-flight bound, driven with calls that really wait (the embedded engine's never do). */
 describe("overload guard (unit)", () => {
@@ -75,7 +77,7 @@ describe("overload guard (unit)", () => {
     expect(guard.load().streams).to.equal(1);
     const second = await call(request("s", "server_streaming")).catch((error: unknown) => ConnectError.from(error));
     expect((second as ConnectError).rawMessage).to.equal("The server is at its limit of 1 open streams; retry with exponential backoff");
-    expect((second as ConnectError).findDetails(ErrorInfoSchema)[0]?.reason).to.equal("TOO_MANY_STREAMS");
+    expect(reasonOf(second as ConnectError)).to.equal("TOO_MANY_STREAMS");
     const received = [];
     for await (const message of response.message) received.push(message);
     expect(received).to.deep.equal([1, 2]);
@@ -163,10 +165,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     return { client: createClient(DataService, createGrpcTransport({ baseUrl: url, sessionManager })), close: () => sessionManager.abort() };
   }
 
-  async function until(condition: () => boolean, what: string): Promise<void> {
-    for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(condition(), what).to.equal(true);
-  }
+  const until = (condition: () => boolean, what: string) => eventually(condition, what, 2_000, 10);
 
   /** HTTP/1.1: a body shorter than its Content-Length, then silence; resolves with the ms until the server closes the socket. */
   function closedAfterStalledBody(h1url: string): Promise<number> {
@@ -180,15 +179,6 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
       socket.on("close", () => resolve(Date.now() - opened));
     });
   }
-
-  const failure = async (call: Promise<unknown>) => {
-    try {
-      await call;
-    } catch (error) {
-      return ConnectError.from(error);
-    }
-    expect.fail("the call was expected to be refused");
-  };
 
   let current: Rig | undefined;
   const connections: { close: () => void }[] = [];
@@ -211,10 +201,10 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     expect(r.gate.load().inFlight).to.equal(4);
 
     const started = performance.now();
-    const refused = await failure(open(r.h2url).get({ key: "other" }));
+    const refused = await failureOf(open(r.h2url).get({ key: "other" }));
     expect(performance.now() - started, "refused at once, not queued").to.be.below(1000);
-    expect(refused!.code).to.equal(Code.ResourceExhausted);
-    expect(refused!.rawMessage).to.equal("The server is at its limit of 4 calls in flight; retry with exponential backoff");
+    expect(refused.code).to.equal(Code.ResourceExhausted);
+    expect(refused.rawMessage).to.equal("The server is at its limit of 4 calls in flight; retry with exponential backoff");
     expect(r.handled(), "the refused call never reached the handler").to.equal(4);
     expect(r.gate.load().refused).to.equal(1);
 
@@ -236,12 +226,12 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     const busy = open(r.h2url);
     const held = [busy.get({ key: "wait" }), busy.get({ key: "wait" })];
     await until(() => r.waiting() === 2, "two calls wait");
-    const refused = await failure(busy.get({ key: "wait" }));
-    expect(refused!.code).to.equal(Code.ResourceExhausted);
-    expect(refused!.rawMessage).to.equal(
+    const refused = await failureOf(busy.get({ key: "wait" }));
+    expect(refused.code).to.equal(Code.ResourceExhausted);
+    expect(refused.rawMessage).to.equal(
       "This connection is at its limit of 2 calls in flight; retry with exponential backoff or spread calls over more connections",
     );
-    expect(refused!.findDetails(ErrorInfoSchema)[0]?.reason).to.equal("TOO_MANY_CALLS_ON_CONNECTION");
+    expect(reasonOf(refused)).to.equal("TOO_MANY_CALLS_ON_CONNECTION");
     const other = open(r.h2url).get({ key: "wait" });
     await until(() => r.waiting() === 3, "another connection is still served");
     r.release();
@@ -256,17 +246,17 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     await until(() => r.waiting() === 1, "one call waits");
 
     // Each with its ErrorInfo reason, as every other error carries one (issue 16).
-    const refusal = (error: ConnectError | undefined) => [error?.code, error?.findDetails(ErrorInfoSchema)[0]?.reason];
+    const refusal = (error: ConnectError) => [error.code, reasonOf(error)];
     const expected = [Code.ResourceExhausted, "TOO_MANY_CALLS"];
-    expect(refusal(await failure(open(r.h2url).get({ key: "x" }))), "gRPC").to.deep.equal(expected);
+    expect(refusal(await failureOf(open(r.h2url).get({ key: "x" }))), "gRPC").to.deep.equal(expected);
     const web = createClient(DataService, createGrpcWebTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
-    expect(refusal(await failure(web.get({ key: "x" }))), "gRPC-Web over HTTP/1.1").to.deep.equal(expected);
+    expect(refusal(await failureOf(web.get({ key: "x" }))), "gRPC-Web over HTTP/1.1").to.deep.equal(expected);
     const webH2 = createClient(DataService, createGrpcWebTransport({ baseUrl: r.h2url, httpVersion: "2" }));
-    expect(refusal(await failure(webH2.get({ key: "x" }))), "gRPC-Web over HTTP/2").to.deep.equal(expected);
+    expect(refusal(await failureOf(webH2.get({ key: "x" }))), "gRPC-Web over HTTP/2").to.deep.equal(expected);
     const connectH1 = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
-    expect(refusal(await failure(connectH1.get({ key: "x" }))), "Connect over HTTP/1.1").to.deep.equal(expected);
+    expect(refusal(await failureOf(connectH1.get({ key: "x" }))), "Connect over HTTP/1.1").to.deep.equal(expected);
     const connectGet = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1", useHttpGet: true }));
-    expect(refusal(await failure(connectGet.get({ key: "x" }))), "Connect GET").to.deep.equal(expected);
+    expect(refusal(await failureOf(connectGet.get({ key: "x" }))), "Connect GET").to.deep.equal(expected);
 
     const raw = await fetch(`${r.h1url}/larder.data.v1.DataService/Get`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"key":"x"}' });
     expect(raw.status).to.equal(429);
@@ -300,9 +290,9 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     await until(() => r.waiting() === 1, "one call waits");
     const items = Array.from({ length: 25 }, (_, i) => ({ key: `big:${i}`, value: { kind: { case: "stringValue" as const, value: "x".repeat(200_000) } } }));
     const grpcClient = open(r.h2url);
-    for (let i = 0; i < 3; i++) expect((await failure(grpcClient.batchSet({ items })))!.code).to.equal(Code.ResourceExhausted);
+    for (let i = 0; i < 3; i++) expect((await failureOf(grpcClient.batchSet({ items }))).code).to.equal(Code.ResourceExhausted);
     const connectH1 = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
-    for (let i = 0; i < 3; i++) expect((await failure(connectH1.batchSet({ items })))!.code).to.equal(Code.ResourceExhausted);
+    for (let i = 0; i < 3; i++) expect((await failureOf(connectH1.batchSet({ items }))).code).to.equal(Code.ResourceExhausted);
     expect(r.handled(), "no refused call reached the handler").to.equal(1);
     expect(r.gate.load().refused).to.equal(6);
     expect(r.gate.load().discardedBytes, "every refused body was read through (and dropped)").to.be.above(6 * 25 * 200_000);
@@ -385,7 +375,7 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
       createClient(DataService, createConnectTransport({ baseUrl: httpVersion === "2" ? r.h2url : r.h1url, httpVersion, useHttpGet: true }));
     const waiting = [open(r.h2url).get({ key: "wait" }), viaGet("1.1").get({ key: "wait" }), viaGet("2").get({ key: "wait" })];
     await until(() => r.waiting() === 3, "the calls wait in the handler");
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    await sleep(700);
     r.release();
     await Promise.all(waiting);
   });

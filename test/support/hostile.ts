@@ -6,6 +6,7 @@ import type { JsonValue } from "../../core/json.js";
 import { DataOperations } from "../../services/data-operations.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
 import { setInput } from "./set-input.js";
+import { sleep } from "./async.js";
 
 /**
  * Items that are legal but hostile to a server that decodes before it
@@ -70,7 +71,7 @@ export function monitor(pid: number, url: string) {
         return;
       }
       worstHealthMs = Math.max(worstHealthMs, performance.now() - started);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await sleep(20);
     }
   })();
   return {

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -7,6 +8,7 @@ import { loadConfig } from "../../services/config.js";
 import { LarderMetrics } from "../../services/metrics.js";
 import { createLarderServer } from "../../services/server.js";
 import { openEngine } from "../../services/stores/open-engine.js";
+import { eventually } from "./async.js";
 
 export interface InProcessServer {
   readonly url: string;
@@ -52,6 +54,26 @@ export async function startInProcess(env: Record<string, string> = {}, keys?: re
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Holds one call open: a request whose body never ends (admission counts from
+ * the headers). Resolves once the server counts it in flight; `destroy()` ends it.
+ */
+export async function holdCall(server: InProcessServer): Promise<http.ClientRequest> {
+  const held = http.request(`${server.url}/larder.data.v1.DataService/Get`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "content-length": "100" },
+  });
+  held.on("error", () => undefined);
+  held.write("{");
+  try {
+    await eventually(async () => (await server.scrape()).get("larder_calls_in_flight") === 1, "the held call in flight");
+  } catch (error) {
+    held.destroy();
+    throw error;
+  }
+  return held;
 }
 
 export function parseExposition(text: string): Map<string, number> {

@@ -8,6 +8,7 @@ import { parseKey } from "../../core/keys.js";
 import { planSet } from "../../core/set-plan.js";
 import { countStatement, EmbeddedStore, namespacesStatement, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
 import { setInput } from "../support/set-input.js";
+import { sleep } from "../support/async.js";
 
 /** The embedded engine's own SQL, where the contract suite cannot see it: plans, migrations, clocks. */
 describe("embedded engine", () => {
@@ -50,7 +51,7 @@ describe("embedded engine", () => {
       const now = Date.now();
       return store.set(planSet(setInput(key, value), now), now);
     };
-    const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+    const tick = () => sleep(5);
 
     it("a file made before the change log had keys gets the column (from each change's body) and its index at open", async () => {
       await write("k:a", 1);

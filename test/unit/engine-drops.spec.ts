@@ -10,6 +10,7 @@ import { PendingDrops } from "../../services/stores/engine.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
 import { EmbeddedStore } from "../../services/stores/embedded/embedded-store.js";
 import { setInput } from "../support/set-input.js";
+import { sleep } from "../support/async.js";
 
 /**
  * A drop ends its Watch streams first (UNAVAILABLE, so clients resume at
@@ -25,7 +26,7 @@ describe("dropping an environment while it is in use", () => {
     const first = drops.run("prod", () => new Promise<void>((resolve) => (finish = () => (order.push("first dropped"), resolve()))));
     const second = drops.run("prod", async () => void order.push("second dropped"));
     const use = drops.settled("prod")!.then(() => order.push("used"));
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await sleep(10);
     expect(order).to.deep.equal([]);
     finish();
     await Promise.all([first, second, use]);

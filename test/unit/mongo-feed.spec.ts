@@ -11,6 +11,7 @@ import { EventRing } from "../../services/stores/mongodb/event-ring.js";
 import { decodeFeedToken, encodeFeedToken, entriesOf, MissingImageError } from "../../services/stores/mongodb/feed-events.js";
 import { fromChangeStreamError, MongoFeed, type ChangeCursor, type ChangeSource } from "../../services/stores/mongodb/mongo-feed.js";
 import type { HistoryDocument } from "../../services/stores/mongodb/history.js";
+import { sleep } from "../support/async.js";
 
 /**
  * The MongoDB change feed without a server: change stream documents as
@@ -129,7 +130,7 @@ class ScriptedCursor implements ChangeCursor {
     }
     const change = this.stream.changes[this.next];
     if (!change) {
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      await sleep(2);
       this.token = highWaterMark(this.next);
       return null;
     }
@@ -168,7 +169,7 @@ async function failureOf(events: AsyncIterator<FeedEvent>): Promise<DomainError>
   }
 }
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+const settle = () => sleep(20);
 
 describe("MongoDB engine: change events (EV4-EV7)", () => {
   describe("change stream documents → events", () => {
@@ -569,7 +570,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(await feed.historySynced()).to.equal(T0 + 1);
       stream.failures = 1_000_000;
       stream.append(insert(stored("hk:c", 1), T0 + 1), insert(stored("hk:d", 1), T0 + 2), insert(stored("hk:e", 1), T0 + 3));
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       stream.failures = 0;
       stream.markerTime = T0 + 9_000;
       expect(await feed.historySynced()).to.equal(T0 + 9_001);
@@ -584,7 +585,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(await feed.historySynced()).to.equal(T0 + 1);
       stream.markerTime = T0 + 5_000;
       stream.failNext = new MongoServerError({ message: "history lost", code: 286 });
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
       expect(await feed.historySynced()).to.equal(T0 + 5_001);
     });
   });
