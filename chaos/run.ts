@@ -247,7 +247,7 @@ async function readLog(client: DataClient, from: string, head: string, timeoutMs
       if (event.seq >= end) break;
     }
   } catch (error) {
-    if (abort.signal.aborted) throw new Error(`reading the change log from ${from} to ${head} timed out after ${events.length} events`);
+    if (abort.signal.aborted) throw new Error(`reading the change log from ${from} to ${head} timed out after ${events.length} events`, { cause: error });
     throw error;
   } finally {
     clearTimeout(timer);

@@ -215,14 +215,14 @@ export function parseExport(text: string): ExportedItem[] {
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new Error(`The file is not JSON: ${(error as Error).message}`);
+    throw new Error(`The file is not JSON: ${(error as Error).message}`, { cause: error });
   }
   if (!Array.isArray(parsed)) throw new Error("The file must hold a JSON array of items, as Export writes it");
   return parsed.map((entry, index) => {
     try {
       return fromJson(ExportedItemSchema, entry as JsonValue);
     } catch (error) {
-      throw new Error(`Item ${index} of the file is not an exported item: ${(error as Error).message}`);
+      throw new Error(`Item ${index} of the file is not an exported item: ${(error as Error).message}`, { cause: error });
     }
   });
 }

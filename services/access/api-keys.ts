@@ -49,7 +49,7 @@ export function loadKeysFile(path: string): StoredKey[] {
   try {
     parsed = JSON.parse(readFileSync(path, "utf8"));
   } catch (error) {
-    throw new Error(`cannot read the keys file ${path}: ${(error as Error).message}`);
+    throw new Error(`cannot read the keys file ${path}: ${(error as Error).message}`, { cause: error });
   }
   const keys = (parsed as { keys?: unknown })?.keys;
   if (!Array.isArray(keys)) throw new Error(`the keys file ${path} must hold {"keys": [...]}`);

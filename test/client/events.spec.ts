@@ -239,6 +239,7 @@ describe("client events (data.on)", () => {
 
   it("ready() rejects while the server refuses the stream for good (PERMISSION_DENIED, UNAUTHENTICATED)", async () => {
     for (const [code, name] of [[Code.PermissionDenied, "PERMISSION_DENIED"], [Code.Unauthenticated, "UNAUTHENTICATED"]] as const) {
+      // eslint-disable-next-line require-yield -- a source the server refuses before its first message
       const refusing: WatchSource = async function* () {
         throw new ConnectError("the key's role 'read' may not call Watch", code);
       };
@@ -271,6 +272,7 @@ describe("client events (data.on)", () => {
   });
 
   it("a refused stream is reported in one line (code, reason, message), once, not at every retry", async () => {
+    // eslint-disable-next-line require-yield -- a source the server refuses before its first message
     const refusing: WatchSource = async function* () {
       throw new ConnectError("the key's role 'read' may not call Watch", Code.PermissionDenied, new Headers({ "x-noise": "headers" }), [
         { desc: ErrorInfoSchema, value: { reason: "ROLE_NOT_ALLOWED", domain: "larder.dev" } },

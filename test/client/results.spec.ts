@@ -12,7 +12,7 @@ async function everyPage<T>(first: Page<T>): Promise<{ keys: string[]; pages: nu
   while (result) {
     pages++;
     // P6: a page that promises more is never empty.
-    if (result.lastKey !== undefined) expect(result.items, `page ${pages}`).to.not.be.empty;
+    if (result.lastKey !== undefined) expect(result.items, `page ${pages}`).to.not.have.lengthOf(0);
     // P8: next() exactly when there is a lastKey.
     expect(typeof result.next === "function", `page ${pages} next`).to.equal(result.lastKey !== undefined);
     keys.push(...result.items.map((item) => item.key));

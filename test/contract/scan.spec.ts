@@ -21,7 +21,7 @@ describeContract("contract: scan", ({ client }) => {
       const page = await client.scan({ ...request, start });
       keys.push(...page.items.map((item) => item.key));
       if (page.lastKey === undefined) return keys;
-      expect(page.items).to.not.be.empty;
+      expect(page.items).to.not.have.lengthOf(0);
       start = page.lastKey;
     }
   }

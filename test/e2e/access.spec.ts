@@ -309,7 +309,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     expect(Math.max(...watches.map((call) => (call as { ms?: number }).ms ?? 0))).to.be.above(50);
     // A refused caller has no environment: the log must not claim one.
     const refused = calls.filter((call) => call.code === "Unauthenticated");
-    expect(refused).not.to.be.empty;
+    expect(refused).not.to.have.lengthOf(0);
     for (const call of refused) expect(call).not.to.have.property("environment");
     for (const { key } of Object.values(KEYS)) {
       expect(log).not.to.contain(key);

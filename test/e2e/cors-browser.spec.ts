@@ -3,8 +3,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import type { Browser } from "playwright-core";
+import type { LarderData } from "../../client/index.js";
 import { REPO_ROOT, startServer, type RunningServer } from "../support/server.js";
-import { sleep } from "../support/async.js";
 
 const CHROMIUM = process.env.LARDER_CHROMIUM ?? "/usr/bin/chromium";
 const unavailable = existsSync(CHROMIUM) ? "" : ` (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set LARDER_CHROMIUM)`;
@@ -47,7 +47,7 @@ interface PageResult {
 
 /** Runs in the page: the drop-in client over one browser transport, and an EventSource on /events. */
 async function useClientInPage(args: { url: string; transport: "grpc-web" | "connect" }): Promise<PageResult> {
-  const { createData } = (window as unknown as { larder: { createData: (options: object) => any } }).larder;
+  const { createData } = (window as unknown as { larder: { createData: (options: object) => LarderData } }).larder;
   const ns = `x${args.transport.replace("-", "")}`;
   const sse: string[] = [];
   const source = new EventSource(`${args.url}/events?filter=created:${ns}:*`);
@@ -65,7 +65,8 @@ async function useClientInPage(args: { url: string; transport: "grpc-web" | "con
   const got = await data.get(`${ns}:a`);
   const page = await data.get(`${ns}:*`, { limit: 1 });
   const deadline = Date.now() + 10_000;
-  while ((events.length < 3 || sse.length < 2) && Date.now() < deadline) await sleep(20);
+  // Not test/support's sleep: this function runs in the page, where no module is imported.
+  while ((events.length < 3 || sse.length < 2) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   source.close();
   await data.close();
   return { got, page: { items: page.items, lastKey: page.lastKey }, added, events, sse };
@@ -73,7 +74,7 @@ async function useClientInPage(args: { url: string; transport: "grpc-web" | "con
 
 /** Runs in the page: a call that the browser must block (no CORS headers for this origin). */
 async function blockedInPage(args: { url: string; transport: "grpc-web" | "connect" }): Promise<string> {
-  const { createData } = (window as unknown as { larder: { createData: (options: object) => any } }).larder;
+  const { createData } = (window as unknown as { larder: { createData: (options: object) => LarderData } }).larder;
   try {
     await createData({ url: args.url, transport: args.transport }).get("x:a");
     return "not blocked";

@@ -169,14 +169,14 @@ describe(`${RULES_PAGE}: the rule ids the code cites`, function () {
 
   it("every rule the test vectors name is defined there", () => {
     const citations = vectors.cases.flatMap((vector) => vector.rules.map((cited) => ({ cited, at: `vector ${vector.id}` })));
-    expect(citations).to.not.be.empty;
+    expect(citations).to.not.have.lengthOf(0);
     expect(unknown(citations, known)).to.deep.equal([]);
   });
 
   it("every section (§N) cited in services/, client/ and test/ is a section there", () => {
     const sections = new Set([...sectionNumbers(page)].map(String));
     const citations = citationsInTrees(SECTION_REFERENCE);
-    expect(citations).to.not.be.empty;
+    expect(citations).to.not.have.lengthOf(0);
     expect(unknown(citations, sections)).to.deep.equal([]);
   });
 
