@@ -56,13 +56,13 @@ export function isSimpleKey(key: Key): boolean {
 export function parseWritableKey(raw: string): Key {
   const key = parseKey(raw);
   if (!isSimpleKey(key)) {
-    if (key.part.includes("*") || key.part.includes("|")) {
+    if (hasWildcardOrRange(key.part)) {
       throw invalidArgument(
         "INVALID_KEY",
         "Invalid key: Key names in collections cannot contain the '|' or the '*' characters.",
       );
     }
-    if (key.part.startsWith("<") || key.part.startsWith(">")) {
+    if (startsWithComparison(key.part)) {
       throw invalidArgument(
         "INVALID_KEY",
         "Invalid key: Key names in collections cannot start with the '>' or '<' characters.",
@@ -74,9 +74,31 @@ export function parseWritableKey(raw: string): Key {
 
 /** Whether a key part would be read as an expression (Q1). Simple keys never are. */
 export function looksLikeExpression(key: Key): boolean {
-  if (isSimpleKey(key)) return false;
-  const { part } = key;
-  return part.includes("*") || part.includes("|") || part.startsWith("<") || part.startsWith(">");
+  return !isSimpleKey(key) && isExpressionPart(key.part);
+}
+
+/**
+ * looksLikeExpression over a caller's text, without validating it as a key
+ * (the service does that): the client's choice between get and query. The
+ * part is what follows the first colon; trimming its pieces one by one, as
+ * parseKey does, changes neither its characters nor its first one.
+ */
+export function textLooksLikeExpression(raw: string): boolean {
+  const colon = raw.indexOf(":");
+  return colon >= 0 && isExpressionPart(raw.slice(colon + 1).trim());
+}
+
+/** Q1, K6: a collection key part is an expression when it holds `*` or `|`, or starts with `<` or `>`. */
+function isExpressionPart(part: string): boolean {
+  return hasWildcardOrRange(part) || startsWithComparison(part);
+}
+
+function hasWildcardOrRange(part: string): boolean {
+  return part.includes("*") || part.includes("|");
+}
+
+function startsWithComparison(part: string): boolean {
+  return part.startsWith("<") || part.startsWith(">");
 }
 
 export function keyFromParts(ns: string, part: string): Key {

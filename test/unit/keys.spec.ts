@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import { DomainError } from "../../core/errors.js";
-import { compareKeys, looksLikeExpression, parseKey, parseWritableKey } from "../../core/keys.js";
+import { compareKeys, looksLikeExpression, parseKey, parseWritableKey, textLooksLikeExpression } from "../../core/keys.js";
 
 function failure(run: () => unknown): DomainError {
   try {
@@ -63,6 +63,25 @@ describe("keys", () => {
     expect(looksLikeExpression(parseKey("ns:<a"))).to.equal(true);
     expect(looksLikeExpression(parseKey("ns:a|b"))).to.equal(true);
     expect(looksLikeExpression(parseKey("ns:a"))).to.equal(false);
+  });
+
+  it("Q1: the client's reading of a key's text (get or query) agrees with the service's on every valid key", () => {
+    expect(textLooksLikeExpression("user*")).to.equal(false);
+    expect(textLooksLikeExpression("ns: >a")).to.equal(true);
+    expect(textLooksLikeExpression("ns:a : <b")).to.equal(false);
+    const text = fc.string({ unit: fc.constantFrom("a", " ", ":", "*", "|", "<", ">", "é"), maxLength: 12 });
+    fc.assert(
+      fc.property(text, (raw) => {
+        let key;
+        try {
+          key = parseKey(raw);
+        } catch {
+          return;
+        }
+        expect(textLooksLikeExpression(raw), JSON.stringify(raw)).to.equal(looksLikeExpression(key));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it("K7: order is by UTF-8 bytes, not UTF-16 units", () => {
