@@ -1,4 +1,4 @@
-import { MongoClient } from "mongodb";
+import { MongoClient, type Collection } from "mongodb";
 import type { Logger } from "../../log.js";
 import type { EngineFigures, EngineObserver, EnvironmentFigures } from "../engine-observer.js";
 import { PendingDrops, type Engine } from "../engine.js";
@@ -8,6 +8,7 @@ import { fromMongoError, isUnauthorized } from "./errors.js";
 import { MongoStore } from "./mongo-store.js";
 import { OPLOG_ENDS, oplogWindow, type OplogEntry } from "./oplog.js";
 import { observeConnectionPool } from "./pool-events.js";
+import { LEASES_COLLECTION, sweepLeaseHolder, SweepLeases, type LeaseDocument } from "./sweep-lease.js";
 
 export interface MongoEngineOptions {
   /** A MongoDB connection string: a replica set or a sharded cluster, MongoDB 6.0 or newer. */
@@ -18,6 +19,12 @@ export interface MongoEngineOptions {
   readonly changeRetentionMs: number;
   /** How often expired items are deleted (with their events) ahead of the TTL monitor; 0 or unset: never. */
   readonly sweepIntervalMs?: number;
+  /**
+   * How long an instance keeps an environment's sweep lease (sweep-lease.ts)
+   * without renewing it: how soon another instance sweeps once the holder is
+   * gone. Unset: three sweep intervals, at least a second.
+   */
+  readonly sweepLeaseMs?: number;
   /** Told of sweeps, the change streams' lag and the connection pool (metrics). */
   readonly observer?: EngineObserver;
   /** How long an idempotency record answers retries; unset: 24 h. */
@@ -117,6 +124,8 @@ class MongoEngine implements Engine {
   private readonly stores = new Map<string, Promise<MongoStore>>();
   private readonly drops = new PendingDrops();
   private readonly sweeper: Sweeper<MongoStore>;
+  /** Several instances on one deployment: only the holder of an environment's lease sweeps it. */
+  private readonly leases: SweepLeases;
   /** False once MongoDB said this user may not read the oplog: not asked again at every scrape. */
   private oplogReadable = true;
 
@@ -125,11 +134,13 @@ class MongoEngine implements Engine {
     private readonly options: MongoEngineOptions,
     private readonly log: Logger,
   ) {
+    this.leases = new SweepLeases(sweepLeaseHolder(), options.sweepLeaseMs ?? Math.max(3 * (options.sweepIntervalMs ?? 0), 1_000));
     this.sweeper = new Sweeper<MongoStore>(
       {
         openEnvironments: () => this.stores.entries(),
         // One reading of MongoDB's clock serves every environment's sweep.
         sweepTime: () => sweepTime(this.client, Date.now()),
+        claim: (environment) => this.leases.claim(environment, this.leasesOf(environment)),
       },
       {
         intervalMs: options.sweepIntervalMs,
@@ -138,6 +149,10 @@ class MongoEngine implements Engine {
           this.log.warn({ err: error }, "expired items could not be deleted now; reads hide them, and the TTL index deletes them"),
       },
     );
+  }
+
+  private leasesOf(environment: string): Collection<LeaseDocument> {
+    return this.client.db(databaseName(this.options.dbPrefix, environment)).collection<LeaseDocument>(LEASES_COLLECTION);
   }
 
   describe(): string {
@@ -184,12 +199,14 @@ class MongoEngine implements Engine {
       this.stores.delete(name);
       // The feed's stream stops first, so dropping the database does not look like a failure to it.
       await (await store?.catch(() => undefined))?.close();
+      this.leases.forget(name);
       await this.client.db(databaseName(this.options.dbPrefix, name)).dropDatabase();
     });
   }
 
   async close(): Promise<void> {
     await this.sweeper.stop();
+    await this.leases.releaseAll((environment) => this.leasesOf(environment));
     const stores = [...this.stores.values()];
     this.stores.clear();
     await Promise.all(stores.map(async (store) => (await store.catch(() => undefined))?.close()));
