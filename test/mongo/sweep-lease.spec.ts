@@ -1,6 +1,5 @@
 import { expect } from "chai";
 import { MongoClient } from "mongodb";
-import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import { planSet } from "../../core/set-plan.js";
 import type { EngineObserver } from "../../services/stores/engine-observer.js";
@@ -8,6 +7,7 @@ import type { Engine } from "../../services/stores/engine.js";
 import { COLLECTIONS } from "../../services/stores/mongodb/codec.js";
 import { openMongoEngine } from "../../services/stores/mongodb/mongo-engine.js";
 import { LEASES_COLLECTION, SWEEP_LEASE_ID, SweepLeases, type LeaseDocument } from "../../services/stores/mongodb/sweep-lease.js";
+import { sleep } from "../support/async.js";
 import { setInput } from "../support/set-input.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
 
@@ -106,7 +106,10 @@ describe(mongoTitle("several instances on one MongoDB: the sweep lease"), functi
       for (let round = 0; round < 10; round++) await expireSome(round);
       const holder = (swept.get(first) ?? 0) > 0 ? first : second;
       const other = holder === first ? second : first;
-      expect([swept.get(holder) ?? 0, swept.get(other) ?? 0].map((count) => count > 0), "exactly one instance swept").to.deep.equal([true, false]);
+      expect(
+        [swept.get(holder) ?? 0, swept.get(other) ?? 0].map((count) => count > 0),
+        "exactly one instance swept",
+      ).to.deep.equal([true, false]);
 
       await holder.close();
       for (let round = 10; round < 20; round++) await expireSome(round);

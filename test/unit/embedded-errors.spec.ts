@@ -34,7 +34,12 @@ describe("embedded engine: SQLite's storage faults become DomainErrors inside th
   });
 
   it("leaves everything else as it is: other SQLite codes, other errors, DomainErrors (the edge makes them INTERNAL or keeps them)", () => {
-    for (const error of [sqlite("SQLITE_CONSTRAINT_UNIQUE"), sqlite("SQLITE_ERROR"), new Error("bug"), new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", "gone")]) {
+    for (const error of [
+      sqlite("SQLITE_CONSTRAINT_UNIQUE"),
+      sqlite("SQLITE_ERROR"),
+      new Error("bug"),
+      new DomainError("NOT_FOUND", "ITEM_NOT_FOUND", "gone"),
+    ]) {
       expect(fromSqliteError(error)).to.equal(error);
     }
     // A code that only looks like SQLite's, from something else, is not SQLite's fault.

@@ -53,7 +53,10 @@ describe("the expiry sweeper", function () {
     });
   }
 
-  const source = (entries: [string, EmbeddedStore | Promise<EmbeddedStore>][], claim?: SweepSource<EmbeddedStore>["claim"]): SweepSource<EmbeddedStore> => ({
+  const source = (
+    entries: [string, EmbeddedStore | Promise<EmbeddedStore>][],
+    claim?: SweepSource<EmbeddedStore>["claim"],
+  ): SweepSource<EmbeddedStore> => ({
     openEnvironments: () => entries,
     sweepTime: async () => Date.now(),
     claim,
@@ -66,7 +69,9 @@ describe("the expiry sweeper", function () {
     const head = store.headSequence();
     const chunks: { deleted: number; loopTurned: boolean }[] = [];
     const reports: [string, number][] = [];
-    await new Sweeper(source([["prod", recorded(store, chunks)]]), { observer: { swept: (environment, items) => reports.push([environment, items]) } }).sweep();
+    await new Sweeper(source([["prod", recorded(store, chunks)]]), {
+      observer: { swept: (environment, items) => reports.push([environment, items]) },
+    }).sweep();
     expect(chunks.map((chunk) => chunk.deleted)).to.deep.equal([256, 256, 88, 0]);
     expect(chunks.every((chunk) => chunk.loopTurned)).to.equal(true);
     expect(reports).to.deep.equal([["prod", 600]]);
@@ -80,8 +85,17 @@ describe("the expiry sweeper", function () {
     const [a, b] = [open("a"), open("b")];
     await withExpired(a, 3);
     const reports: [string, number][] = [];
-    await new Sweeper(source([["a", a], ["b", Promise.resolve(b)]]), { observer: { swept: (environment, items) => reports.push([environment, items]) } }).sweep();
-    expect(reports).to.deep.equal([["a", 3], ["b", 0]]);
+    await new Sweeper(
+      source([
+        ["a", a],
+        ["b", Promise.resolve(b)],
+      ]),
+      { observer: { swept: (environment, items) => reports.push([environment, items]) } },
+    ).sweep();
+    expect(reports).to.deep.equal([
+      ["a", 3],
+      ["b", 0],
+    ]);
   });
 
   it("an environment claimed elsewhere is skipped and not reported; a claim lost part-way stops after the chunk it covered", async () => {
@@ -91,7 +105,16 @@ describe("the expiry sweeper", function () {
     let lostClaims = 0;
     const reports: [string, number][] = [];
     const claim = async (environment: string) => environment === "lost" && lostClaims++ === 0;
-    await new Sweeper(source([["held", held], ["lost", lost]], claim), { observer: { swept: (environment, items) => reports.push([environment, items]) } }).sweep();
+    await new Sweeper(
+      source(
+        [
+          ["held", held],
+          ["lost", lost],
+        ],
+        claim,
+      ),
+      { observer: { swept: (environment, items) => reports.push([environment, items]) } },
+    ).sweep();
     expect(reports).to.deep.equal([["lost", 256]]);
     expect(lostClaims).to.equal(2);
     expect(await held.count({}, Date.now() - 30_000)).to.equal(11, "nothing of `held` was deleted");
@@ -102,10 +125,16 @@ describe("the expiry sweeper", function () {
     await withExpired(good, 5);
     const failures: unknown[] = [];
     const reports: [string, number][] = [];
-    const sweeper = new Sweeper(source([["broken", Promise.reject(new Error("cannot open"))], ["good", good]]), {
-      observer: { swept: (environment, items) => reports.push([environment, items]) },
-      failed: (error) => failures.push(error),
-    });
+    const sweeper = new Sweeper(
+      source([
+        ["broken", Promise.reject(new Error("cannot open"))],
+        ["good", good],
+      ]),
+      {
+        observer: { swept: (environment, items) => reports.push([environment, items]) },
+        failed: (error) => failures.push(error),
+      },
+    );
     const first = sweeper.sweep();
     expect(sweeper.sweep()).to.equal(first);
     await first;

@@ -97,6 +97,12 @@ export class SweepLeases {
     const held = [...this.renewed.keys()];
     this.renewed.clear();
     const { filter, update } = releaseLease(this.holder);
-    await Promise.all(held.map((environment) => leasesOf(environment).updateOne(filter, update).catch(() => undefined)));
+    await Promise.all(
+      held.map((environment) =>
+        leasesOf(environment)
+          .updateOne(filter, update)
+          .catch(() => undefined),
+      ),
+    );
   }
 }
