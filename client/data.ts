@@ -14,6 +14,10 @@ import { writes } from "./writes.js";
 
 export type { RetryOptions } from "./retries.js";
 
+/** What an overloaded method of `Data` resolves to: each overload in types.ts names its own result, so the one implementation cannot. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type OverloadResult = any;
+
 export interface DataOptions {
   /** A ready transport (gRPC, gRPC-Web or Connect; Node or browser), with bearerAuth(apiKey) among its interceptors if keys are in use. */
   readonly transport: Transport;
@@ -73,11 +77,11 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
       removeNulls = value;
     },
 
-    get(keys: unknown, rawOptions?: unknown): Promise<any> {
+    get(keys: unknown, rawOptions?: unknown): Promise<OverloadResult> {
       return call(() => read.get(keys, optionsOf(rawOptions)));
     },
 
-    getByLabel(label: unknown, keys: unknown, rawOptions?: unknown): Promise<any> {
+    getByLabel(label: unknown, keys: unknown, rawOptions?: unknown): Promise<OverloadResult> {
       return call(async () => {
         const options = optionsOf(rawOptions);
         if (Array.isArray(keys)) {
@@ -87,7 +91,7 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
       });
     },
 
-    set(keys: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {
+    set(keys: unknown, value?: unknown, rawOptions?: unknown): Promise<OverloadResult> {
       return write(() => written.set(keys, value, rawOptions));
     },
 
@@ -95,11 +99,11 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
       return call(() => read.count(first, second));
     },
 
-    history(key: unknown, rawOptions?: unknown): Promise<any> {
+    history(key: unknown, rawOptions?: unknown): Promise<OverloadResult> {
       return call(() => read.history(keyText(key), optionsOf(rawOptions)));
     },
 
-    add(key: string, attribute: unknown, value?: unknown, rawOptions?: unknown): Promise<any> {
+    add(key: string, attribute: unknown, value?: unknown, rawOptions?: unknown): Promise<OverloadResult> {
       return write(() => written.add(key, attribute, value, rawOptions));
     },
 
@@ -107,7 +111,7 @@ export function createDataWith({ transport, events, readFile, pipeline = true, r
       return write(() => written.remove(keys, rawOptions));
     },
 
-    scan(rawOptions?: unknown): Promise<any> {
+    scan(rawOptions?: unknown): Promise<OverloadResult> {
       return call(async () => read.scan(optionsOf(rawOptions)));
     },
 

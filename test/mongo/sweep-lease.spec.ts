@@ -86,9 +86,12 @@ describe(mongoTitle("several instances on one MongoDB: the sweep lease"), functi
     });
     const log = pino({ level: "silent" });
     const options = { uri, dbPrefix: prefix, changeRetentionMs: 3_600_000, sweepIntervalMs: 100, sweepLeaseMs: 5_000 };
+    // Not const: each engine's observer reads its own variable, and may run before open() returns.
     let first!: Engine;
     let second!: Engine;
+    // eslint-disable-next-line prefer-const
     first = await openMongoEngine({ ...options, observer: observer(() => first) }, log);
+    // eslint-disable-next-line prefer-const
     second = await openMongoEngine({ ...options, observer: observer(() => second) }, log);
     const items = client.db(`${prefix}shared`).collection(COLLECTIONS.items);
     try {
