@@ -3,13 +3,12 @@ import { timestampDate, timestampFromDate, ValueSchema, type Value } from "@bufb
 import type { Item, LabelUpdate, Ttl } from "../gen/larder/data/v1/data_pb.js";
 import { isTimestampInstant } from "../core/ttl.js";
 import { hasLoneSurrogate } from "../core/json.js";
+import { LABEL_NAMES, type LabelName } from "../core/item.js";
 import { invalidArgument } from "./errors.js";
 import type { KeyValue, KeyValueMeta } from "./types.js";
 
 /** Nesting deeper than this is refused (V1); checked here too so a cyclic value fails cleanly. */
 export const MAX_DEPTH = 32;
-
-const LABELS = ["label1", "label2", "label3", "label4", "label5"] as const;
 
 /**
  * A JS value as JSON, the way `JSON.stringify` would see it (V1): `toJSON()` is
@@ -165,8 +164,8 @@ export function toLabelUpdate(name: string, setting: unknown): LabelUpdate["acti
 }
 
 /** The labels present in an options object or a batch item (L2: present means named). */
-export function labelNames(source: object): (typeof LABELS)[number][] {
-  return LABELS.filter((name) => Object.prototype.hasOwnProperty.call(source, name));
+export function labelNames(source: object): LabelName[] {
+  return LABEL_NAMES.filter((name) => Object.prototype.hasOwnProperty.call(source, name));
 }
 
 /**
@@ -192,7 +191,7 @@ export function toMetaItem(item: Item): KeyValueMeta<unknown> {
   const result: KeyValueMeta<unknown> = { key: item.key, value: itemValue(item) };
   if (item.created) result.created = timestampDate(item.created);
   if (item.modified) result.modified = timestampDate(item.modified);
-  for (const name of LABELS) {
+  for (const name of LABEL_NAMES) {
     const label = item[name];
     if (label !== undefined) result[name] = label;
   }

@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { navigate } from "./app.js";
-import { describeError, fromItem, LABEL_NAMES, preview, type ConsoleItem } from "./model.js";
+import { LABEL_NAMES } from "../core/item.js";
+import { describeError, fromItem, preview, type ConsoleItem } from "./model.js";
 import { formatRoute, queryRoute, type QueryRoute } from "./route.js";
 import type { Session } from "./session.js";
 import { ConfirmDialog, Countdown, ErrorBox, Loading, When } from "./widgets.js";

@@ -4,6 +4,7 @@ import { toLarderError, LarderError } from "../client/errors.js";
 import type { Item, LabelUpdate, SetRequest, Ttl } from "../gen/larder/data/v1/data_pb.js";
 import { SetRequestSchema } from "../gen/larder/data/v1/data_pb.js";
 import { DomainError } from "../core/errors.js";
+import { LABEL_NAMES, labelsOf, namedLabels } from "../core/item.js";
 import { isJsonObject, type JsonValue } from "../core/json.js";
 import { planSet, type LabelInput, type SetInput } from "../core/set-plan.js";
 import type { TtlInput } from "../core/ttl.js";
@@ -21,8 +22,6 @@ export interface ConsoleItem {
   readonly labels: readonly (string | undefined)[];
 }
 
-export const LABEL_NAMES = ["label1", "label2", "label3", "label4", "label5"] as const;
-
 export function fromItem(item: Item): ConsoleItem {
   return {
     key: item.key,
@@ -31,7 +30,7 @@ export function fromItem(item: Item): ConsoleItem {
     modified: item.modified && timestampDate(item.modified),
     ttl: item.ttl && timestampDate(item.ttl),
     version: Number(item.version),
-    labels: [item.label1, item.label2, item.label3, item.label4, item.label5],
+    labels: labelsOf(item),
   };
 }
 
@@ -104,11 +103,7 @@ export function toSetRequest(input: SetInput): SetRequest {
     ifVersion: input.ifVersion === undefined ? undefined : BigInt(input.ifVersion),
     removeNulls: input.removeNulls,
     ttl: input.ttl && toTtl(input.ttl),
-    label1: toLabelUpdate(input.labels[0]),
-    label2: toLabelUpdate(input.labels[1]),
-    label3: toLabelUpdate(input.labels[2]),
-    label4: toLabelUpdate(input.labels[3]),
-    label5: toLabelUpdate(input.labels[4]),
+    ...namedLabels(input.labels, toLabelUpdate),
   });
 }
 

@@ -1,20 +1,55 @@
 import type { JsonValue } from "./json.js";
 import type { Key } from "./keys.js";
 
-/** The five label slots of an item (L1); index 0 is label1. */
-export type LabelSlots = readonly [Key | undefined, Key | undefined, Key | undefined, Key | undefined, Key | undefined];
-
-export const LABEL_COUNT = 5;
+/** The label slots of an item (L1), by number, in slot order: slot 0 is label1. */
+export const LABEL_NUMBERS = [1, 2, 3, 4, 5] as const;
 
 /** A label slot, 1 to 5. */
-export type LabelNumber = 1 | 2 | 3 | 4 | 5;
+export type LabelNumber = (typeof LABEL_NUMBERS)[number];
+
+/** A label's name in the API, the client and the console: `label1`..`label5`. */
+export type LabelName = `label${LabelNumber}`;
+
+export function labelName(label: LabelNumber): LabelName {
+  return `label${label}`;
+}
+
+/** The label names in slot order. */
+export const LABEL_NAMES: readonly LabelName[] = LABEL_NUMBERS.map(labelName);
+
+type EachOf<Tuple extends readonly unknown[], T> = { readonly [Slot in keyof Tuple]: T };
+
+/** One T per label slot, in slot order. */
+export type PerLabel<T> = EachOf<typeof LABEL_NUMBERS, T>;
+
+/** The label slots of an item; index 0 is label1. */
+export type LabelSlots = PerLabel<Key | undefined>;
+
+/** One value per label slot, made from the slot's number. */
+export function perLabel<T>(make: (label: LabelNumber, slot: number) => T): PerLabel<T> {
+  return LABEL_NUMBERS.map((label, slot) => make(label, slot)) as unknown as PerLabel<T>;
+}
+
+/** A message's (or an object's) `label1`..`label5` fields, in slot order. */
+export function labelsOf<T>(message: { readonly [Name in LabelName]?: T }): PerLabel<T | undefined> {
+  return perLabel((label) => message[labelName(label)]);
+}
+
+/** `label1`..`label5` fields (as protobuf messages name them), each made from its slot's entry of `slots`. */
+export function namedLabels<T, F>(slots: readonly T[], field: (entry: T) => F): { [Name in LabelName]: F } {
+  const fields = {} as { [Name in LabelName]: F };
+  LABEL_NUMBERS.forEach((label, slot) => {
+    fields[labelName(label)] = field(slots[slot]);
+  });
+  return fields;
+}
 
 /** A position in a label index: the label value, then the item key as tie-breaker (L5). */
 export interface LabelPosition {
   readonly label: Key;
   readonly item: Key;
 }
-export const NO_LABELS: LabelSlots = [undefined, undefined, undefined, undefined, undefined];
+export const NO_LABELS: LabelSlots = perLabel(() => undefined);
 
 /** One stored item with its metadata (M1-M4). Times are epoch milliseconds (M3). */
 export interface ItemRecord {

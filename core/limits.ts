@@ -1,6 +1,6 @@
 import { DomainError, invalidArgument } from "./errors.js";
 import { utf8Length } from "./json.js";
-import type { LabelNumber } from "./item.js";
+import { LABEL_NUMBERS, labelName, type LabelNumber } from "./item.js";
 
 /** The limits of spec §13, in one place. */
 export const MAX_BATCH = 25;
@@ -31,9 +31,9 @@ export function resolveLimit(limit: number | undefined): number {
 
 /** L4: `label1`..`label5` or the bare digits `1`..`5`. */
 export function parseLabelName(name: string): LabelNumber {
-  const match = /^(?:label)?([1-5])$/.exec(name);
-  if (!match) throw invalidArgument("INVALID_LABEL", "Labels must be specified as 'label1' through 'label5'.");
-  return Number(match[1]) as LabelNumber;
+  const label = LABEL_NUMBERS.find((number) => name === String(number) || name === labelName(number));
+  if (label === undefined) throw invalidArgument("INVALID_LABEL", "Labels must be specified as 'label1' through 'label5'.");
+  return label;
 }
 
 /** B1, R2, BS1: between 1 and 25 entries, with the published client's messages. */

@@ -1,7 +1,7 @@
 import { DomainError, invalidArgument, quote } from "./errors.js";
 import { hasOwn, isJsonObject, setOwn, type JsonObject, type JsonValue } from "./json.js";
 import { parseWritableKey, type Key } from "./keys.js";
-import { LABEL_COUNT, type LabelSlots } from "./item.js";
+import { perLabel, type LabelSlots, type PerLabel } from "./item.js";
 import { badSeedMessage, checkBatchSize } from "./limits.js";
 import { resolveTtl, type TtlChange, type TtlInput } from "./ttl.js";
 import { addAmount, checkItemSize, checkText, itemSize, validateValue, withoutNegativeZero } from "./values.js";
@@ -77,7 +77,7 @@ export interface SetPlan {
   readonly overwrite: boolean;
   readonly value: ValuePlan;
   readonly ttl: TtlChange;
-  readonly labels: readonly [LabelChange, LabelChange, LabelChange, LabelChange, LabelChange];
+  readonly labels: PerLabel<LabelChange>;
   readonly exists?: boolean;
   readonly created?: CreatedCheck;
   /** The live item's version must be this (0: no live item), checked after exists and created. */
@@ -201,15 +201,13 @@ function batchItem(item: SetInput, removeNulls: boolean): SetInput {
 }
 
 function planLabels(inputs: readonly (LabelInput | undefined)[]): LabelChanges {
-  const changes: LabelChange[] = [];
-  for (let slot = 0; slot < LABEL_COUNT; slot++) {
+  return perLabel((_, slot): LabelChange => {
     const input = inputs[slot];
-    if (input === undefined) changes.push({ op: "keep" });
-    else if ("remove" in input) changes.push({ op: "remove" });
-    else if ("set" in input) changes.push({ op: "set", label: parseWritableKey(input.set) });
-    else changes.push({ op: "setIfAbsent", label: parseWritableKey(input.setIfAbsent) });
-  }
-  return changes as unknown as LabelChanges;
+    if (input === undefined) return { op: "keep" };
+    if ("remove" in input) return { op: "remove" };
+    if ("set" in input) return { op: "set", label: parseWritableKey(input.set) };
+    return { op: "setIfAbsent", label: parseWritableKey(input.setIfAbsent) };
+  });
 }
 
 function planCreatedCheck(created: number | undefined): CreatedCheck | undefined {

@@ -11,7 +11,7 @@ import { principalKey } from "./access/principal.js";
 import { checkManages, mayManage } from "./access/tenancy.js";
 import { DomainError, invalidArgument } from "../core/errors.js";
 import { MAX_PAGE_BYTES } from "../core/limits.js";
-import type { ItemRecord } from "../core/item.js";
+import { labelsOf, namedLabels, type ItemRecord } from "../core/item.js";
 import type { JsonValue } from "../core/json.js";
 import { sizedRuns } from "../core/runs.js";
 import { itemSize } from "../core/values.js";
@@ -180,11 +180,7 @@ function toExported(item: ItemRecord): MessageInitShape<typeof ExportedItemSchem
     key: item.key.full,
     value: fromJson(ValueSchema, item.value),
     ttl: item.expires === undefined ? undefined : timestampFromMs(item.expires),
-    label1: item.labels[0]?.full,
-    label2: item.labels[1]?.full,
-    label3: item.labels[2]?.full,
-    label4: item.labels[3]?.full,
-    label5: item.labels[4]?.full,
+    ...namedLabels(item.labels, (label) => label?.full),
   };
 }
 
@@ -195,7 +191,7 @@ function fromExported(item: ExportedItem): SetInput {
     unsetAttributes: [],
     overwrite: true,
     ttl: item.ttl && { at: timestampToMs(item.ttl) },
-    labels: [item.label1, item.label2, item.label3, item.label4, item.label5].map((label) =>
+    labels: labelsOf(item).map((label) =>
       label === undefined ? undefined : { set: label },
     ),
     removeNulls: false,

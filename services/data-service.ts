@@ -35,6 +35,7 @@ import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { DataOperations, type Clock } from "./data-operations.js";
 import { invalidArgument } from "../core/errors.js";
 import type { JsonValue } from "../core/json.js";
+import { labelsOf } from "../core/item.js";
 import type { LabelInput, SetInput } from "../core/set-plan.js";
 import type { TtlInput } from "../core/ttl.js";
 import { guarded, toConnectError } from "./errors.js";
@@ -329,7 +330,7 @@ function toSetInput(request: SetRequest): SetInput {
     ttl: toTtlInput(request.ttl),
     exists: request.exists,
     defaultValue: jsonOf(request.defaultValue),
-    labels: [request.label1, request.label2, request.label3, request.label4, request.label5].map(toLabelInput),
+    labels: labelsOf(request).map(toLabelInput),
     created: request.created,
     removeNulls: request.removeNulls ?? true,
     ifVersion: versionOf(request.ifVersion),
@@ -353,7 +354,7 @@ function toBatchInput(item: BatchSetItem, removeNulls: boolean | undefined): Set
     overwrite: true,
     ttl: toTtlInput(item.ttl),
     defaultValue: jsonOf(item.defaultValue),
-    labels: [item.label1, item.label2, item.label3, item.label4, item.label5].map((label) =>
+    labels: labelsOf(item).map((label) =>
       label === undefined ? undefined : { set: label },
     ),
     removeNulls: removeNulls ?? true,

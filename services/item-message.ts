@@ -1,7 +1,7 @@
 import { fromJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, ValueSchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { ItemSchema } from "../gen/larder/data/v1/data_pb.js";
-import type { ItemRecord } from "../core/item.js";
+import { namedLabels, type ItemRecord } from "../core/item.js";
 
 /**
  * A Timestamp as epoch milliseconds, truncated the way an ISO date's fraction
@@ -27,11 +27,7 @@ export function toItem(item: ItemRecord, form: ValueForm = "value"): MessageInit
     created: timestampFromMs(item.created),
     modified: timestampFromMs(item.modified),
     ttl: item.expires === undefined ? undefined : timestampFromMs(item.expires),
-    label1: item.labels[0]?.full,
-    label2: item.labels[1]?.full,
-    label3: item.labels[2]?.full,
-    label4: item.labels[3]?.full,
-    label5: item.labels[4]?.full,
+    ...namedLabels(item.labels, (label) => label?.full),
     version: BigInt(item.version),
   };
 }

@@ -3,7 +3,7 @@ import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
 import { narrowRange, rangeIncludes, type KeyRange } from "../../../core/expressions.js";
-import { isLive, type Change, type ItemRecord, type LabelPosition, type LabelSlots } from "../../../core/item.js";
+import { isLive, LABEL_NUMBERS, perLabel, type Change, type ItemRecord, type LabelNumber, type LabelPosition, type LabelSlots } from "../../../core/item.js";
 import { keyFromParts, type Key } from "../../../core/keys.js";
 import type { JsonValue } from "../../../core/json.js";
 import { segmentHash } from "../../../core/segments.js";
@@ -28,7 +28,7 @@ import type {
 } from "../store.js";
 import { PageBudget } from "../../../core/paging.js";
 import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../../core/limits.js";
-import { ADDED_ITEM_COLUMNS, CHANGE_KEY_INDEX, CHANGE_KEY_MIGRATION, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
+import { ADDED_ITEM_COLUMNS, CHANGE_KEY_INDEX, CHANGE_KEY_MIGRATION, LABEL_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
 import { checkAsOf, stateAt, type HistoryEntry } from "../../../core/history.js";
 import { decodeChange, type ChangeRow } from "./change-codec.js";
 import { itemToJson } from "../../../core/item-json.js";
@@ -77,18 +77,8 @@ type Row = {
   created: number;
   modified: number;
   expires: number | null;
-  l1ns: string | null;
-  l1part: string | null;
-  l2ns: string | null;
-  l2part: string | null;
-  l3ns: string | null;
-  l3part: string | null;
-  l4ns: string | null;
-  l4part: string | null;
-  l5ns: string | null;
-  l5part: string | null;
   version: number;
-};
+} & { [N in LabelNumber as `l${N}ns` | `l${N}part`]: string | null };
 
 /**
  * The sweeper (../sweeper.ts) deletes expired items in chunks of at most
@@ -102,8 +92,10 @@ const SWEEP_CHUNK_BYTES = 4 * 1024 * 1024;
 /** The change log is read in chunks bounded the same way: a change holds an item and its previous version. */
 const CHANGE_READ_BYTES = 1024 * 1024;
 
-const ITEM_COLUMNS =
-  "ns, part, value, created, modified, expires, l1ns, l1part, l2ns, l2part, l3ns, l3part, l4ns, l4part, l5ns, l5part, version";
+const ITEM_COLUMNS = `ns, part, value, created, modified, expires, ${LABEL_COLUMNS.join(", ")}, version`;
+/** Each label slot's columns, by slot: reading and writing rows looks them up, never rebuilds them. */
+const SLOT_COLUMNS = LABEL_NUMBERS.map((label) => labelColumns(label));
+const ITEM_VALUES = `@ns, @part, @value, @created, @modified, @expires, ${LABEL_COLUMNS.map((column) => `@${column}`).join(", ")}, @version, @seg`;
 const LIVE = "(expires IS NULL OR expires > @now)";
 
 /**
@@ -724,7 +716,7 @@ export class EmbeddedStore implements Store {
     const labels = item.labels;
     this.statement(
       `INSERT OR REPLACE INTO ${table} (${ITEM_COLUMNS}, seg) VALUES
-       (@ns, @part, @value, @created, @modified, @expires, @l1ns, @l1part, @l2ns, @l2part, @l3ns, @l3part, @l4ns, @l4part, @l5ns, @l5part, @version, @seg)`,
+       (${ITEM_VALUES})`,
     ).run({
       ns: item.key.ns,
       part: item.key.part,
@@ -732,16 +724,7 @@ export class EmbeddedStore implements Store {
       created: item.created,
       modified: item.modified,
       expires: item.expires ?? null,
-      l1ns: labels[0]?.ns ?? null,
-      l1part: labels[0]?.part ?? null,
-      l2ns: labels[1]?.ns ?? null,
-      l2part: labels[1]?.part ?? null,
-      l3ns: labels[2]?.ns ?? null,
-      l3part: labels[2]?.part ?? null,
-      l4ns: labels[3]?.ns ?? null,
-      l4part: labels[3]?.part ?? null,
-      l5ns: labels[4]?.ns ?? null,
-      l5part: labels[4]?.part ?? null,
+      ...labelCells(labels),
       version: item.version,
       seg: segmentHash(item.key),
     });
@@ -843,13 +826,7 @@ class StoredItem implements ItemRecord {
     this.created = row.created;
     this.modified = row.modified;
     if (row.expires !== null) this.expires = row.expires;
-    this.labels = [
-      labelKey(row.l1ns, row.l1part),
-      labelKey(row.l2ns, row.l2part),
-      labelKey(row.l3ns, row.l3part),
-      labelKey(row.l4ns, row.l4part),
-      labelKey(row.l5ns, row.l5part),
-    ];
+    this.labels = perLabel((_, slot) => labelKey(row[SLOT_COLUMNS[slot].ns], row[SLOT_COLUMNS[slot].part]));
     this.version = row.version;
     this.#text = row.value;
   }
@@ -861,6 +838,16 @@ class StoredItem implements ItemRecord {
   get valueText(): string {
     return this.#text;
   }
+}
+
+/** The label columns of a row: each slot's halves, or nulls where the slot is empty. */
+function labelCells(labels: LabelSlots): Record<string, string | null> {
+  const cells: Record<string, string | null> = {};
+  SLOT_COLUMNS.forEach(({ ns, part }, slot) => {
+    cells[ns] = labels[slot]?.ns ?? null;
+    cells[part] = labels[slot]?.part ?? null;
+  });
+  return cells;
 }
 
 function labelKey(ns: string | null, part: string | null): Key | undefined {
@@ -886,7 +873,7 @@ const DELETED_EVENT_SQL = `json_object(
       'created', created,
       'modified', modified,
       'expires', expires,
-      'labels', json_array(${[1, 2, 3, 4, 5].map((n) => fullKeySql(`l${n}ns`, `l${n}part`)).join(", ")}),
+      'labels', json_array(${SLOT_COLUMNS.map(({ ns, part }) => fullKeySql(ns, part)).join(", ")}),
       'version', version
     ),
     CASE WHEN expires IS NULL THEN '$.expires' ELSE '$.none' END

@@ -1,4 +1,4 @@
-import type { LabelNumber } from "../../../core/item.js";
+import { LABEL_NUMBERS, type LabelNumber } from "../../../core/item.js";
 
 /**
  * Items are keyed by (ns, part) in a WITHOUT ROWID table, so the primary key
@@ -20,25 +20,13 @@ CREATE TABLE IF NOT EXISTS items (
   created INTEGER NOT NULL,
   modified INTEGER NOT NULL,
   expires INTEGER,
-  l1ns TEXT, l1part TEXT,
-  l2ns TEXT, l2part TEXT,
-  l3ns TEXT, l3part TEXT,
-  l4ns TEXT, l4part TEXT,
-  l5ns TEXT, l5part TEXT,
+${LABEL_NUMBERS.map((label) => `  ${labelColumns(label).ns} TEXT, ${labelColumns(label).part} TEXT,`).join("\n")}
   seg INTEGER NOT NULL,
   version INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (ns, part)
 ) WITHOUT ROWID;
-DROP INDEX IF EXISTS items_label1;
-DROP INDEX IF EXISTS items_label2;
-DROP INDEX IF EXISTS items_label3;
-DROP INDEX IF EXISTS items_label4;
-DROP INDEX IF EXISTS items_label5;
-CREATE INDEX IF NOT EXISTS items_live_label1 ON items (l1ns, l1part, ns, part, expires) WHERE l1ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_live_label2 ON items (l2ns, l2part, ns, part, expires) WHERE l2ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_live_label3 ON items (l3ns, l3part, ns, part, expires) WHERE l3ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_live_label4 ON items (l4ns, l4part, ns, part, expires) WHERE l4ns IS NOT NULL;
-CREATE INDEX IF NOT EXISTS items_live_label5 ON items (l5ns, l5part, ns, part, expires) WHERE l5ns IS NOT NULL;
+${LABEL_NUMBERS.map((label) => `DROP INDEX IF EXISTS items_label${label};`).join("\n")}
+${LABEL_NUMBERS.map(labelIndexSql).join("\n")}
 CREATE INDEX IF NOT EXISTS items_live_keys ON items (ns, part, expires);
 CREATE INDEX IF NOT EXISTS items_expires ON items (expires) WHERE expires IS NOT NULL;
 CREATE TABLE IF NOT EXISTS changes (
@@ -85,8 +73,17 @@ UPDATE changes SET key = json_extract(body, '$.item.key');
 `;
 export const CHANGE_KEY_INDEX = "CREATE INDEX IF NOT EXISTS changes_key ON changes (key, seq);";
 
-export function labelColumns(label: LabelNumber): { ns: string; part: string; index: string } {
+/** A label slot's columns and its index. */
+export function labelColumns<N extends LabelNumber>(label: N): { ns: `l${N}ns`; part: `l${N}part`; index: `items_live_label${N}` } {
   return { ns: `l${label}ns`, part: `l${label}part`, index: `items_live_label${label}` };
+}
+
+/** The columns of every label slot, in slot order: each slot's ns, then its part. */
+export const LABEL_COLUMNS = LABEL_NUMBERS.flatMap((label) => [labelColumns(label).ns, labelColumns(label).part]);
+
+function labelIndexSql(label: LabelNumber): string {
+  const { ns, part, index } = labelColumns(label);
+  return `CREATE INDEX IF NOT EXISTS ${index} ON items (${ns}, ${part}, ns, part, expires) WHERE ${ns} IS NOT NULL;`;
 }
 
 /** The covering index of key-range counts. */

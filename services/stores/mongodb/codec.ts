@@ -1,8 +1,7 @@
 import { isJsonObject, setOwn, utf8Length, type JsonObject, type JsonValue } from "../../../core/json.js";
-import { LABEL_COUNT, type ItemRecord, type LabelSlots } from "../../../core/item.js";
+import { LABEL_NUMBERS, perLabel, type ItemRecord, type LabelNumber } from "../../../core/item.js";
 import { keyFromParts, type Key } from "../../../core/keys.js";
 import { segmentHash } from "../../../core/segments.js";
-import type { LabelNumber } from "../../../core/item.js";
 
 /**
  * How an item is stored in MongoDB.
@@ -35,7 +34,10 @@ export interface Attribute extends Cell {
   readonly e?: number;
 }
 
-export interface ItemDocument {
+/** A label slot's stored fields (labelFields): its namespace, its key part, and what JSON escaping adds to its size (V8). */
+type LabelDocumentFields = { readonly [N in LabelNumber as `l${N}ns` | `l${N}part`]?: string } & { readonly [N in LabelNumber as `l${N}e`]?: number };
+
+export interface ItemDocument extends LabelDocumentFields {
   readonly ns: string;
   /** The key part; "" for a simple key (see docs/decisions.md). */
   readonly part: string;
@@ -49,21 +51,6 @@ export interface ItemDocument {
   readonly expires?: Date;
   /** segmentHash of the full key (SC5). */
   readonly seg: number;
-  readonly l1ns?: string;
-  readonly l1part?: string;
-  readonly l1e?: number;
-  readonly l2ns?: string;
-  readonly l2part?: string;
-  readonly l2e?: number;
-  readonly l3ns?: string;
-  readonly l3part?: string;
-  readonly l3e?: number;
-  readonly l4ns?: string;
-  readonly l4part?: string;
-  readonly l4e?: number;
-  readonly l5ns?: string;
-  readonly l5part?: string;
-  readonly l5e?: number;
   /** The item's version (ItemRecord.version); absent on documents written before versions: 1. */
   readonly ver?: number;
   /** The id of the write that last changed the document: tells a writer whether its update applied. */
@@ -148,11 +135,11 @@ type Fields = Record<string, unknown>;
 
 export function decodeItem(document: ItemDocument): ItemRecord {
   const fields = document as unknown as Fields;
-  const labels = Array.from({ length: LABEL_COUNT }, (_, slot) => {
-    const names = labelFields((slot + 1) as LabelNumber);
+  const labels = perLabel((label) => {
+    const names = labelFields(label);
     const ns = fields[names.ns];
     return typeof ns === "string" ? keyFromParts(ns, (fields[names.part] as string | undefined) ?? "") : undefined;
-  }) as unknown as LabelSlots;
+  });
   const record: ItemRecord = {
     key: keyFromParts(document.ns, document.part),
     value: decodeValue(document),
@@ -192,7 +179,7 @@ export function encodeItem(item: ItemRecord, meta: { readonly writeId: string; r
   if (item.expires !== undefined) document.expires = new Date(item.expires);
   item.labels.forEach((label, slot) => {
     if (!label) return;
-    const names = labelFields((slot + 1) as LabelNumber);
+    const names = labelFields(LABEL_NUMBERS[slot]);
     const stored = encodeLabel(label);
     document[names.ns] = stored.ns;
     document[names.part] = stored.part;

@@ -1,7 +1,7 @@
 import type { Document } from "mongodb";
 import { narrowRange, rangeIncludes, type Bound, type KeyRange } from "../../../core/expressions.js";
 import { compareUtf8, type Key } from "../../../core/keys.js";
-import type { LabelNumber, LabelPosition } from "../../../core/item.js";
+import { LABEL_NUMBERS, type LabelNumber, type LabelPosition } from "../../../core/item.js";
 import type { CountQuery, KeyQuery, LabelQuery, ReadOptions, ScanFilter, ScanQuery } from "../store.js";
 import { labelFields } from "./codec.js";
 
@@ -264,7 +264,7 @@ export interface IndexSpec {
  * bound, and segmented scans still need key order, which the key index gives.
  */
 export function itemIndexes(): IndexSpec[] {
-  const labels = ([1, 2, 3, 4, 5] as const).map((label) => {
+  const labels = LABEL_NUMBERS.map((label) => {
     const fields = labelFields(label);
     return {
       key: { [fields.ns]: 1, [fields.part]: 1, ns: 1, part: 1 } as Record<string, 1>,

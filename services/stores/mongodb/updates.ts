@@ -1,10 +1,9 @@
 import { Double, type Document } from "mongodb";
 import { utf8Length, type JsonObject } from "../../../core/json.js";
-import { LABEL_COUNT } from "../../../core/item.js";
+import { LABEL_NUMBERS, perLabel, type LabelNumber } from "../../../core/item.js";
 import { segmentHash } from "../../../core/segments.js";
 import type { CreatedCheck, LabelChange, SetPlan, ValuePlan } from "../../../core/set-plan.js";
 import { MAX_ITEM_BYTES } from "../../../core/values.js";
-import type { LabelNumber } from "../../../core/item.js";
 import { encodeAttribute, encodeCell, encodeLabel, encodeValue, labelFields } from "./codec.js";
 
 /**
@@ -366,9 +365,7 @@ function metadataStage(plan: SetPlan, now: number, writeId: string, options: Set
     _n: { $not: ["$_live"] },
     _q: options.quiet ? (expiresAtWrite(plan, now) ? "d" : "w") : REMOVE,
   };
-  for (let slot = 0; slot < LABEL_COUNT; slot++) {
-    Object.assign(stage, labelStage(plan.labels[slot], (slot + 1) as LabelNumber, plan.overwrite));
-  }
+  LABEL_NUMBERS.forEach((label, slot) => Object.assign(stage, labelStage(plan.labels[slot], label, plan.overwrite)));
   switch (plan.ttl.op) {
     case "set":
       stage.expires = new Date(plan.ttl.expires);
@@ -426,8 +423,8 @@ export function sizeExpression(plan: SetPlan): Document {
       },
     },
   };
-  const labels = Array.from({ length: LABEL_COUNT }, (_, slot) => {
-    const fields = labelFields((slot + 1) as LabelNumber);
+  const labels = perLabel((label) => {
+    const fields = labelFields(label);
     const part = { $ifNull: [`$${fields.part}`, ""] };
     return {
       $cond: [
