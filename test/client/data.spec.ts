@@ -3,9 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "chai";
 import { createData, LarderError, type LarderData } from "../../client/index.js";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
+import { keysFile } from "../support/keys.js";
 
 type Ready = LarderData;
 
@@ -169,9 +170,7 @@ describe("client against a live server", () => {
 
 describe("client with an API key", () => {
   const key = generateKey();
-  const keysFile = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-  writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "app", sha256: hashKey(key), environment: "app", role: "admin" }] }));
-  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile } });
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile([{ id: "app", key, environment: "app", role: "admin" }]) } });
 
   for (const transport of ["grpc", "connect"] as const) {
     it(`sends the key on every call over ${transport}, Watch included; without it calls are UNAUTHENTICATED`, async () => {

@@ -1,10 +1,8 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { expect } from "chai";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { REPO_ROOT, useServer } from "../support/server.js";
+import { keysFile } from "../support/keys.js";
 
 async function runExample(url: string, apiKey?: string): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", "examples/todo.ts"], {
@@ -44,9 +42,7 @@ describe("examples/todo.ts against a live server", function () {
 describe("examples/todo.ts with an `app` key", function () {
   this.timeout(60_000);
   const appKey = generateKey();
-  const keysFile = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-  writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "todo-app", sha256: hashKey(appKey), environment: "todo", role: "app" }] }));
-  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile } });
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile([{ id: "todo-app", key: appKey, environment: "todo", role: "app" }]) } });
 
   it("runs to the end, events included", async () => {
     const { code, output } = await runExample(running.url, appKey);

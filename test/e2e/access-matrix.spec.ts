@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create, fromJson, type DescMessage, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
@@ -12,6 +9,7 @@ import { DataService, OperationSchema } from "../../gen/larder/data/v1/data_pb.j
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
 import { reasonOf } from "../support/errors.js";
+import { keysFile, type TestKey } from "../support/keys.js";
 
 /**
  * The access policy as a matrix: every RPC of every service the port serves
@@ -38,15 +36,13 @@ const KEYS: Record<(typeof ROLES)[number] | "stageAdmin", string> = {
   stageAdmin: generateKey(),
 };
 
-function keysFile(): string {
-  const path = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-  const keys = Object.entries(KEYS).map(([id, key]) => {
-    if (id === "operator") return { id, sha256: hashKey(key), role: "operator" };
-    if (id === "stageAdmin") return { id, sha256: hashKey(key), environment: "stage", role: "admin" };
-    return { id, sha256: hashKey(key), environment: "prod", role: id };
+/** Each role's key in prod; the operator's in none; one more admin in stage. */
+function keys(): TestKey[] {
+  return Object.entries(KEYS).map(([id, key]) => {
+    if (id === "operator") return { id, key, role: "operator" };
+    if (id === "stageAdmin") return { id, key, environment: "stage", role: "admin" };
+    return { id, key, environment: "prod", role: id };
   });
-  writeFileSync(path, JSON.stringify({ keys }));
-  return path;
 }
 
 const READS: Caller[] = ["read", "write", "watch", "app", "admin"];
@@ -133,7 +129,7 @@ function messagesOf(message: DescMessage, seen = new Set<string>()): DescMessage
 
 describe("e2e: the access matrix — every RPC × role × protocol, Pipeline operations, tenancy, server-sent events", function () {
   this.timeout(120_000);
-  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile(), LARDER_LOG_LEVEL: "debug" } });
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile(keys()), LARDER_LOG_LEVEL: "debug" } });
 
   const keyOf = (caller: Caller): string | undefined =>
     caller === "none" ? undefined : caller === "unknown" ? generateKey() : KEYS[caller as keyof typeof KEYS];

@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Code, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
@@ -14,6 +11,7 @@ import type { Role } from "../../services/access/roles.js";
 import { runServerToExit, useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
 import { failureOf, reasonOf } from "../support/errors.js";
+import { bearer, keysFile } from "../support/keys.js";
 
 /** One key per (environment, role) this suite uses. */
 const KEYS: Record<string, { environment?: string; role: Role; key: string }> = {
@@ -29,23 +27,11 @@ const KEYS: Record<string, { environment?: string; role: Role; key: string }> = 
   operator: { role: "operator", key: generateKey() },
 };
 
-function keysFile(): string {
-  const path = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-  const keys = Object.entries(KEYS).map(([id, { environment, role, key }]) => ({ id, sha256: hashKey(key), environment, role }));
-  writeFileSync(path, JSON.stringify({ keys }));
-  return path;
-}
-
-const bearer = (key: string): Interceptor => (next) => (request) => {
-  request.header.set("authorization", `Bearer ${key}`);
-  return next(request);
-};
-
 const value = (text: string) => ({ kind: { case: "stringValue" as const, value: text } });
 
 describe("e2e: API keys, roles and environments (issue 7)", () => {
   // debug: every call is logged, so the last test can show that no key or hash ever reaches the log.
-  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile(), LARDER_LOG_LEVEL: "debug" } });
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile(Object.entries(KEYS).map(([id, key]) => ({ id, ...key }))), LARDER_LOG_LEVEL: "debug" } });
   type MakeTransport = (options: { baseUrl: string; interceptors: Interceptor[] }) => Transport;
   const transport = (key?: string, make: MakeTransport = createGrpcTransport): Transport =>
     make({ baseUrl: running.url, interceptors: key ? [bearer(key)] : [] });
@@ -320,8 +306,7 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
 
 describe("e2e: LARDER_PUBLIC_SERVICES", () => {
   const key = generateKey();
-  const path = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-  writeFileSync(path, JSON.stringify({ keys: [{ id: "reader", sha256: hashKey(key), environment: "prod", role: "read" }] }));
+  const path = keysFile([{ id: "reader", key, environment: "prod", role: "read" }]);
   const running = useServer({ env: { LARDER_KEYS_FILE: path, LARDER_PUBLIC_SERVICES: "" } });
 
   it("empty: health needs a key too (any role may ask it)", async () => {

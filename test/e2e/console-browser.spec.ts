@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
@@ -6,12 +6,13 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { CONSOLE_CSP } from "../../services/console-route.js";
 import { json, plain } from "../contract/values.js";
 import { CHROMIUM, consoleBuilt, launchChromium } from "../support/console.js";
 import { useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
+import { keysFile } from "../support/keys.js";
 
 /**
  * The console in a real Chromium against a real server: what a user does,
@@ -412,20 +413,14 @@ describe("e2e: the console in Chromium, with API keys", function () {
   this.timeout(120_000);
   const keys = { read: generateKey(), admin: generateKey(), other: generateKey(), operator: generateKey() };
   const directory = mkdtempSync(join(tmpdir(), "larder-console-keys-"));
-  const keysFile = join(directory, "keys.json");
-  writeFileSync(
-    keysFile,
-    JSON.stringify({
-      keys: [
-        { id: "console-reader", sha256: hashKey(keys.read), environment: "console", role: "read" },
-        { id: "console-admin", sha256: hashKey(keys.admin), environment: "console", role: "admin" },
-        { id: "other-admin", sha256: hashKey(keys.other), environment: "other", role: "admin" },
-        { id: "operator", sha256: hashKey(keys.operator), role: "operator" },
-      ],
-    }),
-  );
+  const keysPath = keysFile([
+    { id: "console-reader", key: keys.read, environment: "console", role: "read" },
+    { id: "console-admin", key: keys.admin, environment: "console", role: "admin" },
+    { id: "other-admin", key: keys.other, environment: "other", role: "admin" },
+    { id: "operator", key: keys.operator, role: "operator" },
+  ]);
   const chromium = useBrowser();
-  const server = useServer({ env: { LARDER_KEYS_FILE: keysFile, LARDER_LOG_LEVEL: "debug" } });
+  const server = useServer({ env: { LARDER_KEYS_FILE: keysPath, LARDER_LOG_LEVEL: "debug" } });
   const admin = () => dataClient(server.url, keys.admin);
 
   async function signIn(page: Page, key: string, landing = "Explore"): Promise<void> {

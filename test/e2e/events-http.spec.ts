@@ -1,12 +1,11 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { expect } from "chai";
 import { createData } from "../../client/index.js";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
+import { keysFile } from "../support/keys.js";
 
 interface SseMessage {
   event?: string;
@@ -159,17 +158,11 @@ describe("e2e: change events as server-sent events (GET /events)", function () {
     const watchKey = generateKey();
     const readKey = generateKey();
     const otherKey = generateKey();
-    const file = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-    writeFileSync(
-      file,
-      JSON.stringify({
-        keys: [
-          { id: "watcher", sha256: hashKey(watchKey), environment: "prod", role: "app" },
-          { id: "reader", sha256: hashKey(readKey), environment: "prod", role: "read" },
-          { id: "other", sha256: hashKey(otherKey), environment: "stage", role: "app" },
-        ],
-      }),
-    );
+    const file = keysFile([
+      { id: "watcher", key: watchKey, environment: "prod", role: "app" },
+      { id: "reader", key: readKey, environment: "prod", role: "read" },
+      { id: "other", key: otherKey, environment: "stage", role: "app" },
+    ]);
     const running = useServer({ env: { LARDER_KEYS_FILE: file, LARDER_MAX_STREAMS: "2" } });
 
     it("no key: 401 API_KEY_MISSING; a read key: 403 ROLE_NOT_ALLOWED", async () => {

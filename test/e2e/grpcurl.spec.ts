@@ -1,12 +1,10 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { expect } from "chai";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { findGrpcurl, useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
+import { keysFile } from "../support/keys.js";
 
 const run = promisify(execFile);
 
@@ -107,9 +105,7 @@ describe(`e2e: grpcurl with API keys (the README's example)${unavailable}`, func
     if (!grpcurl) this.skip();
   });
   const key = generateKey();
-  const keysFile = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-  writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "ci", sha256: hashKey(key), environment: "prod", role: "write" }] }));
-  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile } });
+  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile([{ id: "ci", key, environment: "prod", role: "write" }]) } });
   const target = () => `127.0.0.1:${running.server.port}`;
   const call = async (...args: string[]) => (await run(grpcurl!, ["-plaintext", ...args], { timeout: 15_000 })).stdout;
   const failureText = async (...args: string[]) => {

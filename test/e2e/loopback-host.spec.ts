@@ -1,13 +1,11 @@
 import http from "node:http";
 import http2 from "node:http2";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { expect } from "chai";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { hostOf, isLoopbackName } from "../../services/loopback-host.js";
 import { useServer } from "../support/server.js";
 import { reasonOfBody } from "../support/errors.js";
+import { keysFile } from "../support/keys.js";
 
 type Answer = { status: number; body: string };
 
@@ -103,9 +101,7 @@ describe("e2e: without a keys file only loopback hosts are served (DNS rebinding
 
   describe("with a keys file the key decides, whatever the host", () => {
     const key = generateKey();
-    const file = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-    writeFileSync(file, JSON.stringify({ keys: [{ id: "k", sha256: hashKey(key), environment: "prod", role: "read" }] }));
-    const keyed = useServer({ env: { LARDER_KEYS_FILE: file } });
+    const keyed = useServer({ env: { LARDER_KEYS_FILE: keysFile([{ id: "k", key, environment: "prod", role: "read" }]) } });
 
     it("a request addressed to a public name is served with a valid key", async () => {
       const answer = await connectCall(keyed.server.port, "larder.example.com", "Ping", {}, `Bearer ${key}`);

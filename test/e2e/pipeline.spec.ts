@@ -1,7 +1,4 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
@@ -10,10 +7,11 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { expect } from "chai";
 import { createData, LarderError, type LarderData } from "../../client/index.js";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { grpcurlPath, useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
 import { reasonOf } from "../support/errors.js";
+import { keysFile } from "../support/keys.js";
 
 const run = promisify(execFile);
 
@@ -229,16 +227,10 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
 describe("e2e: Pipeline checks each operation against the key's role", () => {
   const readKey = generateKey();
   const writeKey = generateKey();
-  const path = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-  writeFileSync(
-    path,
-    JSON.stringify({
-      keys: [
-        { id: "reader", sha256: hashKey(readKey), environment: "prod", role: "read" },
-        { id: "writer", sha256: hashKey(writeKey), environment: "prod", role: "write" },
-      ],
-    }),
-  );
+  const path = keysFile([
+    { id: "reader", key: readKey, environment: "prod", role: "read" },
+    { id: "writer", key: writeKey, environment: "prod", role: "write" },
+  ]);
   const running = useServer({ env: { LARDER_KEYS_FILE: path } });
 
   it("a write in a read key's pipeline is PERMISSION_DENIED alone; its reads are answered", async () => {

@@ -1,12 +1,10 @@
 import http2 from "node:http2";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import { expect } from "chai";
-import { generateKey, hashKey } from "../../services/access/api-keys.js";
+import { generateKey } from "../../services/access/api-keys.js";
 import { useServer } from "../support/server.js";
 import { reasonOf, reasonOfBody, type ConnectErrorBody } from "../support/errors.js";
+import { keysFile } from "../support/keys.js";
 
 async function connectCall(url: string, path: string, init: RequestInit): Promise<{ status: number; body: ConnectErrorBody }> {
   const response = await fetch(`${url}${path}`, init);
@@ -128,9 +126,7 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
 
   describe("authorization without Bearer", () => {
     const key = generateKey();
-    const file = join(mkdtempSync(join(tmpdir(), "larder-keys-")), "keys.json");
-    writeFileSync(file, JSON.stringify({ keys: [{ id: "k", sha256: hashKey(key), environment: "prod", role: "read" }] }));
-    const keyed = useServer({ env: { LARDER_KEYS_FILE: file } });
+    const keyed = useServer({ env: { LARDER_KEYS_FILE: keysFile([{ id: "k", key, environment: "prod", role: "read" }]) } });
 
     it("the bare key: UNAUTHENTICATED API_KEY_MALFORMED saying to send 'Bearer <key>', never echoing it", async () => {
       const { status, body } = await connectCall(keyed.url, "/larder.data.v1.DataService/Get", {

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Code, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { AdminService, type ExportedItem } from "../../gen/larder/admin/v1/admin_pb.js";
@@ -12,6 +12,7 @@ import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import type { Role } from "../../services/access/roles.js";
 import { REPO_ROOT, useServer } from "../support/server.js";
 import { failureOf, reasonOf } from "../support/errors.js";
+import { bearer } from "../support/keys.js";
 
 /**
  * Issue 16: a key bound to an environment acts only there on every
@@ -34,11 +35,6 @@ const BASELINE: Record<string, { key: string; value: ReturnType<typeof text> }[]
     { key: "a:1", value: text("secret one") },
     { key: "a:2", value: text("secret two") },
   ],
-};
-
-const bearer = (key: string): Interceptor => (next) => (request) => {
-  request.header.set("authorization", `Bearer ${key}`);
-  return next(request);
 };
 
 async function exported(admin: Admin, name: string): Promise<{ key: string; value: unknown }[]> {
