@@ -7,6 +7,7 @@ import { expect } from "chai";
 import { createData, type LarderData } from "../../client/index.js";
 import { generateKey, hashKey } from "../../services/access/api-keys.js";
 import { sleep } from "../support/async.js";
+import { CHROMIUM, launchChromium } from "../support/console.js";
 import { startInProcess, type InProcessServer } from "../support/in-process.js";
 import { findGrpcurl, REPO_ROOT, startServer, type RunningServer } from "../support/server.js";
 
@@ -35,6 +36,10 @@ import { findGrpcurl, REPO_ROOT, startServer, type RunningServer } from "../supp
  * - A comment after a command that shows an output (`# {...}`) is compared with
  *   what the command printed: the same fields and values, `…` matching anything,
  *   fields the README leaves out allowed.
+ * - JavaScript blocks are browser code: they run in Chromium, in a page of the
+ *   server's own origin, with `larder` its URL and `key` an `app` key of its
+ *   keys file; `console.log` is collected, and an item is written for the
+ *   events they wait for.
  * - TypeScript blocks run as modules: the README's `./client/index.js` is the
  *   repository's client; blocks that use `data` without making it get a client
  *   of the block's server, and the state their comments describe is written
@@ -72,15 +77,13 @@ const NOT_RUN: Record<string, string> = {
     "`npm ci` would reinstall node_modules under the running suite, `npm start` serves on the fixed port 4150 until stopped, and `npm test` is the suite this test belongs to; the blocks below run against servers started as `npm start` starts one",
   "npm run check           # buf lint, tsc --noEmit, ESLint (typescript-eslint) and prettier --check: what CI runs before the tests":
     "the static checks run as their own CI step (.ci/run); test/unit/check.spec.ts shows their configurations reject seeded violations",
-  'const { ticket } = await (await fetch(`${larder}/events/ticket`, { method: "POST", headers: { authorization: `Bearer ${key}` } })).json();':
-    "browser code (EventSource, which Node 20 lacks); the same ticket flow runs in test/e2e/access-matrix.spec.ts, and EventSource in Chromium in test/e2e/cors-browser.spec.ts",
 };
 
 /** A block that shows the output of the block before it (checked there). */
 const OUTPUTS = new Set(["event: started"]);
 
 /** The languages run here. */
-const RUNNERS = new Set(["sh", "ts"]);
+const RUNNERS = new Set(["sh", "ts", "js"]);
 
 describe("README: every code block runs, and shows what it prints", function () {
   this.timeout(180_000);
@@ -116,6 +119,11 @@ describe("README: every code block runs, and shows what it prints", function () 
       });
     } else if (block.lang === "ts") {
       it(title, async () => runTypeScriptBlock(block, scratch));
+    } else if (block.lang === "js") {
+      it(title, async function () {
+        if (!existsSync(CHROMIUM)) return skipWith(this, `browser code, and no Chromium at ${CHROMIUM}`);
+        await runBrowserBlock(block);
+      });
     }
   }
 });
@@ -545,6 +553,51 @@ async function runTypeScriptBlock(block: Block, scratch: string): Promise<void> 
     await plan.check(data, results, logs);
   } finally {
     await data.close();
+    await server.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Browser blocks
+
+/** A JavaScript block in Chromium: what it logs once `todos:readme` is created (the blocks listen for events). */
+async function runBrowserBlock(block: Block): Promise<void> {
+  const key = generateKey();
+  const server = await startInProcess({}, [{ id: "browser", sha256: hashKey(key), environment: "default", role: "app" }]);
+  const browser = (await launchChromium())!;
+  try {
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on("pageerror", (error) => problems.push(String(error)));
+    // Any page of the server's origin: the block's fetch and EventSource go to the same origin, as from an app it serves.
+    await page.goto(`${server.url}/events/ticket`);
+    const script = `(async () => {
+      const larder = ${JSON.stringify(server.url)};
+      const key = ${JSON.stringify(key)};
+      const logged = (window.__logged = []);
+      const console = { log: (value) => logged.push(value) };
+      ${block.text}
+      window.__source = events;
+    })()`;
+    await page.evaluate(script);
+    await page.waitForFunction(() => (window as unknown as { __source: EventSource }).__source.readyState === EventSource.OPEN, undefined, {
+      timeout: 20_000,
+    });
+    const data = createData({ url: server.url, apiKey: key });
+    try {
+      await data.set("todos:readme", { title: "from the README" });
+    } finally {
+      await data.close();
+    }
+    await page.waitForFunction(() => (window as unknown as { __logged: unknown[] }).__logged.length > 0, undefined, { timeout: 20_000 });
+    const logged = await page.evaluate(() => (window as unknown as { __logged: unknown[] }).__logged);
+    // "{ name, item, previous?, … }": the event the filter created:todos:* lets through.
+    expect(logged).to.have.lengthOf(1);
+    expect(logged[0]).to.deep.include({ name: "created" });
+    expect((logged[0] as { item: unknown }).item).to.deep.include({ key: "todos:readme", value: { title: "from the README" } });
+    expect(problems).to.deep.equal([]);
+  } finally {
+    await browser.close();
     await server.close();
   }
 }
