@@ -73,7 +73,8 @@ export function reads(client: Client<typeof DataService>, send: Send, call: <T>(
 
   /** History is no Pipeline operation: it travels as a call of its own. */
   async function history(key: string, options: Options): Promise<HistoryPage> {
-    if (options.start !== undefined && typeof options.start !== "string") throw invalidArgument("INVALID_OPTION", "'start' must be a previous page's lastKey");
+    if (options.start !== undefined && typeof options.start !== "string")
+      throw invalidArgument("INVALID_OPTION", "'start' must be a previous page's lastKey");
     const response = await client.history({ key, limit: limitOf(options), start: (options.start as string | undefined) ?? "" });
     const page: HistoryPage = {
       entries: response.entries.map((entry) => ({

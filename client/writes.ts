@@ -40,9 +40,7 @@ export function writes({ client, send, idempotently, removeNulls, readFile }: Wr
         overwrite: typeof options.overwrite === "boolean" ? options.overwrite : undefined,
         removeNulls: typeof options.removeNulls === "boolean" ? options.removeNulls : removeNulls(),
       };
-      const response = await idempotently(options.idempotencyKey, (idempotencyKey) =>
-        send("batchSet", { ...request, idempotencyKey }, chars),
-      );
+      const response = await idempotently(options.idempotencyKey, (idempotencyKey) => send("batchSet", { ...request, idempotencyKey }, chars));
       return { items: response.items.map((item) => shapeItem(item, options.meta === true)) };
     }
     const options = optionsOf(rawOptions);

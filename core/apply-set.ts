@@ -3,15 +3,7 @@ import type { Key } from "./keys.js";
 import type { ItemRecord, LabelSlots } from "./item.js";
 import type { CreatedCheck, LabelChange, SetPlan, ValuePlan } from "./set-plan.js";
 import { checkItemSize, itemSize } from "./values.js";
-import {
-  createdMismatch,
-  itemExists,
-  itemNotFound,
-  notANumber,
-  notASimpleValue,
-  numberOverflow,
-  versionMismatch,
-} from "./write-refusals.js";
+import { createdMismatch, itemExists, itemNotFound, notANumber, notASimpleValue, numberOverflow, versionMismatch } from "./write-refusals.js";
 
 /** The outcome of applying a plan to the live item (or none). */
 export interface SetOutcome {
@@ -52,9 +44,10 @@ export function applySet(live: ItemRecord | undefined, plan: SetPlan, now: numbe
   checkItemSize(itemSize(plan.key, value, labels), "FAILED_PRECONDITION");
   // An overwrite is a change of the same item: its version goes on from the live one.
   const version = live ? live.version + 1 : 1;
-  const item: ItemRecord = expires === undefined
-    ? { key: plan.key, value, created, modified: now, labels, version }
-    : { key: plan.key, value, created, modified: now, expires, labels, version };
+  const item: ItemRecord =
+    expires === undefined
+      ? { key: plan.key, value, created, modified: now, labels, version }
+      : { key: plan.key, value, created, modified: now, expires, labels, version };
   return live ? { item, previous: live } : { item };
 }
 

@@ -18,10 +18,7 @@ export function itemNotFound(): DomainError {
 
 /** C2: the stored created does not match the write's. */
 export function createdMismatch(): DomainError {
-  return failedPrecondition(
-    "CREATED_MISMATCH",
-    "The 'created' date integrity check failed. The dates must match.",
-  );
+  return failedPrecondition("CREATED_MISMATCH", "The 'created' date integrity check failed. The dates must match.");
 }
 
 /** The live item's version does not match a write's ifVersion (0 stands for "no live item"). */

@@ -56,7 +56,14 @@ export function callLog(log: Logger, keysConfigured: boolean, shutdownSignal: Ab
 }
 
 /** Node's words for a peer that closed or reset its stream or connection while a call was in progress. */
-const PEER_GONE = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "ERR_STREAM_DESTROYED", "ERR_HTTP2_INVALID_STREAM", "ERR_HTTP2_STREAM_ERROR", "EPIPE"]);
+const PEER_GONE = new Set([
+  "ERR_STREAM_PREMATURE_CLOSE",
+  "ECONNRESET",
+  "ERR_STREAM_DESTROYED",
+  "ERR_HTTP2_INVALID_STREAM",
+  "ERR_HTTP2_STREAM_ERROR",
+  "EPIPE",
+]);
 
 /**
  * The client stopped (grpcurl interrupted, a tab closed, a cancelled call): a

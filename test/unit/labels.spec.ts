@@ -34,9 +34,15 @@ describe("label slots, defined once", () => {
       }
     };
     expect(["1", "label1", "5", "label5"].map(accepted)).to.deep.equal([1, 1, 5, 5]);
-    expect(["0", "6", "label6", "Label1", " label1", "label1\n", "label", "l1", "label01", ""].map(accepted)).to.deep.equal(Array(10).fill(undefined));
+    expect(["0", "6", "label6", "Label1", " label1", "label1\n", "label", "l1", "label01", ""].map(accepted)).to.deep.equal(
+      Array(10).fill(undefined),
+    );
     const text = fc
-      .tuple(fc.constantFrom("", "label", "Label", "labe", " "), fc.constantFrom("", "0", "1", "3", "5", "6", "12"), fc.constantFrom("", " ", "\n", "x"))
+      .tuple(
+        fc.constantFrom("", "label", "Label", "labe", " "),
+        fc.constantFrom("", "0", "1", "3", "5", "6", "12"),
+        fc.constantFrom("", " ", "\n", "x"),
+      )
       .map((parts) => parts.join(""));
     fc.assert(
       fc.property(text, (name) => {
