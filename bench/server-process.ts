@@ -93,7 +93,7 @@ function chooseBuild(build: ServerBuild): "dist" | "esbuild" | "tsx" {
   return newest > built ? "esbuild" : "dist";
 }
 
-function sources(directory = ROOT, top = ["services", "gen"]): string[] {
+function sources(directory = ROOT, top = ["core", "services", "gen"]): string[] {
   const files: string[] = [];
   for (const name of top) {
     const walk = (path: string) => {
@@ -109,7 +109,7 @@ function sources(directory = ROOT, top = ["services", "gen"]): string[] {
 }
 
 /**
- * Transpiles services/ and gen/ file for file (no bundling, no type check:
+ * Transpiles core/, services/ and gen/ file for file (no bundling, no type check:
  * a second or so) under node_modules/.cache, where the server's imports of
  * packages resolve to the project's node_modules. Returns the directory.
  */
