@@ -1,9 +1,6 @@
-import type * as http from "node:http";
-import type * as http2 from "node:http2";
 import { isLoopback } from "./config.js";
+import type { NodeHandler } from "./http/node-handler.js";
 
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeHandler = (request: NodeRequest, response: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 /**
  * The headers by which a caller offers to take a compressed response: gRPC and

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type http from "node:http";
-import type http2 from "node:http2";
+import type { NodeRequest, NodeResponse } from "./http/node-handler.js";
 
 /**
  * The browser console's static files (`npm run build` writes them to
@@ -57,8 +57,6 @@ const HASHED_ASSET = /^[a-z]+-[A-Z0-9]{8}\.(js|css|map)$/;
 /** Only plain names of files at the top of the directory: no path, so nothing outside it can be named. */
 const SERVABLE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*\.[a-z]{2,4}$/;
 
-type Request = http.IncomingMessage | http2.Http2ServerRequest;
-type Response = http.ServerResponse | http2.Http2ServerResponse;
 
 /**
  * Where `npm run build` puts the console: dist/console from the repository
@@ -77,7 +75,7 @@ export function isConsolePath(url: string | undefined): boolean {
 }
 
 /** Answers a request whose path is under /console (see isConsolePath). */
-export async function serveConsole(request: Request, response: Response, directory = consoleDirectory()): Promise<void> {
+export async function serveConsole(request: NodeRequest, response: NodeResponse, directory = consoleDirectory()): Promise<void> {
   const method = request.method ?? "GET";
   if (method !== "GET" && method !== "HEAD") {
     return send(response, method, 405, "text/plain; charset=utf-8", "Method not allowed: the console is read with GET\n", { allow: "GET, HEAD", "cache-control": "no-store" });
@@ -105,11 +103,11 @@ export async function serveConsole(request: Request, response: Response, directo
   return send(response, method, 200, type, body, headers);
 }
 
-function notFound(response: Response, method: string): void {
+function notFound(response: NodeResponse, method: string): void {
   send(response, method, 404, "text/plain; charset=utf-8", "Not found\n", { "cache-control": "no-store" });
 }
 
-function send(response: Response, method: string, status: number, type: string, body: string | Buffer, headers: Record<string, string>): void {
+function send(response: NodeResponse, method: string, status: number, type: string, body: string | Buffer, headers: Record<string, string>): void {
   const bytes = typeof body === "string" ? Buffer.from(body) : body;
   (response as http.ServerResponse).writeHead(status, {
     ...SECURITY_HEADERS,

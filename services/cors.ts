@@ -1,10 +1,7 @@
 import type http from "node:http";
-import type http2 from "node:http2";
 import { cors as connectCors } from "@connectrpc/connect";
+import type { NodeHandler } from "./http/node-handler.js";
 
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
-type NodeHandler = (request: NodeRequest, response: NodeResponse) => void;
 
 /*
  * What gRPC-Web and Connect clients in a browser send and must read: Connect's

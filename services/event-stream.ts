@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import type http from "node:http";
-import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { codeToString, errorFromJson } from "@connectrpc/connect/protocol-connect";
@@ -10,9 +9,8 @@ import { bearerKey } from "./access/auth-interceptor.js";
 import { DATA_SERVICE, roleAllows } from "./access/roles.js";
 import { withReason } from "./errors.js";
 import { answerError } from "./protocol-answers.js";
+import type { NodeRequest, NodeResponse } from "./http/node-handler.js";
 
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 export const EVENTS_PATH = "/events";
 export const TICKET_PATH = "/events/ticket";

@@ -1,13 +1,9 @@
-import type http from "node:http";
-import type http2 from "node:http2";
 import { isIPv4 } from "node:net";
 import { Code } from "@connectrpc/connect";
 import { quote } from "../core/errors.js";
 import { answerError, refusal } from "./protocol-answers.js";
+import type { NodeHandler } from "./http/node-handler.js";
 
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
-type NodeHandler = (request: NodeRequest, response: NodeResponse) => void;
 
 /**
  * Without a keys file every caller has every right, which is safe only

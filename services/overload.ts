@@ -1,10 +1,10 @@
-import type http from "node:http";
 import http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, type ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Reason } from "../core/errors.js";
 import { withReason } from "./errors.js";
 import { writeError } from "./protocol-answers.js";
+import type { NodeHandler, NodeRequest, NodeResponse } from "./http/node-handler.js";
 
 export interface OverloadLimits {
   /** Unary calls served at once; past it a call fails fast instead of queueing. */
@@ -72,10 +72,6 @@ async function* releasing<T>(messages: AsyncIterable<T>, release: () => void): A
     release();
   }
 }
-
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
-export type NodeHandler = (request: NodeRequest, response: NodeResponse) => void;
 
 export interface AdmissionLimits {
   /** Unary requests in progress at once, over all connections (LARDER_MAX_IN_FLIGHT). */

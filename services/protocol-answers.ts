@@ -6,10 +6,8 @@ import { codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes } from "@connect
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { quote, type Reason } from "../core/errors.js";
 import { withReason } from "./errors.js";
+import type { NodeHandler, NodeRequest, NodeResponse } from "./http/node-handler.js";
 
-type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
-type NodeHandler = (request: NodeRequest, response: NodeResponse) => void;
 
 export type Protocol = "grpc" | "grpc-web" | "connect";
 

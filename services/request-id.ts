@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type http from "node:http";
-import type http2 from "node:http2";
+import type { NodeHandler } from "./http/node-handler.js";
 
 export const REQUEST_ID_HEADER = "x-request-id";
 
@@ -16,10 +15,6 @@ export function requestIdOf(given: string | string[] | undefined): string {
   return typeof given === "string" && ACCEPTED.test(given) ? given : randomUUID();
 }
 
-type NodeHandler = (
-  request: http.IncomingMessage | http2.Http2ServerRequest,
-  response: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
 
 /**
  * Gives every HTTP request an id before anything answers it: the caller's
