@@ -4,9 +4,9 @@ import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import type { Browser } from "playwright-core";
 import type { LarderData } from "../../client/index.js";
+import { CHROMIUM, launchChromium } from "../support/console.js";
 import { REPO_ROOT, startServer, type RunningServer } from "../support/server.js";
 
-const CHROMIUM = process.env.LARDER_CHROMIUM ?? "/usr/bin/chromium";
 const unavailable = existsSync(CHROMIUM) ? "" : ` (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set LARDER_CHROMIUM)`;
 
 /** client/browser.ts bundled for the page, as an app would ship it; it exposes createData on window. */
@@ -94,11 +94,7 @@ describe(`e2e: browser apps at another origin (CORS, real Chromium)${unavailable
     pages = await startPageServer(await bundleClient());
     // Only the page's exact origin is allowed; http://localhost:<same port> is another origin.
     larder = await startServer({ env: { LARDER_CORS_ORIGINS: `http://127.0.0.1:${pages.port}` } });
-    const { chromium } = await import("playwright-core");
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
