@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient, type Collection } from "mongodb";
 import type { Logger } from "../../log.js";
 import type { EngineFigures, EngineObserver, EnvironmentFigures } from "../engine-observer.js";
@@ -30,6 +31,13 @@ export interface MongoEngineOptions {
   /** How long an idempotency record answers retries; unset: 24 h. */
   readonly idempotencyWindowMs?: number;
 }
+
+/**
+ * How long a close waits for a sweep under way to end its chunk and for the
+ * sweep leases to be given up: an unreachable MongoDB (10 s to find no
+ * server) must not hold a shutdown. Leases not given up expire by themselves.
+ */
+const CLOSE_SWEEP_WAIT_MS = 2_000;
 
 /** Change streams with pre- and post-images need MongoDB 6.0. */
 export const MINIMUM_VERSION = [6, 0] as const;
@@ -205,8 +213,13 @@ class MongoEngine implements Engine {
   }
 
   async close(): Promise<void> {
-    await this.sweeper.stop();
-    await this.leases.releaseAll((environment) => this.leasesOf(environment));
+    let late = false;
+    // Not after the client closed: an operation then would only fail, or connect it again.
+    const released = this.sweeper.stop().then(() => (late ? undefined : this.leases.releaseAll((environment) => this.leasesOf(environment))));
+    const waited = new AbortController();
+    await Promise.race([released, sleep(CLOSE_SWEEP_WAIT_MS, undefined, { signal: waited.signal }).catch(() => undefined)]);
+    waited.abort();
+    late = true;
     const stores = [...this.stores.values()];
     this.stores.clear();
     await Promise.all(stores.map(async (store) => (await store.catch(() => undefined))?.close()));
