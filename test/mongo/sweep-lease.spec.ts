@@ -8,6 +8,7 @@ import { COLLECTIONS } from "../../services/stores/mongodb/codec.js";
 import { openMongoEngine } from "../../services/stores/mongodb/mongo-engine.js";
 import { LEASES_COLLECTION, SWEEP_LEASE_ID, SweepLeases, type LeaseDocument } from "../../services/stores/mongodb/sweep-lease.js";
 import { sleep } from "../support/async.js";
+import { startServer, type RunningServer } from "../support/server.js";
 import { setInput } from "../support/set-input.js";
 import { mongoTitle, mongoUri, skipWithoutMongo } from "./mongo-support.js";
 
@@ -119,6 +120,50 @@ describe(mongoTitle("several instances on one MongoDB: the sweep lease"), functi
       expect(swept.get(other) ?? 0, "the other instance took over").to.be.greaterThan(0);
     } finally {
       await Promise.all([first, second].map((engine) => engine.close().catch(() => undefined)));
+    }
+  });
+  it("two Larder processes: when the holder is killed (SIGKILL, no release), the other takes the lease only after it expired, and sweeps", async () => {
+    const env = { LARDER_ENGINE: "mongodb", MONGODB_URI: uri, LARDER_MONGODB_DB_PREFIX: `${prefix}p_`, LARDER_SWEEP_INTERVAL_MS: "200" };
+    const leases = client.db(`${prefix}p_default`).collection<LeaseDocument>(LEASES_COLLECTION);
+    const items = client.db(`${prefix}p_default`).collection(COLLECTIONS.items);
+    const servers: RunningServer[] = [];
+    // Writes expired items without sweeping (no sweep interval): only the two processes sweep.
+    const writer = await openMongoEngine({ uri, dbPrefix: `${prefix}p_`, changeRetentionMs: 3_600_000 }, pino({ level: "silent" }));
+    try {
+      servers.push(await startServer({ env }), await startServer({ env }));
+      const pidOf = (holder: string | undefined) => Number(holder?.split(":").at(-2));
+      let lease: LeaseDocument | null = null;
+      for (let wait = 0; wait < 200 && !lease; wait++) {
+        lease = await leases.findOne({ _id: SWEEP_LEASE_ID });
+        if (!lease) await sleep(50);
+      }
+      const holder = servers.find((server) => server.process.pid === pidOf(lease?.holder));
+      expect(holder, `the lease names one of the two processes: ${lease?.holder}`).to.not.equal(undefined);
+      const survivor = servers.find((server) => server !== holder)!;
+
+      await holder!.stop("SIGKILL");
+      const last = (await leases.findOne({ _id: SWEEP_LEASE_ID }))!;
+      expect(pidOf(last.holder), "a killed holder gives nothing up").to.equal(holder!.process.pid);
+      const store = await writer.environment("default");
+      const now = Date.now();
+      await store.setMany(
+        Array.from({ length: 5 }, (_, i) => planSet(setInput(`gone:${i}`, i, { ttl: { seconds: -1 } }), now)),
+        now,
+      );
+
+      let taken: LeaseDocument | null = null;
+      for (let wait = 0; wait < 400 && !taken; wait++) {
+        const seen = await leases.findOne({ _id: SWEEP_LEASE_ID });
+        if (seen && pidOf(seen.holder) === survivor.process.pid) taken = seen;
+        else await sleep(50);
+      }
+      expect(taken, "the survivor takes the lease").to.not.equal(null);
+      expect((await serverTime()).getTime(), "only once the killed holder's lease expired").to.be.at.least(last.expiresAt.getTime());
+      for (let wait = 0; wait < 200 && (await items.countDocuments({})) > 0; wait++) await sleep(50);
+      expect(await items.countDocuments({}), "the expired items are deleted within 10 s").to.equal(0);
+    } finally {
+      await writer.close();
+      await Promise.all(servers.map((server) => server.stop()));
     }
   });
 });
