@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { expect } from "chai";
 import { REPO_ROOT } from "../support/server.js";
 
@@ -18,6 +18,15 @@ function run(tool: string, args: string[], input: string): Promise<{ code: numbe
 
 const eslint = (code: string, path = "services/seeded.ts") => run("eslint", ["--stdin", "--stdin-filename", path], code);
 const prettierCheck = (code: string, path = "services/seeded.ts") => run("prettier", ["--check", "--stdin-filepath", path], code);
+
+describe("npm run check: what it runs, and where", () => {
+  it("check is lint plus prettier --check; lint is buf lint, tsc and ESLint; CI runs check", () => {
+    const { scripts } = JSON.parse(readFileSync(`${REPO_ROOT}/package.json`, "utf8")) as { scripts: Record<string, string> };
+    expect(scripts.check.split(" && ")).to.deep.equal(["npm run --silent lint", "prettier --check ."]);
+    expect(scripts.lint.split(" && ")).to.deep.equal(["buf lint", "tsc --noEmit -p tsconfig.json", "eslint ."]);
+    expect(readFileSync(`${REPO_ROOT}/.ci/run`, "utf8")).to.match(/^npm run -s check$/m);
+  });
+});
 
 /**
  * `npm run check` must be able to fail: the repository's ESLint and Prettier
