@@ -60,6 +60,8 @@ export class HealthStatus {
   }
 
   register(router: ConnectRouter, shutdownSignal: AbortSignal): void {
+    // watch() is a generator method: its own `this` is the service object, not the HealthStatus.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const health = this;
     router.service(Health, {
       check: (request) => {

@@ -54,7 +54,7 @@ export class EmbeddedFeed implements ChangeFeed {
   private async *changesAfter(after: number, signal: AbortSignal): AsyncIterable<FeedEvent> {
     // One flag, not a queue of commits: a subscriber far behind costs the same as one at the head.
     // Set before reading, so a commit between an empty read and the wait is not missed.
-    let committed = true;
+    let committed: boolean;
     let wake: (() => void) | undefined;
     const onCommit = () => {
       committed = true;

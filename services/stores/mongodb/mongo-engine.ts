@@ -112,6 +112,7 @@ export async function openMongoEngine(options: MongoEngineOptions, log: Logger):
       throw new Error(
         `Cannot reach MongoDB at the MONGODB_URI given (${(error as Error).message}); check that it runs and that the ` +
           "URI names its replica set (e.g. mongodb://127.0.0.1:27017/?replicaSet=rs0)",
+        { cause: error },
       );
     }
     throw error;
