@@ -4,6 +4,7 @@ import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
+import { failureOf } from "../support/errors.js";
 
 describe("e2e: deadlines cancel the work, not just the wait", function () {
   this.timeout(120_000);
@@ -13,8 +14,8 @@ describe("e2e: deadlines cancel the work, not just the wait", function () {
     const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url }));
     const total = 50_000;
     const items = Array.from({ length: total }, (_, i) => ({ key: `dl:${String(i).padStart(5, "0")}`, value: { kind: { case: "numberValue" as const, value: i } } }));
-    const failure = await client.seed({ items }, { timeoutMs: 400 }).catch((error: unknown) => ConnectError.from(error));
-    expect((failure as ConnectError).code).to.equal(Code.DeadlineExceeded);
+    const failure = await failureOf(client.seed({ items }, { timeoutMs: 400 }));
+    expect(failure.code).to.equal(Code.DeadlineExceeded);
     // Let anything still running finish, then count: the server stopped well short of the whole seed.
     await sleep(2_000);
     const written = Number((await client.scan({ count: true })).count);
@@ -45,11 +46,9 @@ describe("e2e: deadlines cancel the work, not just the wait", function () {
   });
 
   it("a deadline past what a timer can hold (24.8 days) is INVALID_ARGUMENT, not a call cut at once", async () => {
-    const failure = await withDeadlineHeader("grpc-timeout", "99999999S")
-      .ping({})
-      .catch((error: unknown) => ConnectError.from(error));
-    expect((failure as ConnectError).code, String(failure)).to.equal(Code.InvalidArgument);
-    expect((failure as ConnectError).rawMessage).to.contain("must be <= 2147483647");
+    const failure = await failureOf(withDeadlineHeader("grpc-timeout", "99999999S").ping({}));
+    expect(failure.code, String(failure)).to.equal(Code.InvalidArgument);
+    expect(failure.rawMessage).to.contain("must be <= 2147483647");
     expect((await withDeadlineHeader("grpc-timeout", "2000000S").ping({})).$typeName).to.equal("larder.data.v1.PingResponse");
   });
 });

@@ -10,6 +10,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/g
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { REPO_ROOT, runServerToExit, startServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
+import { failureOf } from "../support/errors.js";
 
 describe("e2e: start, configuration and graceful shutdown", () => {
   it("SIGTERM ends open Watch and health streams cleanly, exits 0, and the data is there after a restart", async () => {
@@ -148,8 +149,8 @@ describe("e2e: start, configuration and graceful shutdown", () => {
       for (const service of ["larder.data.v1.DataService", "larder.admin.v1.AdminService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]) {
         expect((await health.check({ service })).status, service).to.equal(Status.SERVING);
       }
-      const failure = await health.check({ service: "nope.Service" }).catch((error: unknown) => ConnectError.from(error));
-      expect((failure as ConnectError).code).to.equal(Code.NotFound);
+      const failure = await failureOf(health.check({ service: "nope.Service" }));
+      expect(failure.code).to.equal(Code.NotFound);
     } finally {
       await server.stop();
     }

@@ -7,6 +7,7 @@ import { loadConfig } from "../../services/config.js";
 import { LarderMetrics, OTHER_ENVIRONMENT } from "../../services/metrics.js";
 import { holdCall, series, startInProcess, type InProcessServer } from "../support/in-process.js";
 import { eventually, sleep } from "../support/async.js";
+import { failureOf } from "../support/errors.js";
 
 const DATA = "larder.data.v1.DataService";
 
@@ -32,8 +33,8 @@ describe("metrics: /metrics on its own port counts what an operator pages on", f
       await data.set({ key: `m:${protocol}`, value: { kind: { case: "numberValue", value: 1 } } });
       await data.get({ key: `m:${protocol}` });
       await data.get({ key: `m:${protocol}` });
-      const refused = await data.get({ key: "" }).catch((error: unknown) => ConnectError.from(error));
-      expect((refused as ConnectError).code).to.equal(Code.InvalidArgument);
+      const refused = await failureOf(data.get({ key: "" }));
+      expect(refused.code).to.equal(Code.InvalidArgument);
     }
     const scraped = await server.scrape();
     for (const [protocol] of protocols) {
@@ -145,10 +146,12 @@ describe("metrics: admission refusals, by reason", function () {
       const stop = new AbortController();
       const first = data.watch({}, { signal: stop.signal })[Symbol.asyncIterator]();
       await first.next();
-      const second = await (async () => {
-        for await (const message of data.watch({})) return message;
-      })().catch((error: unknown) => ConnectError.from(error));
-      expect((second as ConnectError).code).to.equal(Code.ResourceExhausted);
+      const second = await failureOf(
+        (async () => {
+          for await (const message of data.watch({})) return message;
+        })(),
+      );
+      expect(second.code).to.equal(Code.ResourceExhausted);
       const scraped = await server.scrape();
       expect(scraped.get(series("larder_admission_refused_total", { reason: "streams" }))).to.equal(1);
       expect(scraped.get(series("larder_calls_total", { service: DATA, method: "Watch", protocol: "grpc", code: "ResourceExhausted" }))).to.equal(1);
@@ -168,10 +171,8 @@ describe("metrics: admission refusals, by reason", function () {
         createGrpcWebTransport({ baseUrl: server.url, httpVersion: "1.1" }),
         createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }),
       ]) {
-        const refused = await createClient(DataService, transport)
-          .get({ key: "a:1" })
-          .catch((error: unknown) => ConnectError.from(error));
-        expect((refused as ConnectError).code).to.equal(Code.ResourceExhausted);
+        const refused = await failureOf(createClient(DataService, transport).get({ key: "a:1" }));
+        expect(refused.code).to.equal(Code.ResourceExhausted);
       }
       const scraped = await server.scrape();
       expect(scraped.get(series("larder_admission_refused_total", { reason: "in_flight" }))).to.equal(3);

@@ -1,10 +1,11 @@
 import http from "node:http";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { requestIdOf } from "../../services/request-id.js";
 import { holdCall, startInProcess, type InProcessServer } from "../support/in-process.js";
+import { failureOf } from "../support/errors.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -57,9 +58,9 @@ describe("request ids (x-request-id)", function () {
       it(`${name}: an error answer carries it too, and so does the error's log line`, async () => {
         const data = createClient(DataService, transport());
         const id = `err-${name.replace(/\W+/g, "-")}`;
-        const failure = await data.get({ key: "" }, { headers: { "x-request-id": id } }).catch((error: unknown) => ConnectError.from(error));
-        expect((failure as ConnectError).code).to.equal(Code.InvalidArgument);
-        expect((failure as ConnectError).metadata.get("x-request-id")).to.equal(id);
+        const failure = await failureOf(data.get({ key: "" }, { headers: { "x-request-id": id } }));
+        expect(failure.code).to.equal(Code.InvalidArgument);
+        expect(failure.metadata.get("x-request-id")).to.equal(id);
         const line = server.logs.find((entry) => entry.requestId === id);
         expect(line).to.include({ code: "InvalidArgument", method: "larder.data.v1.DataService/Get" });
       });
@@ -109,11 +110,9 @@ describe("request ids (x-request-id)", function () {
         ["connect", createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" })],
       ];
       for (const [name, transport] of transports) {
-        const failure = await createClient(DataService, transport)
-          .get({ key: "a:1" }, { headers: { "x-request-id": `refused-${name}` } })
-          .catch((error: unknown) => ConnectError.from(error));
-        expect((failure as ConnectError).code, name).to.equal(Code.ResourceExhausted);
-        expect((failure as ConnectError).metadata.get("x-request-id"), name).to.equal(`refused-${name}`);
+        const failure = await failureOf(createClient(DataService, transport).get({ key: "a:1" }, { headers: { "x-request-id": `refused-${name}` } }));
+        expect(failure.code, name).to.equal(Code.ResourceExhausted);
+        expect(failure.metadata.get("x-request-id"), name).to.equal(`refused-${name}`);
       }
     } finally {
       held.destroy();

@@ -13,7 +13,7 @@ import { registerDataService } from "../../services/data-service.js";
 import { HealthStatus } from "../../services/health.js";
 import { EmbeddedEngine } from "../../services/stores/embedded/embedded-engine.js";
 import { startServer } from "../support/server.js";
-import { reasonOf } from "../support/errors.js";
+import { failureOf, reasonOf } from "../support/errors.js";
 
 const text = (value: string) => ({ kind: { case: "stringValue" as const, value } });
 
@@ -63,8 +63,8 @@ describe("storage faults: a full or read-only disk gives a clear status, health 
       it(`${code} → ${Code[status]} "${message}", NOT_SERVING, then SERVING once writes succeed again`, async () => {
         await data.set({ key: "before", value: text("kept") });
         failWith = code;
-        const failure = await data.set({ key: "k", value: text("v") }).catch((error: unknown) => ConnectError.from(error));
-        expect([(failure as ConnectError).code, (failure as ConnectError).rawMessage, reasonOf(failure as ConnectError)]).to.deep.equal([
+        const failure = await failureOf(data.set({ key: "k", value: text("v") }));
+        expect([failure.code, failure.rawMessage, reasonOf(failure)]).to.deep.equal([
           status,
           message,
           "STORE_UNAVAILABLE",

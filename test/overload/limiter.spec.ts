@@ -40,10 +40,10 @@ describe("overload guard (unit)", () => {
     const call = guard(next as never);
     const waiting = [1, 2, 3].map(() => call(request("larder.data.v1.DataService")));
     expect(guard.load().unary).to.equal(3);
-    const refused = await call(request("larder.data.v1.DataService")).catch((error: unknown) => ConnectError.from(error));
-    expect((refused as ConnectError).code).to.equal(Code.ResourceExhausted);
-    expect((refused as ConnectError).rawMessage).to.equal("The server is at its limit of 3 calls in flight; retry with exponential backoff");
-    expect((refused as ConnectError).findDetails(ErrorInfoSchema)[0]).to.include({ reason: "TOO_MANY_CALLS", domain: "larder.dev" });
+    const refused = await failureOf(call(request("larder.data.v1.DataService")));
+    expect(refused.code).to.equal(Code.ResourceExhausted);
+    expect(refused.rawMessage).to.equal("The server is at its limit of 3 calls in flight; retry with exponential backoff");
+    expect(refused.findDetails(ErrorInfoSchema)[0]).to.include({ reason: "TOO_MANY_CALLS", domain: "larder.dev" });
     const health = call(request("grpc.health.v1.Health"));
     expect(guard.load().unary, "exempt services are never counted or refused").to.equal(3);
     release();
@@ -58,8 +58,8 @@ describe("overload guard (unit)", () => {
       throw new ConnectError("nope", Code.InvalidArgument);
     }) as never);
     for (let i = 0; i < 3; i++) {
-      const failure = await call(request("s")).catch((error: unknown) => ConnectError.from(error));
-      expect((failure as ConnectError).code).to.equal(Code.InvalidArgument);
+      const failure = await failureOf(call(request("s")));
+      expect(failure.code).to.equal(Code.InvalidArgument);
     }
     expect(guard.load()).to.deep.equal({ unary: 0, streams: 0 });
   });
@@ -75,9 +75,9 @@ describe("overload guard (unit)", () => {
     })) as never);
     const response = (await call(request("s", "server_streaming"))) as unknown as StreamResponse;
     expect(guard.load().streams).to.equal(1);
-    const second = await call(request("s", "server_streaming")).catch((error: unknown) => ConnectError.from(error));
-    expect((second as ConnectError).rawMessage).to.equal("The server is at its limit of 1 open streams; retry with exponential backoff");
-    expect(reasonOf(second as ConnectError)).to.equal("TOO_MANY_STREAMS");
+    const second = await failureOf(call(request("s", "server_streaming")));
+    expect(second.rawMessage).to.equal("The server is at its limit of 1 open streams; retry with exponential backoff");
+    expect(reasonOf(second)).to.equal("TOO_MANY_STREAMS");
     const received = [];
     for await (const message of response.message) received.push(message);
     expect(received).to.deep.equal([1, 2]);
@@ -384,10 +384,10 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 1 }));
     const client = open(r.h2url);
     const abort = new AbortController();
-    const held = client.get({ key: "wait" }, { signal: abort.signal }).catch((error: unknown) => ConnectError.from(error));
+    const held = failureOf(client.get({ key: "wait" }, { signal: abort.signal }));
     await until(() => r.waiting() === 1, "the call waits");
     abort.abort();
-    expect((await held as ConnectError).code).to.equal(Code.Canceled);
+    expect((await held).code).to.equal(Code.Canceled);
     await until(() => r.gate.load().inFlight === 0, "the cancelled call's slot is free");
     await client.get({ key: "after" });
   });
