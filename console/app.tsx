@@ -8,10 +8,6 @@ import { forgetKey, openSession, storedKey, type Session } from "./session.js";
 import { Watch } from "./watch.js";
 import { ErrorBox, Loading } from "./widgets.js";
 
-export function navigate(route: Route): void {
-  location.hash = formatRoute(route);
-}
-
 function useRoute(): Route {
   const [route, setRoute] = useState(() => parseRoute(location.hash));
   useEffect(() => {
@@ -56,7 +52,10 @@ export function App() {
           <nav aria-label="Views">
             {session.readsData && (
               <>
-                <a href={formatRoute(queryRoute())} aria-current={route.view === "query" || route.view === "item" || route.view === "new" ? "page" : undefined}>
+                <a
+                  href={formatRoute(queryRoute())}
+                  aria-current={route.view === "query" || route.view === "item" || route.view === "new" ? "page" : undefined}
+                >
                   Explore
                 </a>
                 <a href={formatRoute({ view: "events", filters: [] })} aria-current={route.view === "events" ? "page" : undefined}>

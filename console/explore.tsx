@@ -1,8 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { navigate } from "./app.js";
 import { LABEL_NAMES } from "../core/item.js";
 import { describeError, fromItem, preview, type ConsoleItem } from "./model.js";
-import { formatRoute, queryRoute, type QueryRoute } from "./route.js";
+import { formatRoute, navigate, queryRoute, type QueryRoute } from "./route.js";
 import type { Session } from "./session.js";
 import { ConfirmDialog, Countdown, ErrorBox, Loading, When } from "./widgets.js";
 
@@ -98,9 +97,10 @@ function Results({ route, session }: { readonly route: QueryRoute; readonly sess
     setLoading(true);
     setError(undefined);
     setSelected(new Set());
-    const request = route.expression === ""
-      ? session.data.scan({ limit: route.limit, start: route.start, label: route.label })
-      : session.data.query({ expression: route.expression, label: route.label, limit: route.limit, reverse: route.reverse, start: route.start });
+    const request =
+      route.expression === ""
+        ? session.data.scan({ limit: route.limit, start: route.start, label: route.label })
+        : session.data.query({ expression: route.expression, label: route.label, limit: route.limit, reverse: route.reverse, start: route.start });
     request
       .then((response) => {
         if (current) setPage({ items: response.items.map(fromItem), lastKey: response.lastKey });
@@ -162,9 +162,15 @@ function Results({ route, session }: { readonly route: QueryRoute; readonly sess
                 </th>
                 <th scope="col">Key</th>
                 <th scope="col">Value</th>
-                <th scope="col" class="wide">Labels</th>
-                <th scope="col" class="wide">Expires in</th>
-                <th scope="col" class="wide">Modified (UTC)</th>
+                <th scope="col" class="wide">
+                  Labels
+                </th>
+                <th scope="col" class="wide">
+                  Expires in
+                </th>
+                <th scope="col" class="wide">
+                  Modified (UTC)
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -177,11 +183,7 @@ function Results({ route, session }: { readonly route: QueryRoute; readonly sess
         </div>
       )}
       <div class="pager">
-        <button
-          type="button"
-          disabled={route.start === "" || loading}
-          onClick={() => navigate({ ...route, start: earlier.current.pop() ?? "" })}
-        >
+        <button type="button" disabled={route.start === "" || loading} onClick={() => navigate({ ...route, start: earlier.current.pop() ?? "" })}>
           Previous page
         </button>
         <span class="muted">
@@ -199,7 +201,13 @@ function Results({ route, session }: { readonly route: QueryRoute; readonly sess
         </button>
       </div>
       {confirming && (
-        <ConfirmDialog title={`Delete ${selected.size} item${selected.size === 1 ? "" : "s"}?`} confirmLabel="Delete" danger onConfirm={() => void removeSelected()} onCancel={() => setConfirming(false)}>
+        <ConfirmDialog
+          title={`Delete ${selected.size} item${selected.size === 1 ? "" : "s"}?`}
+          confirmLabel="Delete"
+          danger
+          onConfirm={() => void removeSelected()}
+          onCancel={() => setConfirming(false)}
+        >
           <ul class="key-list">
             {[...selected].slice(0, 20).map((key) => (
               <li key={key}>{key}</li>
@@ -310,7 +318,14 @@ function QueryForm({ route }: { readonly route: QueryRoute }) {
       onSubmit={(event) => {
         event.preventDefault();
         const parsed = Number(limit);
-        navigate(queryRoute({ expression: expression.trim(), label, limit: Number.isInteger(parsed) && parsed >= 1 && parsed <= 1000 ? parsed : 100, reverse }));
+        navigate(
+          queryRoute({
+            expression: expression.trim(),
+            label,
+            limit: Number.isInteger(parsed) && parsed >= 1 && parsed <= 1000 ? parsed : 100,
+            reverse,
+          }),
+        );
       }}
     >
       <label class="grow">

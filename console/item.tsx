@@ -1,14 +1,17 @@
 import { Fragment } from "preact";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { navigate } from "./app.js";
 import { LABEL_NAMES } from "../core/item.js";
 import { checkDraft, describeError, draftOf, fromItem, toSetRequest, type ConsoleItem, type ItemDraft } from "./model.js";
-import { formatRoute, queryRoute } from "./route.js";
+import { formatRoute, navigate, queryRoute } from "./route.js";
 import type { Session } from "./session.js";
 import { ConfirmDialog, Countdown, ErrorBox, JsonTree, Loading, When } from "./widgets.js";
 
-type Loaded = { readonly state: "loading" } | { readonly state: "missing" } | { readonly state: "failed"; readonly error: string } | { readonly state: "found"; readonly item: ConsoleItem };
+type Loaded =
+  | { readonly state: "loading" }
+  | { readonly state: "missing" }
+  | { readonly state: "failed"; readonly error: string }
+  | { readonly state: "found"; readonly item: ConsoleItem };
 
 export function ItemPage({ itemKey, session }: { readonly itemKey: string; readonly session: Session }) {
   const [loaded, setLoaded] = useState<Loaded>({ state: "loading" });
@@ -71,7 +74,9 @@ export function ItemPage({ itemKey, session }: { readonly itemKey: string; reado
           <CounterForm itemKey={itemKey} session={session} onDone={(item) => setLoaded({ state: "found", item })} />
         </>
       )}
-      {loaded.state !== "loading" && mode === "view" && <HistoryPanel itemKey={itemKey} session={session} version={loaded.state === "found" ? loaded.item.version : 0} />}
+      {loaded.state !== "loading" && mode === "view" && (
+        <HistoryPanel itemKey={itemKey} session={session} version={loaded.state === "found" ? loaded.item.version : 0} />
+      )}
       {loaded.state === "found" && mode === "edit" && (
         <Editor
           session={session}
@@ -97,7 +102,12 @@ export function NewItemPage({ initialKey, session }: { readonly initialKey: stri
   return (
     <section class="item-page" aria-labelledby="new-title">
       <h1 id="new-title">New item</h1>
-      <Editor session={session} initialKey={initialKey} onSaved={(item) => navigate({ view: "item", key: item.key })} onCancel={() => history.back()} />
+      <Editor
+        session={session}
+        initialKey={initialKey}
+        onSaved={(item) => navigate({ view: "item", key: item.key })}
+        onCancel={() => history.back()}
+      />
     </section>
   );
 }
@@ -221,7 +231,14 @@ function Editor(props: {
       </fieldset>
       <label>
         Expires (seconds from now, or an ISO 8601 date; empty: never)
-        <input name="ttl" value={draft.ttl} onInput={(event) => update({ ttl: event.currentTarget.value })} spellcheck={false} autoComplete="off" placeholder="3600  or  2030-01-01T00:00:00Z" />
+        <input
+          name="ttl"
+          value={draft.ttl}
+          onInput={(event) => update({ ttl: event.currentTarget.value })}
+          spellcheck={false}
+          autoComplete="off"
+          placeholder="3600  or  2030-01-01T00:00:00Z"
+        />
       </label>
       <p id="editor-check" class={check.error ? "error" : "ok"} role="status" aria-live="polite">
         {check.error ?? "Valid."}
@@ -239,7 +256,15 @@ function Editor(props: {
   );
 }
 
-function CounterForm({ itemKey, session, onDone }: { readonly itemKey: string; readonly session: Session; readonly onDone: (item: ConsoleItem) => void }) {
+function CounterForm({
+  itemKey,
+  session,
+  onDone,
+}: {
+  readonly itemKey: string;
+  readonly session: Session;
+  readonly onDone: (item: ConsoleItem) => void;
+}) {
   const [attribute, setAttribute] = useState("");
   const [amount, setAmount] = useState("1");
   const [error, setError] = useState<string>();
@@ -266,7 +291,13 @@ function CounterForm({ itemKey, session, onDone }: { readonly itemKey: string; r
       <h2 id="counter-title">Add to a counter</h2>
       <label>
         Attribute (empty: the value itself)
-        <input name="attribute" value={attribute} onInput={(event) => setAttribute(event.currentTarget.value)} spellcheck={false} autoComplete="off" />
+        <input
+          name="attribute"
+          value={attribute}
+          onInput={(event) => setAttribute(event.currentTarget.value)}
+          spellcheck={false}
+          autoComplete="off"
+        />
       </label>
       <label>
         Amount

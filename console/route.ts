@@ -38,7 +38,14 @@ export function parseRoute(hash: string): Route {
   const one = (name: string) => params.find(([key]) => key === name)?.[1] ?? "";
   if (path.startsWith("/item/")) return { view: "item", key: decode(path.slice("/item/".length)) };
   if (path === "/new") return { view: "new", key: one("key") };
-  if (path === "/events") return { view: "events", filters: params.filter(([key]) => key === "filter").map(([, value]) => value).filter((f) => f !== "") };
+  if (path === "/events")
+    return {
+      view: "events",
+      filters: params
+        .filter(([key]) => key === "filter")
+        .map(([, value]) => value)
+        .filter((f) => f !== ""),
+    };
   if (path === "/environments") return { view: "environments" };
   const limit = Number(one("limit"));
   return queryRoute({
@@ -48,6 +55,11 @@ export function parseRoute(hash: string): Route {
     reverse: one("reverse") === "true",
     start: one("start"),
   });
+}
+
+/** Shows `route`: the hash changes, and the app renders what it names. */
+export function navigate(route: Route): void {
+  location.hash = formatRoute(route);
 }
 
 export function formatRoute(route: Route): string {

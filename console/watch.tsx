@@ -1,9 +1,8 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { ChangeEvent } from "../gen/larder/data/v1/data_pb.js";
-import { navigate } from "./app.js";
 import { describeError, diffItems, fromItem, type Change, type ConsoleItem } from "./model.js";
-import { formatRoute } from "./route.js";
+import { formatRoute, navigate } from "./route.js";
 import type { Session } from "./session.js";
 import { ErrorBox, JsonTree } from "./widgets.js";
 
@@ -118,7 +117,14 @@ function FilterForm({ filters }: { readonly filters: readonly string[] }) {
     >
       <label class="grow">
         Filters (separated by spaces; empty: every event)
-        <input name="filter" value={text} onInput={(event) => setText(event.currentTarget.value)} placeholder="created:users:*  updated  deleted:orders:*" spellcheck={false} autoComplete="off" />
+        <input
+          name="filter"
+          value={text}
+          onInput={(event) => setText(event.currentTarget.value)}
+          placeholder="created:users:*  updated  deleted:orders:*"
+          spellcheck={false}
+          autoComplete="off"
+        />
       </label>
       <button type="submit" class="primary">
         Watch
@@ -134,8 +140,7 @@ function EventRow({ event }: { readonly event: TailEvent }) {
       <details>
         <summary>
           <span class="event-name">{event.name}</span>
-          {event.expired && <span class="muted"> (expired)</span>}{" "}
-          <span class="item-key">{event.item?.key}</span>{" "}
+          {event.expired && <span class="muted"> (expired)</span>} <span class="item-key">{event.item?.key}</span>{" "}
           <time class="muted" dateTime={event.time?.toISOString()}>
             {event.time?.toISOString()}
           </time>
