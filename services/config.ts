@@ -19,6 +19,8 @@ export interface Config {
   readonly publicServices: readonly string[];
   readonly changeRetentionMs: number;
   readonly idempotencyWindowMs: number;
+  /** Changes a Watch may fall behind before it is ended, resumably (SUBSCRIBER_TOO_SLOW). */
+  readonly watchMaxLag: number;
   readonly sweepIntervalMs: number;
   readonly durability: "normal" | "full";
   readonly maxInFlight: number;
@@ -76,6 +78,11 @@ export const SETTINGS: readonly Setting[] = [
     name: "LARDER_IDEMPOTENCY_WINDOW_MS",
     fallback: String(24 * 60 * 60 * 1000),
     about: "How long a write's idempotency key answers retries with the first outcome.",
+  },
+  {
+    name: "LARDER_WATCH_MAX_LAG",
+    fallback: "10000",
+    about: "Changes a Watch may fall behind the newest before it is ended with SUBSCRIBER_TOO_SLOW (it resumes with its last token).",
   },
   { name: "LARDER_SWEEP_INTERVAL_MS", fallback: "5000", about: "How often expired items are deleted (each with a `deleted` event)." },
   { name: "LARDER_DURABILITY", fallback: "normal", about: "`normal`: acknowledged writes survive a process crash; `full`: also power loss (slower)." },
@@ -195,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicServices: publicServices(env.LARDER_PUBLIC_SERVICES ?? SETTINGS.find((s) => s.name === "LARDER_PUBLIC_SERVICES")!.fallback),
     changeRetentionMs: integer(read("LARDER_CHANGE_RETENTION_MS"), "LARDER_CHANGE_RETENTION_MS", 100, 365 * 24 * 3_600_000),
     idempotencyWindowMs: integer(read("LARDER_IDEMPOTENCY_WINDOW_MS"), "LARDER_IDEMPOTENCY_WINDOW_MS", 1000, 30 * 24 * 3_600_000),
+    watchMaxLag: integer(read("LARDER_WATCH_MAX_LAG"), "LARDER_WATCH_MAX_LAG", 16, 10_000_000),
     sweepIntervalMs: integer(read("LARDER_SWEEP_INTERVAL_MS"), "LARDER_SWEEP_INTERVAL_MS", 50, 60 * 60_000),
     durability: oneOf(read("LARDER_DURABILITY"), ["normal", "full"] as const, "LARDER_DURABILITY"),
     maxInFlight: integer(read("LARDER_MAX_IN_FLIGHT"), "LARDER_MAX_IN_FLIGHT", 1, 1_000_000),

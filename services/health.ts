@@ -3,11 +3,13 @@ import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@conne
 import { quote } from "../core/errors.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
+import type { FeedHealth } from "./feed/feed-health.js";
 
 /**
  * grpc.health.v1: the server as a whole ("") and each service it serves.
  * NOT_SERVING until the engine is open and again once shutdown starts, so
- * load balancers stop sending traffic before the port closes.
+ * load balancers stop sending traffic before the port closes; also while an
+ * environment's change feed cannot read its log (FeedHealth).
  */
 export class HealthStatus {
   private serving = false;
@@ -15,8 +17,12 @@ export class HealthStatus {
   private storeDown = false;
   private readonly changes = new EventEmitter();
 
-  constructor(private readonly services: ReadonlySet<string>) {
+  constructor(
+    private readonly services: ReadonlySet<string>,
+    private readonly feeds?: FeedHealth,
+  ) {
     this.changes.setMaxListeners(0);
+    feeds?.changes.on("change", () => this.changes.emit("change"));
   }
 
   setServing(serving: boolean): void {
@@ -28,7 +34,7 @@ export class HealthStatus {
   /** undefined: a service this server does not have. */
   statusOf(service: string): Status | undefined {
     if (service !== "" && !this.services.has(service)) return undefined;
-    return this.serving && !this.storeDown ? Status.SERVING : Status.NOT_SERVING;
+    return this.serving && !this.storeDown && this.feeds?.failure === undefined ? Status.SERVING : Status.NOT_SERVING;
   }
 
   /**

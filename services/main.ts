@@ -8,6 +8,7 @@ import { LarderMetrics } from "./metrics.js";
 import { createLarderServer } from "./server.js";
 import type { Engine } from "./stores/engine.js";
 import { checkEnvironmentNames, openEngine } from "./stores/open-engine.js";
+import { FeedHealth } from "./feed/feed-health.js";
 
 /** Exit code for a configuration the server refuses to start with. */
 const EXIT_CONFIG = 2;
@@ -39,9 +40,10 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const environments = keys ? boundEnvironments(keys) : [LOCAL_PRINCIPAL.environment!];
   const metrics = config.metricsPort === undefined ? undefined : new LarderMetrics({ engine: config.engine, environments, changeRetentionMs: config.changeRetentionMs });
-  const engine = await openEngine(config, log, metrics?.engineObserver);
+  const feedHealth = new FeedHealth(log);
+  const engine = await openEngine(config, log, metrics?.engineObserver, feedHealth);
   await openEnvironments(engine, environments);
-  const server = createLarderServer({ config, engine, log, keys, metrics });
+  const server = createLarderServer({ config, engine, log, keys, metrics, feedHealth });
   // Signals are handled before the port opens: whoever sees the listening line may stop the server.
   let stopping = false;
   const stop = (signal: string) => {

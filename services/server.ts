@@ -22,6 +22,7 @@ import { HealthStatus } from "./health.js";
 import { createListener } from "./http/listener.js";
 import type { NodeHandler } from "./http/node-handler.js";
 import { ActiveRequests, closeGracefully } from "./http/shutdown.js";
+import type { FeedHealth } from "./feed/feed-health.js";
 import { admissionGate, overloadGuard } from "./overload.js";
 import type { Logger } from "./log.js";
 import { corsHandler } from "./cors.js";
@@ -61,9 +62,11 @@ export interface ServerOptions {
   readonly interceptors?: readonly Interceptor[];
   /** Metrics to keep and serve on config.metricsPort; undefined: none, at no cost. */
   readonly metrics?: LarderMetrics;
+  /** The engine's change feeds' failures (openEngine reports them): health is NOT_SERVING while one fails. */
+  readonly feedHealth?: FeedHealth;
 }
 
-export function createLarderServer({ config, engine: openedEngine, log, keys, interceptors = [], metrics }: ServerOptions): LarderServer {
+export function createLarderServer({ config, engine: openedEngine, log, keys, interceptors = [], metrics, feedHealth }: ServerOptions): LarderServer {
   // Handlers reach the stores through the timing wrapper; closing goes to the engine itself.
   const engine = metrics ? timedEngine(openedEngine, (operation, seconds) => metrics.storeOperation(operation, seconds)) : openedEngine;
   const shutdown = new AbortController();
@@ -71,7 +74,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
   setMaxListeners(0, shutdown.signal);
   const served = [DataService, AdminService, Health];
   // Health answers for every service a client can reach, reflection included.
-  const health = new HealthStatus(new Set([...served, ServerReflection, ServerReflectionAlpha].map((service) => service.typeName)));
+  const health = new HealthStatus(new Set([...served, ServerReflection, ServerReflectionAlpha].map((service) => service.typeName)), feedHealth);
   const requests = new ActiveRequests();
   /** Callable without a key (by default): their streams have their own small bounds (admissionGate). */
   const publicSurfaces = [Health, ServerReflection, ServerReflectionAlpha];

@@ -1,9 +1,22 @@
-import type { Config } from "../config.js";
+import type { FeedHealth } from "../feed/feed-health.js";
 import type { Logger } from "../log.js";
 import { EmbeddedEngine } from "./embedded/embedded-engine.js";
 import type { EngineObserver } from "./engine-observer.js";
 import type { Engine } from "./engine.js";
 import { databaseName } from "./mongodb/database-name.js";
+
+/** What opening an engine reads of the configuration (services/config.ts's Config holds it). */
+export interface EngineSettings {
+  readonly engine: "embedded" | "mongodb";
+  readonly dataDir: string;
+  readonly durability: "normal" | "full";
+  readonly mongodbUri?: string;
+  readonly mongodbDbPrefix: string;
+  readonly changeRetentionMs: number;
+  readonly idempotencyWindowMs: number;
+  readonly sweepIntervalMs: number;
+  readonly watchMaxLag: number;
+}
 
 /**
  * Refuses, before the engine opens, environment names it could never hold
@@ -11,12 +24,16 @@ import { databaseName } from "./mongodb/database-name.js";
  * and an environment whose database it refuses would fail every call in it.
  * Throws the DomainError an AdminService request naming one would get.
  */
-export function checkEnvironmentNames(config: Config, names: readonly string[]): void {
+export function checkEnvironmentNames(config: Pick<EngineSettings, "engine" | "mongodbDbPrefix">, names: readonly string[]): void {
   if (config.engine === "mongodb") for (const name of names) databaseName(config.mongodbDbPrefix, name);
 }
 
-/** Opens the engine the configuration names; MongoDB's driver is loaded only when it is used. */
-export async function openEngine(config: Config, log: Logger, observer?: EngineObserver): Promise<Engine> {
+/**
+ * Opens the engine the configuration names; MongoDB's driver is loaded only
+ * when it is used. Its environments' change feeds report failures to `feeds`.
+ */
+export async function openEngine(config: EngineSettings, log: Logger, observer?: EngineObserver, feeds?: FeedHealth): Promise<Engine> {
+  const onFeedHealth = feeds && ((environment: string, failure: string | undefined) => feeds.report(environment, failure));
   if (config.engine === "mongodb") {
     const { openMongoEngine } = await import("./mongodb/mongo-engine.js");
     return openMongoEngine(
@@ -27,6 +44,8 @@ export async function openEngine(config: Config, log: Logger, observer?: EngineO
         sweepIntervalMs: config.sweepIntervalMs,
         observer,
         idempotencyWindowMs: config.idempotencyWindowMs,
+        watchMaxLag: config.watchMaxLag,
+        onFeedHealth,
       },
       log,
     );
@@ -38,5 +57,7 @@ export async function openEngine(config: Config, log: Logger, observer?: EngineO
     changeRetentionMs: config.changeRetentionMs,
     observer,
     idempotencyWindowMs: config.idempotencyWindowMs,
+    watchMaxLag: config.watchMaxLag,
+    onFeedHealth,
   });
 }

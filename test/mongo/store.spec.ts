@@ -72,7 +72,7 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
       environment: "store-test",
       changeRetentionMs: 3_600_000,
       log,
-      feed: { ringEntries: 8 },
+      watchMaxLag: 8,
     });
   });
 

@@ -6,10 +6,17 @@ import { NO_LABELS } from "../../core/item.js";
 import type { JsonValue } from "../../core/json.js";
 import { parseKey } from "../../core/keys.js";
 import type { FeedEvent } from "../../services/feed/change-feed.js";
+import { FeedHub } from "../../services/feed/feed-hub.js";
 import { encodeItem, type ItemDocument } from "../../services/stores/mongodb/codec.js";
-import { EventRing } from "../../services/stores/mongodb/event-ring.js";
-import { decodeFeedToken, encodeFeedToken, entriesOf, MissingImageError } from "../../services/stores/mongodb/feed-events.js";
-import { fromChangeStreamError, MongoFeed, type ChangeCursor, type ChangeSource } from "../../services/stores/mongodb/mongo-feed.js";
+import { decodePosition, encodePosition, entriesOf, MissingImageError } from "../../services/stores/mongodb/feed-events.js";
+import {
+  fromChangeStreamError,
+  isPersistentFeedError,
+  MongoChangeLog,
+  type ChangeCursor,
+  type ChangeSource,
+  type MongoChangeLogOptions,
+} from "../../services/stores/mongodb/change-log.js";
 import type { HistoryDocument } from "../../services/stores/mongodb/history.js";
 import { sleep } from "../support/async.js";
 
@@ -18,8 +25,9 @@ import { sleep } from "../support/async.js";
  * MongoDB documents them, fed through a scripted stream (an ordered list of
  * changes that cursors read from a resume point). It checks what Larder
  * does with them: event names (EV5, EV6), tokens that resume right after
- * their event, the one consumer's fan-out, bounded memory, retention and
- * restarts. That MongoDB produces these documents is for `npm run test:mongo`.
+ * their event, the one consumer and the one catch-up stream under the feed
+ * hub (services/feed), retention, restarts and what health is told. That
+ * MongoDB produces these documents is for `npm run test:mongo`.
  */
 const T0 = Date.UTC(2026, 0, 1);
 const log = pino({ level: "silent" });
@@ -63,6 +71,8 @@ class ScriptedStream implements ChangeSource {
   failNext?: Error;
   heads = 0;
   opened = 0;
+  /** The most change streams open at once. */
+  mostOpen = 0;
   readonly cursors: ScriptedCursor[] = [];
 
   append(...changes: Change[]): void {
@@ -73,6 +83,7 @@ class ScriptedStream implements ChangeSource {
     this.opened++;
     const cursor = new ScriptedCursor(this, resumeAfter);
     this.cursors.push(cursor);
+    this.mostOpen = Math.max(this.mostOpen, this.cursors.filter((each) => !each.closed).length);
     return cursor;
   }
 
@@ -82,8 +93,8 @@ class ScriptedStream implements ChangeSource {
     return this.heads;
   }
 
-  async saveSubscription(name: string, token: string): Promise<void> {
-    this.saved.set(name, token);
+  async saveSubscription(name: string, position: string): Promise<void> {
+    this.saved.set(name, position);
   }
 
   async loadSubscription(name: string): Promise<string | undefined> {
@@ -171,6 +182,25 @@ async function failureOf(events: AsyncIterator<FeedEvent>): Promise<DomainError>
 
 const settle = () => sleep(20);
 
+/** The MongoDB change log under the hub every engine uses, as MongoStore puts them together. */
+async function feedOver(
+  stream: ChangeSource,
+  options: Partial<MongoChangeLogOptions> & { ringEntries?: number; onHealth?: (failure: string | undefined) => void } = {},
+): Promise<{ feed: FeedHub; changeLog: MongoChangeLog }> {
+  const { ringEntries, onHealth, ...logOptions } = options;
+  const changeLog = new MongoChangeLog(stream, { retentionMs: 60_000, log, restartDelayMs: 1, ...logOptions });
+  const feed = new FeedHub(changeLog, {
+    maxLag: ringEntries ?? 10_000,
+    maxBytes: 8 * 1024 * 1024,
+    retentionMs: logOptions.retentionMs ?? 60_000,
+    clock: logOptions.clock,
+    onHealth,
+  });
+  feed.start();
+  await changeLog.start();
+  return { feed, changeLog };
+}
+
 describe("MongoDB engine: change events (EV4-EV7)", () => {
   describe("change stream documents → events", () => {
     it("EV5: insert → created; update of a live item → updated with previous; delete → deleted with the item", () => {
@@ -197,8 +227,8 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const [first, second] = entries.map((entry) => (entry.kind === "event" ? entry : undefined)!);
       expect(first.event.id).not.to.equal(second.event.id);
       // The first resumes at the change (from the position before it) and skips one event; the second after the change.
-      expect(decodeFeedToken(first.token)).to.deep.equal({ key: first.key, resume: before, change: second.key, skip: 1 });
-      expect(decodeFeedToken(second.token)).to.deep.equal({ key: second.key, resume: change._id });
+      expect(decodePosition(first.position)).to.deep.equal({ key: first.key, resume: before, change: second.key, skip: 1 });
+      expect(decodePosition(second.position)).to.deep.equal({ key: second.key, resume: change._id });
     });
 
     it("EV6: a delete of an item whose expiry had passed (TTL monitor, sweeper, remove) is marked expired", () => {
@@ -214,11 +244,11 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(removed.kind === "event" && removed.event.expired, "a remove before the expiry is a plain delete").to.equal(false);
     });
 
-    it("a stream reopened without a position reports null before its first batch: the tokens of an EV6 pair still decode", () => {
+    it("a stream reopened without a position reports null before its first batch: the positions of an EV6 pair still decode", () => {
       const change = update(stored("x:n", 1, { expires: T0 - 1 }), stored("x:n", 2, { fresh: true }));
       const entries = entriesOf(change, null);
       expect(entries.map((entry) => entry.kind)).to.deep.equal(["event", "event"]);
-      for (const entry of entries) if (entry.kind === "event") expect(() => decodeFeedToken(entry.token)).not.to.throw();
+      for (const entry of entries) if (entry.kind === "event") expect(() => decodePosition(entry.position)).not.to.throw();
     });
 
     it("a change whose pre- or post-image MongoDB no longer has is lost history (MissingImageError), never a silent skip", () => {
@@ -247,59 +277,39 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(entriesOf(invalidate, undefined).map((entry) => entry.kind)).to.deep.equal(["skip"]);
     });
 
-    it("tokens are opaque strings that decode back to their position; anything else is INVALID_ARGUMENT", () => {
+    it("positions are opaque text that decodes back; anything else is INVALID_ARGUMENT", () => {
       const position = { key: "82AB", resume: { _data: "82AB" } };
-      expect(decodeFeedToken(encodeFeedToken(position))).to.deep.equal(position);
-      const token = (body: object) => `m1.${Buffer.from(JSON.stringify(body)).toString("base64url")}`;
+      expect(decodePosition(encodePosition(position))).to.deep.equal(position);
+      const pair = { key: "82AB:0", resume: { _data: "82AA" }, change: "82AB", skip: 1 };
+      expect(decodePosition(encodePosition(pair))).to.deep.equal(pair);
+      expect(encodePosition(position)).to.match(/^[0-9A-Za-z_-]+$/);
+      const text = (body: object) => Buffer.from(JSON.stringify(body)).toString("base64url");
       for (const bad of [
         "",
         "1.5",
-        "m1.",
-        "m1.bm90IGpzb24",
-        token({ k: "" }),
-        token({ k: "a", c: "b", s: 0 }),
-        token({ k: "a", r: null }),
-        token({ k: "a", r: { _data: "zz" } }),
-        token({ k: "a", r: { other: "82AB" } }),
+        "bm90IGpzb24",
+        text({ k: "" }),
+        text({ k: "a", c: "b", s: 0 }),
+        text({ k: "a", r: null }),
+        text({ k: "a", r: { _data: "zz" } }),
+        text({ k: "a", r: { other: "82AB" } }),
       ]) {
-        expect(() => decodeFeedToken(bad), bad).to.throw(DomainError, "Invalid resume token");
+        expect(() => decodePosition(bad), bad).to.throw(DomainError, "Invalid resume token");
       }
     });
   });
 
-  describe("the ring subscribers share", () => {
-    const entry = (key: string, bytes = 10) => ({ kind: "event" as const, key, token: key, bytes, event: { id: key } as FeedEvent });
-
-    it("keeps the newest entries within its bounds of count and bytes, and finds them by key", () => {
-      const ring = new EventRing({ entries: 3, bytes: 1_000 });
-      for (const key of ["a", "b", "c", "d"]) ring.push(entry(key));
-      expect([ring.firstSeq, ring.nextSeq, ring.seqOf("a"), ring.seqOf("d")]).to.deep.equal([1, 4, undefined, 3]);
-      ring.push(entry("big", 995));
-      expect([ring.firstSeq, ring.size]).to.deep.equal([4, 1]);
-      expect(ring.at(4)?.key).to.equal("big");
-    });
-
-    it("a reset forgets everything and moves to a new generation", async () => {
-      const ring = new EventRing({ entries: 3, bytes: 1_000 });
-      ring.push(entry("a"));
-      const waiting = ring.waitFor(1, new AbortController().signal);
-      ring.reset();
-      await waiting;
-      expect([ring.generation, ring.firstSeq, ring.nextSeq, ring.seqOf("a")]).to.deep.equal([1, 1, 1, undefined]);
-    });
-  });
-
-  describe("one consumer, fanned out", () => {
+  describe("one consumer, fanned out by the hub", () => {
     let stream: ScriptedStream;
-    let feed: MongoFeed;
+    let feed: FeedHub;
+    let changeLog: MongoChangeLog | undefined;
     let clock: number;
-    const open = async (options: { ringEntries?: number; retentionMs?: number } = {}) => {
+    const open = async (options: Partial<MongoChangeLogOptions> & { ringEntries?: number; onHealth?: (failure: string | undefined) => void } = {}) => {
       stream = new ScriptedStream();
       clock = T0;
-      feed = new MongoFeed(stream, { retentionMs: options.retentionMs ?? 60_000, log, ringEntries: options.ringEntries, restartDelayMs: 1, clock: () => clock });
-      await feed.start();
+      ({ feed, changeLog } = await feedOver(stream, { clock: () => clock, ...options }));
     };
-    afterEach(async () => feed?.stop());
+    afterEach(async () => changeLog?.stop());
 
     it("head() returns once the consumer has seen its marker: a Watch from it sees only later changes", async () => {
       await open();
@@ -332,7 +342,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       // Push the pair out of memory: the token then resumes from the oplog and skips the expiry.
       for (let i = 0; i < 5; i++) stream.append(insert(stored(`x:f${i}`, i)));
       await settle();
-      expect(feed["ring"].seqOf(expiry.id)).to.equal(undefined);
+      expect(feed["ring"].seqAfter(expiry.id)).to.equal(undefined);
       const fromOplog = await take(feed.follow(expiry.token, new AbortController().signal)[Symbol.asyncIterator](), 7);
       expect(fromOplog.map((event) => event.item.key.full)).to.deep.equal(["x:b", "x:c", "x:f0", "x:f1", "x:f2", "x:f3", "x:f4"]);
       expect(new Set(fromOplog.map((event) => event.id)).size).to.equal(7);
@@ -405,20 +415,92 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
     it("a change without its images is lost history: the consumer's followers and an old token's catch-up get TOKEN_EXPIRED", async () => {
       await open({ ringEntries: 2 });
       const head = await feed.head();
-      stream.append(insert(stored("i:a", 1)), insert(stored("i:b", 2)), insert(stored("i:c", 3)));
+      stream.append(insert(stored("i:a", 1)), insert(stored("i:b", 2)), insert(stored("i:c", 3)), insert(stored("i:x", 4)));
       const [a] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
       await settle();
+      expect(feed["ring"].seqAfter(a.id)).to.equal(undefined);
       // The token of i:a is out of the ring: its catch-up reads the oplog, where a change has lost its pre-image.
       stream.changes.splice(stream.changes.indexOf(stream.changes.find((change) => change.operationType === "insert" && (change.fullDocument as ItemDocument).part === "b")!), 1, update(undefined, stored("i:b", 2, { fresh: false })));
       const catchUp = await failureOf(feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]());
       expect([catchUp.code, catchUp.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
       expect(catchUp.message).to.contain("preAndPostImages.expireAfterSeconds");
 
+      // The consumer meets a change without images: a gap there, for those who would cross it only.
+      const generation = feed["ring"].generation;
       const following = feed.follow(await feed.head(), new AbortController().signal)[Symbol.asyncIterator]();
-      stream.append(remove(stored("i:c", 3)));
-      (stream.changes.at(-1) as { fullDocumentBeforeChange?: unknown }).fullDocumentBeforeChange = null;
+      const imageless = remove(stored("i:c", 3));
+      (imageless as { fullDocumentBeforeChange?: unknown }).fullDocumentBeforeChange = null;
+      stream.append(imageless);
       const consumer = await failureOf(following);
       expect([consumer.code, consumer.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
+      expect(consumer.message).to.contain("preAndPostImages.expireAfterSeconds");
+      expect(feed["ring"].generation, "the ring is not reset for everyone").to.equal(generation);
+      const after = feed.follow(await feed.head(), new AbortController().signal)[Symbol.asyncIterator]();
+      stream.append(insert(stored("i:d", 4)));
+      expect((await take(after, 1)).map((event) => event.item.key.full)).to.deep.equal(["i:d"]);
+    });
+
+    it("old tokens resuming at once are caught up by one catch-up stream, never one each", async () => {
+      await open({ ringEntries: 4 });
+      const head = await feed.head();
+      for (let i = 0; i < 40; i++) stream.append(insert(stored(`u:${String(i).padStart(2, "0")}`, i)));
+      await settle();
+      const all = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 40);
+      // Ten Watches resume after a restart from tokens long out of the ring.
+      const resumed = await Promise.all(
+        [0, 3, 7, 11, 15, 19, 23, 27, 30, 33].map((from) => take(feed.follow(all[from].token, new AbortController().signal)[Symbol.asyncIterator](), 39 - from)),
+      );
+      resumed.forEach((events, index) =>
+        expect(events.map((event) => event.id), `watch ${index}`).to.deep.equal(all.slice([0, 3, 7, 11, 15, 19, 23, 27, 30, 33][index] + 1).map((event) => event.id)),
+      );
+      expect(stream.mostOpen, "the consumer's stream and one catch-up at most").to.equal(2);
+    });
+
+    it("a failure retrying cannot mend (Unauthorized) turns health at once, with the reason; a passing one only once it lasts", async () => {
+      const told: (string | undefined)[] = [];
+      const until = async (count: number) => {
+        for (let i = 0; i < 200 && told.length < count; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(told, "what health was told").to.have.length.at.least(count);
+      };
+      await open({ failingAfterMs: 10_000, onHealth: (failure) => told.push(failure) });
+      stream.failNext = new Error("connection reset");
+      await settle();
+      await settle();
+      expect(told, "a failure that the next read mends").to.deep.equal([]);
+      stream.failNext = new MongoServerError({ message: "not authorized on larder_test to execute command { aggregate: 1 }", code: 13, codeName: "Unauthorized" });
+      await until(1);
+      expect(told[0]).to.contain("not authorized");
+      // The stream reads again: health is told it recovered.
+      await until(2);
+      expect(told[1]).to.equal(undefined);
+      expect(feed.failure).to.equal(undefined);
+
+      // A failure that passes, but keeps coming back on every reopened stream while MongoDB's clock runs past failingAfterMs.
+      const failing = new MongoServerError({ message: "connection pool cleared", code: 9001 });
+      const open_ = stream.open.bind(stream);
+      let reopened = 0;
+      stream.open = (resumeAfter) => {
+        const cursor = open_(resumeAfter);
+        if (reopened++ < 5) {
+          stream.failNext = failing;
+          clock += 3_000;
+        }
+        return cursor;
+      };
+      stream.failNext = failing;
+      await until(3);
+      expect(told[2]).to.contain("connection pool cleared");
+      expect(reopened, "told only once it had lasted").to.be.at.least(4);
+      await until(4);
+      expect(told[3], "recovered once the stream reads again").to.equal(undefined);
+    });
+
+    it("failures that retrying cannot mend: rights, authentication, a deployment without change streams; not elections or networks", () => {
+      const server = (code: number, codeName?: string) => new MongoServerError({ message: "failed", code, codeName });
+      for (const error of [server(13, "Unauthorized"), server(8000), server(18), server(40573)]) expect(isPersistentFeedError(error), String(error.code)).to.equal(true);
+      for (const error of [server(286), server(91), server(189), server(6), new Error("connection reset"), new MongoCursorExhaustedError()]) {
+        expect(isPersistentFeedError(error), String((error as { code?: number }).code ?? error.message)).to.equal(false);
+      }
     });
 
     it("a catch-up stream MongoDB cannot open from a token is INVALID_ARGUMENT; one it closed is UNAVAILABLE", () => {
@@ -437,7 +519,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const head = await feed.head();
       const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
       const ended = failureOf(events);
-      await feed.stop();
+      await changeLog!.stop();
       const failure = await ended;
       expect([failure.code, failure.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
       expect(failure.message).to.contain("resume from the last token");
@@ -455,10 +537,9 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       // What the environment's stream (STREAM_PIPELINE: items and heads only) shows of dropDatabase.
       const dropped = (coll: string) => ({ _id: nextId(), operationType: "drop", ns: ns(coll), wallTime: new Date(T0) }) as unknown as Change;
       stream.append(dropped("items"), dropped("heads"));
-      await feed.stop();
+      await changeLog!.stop();
       // The environment's next use opens a new store and feed, whose consumer starts after the drop.
-      feed = new MongoFeed(stream, { retentionMs: 60_000, log, restartDelayMs: 1, clock: () => clock });
-      await feed.start();
+      ({ feed, changeLog } = await feedOver(stream, { clock: () => clock }));
       stream.append(insert(stored("d:new", 3)));
       const events = feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]();
       expect((await take(events, 1)).map((event) => event.item.key.full)).to.deep.equal(["d:b"]);
@@ -512,11 +593,10 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       }
     }
     let stream: HistoryStream;
-    let feed: MongoFeed;
+    let feed: MongoChangeLog;
     const open = async () => {
       stream = new HistoryStream();
-      feed = new MongoFeed(stream, { retentionMs: 60_000, log, restartDelayMs: 1, headTimeoutMs: 2_000 });
-      await feed.start();
+      ({ changeLog: feed } = await feedOver(stream, { headTimeoutMs: 2_000 }));
     };
     afterEach(async () => feed?.stop());
 
@@ -565,8 +645,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
 
     it("history MongoDB will not take is held up to a bound, then dropped: the history then counts as complete only from the next change", async () => {
       stream = new HistoryStream();
-      feed = new MongoFeed(stream, { retentionMs: 60_000, log, restartDelayMs: 1, headTimeoutMs: 2_000, historyQueueLimit: 2 });
-      await feed.start();
+      ({ changeLog: feed } = await feedOver(stream, { headTimeoutMs: 2_000, historyQueueLimit: 2 }));
       expect(await feed.historySynced()).to.equal(T0 + 1);
       stream.failures = 1_000_000;
       stream.append(insert(stored("hk:c", 1), T0 + 1), insert(stored("hk:d", 1), T0 + 2), insert(stored("hk:e", 1), T0 + 3));

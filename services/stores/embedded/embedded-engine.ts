@@ -44,9 +44,11 @@ export class EmbeddedEngine implements Engine {
     await this.drops.settled(name);
     let store = this.stores.get(name);
     if (!store) {
-      const { dataDir, durability, changeRetentionMs, idempotencyWindowMs } = this.options;
+      const { dataDir, durability, changeRetentionMs, idempotencyWindowMs, watchMaxLag, onFeedHealth } = this.options;
       try {
-        store = withSqliteErrorsMapped(new EmbeddedStore({ dataDir, durability, changeRetentionMs, idempotencyWindowMs, environment: name }));
+        store = withSqliteErrorsMapped(
+          new EmbeddedStore({ dataDir, durability, changeRetentionMs, idempotencyWindowMs, watchMaxLag, onFeedHealth, environment: name }),
+        );
       } catch (error) {
         throw fromSqliteError(error);
       }

@@ -40,9 +40,9 @@ import {
   SET_OUTCOMES,
   type OutcomeCodec,
 } from "../replay.js";
-import { EmbeddedFeed } from "./embedded-feed.js";
+import { EmbeddedChangeLog } from "./change-log.js";
 import { privateCompanions, privateDirectory, privateFile } from "./private-files.js";
-import type { ChangeFeed } from "../../feed/change-feed.js";
+import { DEFAULT_MAX_LAG, DEFAULT_RING_BYTES, FeedHub } from "../../feed/feed-hub.js";
 import type { EnvironmentFigures } from "../engine-observer.js";
 
 /**
@@ -60,6 +60,10 @@ export interface EmbeddedStoreOptions {
   readonly changeRetentionMs: number;
   /** How long an idempotency record answers retries (replay.ts). */
   readonly idempotencyWindowMs?: number;
+  /** How many changes a Watch may fall behind before it is ended, resumably (LARDER_WATCH_MAX_LAG). */
+  readonly watchMaxLag?: number;
+  /** Told when the change feed starts or stops failing, with the reason (health). */
+  readonly onFeedHealth?: (environment: string, failure: string | undefined) => void;
 }
 
 export const FILE_SUFFIX = ".sqlite";
@@ -116,13 +120,11 @@ export class EmbeddedStore implements Store {
    * over, so resume tokens carry this to tell the two histories apart.
    */
   readonly incarnation: number;
-  /** Whether `1.<sequence>` tokens were ever issued here (by a version before incarnations). */
-  readonly acceptsLegacyTokens: boolean;
   /** prunedThrough, kept between prunes (undefined: read it again). */
   private pruned?: number;
   /** Names each replaceAll's staging tables apart. */
   private bulkRuns = 0;
-  readonly feed: ChangeFeed = new EmbeddedFeed(this);
+  readonly feed: FeedHub;
 
   constructor(private readonly options: EmbeddedStoreOptions) {
     privateDirectory(options.dataDir);
@@ -135,14 +137,14 @@ export class EmbeddedStore implements Store {
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
     this.addMissingColumns();
-    const made = this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('incarnation', @value)").run({ value: randomInt(1, 2 ** 48) });
-    if (made.changes === 1 && this.headSequence() > 0) {
-      // Changes from before tokens named an incarnation went out as `1.<sequence>`: those stay positions here.
-      this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('legacy_tokens', 1)").run();
-    }
-    const meta = (name: string) => (this.db.prepare("SELECT value FROM meta WHERE name = @name").get({ name }) as { value: number } | undefined)?.value;
-    this.incarnation = meta("incarnation")!;
-    this.acceptsLegacyTokens = meta("legacy_tokens") === 1;
+    this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('incarnation', @value)").run({ value: randomInt(1, 2 ** 48) });
+    this.incarnation = (this.db.prepare("SELECT value FROM meta WHERE name = 'incarnation'").get() as { value: number }).value;
+    this.feed = new FeedHub(new EmbeddedChangeLog(this), {
+      maxLag: options.watchMaxLag ?? DEFAULT_MAX_LAG,
+      maxBytes: DEFAULT_RING_BYTES,
+      retentionMs: options.changeRetentionMs,
+      onHealth: options.onFeedHealth && ((failure) => options.onFeedHealth!(options.environment, failure)),
+    });
     this.commits.setMaxListeners(0);
   }
 
@@ -584,7 +586,7 @@ export class EmbeddedStore implements Store {
 
   async close(): Promise<void> {
     this.db.close();
-    // Wakes every waiting Watch stream, which then finds the store closed and ends (EmbeddedFeed).
+    // Wakes the change log's reader, which finds the store closed and ends every Watch stream (change-log.ts).
     this.commits.emit("commit");
   }
 

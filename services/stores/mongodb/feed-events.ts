@@ -1,12 +1,13 @@
 import type { ChangeStreamDocument, Document, ResumeToken } from "mongodb";
-import { invalidArgument } from "../../../core/errors.js";
 import { isLive, type Change } from "../../../core/item.js";
-import type { FeedEvent } from "../../feed/change-feed.js";
+import type { SourceChange } from "../../feed/feed-source.js";
+import { invalidToken } from "../../feed/token.js";
 import { COLLECTIONS, decodeItem, type ItemDocument } from "./codec.js";
 
 /**
  * Change stream documents as Larder's change events (EV4-EV6), and the
- * resume tokens subscribers hold. Pure: the feed (mongo-feed.ts) does the I/O.
+ * positions in resume tokens (services/feed/token.ts). Pure: the change log
+ * (change-log.ts) does the I/O.
  *
  * A position is where a subscriber resumes: right after one event. Most
  * changes are one event, and resume right after them is MongoDB's own resume
@@ -25,16 +26,17 @@ export interface FeedPosition {
   readonly skip?: number;
 }
 
-/** One change stream document, as the feed keeps it. */
+/** One change stream document, as the feed keeps it. `position` is encodePosition's. */
 export type FeedEntry =
   /** Something subscribers receive. */
-  | { readonly kind: "event"; readonly key: string; readonly token: string; readonly event: FeedEvent; readonly bytes: number }
+  | { readonly kind: "event"; readonly key: string; readonly position: string; readonly event: SourceChange; readonly bytes: number }
   /** A position marker written by head(): never delivered, but a place a subscriber can start after. */
-  | { readonly kind: "marker"; readonly key: string; readonly token: string; readonly marker: number }
+  | { readonly kind: "marker"; readonly key: string; readonly position: string; readonly marker: number }
   /** Nothing for subscribers (writes without events, other collections, index builds...). */
   | { readonly kind: "skip"; readonly key: string };
 
-const TOKEN_PREFIX = "m1.";
+/** MongoDB names no histories apart: a catch-up that meets the drop of the environment's database ends there. */
+export const HISTORY = "m";
 
 /**
  * A change whose pre- or post-image MongoDB no longer has: images expire
@@ -56,28 +58,28 @@ export function changeKey(id: ResumeToken): string {
   return typeof data === "string" ? data : JSON.stringify(id);
 }
 
-export function encodeFeedToken(position: FeedPosition): string {
+/** A position as the text of a token: base64url of its JSON. */
+export function encodePosition(position: FeedPosition): string {
   const body: Record<string, unknown> = { k: position.key, r: position.resume };
   if (position.change !== undefined) Object.assign(body, { c: position.change, s: position.skip });
-  return TOKEN_PREFIX + Buffer.from(JSON.stringify(body), "utf8").toString("base64url");
+  return Buffer.from(JSON.stringify(body), "utf8").toString("base64url");
 }
 
-export function decodeFeedToken(token: string): FeedPosition {
-  const invalid = () => invalidArgument("INVALID_OPTION", "Invalid resume token");
-  if (typeof token !== "string" || !token.startsWith(TOKEN_PREFIX)) throw invalid();
+/** Anything encodePosition did not write is INVALID_ARGUMENT (INVALID_OPTION). */
+export function decodePosition(text: string): FeedPosition {
   let body: unknown;
   try {
-    body = JSON.parse(Buffer.from(token.slice(TOKEN_PREFIX.length), "base64url").toString("utf8"));
+    body = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
   } catch {
-    throw invalid();
+    throw invalidToken();
   }
-  if (typeof body !== "object" || body === null) throw invalid();
+  if (typeof body !== "object" || body === null) throw invalidToken();
   const { k, r, c, s } = body as Record<string, unknown>;
-  if (typeof k !== "string" || k === "") throw invalid();
+  if (typeof k !== "string" || k === "") throw invalidToken();
   // MongoDB's tokens (4.2+) are {_data: "<hex>"}: anything else is not one of its positions.
-  if (r !== undefined && !(typeof r === "object" && r !== null && /^[0-9A-Fa-f]+$/.test(String((r as { _data?: unknown })._data)))) throw invalid();
+  if (r !== undefined && !(typeof r === "object" && r !== null && /^[0-9A-Fa-f]+$/.test(String((r as { _data?: unknown })._data)))) throw invalidToken();
   if (c === undefined) return { key: k, resume: r as ResumeToken | undefined };
-  if (typeof c !== "string" || typeof s !== "number" || !Number.isInteger(s) || s < 1) throw invalid();
+  if (typeof c !== "string" || typeof s !== "number" || !Number.isInteger(s) || s < 1) throw invalidToken();
   return { key: k, resume: r as ResumeToken | undefined, change: c, skip: s };
 }
 
@@ -108,7 +110,7 @@ export function entriesOf(change: ChangeStreamDocument<Document>, streamPosition
   if (collection === COLLECTIONS.heads) {
     const marker = markerOf(change);
     if (marker === undefined) return [{ kind: "skip", key }];
-    return [{ kind: "marker", key, token: encodeFeedToken({ key, resume: change._id }), marker }];
+    return [{ kind: "marker", key, position: encodePosition({ key, resume: change._id }), marker }];
   }
   if (collection !== COLLECTIONS.items) return [{ kind: "skip", key }];
   const time = timeOf(change);
@@ -125,8 +127,7 @@ export function entriesOf(change: ChangeStreamDocument<Document>, streamPosition
       last || before === undefined
         ? { key: last ? key : `${key}:${index}`, resume: change._id }
         : { key: `${key}:${index}`, resume: before, change: key, skip: index + 1 };
-    const token = encodeFeedToken(position);
-    return { kind: "event", key: position.key, token, event: { ...each, id: position.key, token, time }, bytes };
+    return { kind: "event", key: position.key, position: encodePosition(position), event: { ...each, id: position.key, time }, bytes };
   });
 }
 

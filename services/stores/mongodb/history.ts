@@ -4,17 +4,17 @@ import type { HistoryEntry } from "../../../core/history.js";
 import { itemFromJson, itemToJson, type ItemJson } from "../../../core/item-json.js";
 import type { ChangeName } from "../../../core/item.js";
 import type { Key } from "../../../core/keys.js";
-import type { FeedEvent } from "../../feed/change-feed.js";
+import type { SourceChange } from "../../feed/feed-source.js";
 import { COLLECTIONS, type ItemDocument } from "./codec.js";
 
 /**
  * History on MongoDB. The oplog cannot be read by key, so the environment's
- * one change-feed consumer (mongo-feed.ts) copies every event it reads into
+ * one change-feed consumer (change-log.ts) copies every event it reads into
  * the `history` collection: one document per event, with the event's key,
  * its place in the change stream and its commit time, and a TTL index that
  * drops it after the retention (LARDER_CHANGE_RETENTION_MS). Reads first
  * wait until the consumer has written everything committed before them
- * (MongoFeed.historySynced), so none misses a committed write. Pure: the
+ * (MongoChangeLog.historySynced), so none misses a committed write. Pure: the
  * builders here are unit-tested as data; the I/O is in mongo-store.ts.
  */
 export interface HistoryDocument {
@@ -49,7 +49,7 @@ export const HISTORY_INDEXES = [
 ] as const;
 
 /** The history documents of one change stream document's events, in their order. */
-export function historyDocuments(order: string, events: readonly FeedEvent[], retentionMs: number): HistoryDocument[] {
+export function historyDocuments(order: string, events: readonly SourceChange[], retentionMs: number): HistoryDocument[] {
   return events.map((event, index) => {
     const change: ChangeJson = {
       name: event.name,

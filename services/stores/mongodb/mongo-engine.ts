@@ -30,6 +30,10 @@ export interface MongoEngineOptions {
   readonly observer?: EngineObserver;
   /** How long an idempotency record answers retries; unset: 24 h. */
   readonly idempotencyWindowMs?: number;
+  /** How many changes a Watch may fall behind before it is ended, resumably (LARDER_WATCH_MAX_LAG). */
+  readonly watchMaxLag?: number;
+  /** Told when an environment's change feed starts or stops failing, with the reason (health). */
+  readonly onFeedHealth?: (environment: string, failure: string | undefined) => void;
 }
 
 /**
@@ -182,6 +186,8 @@ class MongoEngine implements Engine {
           idempotencyWindowMs: this.options.idempotencyWindowMs,
           log: this.log,
           observer: this.options.observer,
+          watchMaxLag: this.options.watchMaxLag,
+          onFeedHealth: this.options.onFeedHealth,
         }))();
       this.stores.set(name, store);
       store.catch(() => this.stores.delete(name));

@@ -44,7 +44,8 @@ import {
   type HistoryDocument,
   type HistoryRead,
 } from "./history.js";
-import { MongoFeed, type ChangeCursor, type ChangeSource, type MongoFeedOptions } from "./mongo-feed.js";
+import { MongoChangeLog, type ChangeCursor, type ChangeSource } from "./change-log.js";
+import { DEFAULT_MAX_LAG, DEFAULT_RING_BYTES, FeedHub } from "../../feed/feed-hub.js";
 import {
   batchGetFilter,
   countRangeShape,
@@ -73,8 +74,10 @@ export interface MongoStoreOptions {
   readonly log: Logger;
   /** Told the change stream's lag (metrics). */
   readonly observer?: Pick<EngineObserver, "changeStreamLag">;
-  /** Overrides of the feed's bounds (tests use a small ring). */
-  readonly feed?: Partial<Pick<MongoFeedOptions, "ringEntries" | "ringBytes" | "headTimeoutMs">>;
+  /** How many changes a Watch may fall behind before it is ended, resumably (LARDER_WATCH_MAX_LAG). */
+  readonly watchMaxLag?: number;
+  /** Told when the change feed starts or stops failing, with the reason (health). */
+  readonly onFeedHealth?: (environment: string, failure: string | undefined) => void;
 }
 
 /** The change stream every feed reads: items and head markers, with both images of each item. */
@@ -114,10 +117,11 @@ const QUIET_CLEAR_BATCH = 100;
  * One environment in MongoDB: one database with an `items` collection. Reads
  * are single index range scans that hide expired items (queries.ts); each
  * set is one atomic update (updates.ts); batches commit in one transaction;
- * events come from one change stream (mongo-feed.ts).
+ * events come from one change stream (change-log.ts) fanned out by the feed hub.
  */
 export class MongoStore implements Store {
-  readonly feed: MongoFeed;
+  readonly feed: FeedHub;
+  private readonly changeLog: MongoChangeLog;
   private readonly items: Collection<ItemDocument>;
   private readonly records: Collection<IdempotencyDocument>;
   private readonly historyLog: Collection<HistoryDocument>;
@@ -126,11 +130,16 @@ export class MongoStore implements Store {
     this.items = options.db.collection<ItemDocument>(COLLECTIONS.items);
     this.records = options.db.collection<IdempotencyDocument>(COLLECTIONS.idempotency);
     this.historyLog = options.db.collection<HistoryDocument>(HISTORY_COLLECTION);
-    this.feed = new MongoFeed(this.changeSource(), {
-      ...options.feed,
+    this.changeLog = new MongoChangeLog(this.changeSource(), {
       retentionMs: options.changeRetentionMs,
       log: options.log.child({ environment: options.environment }),
       consumed: options.observer && ((commitTime) => options.observer!.changeStreamLag(options.environment, (Date.now() - commitTime) / 1000)),
+    });
+    this.feed = new FeedHub(this.changeLog, {
+      maxLag: options.watchMaxLag ?? DEFAULT_MAX_LAG,
+      maxBytes: DEFAULT_RING_BYTES,
+      retentionMs: options.changeRetentionMs,
+      onHealth: options.onFeedHealth && ((failure) => options.onFeedHealth!(options.environment, failure)),
     });
   }
 
@@ -169,7 +178,9 @@ export class MongoStore implements Store {
     });
     await this.records.createIndexes([{ ...IDEMPOTENCY_TTL_INDEX }]);
     await this.historyLog.createIndexes(HISTORY_INDEXES.map((index) => ({ ...index })));
-    await this.feed.start();
+    // The ring is fed from the consumer's first change: resuming Watches find their place in it.
+    this.feed.start();
+    await this.changeLog.start();
   }
 
   private async itemsInfo(): Promise<CollectionInfo | undefined> {
@@ -264,9 +275,9 @@ export class MongoStore implements Store {
     });
   }
 
-  /** Where the history is complete from: the retention, and this server's consumer's own start (mongo-feed.ts). */
+  /** Where the history is complete from: the retention, and this server's consumer's own start (change-log.ts). */
   private async historyHorizon(now: number): Promise<number> {
-    const since = await this.feed.historySynced();
+    const since = await this.changeLog.historySynced();
     if (since === Number.POSITIVE_INFINITY) {
       throw new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", "The key history starts over after a gap in MongoDB's change stream; retry");
     }
@@ -536,7 +547,7 @@ export class MongoStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.feed.stop();
+    await this.changeLog.stop();
   }
 
   /**
@@ -691,6 +702,7 @@ export class MongoStore implements Store {
         );
         return marked!.n;
       },
+      // The field keeps its name `token`: it holds the position of one (services/feed/token.ts).
       saveSubscription: async (name, token) => {
         const at = new Date();
         if ((await subscriptions.updateOne({ _id: name }, { $set: { token, at } })).matchedCount > 0) return;

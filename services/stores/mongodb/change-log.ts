@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoCursorExhaustedError, MongoServerError, type ChangeStreamDocument, type Document, type ResumeToken } from "mongodb";
 import { DomainError, invalidArgument } from "../../../core/errors.js";
-import { checkSubscriptionName } from "../../../core/limits.js";
-import { feedClosed, type ChangeFeed, type FeedEvent } from "../../feed/change-feed.js";
+import { feedClosed } from "../../feed/change-feed.js";
+import type { FeedSink, FeedSource, SourceEntry } from "../../feed/feed-source.js";
+import { tokenExpired } from "../../feed/token.js";
 import type { Logger } from "../../log.js";
-import { fromMongoError } from "./errors.js";
-import { EventRing } from "./event-ring.js";
-import { changeKey, decodeFeedToken, entriesOf, MissingImageError, timeOf, type FeedPosition } from "./feed-events.js";
+import { fromMongoError, isUnauthorized } from "./errors.js";
+import { changeKey, decodePosition, entriesOf, HISTORY, MissingImageError, timeOf, type FeedEntry } from "./feed-events.js";
 import { historyDocuments, isQuietItemChange, type HistoryDocument } from "./history.js";
 
 /** A change stream as the feed reads it (the driver's ChangeStream, or a scripted one in unit tests). */
@@ -18,48 +18,59 @@ export interface ChangeCursor {
   close(): Promise<void>;
 }
 
-/** What the feed needs from the environment's database. */
+/** What the change log needs from the environment's database. */
 export interface ChangeSource {
   /** A change stream over the items (and head markers), resuming after a token or starting now. */
   open(resumeAfter?: ResumeToken): ChangeCursor;
   /** Writes a head marker into the stream and returns its number. */
   markHead(): Promise<number>;
   /** Stores and loads the acknowledged positions of named subscriptions. */
-  saveSubscription(name: string, token: string): Promise<void>;
+  saveSubscription(name: string, position: string): Promise<void>;
   loadSubscription(name: string): Promise<string | undefined>;
   /** Writes history documents, in order (history.ts); absent: the feed keeps no history. */
   writeHistory?(documents: readonly HistoryDocument[]): Promise<void>;
 }
 
-export interface MongoFeedOptions {
-  /** How long changes stay resumable (LARDER_CHANGE_RETENTION_MS), as on the embedded engine. */
+export interface MongoChangeLogOptions {
+  /** How long changes stay resumable (LARDER_CHANGE_RETENTION_MS): the history documents' lifetime. */
   readonly retentionMs: number;
   readonly log: Logger;
-  /** Entries kept in memory for subscribers (the bound on how far one may fall behind). */
-  readonly ringEntries?: number;
-  readonly ringBytes?: number;
   readonly restartDelayMs?: number;
   /** How long head() waits for the change stream to show its marker. */
   readonly headTimeoutMs?: number;
   /** History documents held while MongoDB does not take them; past this they are dropped and the history starts over. */
   readonly historyQueueLimit?: number;
+  /** How long the stream may keep failing before health reports it (a failure retrying cannot mend is reported at once). */
+  readonly failingAfterMs?: number;
+  /** How long an unused catch-up stream stays open for the next read from where it stopped. */
+  readonly catchUpIdleMs?: number;
   readonly clock?: () => number;
   /** Told the commit time (epoch ms) of each change the consumer reads, as it reads it (metrics: the stream's lag). */
   readonly consumed?: (commitTime: number) => void;
 }
 
-const DEFAULTS = { ringEntries: 10_000, ringBytes: 8 * 1024 * 1024, restartDelayMs: 1_000, headTimeoutMs: 10_000, historyQueueLimit: 50_000 };
+const DEFAULTS = { restartDelayMs: 1_000, headTimeoutMs: 10_000, historyQueueLimit: 50_000, failingAfterMs: 30_000, catchUpIdleMs: 5_000 };
 /** Head markers remembered after they went by, for head() calls whose write raced the stream. */
 const RECENT_MARKERS = 1_024;
 /** History documents written per bulk write. */
 const HISTORY_BATCH = 500;
 
-
 /** A head marker as the consumer saw it. */
 interface SeenMarker {
-  readonly token: string;
+  readonly position: string;
   /** How many history documents the consumer had queued when it read the marker. */
   readonly historyQueued: number;
+}
+
+/** The one catch-up stream: where it has read up to, for the next read that continues from there. */
+interface CatchUp {
+  readonly cursor: ChangeCursor;
+  at: string;
+  /** Between the two events of one change (an EV6 pair): that change, and how many of its events to pass over. */
+  pass?: { readonly change: string; readonly events: number };
+  /** What ended the stream after the entries last returned: the next read from there is told. */
+  failure?: unknown;
+  idle?: NodeJS.Timeout;
 }
 
 /** MongoDB's codes for a resume point that is gone: ChangeStreamHistoryLost, ChangeStreamFatalError. */
@@ -76,34 +87,40 @@ const INVALID_RESUME_TOKEN = 260;
 const HISTORY_ENDS = "drop";
 /** BadValue, FailedToParse: a token whose `_data` MongoDB cannot read (a tampered one). */
 const UNREADABLE_TOKEN = new Set([2, 9]);
+/**
+ * Failures that retrying does not mend: AuthenticationFailed, change
+ * streams on a deployment without them (a standalone server), an unknown
+ * pipeline stage (a server too old). With rights (isUnauthorized) they make
+ * health NOT_SERVING at once.
+ */
+const NEVER_MENDS = new Set([18, 40573, 40324]);
 
 /**
- * Change events of one environment from ONE change stream, fanned out in
- * process. The consumer appends every change to a ring shared by all
- * subscribers (each is a cursor into it), so a slow subscriber costs only
- * its position; one more than the ring behind is ended with
- * RESOURCE_EXHAUSTED (SUBSCRIBER_TOO_SLOW) and resumes with its token. The
- * consumer reopens itself from its last position after errors (the driver
- * already resumes transparently after network errors and elections).
+ * The MongoDB engine's side of the change feed (services/feed): ONE change
+ * stream per environment (the consumer) publishes every change to the hub's
+ * ring, and one more at most (the catch-up) reads the oplog for tokens older
+ * than the ring, continuing from where it stopped while the hub asks for the
+ * next place. Pre- and post-images (enabled on the collection) give
+ * `previous` and `item` (EV4); order is the oplog's, commit order (EV7).
  *
- * Pre- and post-images (enabled on the collection) give `previous` and
- * `item` (EV4). Order is the oplog's, which is commit order (EV7).
- *
- * A token the ring still holds resumes from memory. An older one (or one
- * from before a restart) reads from the oplog with a catch-up stream of its
- * own until it reaches what the ring holds, then joins the ring; a token
- * whose next change is older than the retention, or older than the oplog,
- * is refused with OUT_OF_RANGE (TOKEN_EXPIRED), never skipped.
+ * The consumer reopens itself from its last position after errors (the
+ * driver already resumes transparently after network errors and elections);
+ * if that position is gone from the oplog, the hub is told the history is
+ * lost. A change whose images MongoDB no longer has is a gap at that change
+ * only. A failure that retrying cannot mend, or one that lasts, is reported
+ * for health.
  */
-export class MongoFeed implements ChangeFeed {
-  private readonly ring: EventRing;
-  private readonly options: Required<Omit<MongoFeedOptions, "log" | "consumed">> & Pick<MongoFeedOptions, "log" | "consumed">;
+export class MongoChangeLog implements FeedSource {
+  readonly history = HISTORY;
+  private readonly options: Required<Omit<MongoChangeLogOptions, "log" | "consumed">> & Pick<MongoChangeLogOptions, "log" | "consumed">;
+  private sink?: FeedSink;
   private cursor?: ChangeCursor;
   /** Where the consumer resumes from after an error. */
   private position?: ResumeToken;
   private running?: Promise<void>;
   private stopped = false;
   private readonly stopping = new AbortController();
+  private catchUp?: CatchUp;
   private readonly markers = new Map<number, SeenMarker>();
   private readonly markerWaiters = new Map<number, { resolve(seen: SeenMarker): void; reject(error: Error): void }>();
   /** History documents read from the stream and not yet written, in stream order. */
@@ -118,28 +135,28 @@ export class MongoFeed implements ChangeFeed {
    * Undefined until it has read one; reset when its position was lost.
    */
   private historySince?: number;
-  /** Failures in a row, for the restart backoff. */
+  /** Failures in a row, for the restart backoff, and since when (health). */
   private failures = 0;
+  private failingSince?: number;
 
   constructor(
     private readonly source: ChangeSource,
-    options: MongoFeedOptions,
+    options: MongoChangeLogOptions,
   ) {
     this.options = { ...DEFAULTS, clock: Date.now, ...options };
-    this.ring = new EventRing({ entries: this.options.ringEntries, bytes: this.options.ringBytes });
+  }
+
+  /** The hub's ring is fed from the consumer's start on (MongoStore starts the hub first). */
+  tail(sink: FeedSink): undefined {
+    this.sink = sink;
+    return undefined;
   }
 
   /** Opens the consumer; resolves once the stream is established, so head() markers after it are seen. */
   async start(): Promise<void> {
     this.cursor = this.source.open();
     const first = await this.cursor.tryNext();
-    try {
-      if (first) this.publish(first, undefined);
-    } catch (error) {
-      // Nobody follows yet, and an old token meets this change in its own catch-up: nothing to tell here.
-      if (!(error instanceof MissingImageError)) throw error;
-      this.options.log.warn({ err: error }, "the first change after start has no images; passed over");
-    }
+    if (first) this.publish(first, undefined);
     this.position = this.cursor.resumeToken ?? undefined;
     this.running = this.consume();
     // A first change to read marks when the history starts to hold every change (historySince).
@@ -152,9 +169,10 @@ export class MongoFeed implements ChangeFeed {
     if (this.stopped) return;
     this.stopped = true;
     this.stopping.abort();
-    this.ring.wake();
     await this.cursor?.close().catch(() => undefined);
+    await this.closeCatchUp();
     await this.running;
+    this.sink?.closed();
     for (const waiter of [...this.markerWaiters.values()]) waiter.reject(unavailable("The change feed is shutting down"));
     // Queued history is not written after a stop: this server claims nothing before its next start.
     for (const waiter of [...this.historyWaiters]) waiter.resolve();
@@ -162,11 +180,28 @@ export class MongoFeed implements ChangeFeed {
 
   /**
    * The position right after every change acknowledged before this call: a
-   * marker is written and its token returned once the consumer has seen it,
-   * so a Watch that starts here never receives a change that happened before.
+   * marker is written and its position returned once the consumer has seen
+   * it, so a Watch that starts here never receives a change that happened before.
    */
   async head(): Promise<string> {
-    return (await this.passHead()).token;
+    return (await this.passHead()).position;
+  }
+
+  check(position: string): void {
+    decodePosition(position);
+  }
+
+  /** A position's place is the event it follows: the two spellings of a pair's first event (consumer, catch-up) are one place. */
+  placeOf(position: string): string {
+    return decodePosition(position).key;
+  }
+
+  async saveSubscription(name: string, position: string): Promise<void> {
+    await this.source.saveSubscription(name, position);
+  }
+
+  async loadSubscription(name: string): Promise<string | undefined> {
+    return this.source.loadSubscription(name);
   }
 
   /**
@@ -212,157 +247,72 @@ export class MongoFeed implements ChangeFeed {
     });
   }
 
-  /** A malformed token, or one the ring shows to be past the retention, fails here, before the Watch starts. */
-  follow(token: string, signal: AbortSignal): AsyncIterable<FeedEvent> {
-    const position = decodeFeedToken(token);
-    const seq = this.ring.seqOf(position.key);
-    if (seq !== undefined) this.checkRetained(seq + 1);
-    return this.deliver(token, position, seq === undefined ? undefined : seq + 1, signal);
-  }
-
-  async acknowledge(subscription: string, token: string): Promise<void> {
-    checkSubscriptionName(subscription);
-    decodeFeedToken(token);
-    await this.source.saveSubscription(subscription, token);
-  }
-
-  async acknowledged(subscription: string): Promise<string | undefined> {
-    return this.source.loadSubscription(subscription);
-  }
-
-  private async *deliver(
-    token: string,
-    position: FeedPosition,
-    from: number | undefined,
-    callSignal: AbortSignal,
-  ): AsyncGenerator<FeedEvent> {
-    yield* this.deliverUntilStopped(token, position, from, callSignal);
-    // The store closed under a caller still reading (a drop, or a stop it did not ask for).
-    if (this.stopped && !callSignal.aborted) throw feedClosed();
-  }
-
-  private async *deliverUntilStopped(
-    token: string,
-    position: FeedPosition,
-    from: number | undefined,
-    callSignal: AbortSignal,
-  ): AsyncGenerator<FeedEvent> {
-    const signal = AbortSignal.any([callSignal, this.stopping.signal]);
-    const generation = this.ring.generation;
-    let last = token;
-    let next = from;
-    if (next === undefined) {
-      let delivered = false;
-      for await (const step of this.catchUp(position, signal)) {
-        if ("ring" in step) {
-          if (!delivered) this.checkRetained(step.ring);
-          next = step.ring;
+  /**
+   * Reads the oplog after an old position with the environment's one
+   * catch-up stream (the hub asks for one read at a time), which stays open
+   * for the next read from where this one stopped. A stream opened anew is
+   * preceded by a head marker, so there always is a place ahead that the
+   * consumer also publishes to the ring, where the reader joins it.
+   */
+  async readAfter(position: string, limit: number): Promise<readonly SourceEntry[]> {
+    if (this.stopped) throw feedClosed();
+    let reader = this.catchUp;
+    if (reader?.at !== position) {
+      await this.closeCatchUp();
+      const from = decodePosition(position);
+      if (!from.resume) throw tokenExpired("The resume token can no longer be resumed");
+      await this.source.markHead();
+      reader = {
+        cursor: this.source.open(from.resume),
+        at: position,
+        pass: from.change ? { change: from.change, events: from.skip ?? 0 } : undefined,
+      };
+      this.catchUp = reader;
+    }
+    clearTimeout(reader.idle);
+    if (reader.failure !== undefined) {
+      const failure = reader.failure;
+      await this.closeCatchUp();
+      throw failure;
+    }
+    const entries: SourceEntry[] = [];
+    try {
+      while (entries.length < limit) {
+        const before = reader.cursor.resumeToken;
+        const change = await reader.cursor.tryNext();
+        if (!change) {
+          if (reader.cursor.closed && !this.stopped) throw unavailable("MongoDB closed the change stream; resume from the last token");
           break;
         }
-        delivered = true;
-        last = step.event.token;
-        yield step.event;
-      }
-      if (next === undefined) return;
-    }
-    while (!signal.aborted) {
-      if (this.ring.generation !== generation) {
-        throw new DomainError(
-          "OUT_OF_RANGE",
-          "TOKEN_EXPIRED",
-          "Changes were lost while MongoDB's change stream was unavailable (its history ran out); start a new subscription",
-        );
-      }
-      if (next < this.ring.firstSeq) {
-        throw new DomainError(
-          "RESOURCE_EXHAUSTED",
-          "SUBSCRIBER_TOO_SLOW",
-          `The subscriber fell further behind than the feed keeps in memory (${this.options.ringEntries} changes or ${Math.round(this.options.ringBytes / 1024 / 1024)} MiB of items); resume from the token of the last event it received (${last})`,
-        );
-      }
-      const entry = this.ring.at(next);
-      if (!entry) {
-        await this.ring.waitFor(next, signal);
-        continue;
-      }
-      next++;
-      if (entry.event) {
-        last = entry.token;
-        yield entry.event;
-      }
-    }
-  }
-
-  /**
-   * Reads the oplog from an old position until it meets an entry the ring
-   * holds. A head marker is written first, so there always is one ahead to
-   * meet even when nothing else is being written.
-   */
-  private async *catchUp(position: FeedPosition, signal: AbortSignal): AsyncGenerator<{ event: FeedEvent } | { ring: number }> {
-    if (!position.resume) {
-      throw new DomainError("OUT_OF_RANGE", "TOKEN_EXPIRED", "The resume token can no longer be resumed; start a new subscription");
-    }
-    await this.source.markHead();
-    const cursor = this.source.open(position.resume);
-    const close = () => void cursor.close().catch(() => undefined);
-    signal.addEventListener("abort", close, { once: true });
-    let checked = false;
-    try {
-      while (!signal.aborted) {
-        const before = cursor.resumeToken;
-        const change = await cursor.tryNext();
-        if (!change) {
-          if (cursor.closed && !signal.aborted) throw unavailable("MongoDB closed the change stream; resume from the last token");
-          continue;
-        }
         if (change.operationType === HISTORY_ENDS) {
-          throw new DomainError(
-            "OUT_OF_RANGE",
-            "TOKEN_EXPIRED",
-            "The environment was dropped after this token, which ended its change history; start a new subscription",
-          );
+          throw tokenExpired("The environment was dropped after this token, which ended its change history");
         }
-        const entries = entriesOf(change, before);
-        const skip = position.change !== undefined && changeKey(change._id) === position.change ? (position.skip ?? 0) : 0;
-        for (let index = skip; index < entries.length; index++) {
-          const entry = entries[index];
-          if (entry.kind === "skip") continue;
-          const seq = this.ring.seqOf(entry.key);
-          if (seq !== undefined) {
-            yield { ring: seq };
-            return;
-          }
-          if (entry.kind !== "event") continue;
-          if (!checked) {
-            checked = true;
-            this.checkTime(entry.event.time);
-          }
-          yield { event: entry.event };
-        }
+        const read = entriesOf(change, before);
+        const passed = reader.pass?.change === changeKey(change._id) ? reader.pass.events : 0;
+        reader.pass = undefined;
+        for (const entry of read.slice(passed)) if (entry.kind !== "skip") entries.push(sourceEntry(entry));
       }
     } catch (error) {
-      if (signal.aborted) return;
-      throw fromChangeStreamError(error);
-    } finally {
-      signal.removeEventListener("abort", close);
-      await cursor.close().catch(() => undefined);
+      if (this.stopped) {
+        await this.closeCatchUp();
+        throw feedClosed();
+      }
+      // The entries before the failure are delivered first; the read after them is told.
+      reader.failure = error instanceof DomainError ? error : fromChangeStreamError(error);
+      if (entries.length === 0) return this.readAfter(position, limit);
     }
+    if (entries.length > 0) reader.at = entries[entries.length - 1].position;
+    reader.idle = setTimeout(() => void this.closeCatchUp(reader), this.options.catchUpIdleMs);
+    reader.idle.unref();
+    return entries;
   }
 
-  /** Resuming before `seq` would deliver its first event next: it must still be within the retention. */
-  private checkRetained(seq: number): void {
-    const next = this.ring.firstEventFrom(seq);
-    if (next?.event) this.checkTime(next.event.time);
-  }
-
-  private checkTime(time: number): void {
-    if (time < this.options.clock() - this.options.retentionMs) {
-      throw new DomainError(
-        "OUT_OF_RANGE",
-        "TOKEN_EXPIRED",
-        "The resume token is older than the retained change history; start a new subscription",
-      );
-    }
+  private async closeCatchUp(only?: CatchUp): Promise<void> {
+    const reader = this.catchUp;
+    if (!reader || (only && reader !== only)) return;
+    this.catchUp = undefined;
+    clearTimeout(reader.idle);
+    await reader.cursor.close().catch(() => undefined);
   }
 
   /** The one consumer: reads, publishes, and reopens itself from its last position after errors. */
@@ -375,12 +325,20 @@ export class MongoFeed implements ChangeFeed {
         if (change) this.publish(change, before);
         else if (cursor.closed && !this.stopped) throw new Error("MongoDB closed the change stream");
         this.position = cursor.resumeToken ?? this.position;
-        this.failures = 0;
+        this.recovered();
       } catch (error) {
         if (this.stopped) return;
         await this.recover(error);
       }
     }
+  }
+
+  private recovered(): void {
+    if (this.failures === 0) return;
+    this.failures = 0;
+    if (this.failingSince !== undefined) this.options.log.info("the change stream reads again");
+    this.failingSince = undefined;
+    this.sink?.failing(undefined);
   }
 
   private async recover(error: unknown): Promise<void> {
@@ -390,7 +348,14 @@ export class MongoFeed implements ChangeFeed {
         { err: error },
         "the change stream's position is gone from MongoDB's oplog; events in between are lost, subscribers must start again",
       );
-    } else {
+    }
+    this.failingSince ??= this.options.clock();
+    const persistent = isPersistentFeedError(error);
+    if (persistent || this.options.clock() - this.failingSince >= this.options.failingAfterMs) {
+      const reason = `MongoDB's change stream fails${persistent ? "" : ` for ${Math.round((this.options.clock() - this.failingSince) / 1000)} s`}: ${(error as Error).message}`;
+      this.options.log.error({ err: error }, `${reason}; health reports NOT_SERVING until it reads again`);
+      this.sink?.failing(`MongoDB's change stream fails: ${(error as Error).message}`);
+    } else if (!lost) {
       this.options.log.warn({ err: error }, "change stream failed; resuming from its last position");
     }
     await this.cursor?.close().catch(() => undefined);
@@ -400,22 +365,29 @@ export class MongoFeed implements ChangeFeed {
     if (this.stopped) return;
     if (lost) {
       this.position = undefined;
-      this.ring.reset();
+      this.sink?.lost();
       // Changes in between are missing from the history too: it holds every change again only from the reopened stream on.
       this.historySince = undefined;
     }
     this.cursor = this.source.open(this.position);
   }
 
-  /** The ring's fill, for metrics. */
-  ringFigures(): { events: number; capacity: number } {
-    return { events: this.ring.size, capacity: this.options.ringEntries };
-  }
-
   private publish(change: ChangeStreamDocument<Document>, before: ResumeToken | undefined): void {
     const time = timeOf(change);
     this.options.consumed?.(time);
-    const entries = entriesOf(change, before);
+    let entries: FeedEntry[];
+    try {
+      entries = entriesOf(change, before);
+    } catch (error) {
+      if (!(error instanceof MissingImageError)) throw error;
+      // Only the subscribers that would cross this change are concerned: it is a gap here, not a lost place.
+      this.options.log.error({ err: error }, "a change without its images cannot be told as events; subscribers before it must start again");
+      const key = changeKey(change._id);
+      const gap = fromChangeStreamError(error) as DomainError;
+      this.sink?.publish([{ position: encodePlace(key, change._id), place: key, gap: gap.message, bytes: 64 }]);
+      this.historySince = time + 1;
+      return;
+    }
     // Every change after the stream's first is read, and none before it has a later commit time
     // (the same millisecond excepted, hence the +1).
     this.historySince ??= time + 1;
@@ -428,16 +400,18 @@ export class MongoFeed implements ChangeFeed {
         this.historyWriting ??= this.writeHistory();
       }
     }
+    const published: SourceEntry[] = [];
     for (const entry of entries) {
       if (entry.kind === "skip") continue;
-      this.ring.push(entry);
+      published.push(sourceEntry(entry));
       if (entry.kind === "marker") {
-        const seen = { token: entry.token, historyQueued: this.historyQueued };
+        const seen = { position: entry.position, historyQueued: this.historyQueued };
         this.markers.set(entry.marker, seen);
         if (this.markers.size > RECENT_MARKERS) this.markers.delete(this.markers.keys().next().value!);
         this.markerWaiters.get(entry.marker)?.resolve(seen);
       }
     }
+    if (published.length > 0) this.sink?.publish(published);
   }
 
   /**
@@ -454,7 +428,10 @@ export class MongoFeed implements ChangeFeed {
       } catch (error) {
         if (this.historyQueue.length > this.options.historyQueueLimit) {
           // Memory stays bounded: the history has a gap now, so it counts as complete only from the next change on.
-          this.options.log.error({ err: error, dropped: this.historyQueue.length }, "the key history could not be written for too long; it starts over");
+          this.options.log.error(
+            { err: error, dropped: this.historyQueue.length },
+            "the key history could not be written for too long; it starts over",
+          );
           this.historyWritten += this.historyQueue.length;
           this.historyQueue = [];
           this.historySince = undefined;
@@ -475,13 +452,27 @@ export class MongoFeed implements ChangeFeed {
   }
 }
 
+function sourceEntry(entry: Exclude<FeedEntry, { kind: "skip" }>): SourceEntry {
+  if (entry.kind === "marker") return { position: entry.position, place: entry.key, bytes: 64 };
+  return { position: entry.position, place: entry.key, change: entry.event, bytes: entry.bytes };
+}
+
+function encodePlace(key: string, resume: ResumeToken): string {
+  return Buffer.from(JSON.stringify({ k: key, r: resume }), "utf8").toString("base64url");
+}
+
 function unavailable(message: string): DomainError {
   return new DomainError("UNAVAILABLE", "STORE_UNAVAILABLE", message);
 }
 
 function isLostPosition(error: unknown): boolean {
-  if (error instanceof MissingImageError) return true;
   return error instanceof MongoServerError && (HISTORY_LOST.has(error.code as number) || error.code === INVALID_RESUME_TOKEN);
+}
+
+/** A change stream failure that retrying will not mend: health is told at once. */
+export function isPersistentFeedError(error: unknown): boolean {
+  if (isUnauthorized(error)) return true;
+  return error instanceof MongoServerError && NEVER_MENDS.has(error.code as number);
 }
 
 /**
@@ -491,21 +482,11 @@ function isLostPosition(error: unknown): boolean {
  */
 export function fromChangeStreamError(error: unknown): unknown {
   if (error instanceof MissingImageError) {
-    return new DomainError(
-      "OUT_OF_RANGE",
-      "TOKEN_EXPIRED",
-      "MongoDB no longer keeps the item images of changes this old (changeStreamOptions.preAndPostImages.expireAfterSeconds); start a new subscription",
-    );
+    return tokenExpired("MongoDB no longer keeps the item images of changes this old (changeStreamOptions.preAndPostImages.expireAfterSeconds)");
   }
   if (error instanceof MongoCursorExhaustedError) return unavailable("MongoDB closed the change stream; resume from the last token");
   if (error instanceof MongoServerError) {
-    if (HISTORY_LOST.has(error.code as number)) {
-      return new DomainError(
-        "OUT_OF_RANGE",
-        "TOKEN_EXPIRED",
-        "The resume token is older than MongoDB's change history (the oplog); start a new subscription",
-      );
-    }
+    if (HISTORY_LOST.has(error.code as number)) return tokenExpired("The resume token is older than MongoDB's change history (the oplog)");
     if (error.code === INVALID_RESUME_TOKEN || UNREADABLE_TOKEN.has(error.code as number)) {
       return invalidArgument("INVALID_OPTION", "Invalid resume token");
     }
