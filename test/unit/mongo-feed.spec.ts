@@ -168,7 +168,8 @@ async function take(events: AsyncIterator<FeedEvent>, count: number): Promise<Fe
   return taken;
 }
 
-async function failureOf(events: AsyncIterator<FeedEvent>): Promise<DomainError> {
+/** The error a feed's stream ends with (the feed's own, not a call's: test/support's failureOf is for calls). */
+async function feedFailure(events: AsyncIterator<FeedEvent>): Promise<DomainError> {
   for (;;) {
     try {
       const next = await events.next();
@@ -356,7 +357,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const [first] = await take(slow, 1);
       for (let i = 1; i < 10; i++) stream.append(insert(stored(`s:${i}`, i)));
       await settle();
-      const failure = await failureOf(slow);
+      const failure = await feedFailure(slow);
       expect([failure.code, failure.reason]).to.deep.equal(["RESOURCE_EXHAUSTED", "SUBSCRIBER_TOO_SLOW"]);
       expect(failure.message).to.contain(first.token);
       const resumed = await take(feed.follow(first.token, new AbortController().signal)[Symbol.asyncIterator](), 9);
@@ -382,11 +383,11 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       await settle();
       clock = T0 + 5_000;
       const stale = feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]();
-      expect((await failureOf(stale)).reason).to.equal("TOKEN_EXPIRED");
+      expect((await feedFailure(stale)).reason).to.equal("TOKEN_EXPIRED");
       clock = T0;
       stream.oplogStart = stream.changes.length;
       const lost = feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]();
-      const failure = await failureOf(lost);
+      const failure = await feedFailure(lost);
       expect([failure.code, failure.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
     });
 
@@ -408,7 +409,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const head = await feed.head();
       const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
       stream.failNext = new MongoServerError({ message: "history lost", code: 286 });
-      const failure = await failureOf(events);
+      const failure = await feedFailure(events);
       expect([failure.code, failure.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
     });
 
@@ -421,7 +422,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(feed["ring"].seqAfter(a.id)).to.equal(undefined);
       // The token of i:a is out of the ring: its catch-up reads the oplog, where a change has lost its pre-image.
       stream.changes.splice(stream.changes.indexOf(stream.changes.find((change) => change.operationType === "insert" && (change.fullDocument as ItemDocument).part === "b")!), 1, update(undefined, stored("i:b", 2, { fresh: false })));
-      const catchUp = await failureOf(feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]());
+      const catchUp = await feedFailure(feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]());
       expect([catchUp.code, catchUp.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
       expect(catchUp.message).to.contain("preAndPostImages.expireAfterSeconds");
 
@@ -431,7 +432,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const imageless = remove(stored("i:c", 3));
       (imageless as { fullDocumentBeforeChange?: unknown }).fullDocumentBeforeChange = null;
       stream.append(imageless);
-      const consumer = await failureOf(following);
+      const consumer = await feedFailure(following);
       expect([consumer.code, consumer.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
       expect(consumer.message).to.contain("preAndPostImages.expireAfterSeconds");
       expect(feed["ring"].generation, "the ring is not reset for everyone").to.equal(generation);
@@ -459,7 +460,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
     it("a failure retrying cannot mend (Unauthorized) turns health at once, with the reason; a passing one only once it lasts", async () => {
       const told: (string | undefined)[] = [];
       const until = async (count: number) => {
-        for (let i = 0; i < 200 && told.length < count; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        for (let i = 0; i < 200 && told.length < count; i++) await sleep(10);
         expect(told, "what health was told").to.have.length.at.least(count);
       };
       await open({ failingAfterMs: 10_000, onHealth: (failure) => told.push(failure) });
@@ -518,7 +519,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       await open();
       const head = await feed.head();
       const events = feed.follow(head, new AbortController().signal)[Symbol.asyncIterator]();
-      const ended = failureOf(events);
+      const ended = feedFailure(events);
       await changeLog!.stop();
       const failure = await ended;
       expect([failure.code, failure.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
@@ -543,7 +544,7 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       stream.append(insert(stored("d:new", 3)));
       const events = feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]();
       expect((await take(events, 1)).map((event) => event.item.key.full)).to.deep.equal(["d:b"]);
-      const failure = await failureOf(events);
+      const failure = await feedFailure(events);
       expect([failure.code, failure.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
       expect(failure.message).to.contain("dropped");
     });
