@@ -23,6 +23,25 @@ export default tseslint.config(
     },
   },
   {
+    // What specs share is written once, in test/support/ (async.ts, errors.ts): a spec does not grow its own copy again.
+    files: ["test/**/*.ts"],
+    ignores: ["test/support/**"],
+    rules: {
+      "no-restricted-syntax": [
+        "error",
+        {
+          selector:
+            "NewExpression[callee.name='Promise'] > ArrowFunctionExpression > CallExpression.body[callee.name='setTimeout'][arguments.0.type='Identifier']",
+          message: "Use sleep() from test/support/async.ts.",
+        },
+        {
+          selector: ":matches(FunctionDeclaration, VariableDeclarator)[id.name=/^(sleep|failureOf|reasonOf|eventually)$/]",
+          message: "This helper lives in test/support/ (async.ts, errors.ts): import it.",
+        },
+      ],
+    },
+  },
+  {
     // client/types.ts mirrors @ampt/data's published types, which say `any` (test/client/types-compat.spec.ts pins them).
     files: ["client/types.ts"],
     rules: { "@typescript-eslint/no-explicit-any": "off" },

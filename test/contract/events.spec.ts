@@ -213,7 +213,7 @@ describeContract(
 describeContract("contract: dropping an environment ends its history", (context) => {
   const { client } = context;
   /** Waits (up to 5 s) for a stream to fail: on MongoDB a catch-up fails after `started`, once it reaches the drop. */
-  const failureOf = async (watch: ReturnType<typeof subscribe>) => {
+  const streamFailure = async (watch: ReturnType<typeof subscribe>) => {
     const deadline = Date.now() + 5000;
     while (watch.failure === undefined && Date.now() < deadline) await sleep(10);
     await watch.close();
@@ -229,13 +229,13 @@ describeContract("contract: dropping an environment ends its history", (context)
     const [seen] = await before.until(1);
     await admin.dropEnvironment({ name: "default" });
     // The stream ends by itself, with a status a client answers by resuming.
-    expect((await failureOf(before)).code, String(before.failure)).to.equal(Code.Unavailable);
+    expect((await streamFailure(before)).code, String(before.failure)).to.equal(Code.Unavailable);
 
     // The environment starts afresh at its next use; its change history does not continue the old one.
     for (const key of ["drop:c", "drop:d", "drop:e"]) await client.set({ key, value: json(0) });
     for (const token of [seen.resumeToken, before.token!]) {
       const resumed = subscribe(client, { resumeToken: token });
-      const failure = await failureOf(resumed);
+      const failure = await streamFailure(resumed);
       expect([failure.code, reasonOf(failure)], `resuming from ${token}`).to.deep.equal([
         Code.OutOfRange,
         "TOKEN_EXPIRED",

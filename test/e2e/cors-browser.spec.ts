@@ -66,6 +66,7 @@ async function useClientInPage(args: { url: string; transport: "grpc-web" | "con
   const page = await data.get(`${ns}:*`, { limit: 1 });
   const deadline = Date.now() + 10_000;
   // Not test/support's sleep: this function runs in the page, where no module is imported.
+  // eslint-disable-next-line no-restricted-syntax
   while ((events.length < 3 || sse.length < 2) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   source.close();
   await data.close();

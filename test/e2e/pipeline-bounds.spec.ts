@@ -30,7 +30,8 @@ describe("e2e: a Pipeline's answer is bounded as a whole", function () {
     for (const key of bigKeys) await client.set({ key, value: fromJson(ValueSchema, big) });
   });
 
-  const reasonOf = (response: PipelineResponse, index: number) => {
+  /** An operation's outcome: its kind when answered, [code, reason] when refused. */
+  const outcomeOf = (response: PipelineResponse, index: number) => {
     const kind = response.results[index].kind;
     return kind.case === "error" ? [kind.value.code, kind.value.errorInfo?.reason] : kind.case;
   };
@@ -39,8 +40,8 @@ describe("e2e: a Pipeline's answer is bounded as a whole", function () {
     const operations = Array.from({ length: 100 }, () => ({ kind: { case: "batchGet" as const, value: { keys: bigKeys } } }));
     const response = await raw().pipeline({ operations, jsonValues: true });
     expect(response.results).to.have.length(100);
-    expect(reasonOf(response, 0)).to.equal("batchGet");
-    for (let i = 1; i < 100; i++) expect(reasonOf(response, i), `operation ${i}`).to.deep.equal([Code.ResourceExhausted, "PIPELINE_ANSWER_FULL"]);
+    expect(outcomeOf(response, 0)).to.equal("batchGet");
+    for (let i = 1; i < 100; i++) expect(outcomeOf(response, i), `operation ${i}`).to.deep.equal([Code.ResourceExhausted, "PIPELINE_ANSWER_FULL"]);
     expect(toBinary(PipelineResponseSchema, response).length).to.be.below(16 * 1024 * 1024);
   });
 
@@ -52,8 +53,8 @@ describe("e2e: a Pipeline's answer is bounded as a whole", function () {
     ];
     const client = raw();
     const response = await client.pipeline({ operations, jsonValues: true });
-    expect(reasonOf(response, 0)).to.equal("set");
-    const kinds = response.results.map((_, i) => reasonOf(response, i));
+    expect(outcomeOf(response, 0)).to.equal("set");
+    const kinds = response.results.map((_, i) => outcomeOf(response, i));
     const firstUnrun = kinds.findIndex((kind) => Array.isArray(kind));
     expect(firstUnrun).to.be.greaterThan(1);
     // Answered reads hold at most the bound (a read that would cross it is dropped, unanswered).

@@ -8,6 +8,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { runServerToExit, startServer, type RunningServer } from "../support/server.js";
+import { sleep } from "../support/async.js";
 
 /** A self-signed certificate for 127.0.0.1, made with openssl where it is installed. */
 function certificate(): { cert: string; key: string } | undefined {
@@ -66,7 +67,7 @@ describe("e2e: TLS (LARDER_TLS_CERT / LARDER_TLS_KEY): h2 and HTTP/1.1 on one po
     socket.on("data", () => undefined);
     const closedAfter = await Promise.race([
       new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now() - started))),
-      new Promise<undefined>((resolve) => setTimeout(resolve, 25_000)),
+      sleep(25_000).then(() => undefined),
     ]);
     clearInterval(timer);
     socket.destroy();

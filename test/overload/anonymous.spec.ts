@@ -69,7 +69,7 @@ async function closedWithin(port: number, ms: number, feed: (socket: net.Socket)
   feed(socket);
   const closed = await Promise.race([
     new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now() - started))),
-    new Promise<undefined>((resolve) => setTimeout(resolve, ms)),
+    sleep(ms).then(() => undefined),
   ]);
   socket.destroy();
   return closed;

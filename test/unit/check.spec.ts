@@ -51,6 +51,22 @@ describe("npm run check: the lint and format configurations bite", function () {
     expect(clean, clean.output).to.deep.equal({ code: 0, output: "" });
   });
 
+  it("ESLint: a spec that writes its own sleep or failureOf again is told to import test/support's", async () => {
+    const inline = await eslint(
+      "export async function wait(): Promise<void> {\n  await new Promise((resolve) => setTimeout(resolve, 10));\n}\n",
+      "test/unit/seeded.spec.ts",
+    );
+    expect(inline.code, inline.output).to.equal(1);
+    expect(inline.output).to.contain("Use sleep() from test/support/async.ts");
+    const copy = await eslint('export const failureOf = (call: Promise<unknown>) => call.then(() => "no");\n', "test/e2e/seeded.spec.ts");
+    expect(copy.code, copy.output).to.equal(1);
+    expect(copy.output).to.contain("This helper lives in test/support/");
+    // test/support itself is where they are written.
+    expect(
+      (await eslint("export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));\n", "test/support/seeded.ts")).code,
+    ).to.equal(0);
+  });
+
   it("ESLint ignores generated code", async () => {
     const generated = await eslint("export const x: any = 1;\n", "gen/larder/data/v1/seeded.ts");
     expect(generated.code, generated.output).to.equal(0);
