@@ -46,6 +46,8 @@ export class FeedHub implements ChangeFeed, FeedSink {
   /** Catch-up reads go one after another: at most one reads the engine's log at a time. */
   private catchUpTurn: Promise<unknown> = Promise.resolve();
   private failingFor?: string;
+  /** Watches following now (counted from follow(), so none is between its place lookup and its first read). */
+  private followers = 0;
 
   constructor(
     private readonly source: FeedSource,
@@ -87,7 +89,19 @@ export class FeedHub implements ChangeFeed, FeedSink {
     this.start();
     const seq = this.ring.seqAfter(this.placeOf(position));
     if (seq !== undefined) this.checkRetained(seq);
+    else if (this.source.expired?.(position)) throw tokenExpired();
+    this.followers++;
     return this.deliver(token, position, seq, signal);
+  }
+
+  get followed(): boolean {
+    return this.followers > 0;
+  }
+
+  restartAfter(position: string): void {
+    if (this.followers > 0) return;
+    this.ring.reset();
+    this.ring.startAfter(this.placeOf(position));
   }
 
   async acknowledge(subscription: string, token: string): Promise<void> {
@@ -145,61 +159,80 @@ export class FeedHub implements ChangeFeed, FeedSink {
 
   private async *deliver(token: string, position: string, from: number | undefined, callSignal: AbortSignal): AsyncGenerator<FeedEvent> {
     const signal = AbortSignal.any([callSignal, this.closing.signal]);
-    let last = token;
-    let next = from;
-    if (next === undefined) {
-      // Older than the ring: read the log until the ring holds the place reached.
-      let place = this.placeOf(position);
-      let delivered = false;
-      while (!signal.aborted) {
-        next = this.ring.seqAfter(place);
-        if (next !== undefined) {
-          if (!delivered) this.checkRetained(next);
-          break;
+    // One abort listener for the stream's life, not one per wait: the hot path adds none per event.
+    let waiting: (() => void) | undefined;
+    const onAbort = () => {
+      if (!waiting) return;
+      this.ring.forget(waiting);
+      waiting();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    const waitFor = (seq: number) =>
+      new Promise<void>((resolve) => {
+        waiting = resolve;
+        if (signal.aborted) resolve();
+        else this.ring.onEntry(seq, resolve);
+      });
+    try {
+      let last = token;
+      let next = from;
+      if (next === undefined) {
+        // Older than the ring: read the log until the ring holds the place reached.
+        let place = this.placeOf(position);
+        let delivered = false;
+        while (!signal.aborted) {
+          next = this.ring.seqAfter(place);
+          if (next !== undefined) {
+            if (!delivered) this.checkRetained(next);
+            break;
+          }
+          const generation = this.ring.generation;
+          const entries = await this.catchUp(position);
+          if (entries.length === 0) {
+            // At the log's head before the ring has it: the tail publishes it next.
+            if (this.ring.generation === generation) await waitFor(this.ring.nextSeq);
+            continue;
+          }
+          for (const entry of entries) {
+            if (this.ring.seqAfter(place) !== undefined || signal.aborted) break;
+            if (entry.gap) throw tokenExpired(entry.gap);
+            position = entry.position;
+            place = entry.place ?? entry.position;
+            if (!entry.change) continue;
+            if (!delivered) this.checkTime(entry.change.time);
+            delivered = true;
+            const event: FeedEvent = { ...entry.change, token: encodeToken(this.source.history, entry.position) };
+            last = event.token;
+            yield event;
+          }
         }
+      }
+      if (next !== undefined) {
         const generation = this.ring.generation;
-        const entries = await this.catchUp(position);
-        if (entries.length === 0) {
-          // At the log's head before the ring has it: the tail publishes it next.
-          if (this.ring.generation === generation) await this.ring.waitFor(this.ring.nextSeq, signal);
-          continue;
-        }
-        for (const entry of entries) {
-          if (this.ring.seqAfter(place) !== undefined || signal.aborted) break;
+        while (!signal.aborted) {
+          if (this.ring.generation !== generation) {
+            throw tokenExpired("Changes were lost while the environment's change log could not be read (its history ran out)");
+          }
+          if (next < this.ring.firstSeq) throw this.tooSlow(last);
+          const entry = this.ring.at(next);
+          if (!entry) {
+            await waitFor(next);
+            continue;
+          }
+          next++;
           if (entry.gap) throw tokenExpired(entry.gap);
-          position = entry.position;
-          place = entry.place ?? entry.position;
-          if (!entry.change) continue;
-          if (!delivered) this.checkTime(entry.change.time);
-          delivered = true;
-          const event: FeedEvent = { ...entry.change, token: encodeToken(this.source.history, entry.position) };
-          last = event.token;
-          yield event;
+          if (entry.event) {
+            last = entry.event.token;
+            yield entry.event;
+          }
         }
       }
+      // The database closed under a caller still reading (a drop, or a stop it did not ask for).
+      if (this.isClosed && !callSignal.aborted) throw feedClosed();
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      this.followers--;
     }
-    if (next !== undefined) {
-      const generation = this.ring.generation;
-      while (!signal.aborted) {
-        if (this.ring.generation !== generation) {
-          throw tokenExpired("Changes were lost while the environment's change log could not be read (its history ran out)");
-        }
-        if (next < this.ring.firstSeq) throw this.tooSlow(last);
-        const entry = this.ring.at(next);
-        if (!entry) {
-          await this.ring.waitFor(next, signal);
-          continue;
-        }
-        next++;
-        if (entry.gap) throw tokenExpired(entry.gap);
-        if (entry.event) {
-          last = entry.event.token;
-          yield entry.event;
-        }
-      }
-    }
-    // The database closed under a caller still reading (a drop, or a stop it did not ask for).
-    if (this.isClosed && !callSignal.aborted) throw feedClosed();
   }
 
   private catchUp(position: string): Promise<readonly SourceEntry[]> {

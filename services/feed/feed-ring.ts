@@ -115,18 +115,19 @@ export class FeedRing {
     this.wake();
   }
 
-  /** Resolves once an entry at `seq` exists, the ring is reset or woken, or the signal aborts. */
-  async waitFor(seq: number, signal: AbortSignal): Promise<void> {
-    if (seq < this.next || signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        this.waiters.delete(done);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      this.waiters.add(done);
-      signal.addEventListener("abort", done, { once: true });
-    });
+  /**
+   * Calls `wake` once an entry at `seq` exists, the ring is reset or woken
+   * (at once if one exists). A subscriber's one registration per wait: no
+   * listener is added or removed per event.
+   */
+  onEntry(seq: number, wake: () => void): void {
+    if (seq < this.next) wake();
+    else this.waiters.add(wake);
+  }
+
+  /** Takes back a registration whose subscriber stopped waiting (it went away). */
+  forget(wake: () => void): void {
+    this.waiters.delete(wake);
   }
 
   wake(): void {

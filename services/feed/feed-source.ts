@@ -39,6 +39,10 @@ export interface FeedSink {
   failing(reason: string | undefined): void;
   /** The environment's database closed (a drop, a stop): every follower ends, resumably. */
   closed(): void;
+  /** Whether any Watch follows: while none does, a source may skip its reads and restart at its head. */
+  readonly followed: boolean;
+  /** Nobody followed what came since: the ring starts over, empty, right after `position`. */
+  restartAfter(position: string): void;
 }
 
 /**
@@ -54,6 +58,12 @@ export interface FeedSource {
   head(): Promise<string>;
   /** Refuses (INVALID_OPTION) a position this history never gave, without I/O where it can. */
   check(position: string): void;
+  /**
+   * Whether the log no longer holds what follows `position`, when the source
+   * can tell without I/O (the embedded log knows what it pruned): the Watch
+   * is then refused before it starts, not after.
+   */
+  expired?(position: string): boolean;
   /** The place a position names (SourceEntry.place), for sources whose positions are not unique spellings. */
   placeOf?(position: string): string;
   /**

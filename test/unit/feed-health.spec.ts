@@ -73,14 +73,17 @@ describe("health follows the change feeds", () => {
       changeRetentionMs: 60_000,
       onFeedHealth: (environment, failure) => feeds.report(environment, failure),
     });
+    const abort = new AbortController();
     try {
-      await store.feed.head();
+      // Followed: a feed nobody follows does not read its log at all.
+      store.feed.follow(await store.feed.head(), abort.signal);
       store.readChanges = () => {
         throw new Error("disk I/O error");
       };
       await store.set(planSet(setInput("h:b", 1), Date.now()), Date.now());
       await eventually(() => health.statusOf("") === Status.NOT_SERVING, "health NOT_SERVING");
     } finally {
+      abort.abort();
       await store.close();
       rmSync(dataDir, { recursive: true, force: true });
     }

@@ -18,8 +18,11 @@ const T0 = Date.UTC(2026, 0, 1);
 class ArrayLog implements FeedSource {
   readonly history = "7";
   readonly entries: SourceEntry[] = [];
-  /** Positions at or below this are pruned. */
+  /** Positions below this are pruned. */
   pruned = 0;
+  /** Whether the log tells pruned positions without reading (FeedSource.expired), as the embedded one does. */
+  tellsPruned = false;
+  expired = (position: string): boolean => this.tellsPruned && Number(position) < this.pruned;
   sink?: FeedSink;
   reading = 0;
   mostAtOnce = 0;
@@ -189,6 +192,10 @@ describe("the change feed every engine shares (services/feed)", () => {
       const stale = await read(hubOver(log).follow(encodeToken("7", "2"), new AbortController().signal), 1);
       expect([stale.failure?.code, stale.failure?.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
       expect(stale.events).to.deep.equal([]);
+      // A log that knows what it pruned has the Watch refused before it starts.
+      log.tellsPruned = true;
+      const atOnce = refusal(() => hubOver(log).follow(encodeToken("7", "2"), new AbortController().signal));
+      expect([atOnce.code, atOnce.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
     });
 
     it("subscribers resuming from old tokens share one catch-up reader: one read of the log at a time per environment", async () => {
@@ -225,6 +232,31 @@ describe("the change feed every engine shares (services/feed)", () => {
       log.sink!.closed();
       const closed = await closing;
       expect([closed.failure?.code, closed.failure?.reason]).to.deep.equal(["UNAVAILABLE", "STORE_UNAVAILABLE"]);
+    });
+
+    it("while nobody follows, a source may restart the ring at its head: an older token then catches up through the log, nothing lost", async () => {
+      const log = new ArrayLog();
+      const hub = hubOver(log);
+      const head = await hub.head();
+      const abort = new AbortController();
+      const following = hub.follow(head, abort.signal)[Symbol.asyncIterator]();
+      const pending = following.next();
+      expect(log.sink!.followed).to.equal(true);
+      const generation = hub["ring"].generation;
+      log.sink!.restartAfter("0");
+      expect(hub["ring"].generation, "refused while someone follows").to.equal(generation);
+      abort.abort();
+      expect((await pending).done).to.equal(true);
+      expect(log.sink!.followed).to.equal(false);
+      // Five commits nobody follows: the source reads none of them and restarts the ring after them.
+      const sink = log.sink!;
+      log.sink = undefined;
+      log.append(5);
+      log.sink = sink;
+      sink.restartAfter("5");
+      log.append(3);
+      const resumed = await read(hub.follow(head, new AbortController().signal), 8);
+      expect(keysOf(resumed.events)).to.deep.equal(range(1, 8));
     });
 
     it("tells health when the source starts and stops failing, once each, with the reason", () => {

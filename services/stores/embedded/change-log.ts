@@ -43,11 +43,14 @@ export class EmbeddedChangeLog implements FeedSource {
     if (!/^\d+$/.test(position) || !Number.isSafeInteger(sequence) || sequence > this.table.headSequence()) throw invalidToken();
   }
 
+  expired(position: string): boolean {
+    return Number(position) < this.table.prunedThrough();
+  }
+
   async readAfter(position: string, limit: number): Promise<readonly SourceEntry[]> {
     if (!this.table.isOpen) throw feedClosed();
-    const after = Number(position);
-    if (after < this.table.prunedThrough()) throw tokenExpired();
-    return this.read(after, limit);
+    if (this.expired(position)) throw tokenExpired();
+    return this.read(Number(position), limit);
   }
 
   /**
@@ -66,6 +69,13 @@ export class EmbeddedChangeLog implements FeedSource {
         return;
       }
       try {
+        if (!sink.followed) {
+          // Nobody watches: no change is decoded for nobody; the ring starts over at the head.
+          after = this.table.headSequence();
+          sink.restartAfter(String(after));
+          sink.failing(undefined);
+          return;
+        }
         for (;;) {
           const entries = this.read(after, BATCH);
           if (entries.length === 0) break;
