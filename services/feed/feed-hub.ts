@@ -90,8 +90,19 @@ export class FeedHub implements ChangeFeed, FeedSink {
     const seq = this.ring.seqAfter(this.placeOf(position));
     if (seq !== undefined) this.checkRetained(seq);
     else if (this.source.expired?.(position)) throw tokenExpired();
+    // Counted until the stream ends or its signal aborts: a stream its caller drops before the
+    // first read never runs deliver()'s finally, and must not leave the hub followed for ever.
     this.followers++;
-    return this.deliver(token, position, seq, signal);
+    let following = true;
+    const unfollow = () => {
+      if (!following) return;
+      following = false;
+      this.followers--;
+      signal.removeEventListener("abort", unfollow);
+    };
+    if (signal.aborted) unfollow();
+    else signal.addEventListener("abort", unfollow, { once: true });
+    return this.deliver(token, position, seq, signal, unfollow);
   }
 
   get followed(): boolean {
@@ -157,7 +168,13 @@ export class FeedHub implements ChangeFeed, FeedSink {
     return { place, bytes: entry.bytes, event: { ...entry.change, token: encodeToken(this.source.history, entry.position) } };
   }
 
-  private async *deliver(token: string, position: string, from: number | undefined, callSignal: AbortSignal): AsyncGenerator<FeedEvent> {
+  private async *deliver(
+    token: string,
+    position: string,
+    from: number | undefined,
+    callSignal: AbortSignal,
+    unfollow: () => void,
+  ): AsyncGenerator<FeedEvent> {
     const signal = AbortSignal.any([callSignal, this.closing.signal]);
     // One abort listener for the stream's life, not one per wait: the hot path adds none per event.
     let waiting: (() => void) | undefined;
@@ -231,7 +248,7 @@ export class FeedHub implements ChangeFeed, FeedSink {
       if (this.isClosed && !callSignal.aborted) throw feedClosed();
     } finally {
       signal.removeEventListener("abort", onAbort);
-      this.followers--;
+      unfollow();
     }
   }
 

@@ -62,9 +62,7 @@ function eventMessage(event: FeedEvent, encoding: WatchEncoding): WatchMessage {
       expired: event.expired ?? false,
     });
     // A message, not an init shape: Connect would otherwise create one per subscriber.
-    message = encoding.binary
-      ? preEncoded(change)
-      : create(WatchResponseSchema, { kind: { case: "event", value: change } });
+    message = encoding.binary ? preEncoded(change) : create(WatchResponseSchema, { kind: { case: "event", value: change } });
     forms.set(form, message);
   }
   return message;
@@ -111,7 +109,9 @@ async function* watchUntilEnded(
   observer: WatchObserver | undefined,
   encoding: WatchEncoding,
 ): AsyncGenerator<MessageInitShape<typeof WatchResponseSchema>> {
-  const signal = AbortSignal.any([callSignal, shutdownSignal]);
+  // Aborted however this stream ends (even before its first read), so the feed stops counting it.
+  const ended = new AbortController();
+  const signal = AbortSignal.any([callSignal, shutdownSignal, ended.signal]);
   let start: string;
   try {
     checkWatchFilters(request.filters);
@@ -141,6 +141,8 @@ async function* watchUntilEnded(
       observer?.ended(error);
       throw toConnectError(error);
     }
+  } finally {
+    ended.abort();
   }
   // The caller leaving or a shutdown ends the stream cleanly; a deadline is the caller's error to see.
   const reason: unknown = callSignal.reason;

@@ -259,6 +259,29 @@ describe("the change feed every engine shares (services/feed)", () => {
       expect(keysOf(resumed.events)).to.deep.equal(range(1, 8));
     });
 
+    it("a stream dropped before its first read stops counting as a follower once its signal aborts", async () => {
+      const log = new ArrayLog();
+      const hub = hubOver(log);
+      const head = await hub.head();
+      const dropped = new AbortController();
+      hub.follow(head, dropped.signal); // never iterated, as when a Watch fails or is left before it starts reading
+      expect(log.sink!.followed).to.equal(true);
+      dropped.abort();
+      expect(log.sink!.followed).to.equal(false);
+      const aborted = new AbortController();
+      aborted.abort();
+      hub.follow(head, aborted.signal);
+      expect(log.sink!.followed).to.equal(false);
+      // A stream that runs to its end is counted once, not twice.
+      const reading = new AbortController();
+      const events = read(hub.follow(head, reading.signal), 2);
+      log.append(2);
+      expect(keysOf((await events).events)).to.deep.equal(range(1, 2));
+      expect(log.sink!.followed).to.equal(false);
+      reading.abort();
+      expect(hub["followers"]).to.equal(0);
+    });
+
     it("tells health when the source starts and stops failing, once each, with the reason", () => {
       const log = new ArrayLog();
       const told: (string | undefined)[] = [];
