@@ -47,7 +47,7 @@ describe("embedded engine: SQLite's storage faults become DomainErrors inside th
     expect(fromSqliteError(lookalike)).to.equal(lookalike);
   });
 
-  it("the mapped store: sync throws, rejections and its feed's streams all come out mapped; values pass through unchanged", async () => {
+  it("the mapped store and change log: sync throws, rejections and streams all come out mapped; values pass through unchanged", async () => {
     let failWith: string | undefined;
     const fail = () => {
       if (failWith) throw sqlite(failWith);
@@ -62,22 +62,20 @@ describe("embedded engine: SQLite's storage faults become DomainErrors inside th
         fail();
         return "value";
       },
-      feed: {
-        async head(): Promise<string> {
-          fail();
-          return "token";
-        },
-        async *follow(): AsyncIterable<number> {
-          yield 1;
-          fail();
-          yield 2;
-        },
+      async head(): Promise<string> {
+        fail();
+        return "token";
+      },
+      async *follow(): AsyncIterable<number> {
+        yield 1;
+        fail();
+        yield 2;
       },
     };
     const store = withSqliteErrorsMapped(target);
-    expect([store.isOpen, store.count(), await store.get(), await store.feed.head()]).to.deep.equal([true, 7, "value", "token"]);
+    expect([store.isOpen, store.count(), await store.get(), await store.head()]).to.deep.equal([true, 7, "value", "token"]);
     const followed: number[] = [];
-    for await (const event of store.feed.follow()) followed.push(event);
+    for await (const event of store.follow()) followed.push(event);
     expect(followed).to.deep.equal([1, 2]);
     expect(store.get).to.equal(store.get, "one wrapper per method");
 
@@ -85,10 +83,10 @@ describe("embedded engine: SQLite's storage faults become DomainErrors inside th
     const full = ["RESOURCE_EXHAUSTED", "STORE_UNAVAILABLE", "The data directory is full"];
     expect(kindOf(catchSync(() => store.count()))).to.deep.equal(full);
     expect(kindOf(await store.get().catch((error: unknown) => error))).to.deep.equal(full);
-    expect(kindOf(await store.feed.head().catch((error: unknown) => error))).to.deep.equal(full);
+    expect(kindOf(await store.head().catch((error: unknown) => error))).to.deep.equal(full);
     const seen: number[] = [];
     const failure = await (async () => {
-      for await (const event of store.feed.follow()) seen.push(event);
+      for await (const event of store.follow()) seen.push(event);
     })().catch((error: unknown) => error);
     expect([seen, kindOf(failure)]).to.deep.equal([[1], full]);
   });

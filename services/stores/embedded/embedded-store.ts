@@ -3,7 +3,16 @@ import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
 import { narrowRange, rangeIncludes, type KeyRange } from "../../../core/expressions.js";
-import { isLive, LABEL_NUMBERS, perLabel, type Change, type ItemRecord, type LabelNumber, type LabelPosition, type LabelSlots } from "../../../core/item.js";
+import {
+  isLive,
+  LABEL_NUMBERS,
+  perLabel,
+  type Change,
+  type ItemRecord,
+  type LabelNumber,
+  type LabelPosition,
+  type LabelSlots,
+} from "../../../core/item.js";
 import { keyFromParts, type Key } from "../../../core/keys.js";
 import type { JsonValue } from "../../../core/json.js";
 import { segmentHash } from "../../../core/segments.js";
@@ -32,15 +41,9 @@ import { ADDED_ITEM_COLUMNS, CHANGE_KEY_INDEX, CHANGE_KEY_MIGRATION, LABEL_COLUM
 import { checkAsOf, stateAt, type HistoryEntry } from "../../../core/history.js";
 import { decodeChange, type ChangeRow } from "./change-codec.js";
 import { itemToJson } from "../../../core/item-json.js";
-import {
-  DEFAULT_IDEMPOTENCY_WINDOW_MS,
-  idempotencyKeyReused,
-  REMOVED_KEYS,
-  SET_OUTCOME,
-  SET_OUTCOMES,
-  type OutcomeCodec,
-} from "../replay.js";
+import { DEFAULT_IDEMPOTENCY_WINDOW_MS, idempotencyKeyReused, REMOVED_KEYS, SET_OUTCOME, SET_OUTCOMES, type OutcomeCodec } from "../replay.js";
 import { EmbeddedChangeLog } from "./change-log.js";
+import { withSqliteErrorsMapped } from "./errors.js";
 import { privateCompanions, privateDirectory, privateFile } from "./private-files.js";
 import { DEFAULT_MAX_LAG, DEFAULT_RING_BYTES, FeedHub } from "../../feed/feed-hub.js";
 import type { EnvironmentFigures } from "../engine-observer.js";
@@ -139,7 +142,7 @@ export class EmbeddedStore implements Store {
     this.addMissingColumns();
     this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('incarnation', @value)").run({ value: randomInt(1, 2 ** 48) });
     this.incarnation = (this.db.prepare("SELECT value FROM meta WHERE name = 'incarnation'").get() as { value: number }).value;
-    this.feed = new FeedHub(new EmbeddedChangeLog(this), {
+    this.feed = new FeedHub(withSqliteErrorsMapped(new EmbeddedChangeLog(this)), {
       maxLag: options.watchMaxLag ?? DEFAULT_MAX_LAG,
       maxBytes: DEFAULT_RING_BYTES,
       retentionMs: options.changeRetentionMs,
@@ -183,8 +186,7 @@ export class EmbeddedStore implements Store {
       const after = atOrBefore
         ? undefined
         : (this.statement("SELECT seq, time, body FROM changes WHERE key = @key AND time > @at ORDER BY seq LIMIT 1").get({ key: key.full, at }) as
-            | ChangeText
-            | undefined);
+            ChangeText | undefined);
       const stored = atOrBefore || after ? undefined : this.readRow(key);
       return stateAt(
         {
@@ -213,17 +215,20 @@ export class EmbeddedStore implements Store {
       }
       rows.push(row);
     }
-    return { more, entries: rows.map((row) => {
-      const change = decodeChange(row);
-      return {
-        position: String(change.sequence),
-        name: change.name,
-        expired: change.expired ?? false,
-        time: change.time,
-        item: change.item,
-        ...(change.previous ? { previous: change.previous } : {}),
-      };
-    }) };
+    return {
+      more,
+      entries: rows.map((row) => {
+        const change = decodeChange(row);
+        return {
+          position: String(change.sequence),
+          name: change.name,
+          expired: change.expired ?? false,
+          time: change.time,
+          item: change.item,
+          ...(change.previous ? { previous: change.previous } : {}),
+        };
+      }),
+    };
   }
 
   /**
@@ -274,11 +279,12 @@ export class EmbeddedStore implements Store {
     // range they are the tighter ones (an exclusive bound at the position's own label too, Q5), and
     // past it the position leaves no row (P4).
     const after = query.after;
-    const range: KeyRange = after && rangeIncludes(query.range, after.label)
-      ? query.reverse
-        ? { ...query.range, upper: undefined }
-        : { ...query.range, lower: { value: after.label.part, inclusive: true } }
-      : query.range;
+    const range: KeyRange =
+      after && rangeIncludes(query.range, after.label)
+        ? query.reverse
+          ? { ...query.range, upper: undefined }
+          : { ...query.range, lower: { value: after.label.part, inclusive: true } }
+        : query.range;
     const where = [`${ns} = @lns`, ...rangeConditions(part, range), LIVE];
     const params: Record<string, unknown> = { lns: range.ns, lower: range.lower.value, now };
     if (range.upper) params.upper = range.upper.value;
@@ -358,26 +364,30 @@ export class EmbeddedStore implements Store {
   }
 
   async remove(keys: readonly Key[], now: number, options: RemoveOptions = {}): Promise<Key[]> {
-    return this.write((changes) => {
-      if (options.ifVersion !== undefined) {
-        // Checked before anything is deleted, inside the transaction: nothing is removed on a mismatch.
-        const row = this.readRow(keys[0]);
-        const live = row && toRecord(row);
-        const version = live && isLive(live, now) ? live.version : 0;
-        if (version !== options.ifVersion) throw versionMismatch(options.ifVersion, version);
-      }
-      const removed: Key[] = [];
-      for (const key of keys) {
-        const row = this.readRow(key);
-        if (!row) continue;
-        const item = toRecord(row);
-        this.deleteRow(key);
-        const expired = !isLive(item, now);
-        changes.push({ name: "deleted", item, expired });
-        if (!expired) removed.push(item.key);
-      }
-      return removed;
-    }, options, REMOVED_KEYS);
+    return this.write(
+      (changes) => {
+        if (options.ifVersion !== undefined) {
+          // Checked before anything is deleted, inside the transaction: nothing is removed on a mismatch.
+          const row = this.readRow(keys[0]);
+          const live = row && toRecord(row);
+          const version = live && isLive(live, now) ? live.version : 0;
+          if (version !== options.ifVersion) throw versionMismatch(options.ifVersion, version);
+        }
+        const removed: Key[] = [];
+        for (const key of keys) {
+          const row = this.readRow(key);
+          if (!row) continue;
+          const item = toRecord(row);
+          this.deleteRow(key);
+          const expired = !isLive(item, now);
+          changes.push({ name: "deleted", item, expired });
+          if (!expired) removed.push(item.key);
+        }
+        return removed;
+      },
+      options,
+      REMOVED_KEYS,
+    );
   }
 
   async clear(now: number, options: WriteOptions = {}): Promise<number> {
@@ -483,9 +493,7 @@ export class EmbeddedStore implements Store {
 
   /** The sequence of the newest change ever written (0 when none). */
   headSequence(): number {
-    const row = this.statement("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get() as
-      | { seq: number }
-      | undefined;
+    const row = this.statement("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").get() as { seq: number } | undefined;
     return row?.seq ?? 0;
   }
 
@@ -499,9 +507,8 @@ export class EmbeddedStore implements Store {
     const oldest = this.statement("SELECT seq, time FROM changes ORDER BY seq LIMIT 1").get() as { seq: number; time: number } | undefined;
     if (!oldest) return { events: 0, headSequence };
     // The slowest named subscription's first unacknowledged change (an index lookup on each table).
-    const slowest = this.statement(
-      "SELECT time FROM changes WHERE seq > (SELECT min(seq) FROM subscriptions) ORDER BY seq LIMIT 1",
-    ).get() as { time: number } | undefined;
+    const slowest = this.statement("SELECT time FROM changes WHERE seq > (SELECT min(seq) FROM subscriptions) ORDER BY seq LIMIT 1").get() as
+      { time: number } | undefined;
     return {
       events: headSequence - oldest.seq + 1,
       headSequence,
@@ -514,9 +521,7 @@ export class EmbeddedStore implements Store {
   prunedThrough(): number {
     // Every Watch stream asks on every commit; only this store prunes, so the answer is kept.
     if (this.pruned === undefined) {
-      const row = this.statement("SELECT value FROM meta WHERE name = 'pruned_through'").get() as
-        | { value: number }
-        | undefined;
+      const row = this.statement("SELECT value FROM meta WHERE name = 'pruned_through'").get() as { value: number } | undefined;
       this.pruned = row?.value ?? 0;
     }
     return this.pruned;
@@ -573,9 +578,7 @@ export class EmbeddedStore implements Store {
   }
 
   loadSubscription(name: string): number | undefined {
-    const row = this.statement("SELECT seq FROM subscriptions WHERE name = @name").get({ name }) as
-      | { seq: number }
-      | undefined;
+    const row = this.statement("SELECT seq FROM subscriptions WHERE name = @name").get({ name }) as { seq: number } | undefined;
     return row?.seq;
   }
 
@@ -625,9 +628,9 @@ export class EmbeddedStore implements Store {
 
   /** Drops idempotency records past the window, a bounded number per sweep. */
   pruneIdempotency(before: number): number {
-    return this.statement(
-      "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency WHERE time <= @before ORDER BY time LIMIT 1000)",
-    ).run({ before }).changes;
+    return this.statement("DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency WHERE time <= @before ORDER BY time LIMIT 1000)").run({
+      before,
+    }).changes;
   }
 
   private get idempotencyWindowMs(): number {
@@ -664,9 +667,12 @@ export class EmbeddedStore implements Store {
       const append = this.statement("INSERT INTO changes (time, body, key) VALUES (@time, @body, @key)");
       for (const change of changes) append.run({ time: now, body: encodeChangeBody(change), key: change.item.key.full });
       if (idempotency) {
-        this.statement(
-          "INSERT OR REPLACE INTO idempotency (key, fingerprint, outcome, time) VALUES (@key, @fingerprint, @outcome, @time)",
-        ).run({ key: idempotency.key, fingerprint: idempotency.fingerprint, outcome: replay.encode(result), time: now });
+        this.statement("INSERT OR REPLACE INTO idempotency (key, fingerprint, outcome, time) VALUES (@key, @fingerprint, @outcome, @time)").run({
+          key: idempotency.key,
+          fingerprint: idempotency.fingerprint,
+          outcome: replay.encode(result),
+          time: now,
+        });
       }
       return result;
     });
@@ -690,11 +696,7 @@ export class EmbeddedStore implements Store {
     }
     const outcome = applySet(live, plan, now);
     this.upsertRow(outcome.item, table);
-    changes.push(
-      outcome.previous
-        ? { name: "updated", item: outcome.item, previous: outcome.previous }
-        : { name: "created", item: outcome.item },
-    );
+    changes.push(outcome.previous ? { name: "updated", item: outcome.item, previous: outcome.previous } : { name: "created", item: outcome.item });
     if (!isLive(outcome.item, now)) {
       // EV6: a write whose ttl is already past is created, then expires at once.
       this.deleteRow(outcome.item.key, table);

@@ -27,22 +27,18 @@ export function fromSqliteError(error: unknown): unknown {
 }
 
 /**
- * The store as the embedded engine hands it out: whatever its methods and
- * its feed throw, reject or end with passes fromSqliteError, so callers see
- * the same kinds of errors from both engines. A proxy, not a method-by-method
- * guard: a method added to the store later is covered without being named.
+ * An object whose methods reach SQLite (the store, its change log): whatever
+ * they throw, reject or end with passes fromSqliteError, so callers see the
+ * same kinds of errors from both engines. A proxy, not a method-by-method
+ * guard: a method added later is covered without being named. The feed hub
+ * is not wrapped: its only I/O is its change log's, which is, so events on
+ * their way to every subscriber pass through no extra layer.
  */
-export function withSqliteErrorsMapped<T extends object>(store: T): T {
-  return mapped(store, true);
-}
-
-function mapped<T extends object>(target: T, withFeed: boolean): T {
+export function withSqliteErrorsMapped<T extends object>(target: T): T {
   const wrappers = new WeakMap<object, unknown>();
-  let feed: unknown;
   return new Proxy(target, {
     get(object, property) {
       const member = Reflect.get(object, property, object) as unknown;
-      if (withFeed && property === "feed" && typeof member === "object" && member !== null) return (feed ??= mapped(member, false));
       if (typeof member !== "function") return member;
       let wrapper = wrappers.get(member);
       if (!wrapper) {
