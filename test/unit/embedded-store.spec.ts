@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { parseKeyExpression } from "../../core/expressions.js";
 import { parseKey } from "../../core/keys.js";
 import { planSet } from "../../core/set-plan.js";
-import { countStatement, EmbeddedStore, namespacesStatement, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
+import { EmbeddedStore, type EmbeddedStoreOptions } from "../../services/stores/embedded/embedded-store.js";
+import { countStatement, namespacesStatement } from "../../services/stores/embedded/statements.js";
 import { setInput } from "../support/set-input.js";
 import { sleep } from "../support/async.js";
 
@@ -64,11 +65,18 @@ describe("embedded engine", () => {
       db.close();
       store = new EmbeddedStore(options());
       const { entries } = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
-      expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([["updated", 2], ["created", 1]]);
+      expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([
+        ["updated", 2],
+        ["created", 1],
+      ]);
       await store.close();
       const reopened = new Database(join(dataDir, "prod.sqlite"));
       try {
-        const plan = (reopened.prepare("EXPLAIN QUERY PLAN SELECT seq, time, body FROM changes WHERE key = ? AND seq < ? ORDER BY seq DESC LIMIT 2").all("k:a", 99) as { detail: string }[]).map((row) => row.detail);
+        const plan = (
+          reopened
+            .prepare("EXPLAIN QUERY PLAN SELECT seq, time, body FROM changes WHERE key = ? AND seq < ? ORDER BY seq DESC LIMIT 2")
+            .all("k:a", 99) as { detail: string }[]
+        ).map((row) => row.detail);
         expect(plan.join("\n")).to.match(/SEARCH changes USING INDEX changes_key \(key=\? AND seq<\?\)/);
       } finally {
         reopened.close();
@@ -110,7 +118,13 @@ describe("embedded engine", () => {
       expect(failure).to.include({ code: "OUT_OF_RANGE", reason: "HISTORY_EXPIRED" });
       expect((await store.getAsOf(parseKey("k:a"), Date.now(), Date.now()))?.value).to.equal(2);
       expect(await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now())).to.deep.equal({ entries: [], more: false });
-      await store.replaceAll((async function* () { yield [planSet(setInput("k:b", 1), now)]; })(), now, { events: false });
+      await store.replaceAll(
+        (async function* () {
+          yield [planSet(setInput("k:b", 1), now)];
+        })(),
+        now,
+        { events: false },
+      );
       await tick();
       expect(await store.getAsOf(parseKey("k:a"), Date.now(), Date.now())).to.equal(undefined);
     });
@@ -131,16 +145,24 @@ describe("embedded engine", () => {
     it("a seed that replaces the environment is in the history: the deleted items, then the new ones", async () => {
       await write("k:a", 1);
       const now = Date.now();
-      await store.replaceAll((async function* () { yield [planSet(setInput("k:a", 5), now)]; })(), now);
+      await store.replaceAll(
+        (async function* () {
+          yield [planSet(setInput("k:a", 5), now)];
+        })(),
+        now,
+      );
       const { entries } = await store.history({ key: parseKey("k:a"), limit: 10 }, Date.now());
-      expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([["created", 5], ["deleted", 1], ["created", 1]]);
+      expect(entries.map((entry) => [entry.name, entry.item.value])).to.deep.equal([
+        ["created", 5],
+        ["deleted", 1],
+        ["created", 1],
+      ]);
     });
   });
 
   describe("Count", () => {
     const T = Date.UTC(2026, 11, 5);
-    const write = (key: string, value: number, extra: Parameters<typeof setInput>[2] = {}) =>
-      store.set(planSet(setInput(key, value, extra), T), T);
+    const write = (key: string, value: number, extra: Parameters<typeof setInput>[2] = {}) => store.set(planSet(setInput(key, value, extra), T), T);
 
     it("counts a key range and a label range, and never an item expired at `now` (T7) even before the sweeper ran", async () => {
       await write("users:a", 1, { labels: [{ set: "city:oslo" }] });
@@ -180,13 +202,17 @@ describe("embedded engine", () => {
       await write("users:a", 1, { labels: [undefined, undefined, { set: "city:oslo" }] });
       await store.close();
       const db = new Database(join(dataDir, "prod.sqlite"));
-      db.exec("DROP INDEX items_live_label3; DROP INDEX items_live_keys; CREATE INDEX items_label3 ON items (l3ns, l3part, ns, part) WHERE l3ns IS NOT NULL");
+      db.exec(
+        "DROP INDEX items_live_label3; DROP INDEX items_live_keys; CREATE INDEX items_label3 ON items (l3ns, l3part, ns, part) WHERE l3ns IS NOT NULL",
+      );
       db.close();
       store = new EmbeddedStore(options());
       expect(await store.countRange({ range: parseKeyExpression("city:*"), label: 3 }, T)).to.equal(1);
       await store.close();
       const reopened = new Database(join(dataDir, "prod.sqlite"));
-      const names = (reopened.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'").all() as { name: string }[]).map((row) => row.name);
+      const names = (reopened.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'items'").all() as { name: string }[]).map(
+        (row) => row.name,
+      );
       reopened.close();
       expect(names).to.include.members(["items_live_keys", "items_live_label3"]);
       expect(names).to.not.include("items_label3");

@@ -1,5 +1,5 @@
 import type { Change, ChangeName } from "../../../core/item.js";
-import { itemFromJson, type ItemJson } from "../../../core/item-json.js";
+import { itemFromJson, itemToJson, type ItemJson } from "../../../core/item-json.js";
 
 export interface ChangeRow extends Change {
   readonly sequence: number;
@@ -16,4 +16,13 @@ export function decodeChange(row: { seq: number; time: number; body: string }): 
     ...(body.previous ? { previous: itemFromJson(body.previous) } : {}),
     expired: body.expired,
   };
+}
+
+export function encodeChangeBody(change: Change): string {
+  return JSON.stringify({
+    name: change.name,
+    item: itemToJson(change.item),
+    previous: change.previous && itemToJson(change.previous),
+    expired: change.expired ?? false,
+  });
 }

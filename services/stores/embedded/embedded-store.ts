@@ -3,18 +3,8 @@ import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { EventEmitter } from "node:events";
 import { narrowRange, rangeIncludes, type KeyRange } from "../../../core/expressions.js";
-import {
-  isLive,
-  LABEL_NUMBERS,
-  perLabel,
-  type Change,
-  type ItemRecord,
-  type LabelNumber,
-  type LabelPosition,
-  type LabelSlots,
-} from "../../../core/item.js";
-import { keyFromParts, type Key } from "../../../core/keys.js";
-import type { JsonValue } from "../../../core/json.js";
+import { isLive, type Change, type ItemRecord, type LabelPosition } from "../../../core/item.js";
+import type { Key } from "../../../core/keys.js";
 import { segmentHash } from "../../../core/segments.js";
 import { invalidArgument } from "../../../core/errors.js";
 import { applySet, type SetOutcome } from "../../../core/apply-set.js";
@@ -37,10 +27,11 @@ import type {
 } from "../store.js";
 import { PageBudget } from "../../../core/paging.js";
 import { MAX_SUBSCRIPTIONS, tooManySubscriptions } from "../../../core/limits.js";
-import { ADDED_ITEM_COLUMNS, CHANGE_KEY_INDEX, CHANGE_KEY_MIGRATION, LABEL_COLUMNS, LIVE_KEYS_INDEX, SCHEMA, labelColumns } from "./schema.js";
+import { ADDED_ITEM_COLUMNS, CHANGE_KEY_INDEX, CHANGE_KEY_MIGRATION, SCHEMA, labelColumns } from "./schema.js";
+import { ITEM_COLUMNS, ITEM_VALUES, labelCells, toRecord, type Row } from "./rows.js";
+import { countStatement, DELETED_EVENT_SQL, fullKeySql, LIVE, namespacesStatement, rangeConditions, scanShape } from "./statements.js";
 import { checkAsOf, stateAt, type HistoryEntry } from "../../../core/history.js";
-import { decodeChange, type ChangeRow } from "./change-codec.js";
-import { itemToJson } from "../../../core/item-json.js";
+import { decodeChange, encodeChangeBody, type ChangeRow } from "./change-codec.js";
 import { DEFAULT_IDEMPOTENCY_WINDOW_MS, idempotencyKeyReused, REMOVED_KEYS, SET_OUTCOME, SET_OUTCOMES, type OutcomeCodec } from "../replay.js";
 import { EmbeddedChangeLog } from "./change-log.js";
 import { withSqliteErrorsMapped } from "./errors.js";
@@ -77,16 +68,6 @@ export function environmentFiles(dataDir: string, environment: string): { databa
   return { database, wal: `${database}-wal`, sharedMemory: `${database}-shm` };
 }
 
-type Row = {
-  ns: string;
-  part: string;
-  value: string;
-  created: number;
-  modified: number;
-  expires: number | null;
-  version: number;
-} & { [N in LabelNumber as `l${N}ns` | `l${N}part`]: string | null };
-
 /**
  * The sweeper (../sweeper.ts) deletes expired items in chunks of at most
  * this many rows and this many bytes of values (at least one row), each its
@@ -98,12 +79,6 @@ const SWEEP_CHUNK_ROWS = 256;
 const SWEEP_CHUNK_BYTES = 4 * 1024 * 1024;
 /** The change log is read in chunks bounded the same way: a change holds an item and its previous version. */
 const CHANGE_READ_BYTES = 1024 * 1024;
-
-const ITEM_COLUMNS = `ns, part, value, created, modified, expires, ${LABEL_COLUMNS.join(", ")}, version`;
-/** Each label slot's columns, by slot: reading and writing rows looks them up, never rebuilds them. */
-const SLOT_COLUMNS = LABEL_NUMBERS.map((label) => labelColumns(label));
-const ITEM_VALUES = `@ns, @part, @value, @created, @modified, @expires, ${LABEL_COLUMNS.map((column) => `@${column}`).join(", ")}, @version, @seg`;
-const LIVE = "(expires IS NULL OR expires > @now)";
 
 /**
  * The embedded engine: one SQLite file per environment. SQLite's BINARY
@@ -752,144 +727,4 @@ function historyPosition(position: string): number {
   const sequence = /^[1-9][0-9]{0,15}$/.test(position) ? Number(position) : NaN;
   if (!Number.isSafeInteger(sequence)) throw invalidArgument("INVALID_OPTION", "'start' must be a previous page's lastKey");
   return sequence;
-}
-
-function rangeConditions(column: string, range: KeyRange): string[] {
-  const conditions = [`${column} ${range.lower.inclusive ? ">=" : ">"} @lower`];
-  if (range.upper) conditions.push(`${column} ${range.upper.inclusive ? "<=" : "<"} @upper`);
-  return conditions;
-}
-
-/**
- * A range count as one SQL statement over a covering index (schema.ts):
- * INDEXED BY pins the index, since the clustered primary key would answer too,
- * but by reading every row.
- */
-/**
- * A skip scan written out: each step of the recursion is one seek in the
- * covering key index (ns, part, expires) past the previous namespace, to its
- * first live collection item, so no item row is read. Simple keys (part = '')
- * and expired items awaiting the sweeper are stepped over, never the live
- * items of a namespace.
- */
-export function namespacesStatement(query: NamespaceQuery, now: number): { sql: string; params: Record<string, unknown> } {
-  const next = `SELECT ns FROM items INDEXED BY ${LIVE_KEYS_INDEX} WHERE ns > walk.ns AND part > '' AND ${LIVE} ORDER BY ns, part LIMIT 1`;
-  const sql =
-    `WITH RECURSIVE walk(ns) AS (SELECT @after UNION ALL SELECT (${next}) FROM walk WHERE walk.ns IS NOT NULL LIMIT @steps) ` +
-    "SELECT ns FROM walk WHERE ns IS NOT NULL AND ns > @after";
-  return { sql, params: { after: query.after ?? "", now, steps: query.limit + 1 } };
-}
-
-export function countStatement(query: CountQuery, now: number): { sql: string; params: Record<string, unknown> } {
-  const { range } = query;
-  const columns = query.label ? labelColumns(query.label) : { ns: "ns", part: "part", index: LIVE_KEYS_INDEX };
-  const params: Record<string, unknown> = { ns: range.ns, lower: range.lower.value, now };
-  if (range.upper) params.upper = range.upper.value;
-  const where = [`${columns.ns} = @ns`, ...rangeConditions(columns.part, range), LIVE];
-  return { sql: `SELECT count(*) AS n FROM items INDEXED BY ${columns.index} WHERE ${where.join(" AND ")}`, params };
-}
-
-function scanShape(filter: ScanFilter, now: number) {
-  const where = [LIVE];
-  const params: Record<string, unknown> = { now };
-  let order = "ns, part";
-  if (filter.label) {
-    const { ns, part } = labelColumns(filter.label);
-    where.push(`${ns} IS NOT NULL`);
-    order = `${ns}, ${part}, ns, part`;
-  }
-  if (filter.segment) {
-    where.push("seg % @total = @index");
-    Object.assign(params, { total: filter.segment.total, index: filter.segment.index });
-  }
-  return { where, params, order };
-}
-
-function toRecord(row: Row): ItemRecord {
-  return new StoredItem(row);
-}
-
-/**
- * An item as read: the value stays the JSON text SQLite holds until someone
- * reads `value`, so a caller that takes JSON text (value_json) gets it with no
- * parse at all. The getters live on the prototype, so a spread copy (`{ ...item,
- * value }`) keeps neither the text nor a stale parse.
- */
-class StoredItem implements ItemRecord {
-  readonly key: Key;
-  readonly created: number;
-  readonly modified: number;
-  readonly expires?: number;
-  readonly labels: LabelSlots;
-  readonly version: number;
-  #text: string;
-  #parsed: JsonValue | undefined;
-
-  constructor(row: Row) {
-    this.key = keyFromParts(row.ns, row.part);
-    this.created = row.created;
-    this.modified = row.modified;
-    if (row.expires !== null) this.expires = row.expires;
-    this.labels = perLabel((_, slot) => labelKey(row[SLOT_COLUMNS[slot].ns], row[SLOT_COLUMNS[slot].part]));
-    this.version = row.version;
-    this.#text = row.value;
-  }
-
-  get value(): JsonValue {
-    return (this.#parsed ??= JSON.parse(this.#text) as JsonValue);
-  }
-
-  get valueText(): string {
-    return this.#text;
-  }
-}
-
-/** The label columns of a row: each slot's halves, or nulls where the slot is empty. */
-function labelCells(labels: LabelSlots): Record<string, string | null> {
-  const cells: Record<string, string | null> = {};
-  SLOT_COLUMNS.forEach(({ ns, part }, slot) => {
-    cells[ns] = labels[slot]?.ns ?? null;
-    cells[part] = labels[slot]?.part ?? null;
-  });
-  return cells;
-}
-
-function labelKey(ns: string | null, part: string | null): Key | undefined {
-  return ns === null ? undefined : keyFromParts(ns, part ?? "");
-}
-
-/** A full key from its columns, as keyFromParts makes it: a simple key has no part. */
-function fullKeySql(ns: string, part: string): string {
-  return `CASE WHEN ${ns} IS NULL THEN NULL WHEN ${part} = '' THEN ${ns} ELSE ${ns} || ':' || ${part} END`;
-}
-
-/**
- * The \`deleted\` change of an item row, as encodeChangeBody writes it (decodeChange reads
- * both): built by SQLite, so a replaceAll's swap runs no JavaScript per row. \`expires\`
- * is left out when there is none, as encodeItem leaves it out.
- */
-const DELETED_EVENT_SQL = `json_object(
-  'name', 'deleted',
-  'item', json_remove(
-    json_object(
-      'key', ${fullKeySql("ns", "part")},
-      'value', json(value),
-      'created', created,
-      'modified', modified,
-      'expires', expires,
-      'labels', json_array(${SLOT_COLUMNS.map(({ ns, part }) => fullKeySql(ns, part)).join(", ")}),
-      'version', version
-    ),
-    CASE WHEN expires IS NULL THEN '$.expires' ELSE '$.none' END
-  ),
-  'expired', json(CASE WHEN expires IS NOT NULL AND expires <= @now THEN 'true' ELSE 'false' END)
-)`;
-
-function encodeChangeBody(change: Change): string {
-  return JSON.stringify({
-    name: change.name,
-    item: itemToJson(change.item),
-    previous: change.previous && itemToJson(change.previous),
-    expired: change.expired ?? false,
-  });
 }
