@@ -55,8 +55,7 @@ const pick = (lane: Lane) => Math.floor(Math.random() * lane.stored);
 export const OPERATIONS: Record<string, Operation> = {
   ping: (c) => c.ping({}, { timeoutMs: CALL_TIMEOUT_MS }),
   get: async (c, l) => (await c.get({ key: itemKey(pick(l)) }, { timeoutMs: CALL_TIMEOUT_MS })).item !== undefined,
-  "batch get 25": (c, l) =>
-    c.batchGet({ keys: Array.from({ length: 25 }, () => itemKey(pick(l))) }, { timeoutMs: CALL_TIMEOUT_MS }),
+  "batch get 25": (c, l) => c.batchGet({ keys: Array.from({ length: 25 }, () => itemKey(pick(l))) }, { timeoutMs: CALL_TIMEOUT_MS }),
   "key query 100": async (c, l) =>
     (
       await c.query(
@@ -79,10 +78,7 @@ export const OPERATIONS: Record<string, Operation> = {
       { timeoutMs: CALL_TIMEOUT_MS },
     ),
   "set merge $add": (c, l) =>
-    c.set(
-      { key: `m:${l.worker}:${l.n % 100}`, value: fromJson(ValueSchema, { count: { $add: 1 }, last: l.n }) },
-      { timeoutMs: CALL_TIMEOUT_MS },
-    ),
+    c.set({ key: `m:${l.worker}:${l.n % 100}`, value: fromJson(ValueSchema, { count: { $add: 1 }, last: l.n }) }, { timeoutMs: CALL_TIMEOUT_MS }),
   add: (c, l) => c.add({ key: `c:${l.worker}:${l.n % 100}`, amount: 1 }, { timeoutMs: CALL_TIMEOUT_MS }),
   "batch set 25": (c, l) =>
     c.batchSet(
@@ -114,7 +110,8 @@ export const CLIENT_OPERATIONS_BY_NAME: Record<string, (data: DataApi, lane: { w
     return ((await data.get(keys)) as { items: unknown[] }).items.length === 25;
   },
   "key query 100": async (data) =>
-    ((await data.get("cmp:*", { limit: 100, start: peerItemKey(Math.floor(Math.random() * (PEER_ITEMS - 101))) })) as { items: unknown[] }).items.length === 100,
+    ((await data.get("cmp:*", { limit: 100, start: peerItemKey(Math.floor(Math.random() * (PEER_ITEMS - 101))) })) as { items: unknown[] }).items
+      .length === 100,
 };
 
 let peerEndpoint: string | undefined;
@@ -132,9 +129,16 @@ async function dataClientFor(name: ClientName): Promise<DataApi> {
         if (request.method.name === "Pipeline") (request.message as unknown as { jsonValues: boolean }).jsonValues = false;
         return next(request);
       };
-      data = createData({ url, transport: createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [valuesAsProtobuf] }) }) as unknown as DataApi;
+      data = createData({
+        url,
+        transport: createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [valuesAsProtobuf] }),
+      }) as unknown as DataApi;
     } else {
-      data = createData({ url, transport: name === "larder-connect" ? "connect" : "grpc", pipeline: name !== "larder-grpc-unpipelined" }) as unknown as DataApi;
+      data = createData({
+        url,
+        transport: name === "larder-connect" ? "connect" : "grpc",
+        pipeline: name !== "larder-grpc-unpipelined",
+      }) as unknown as DataApi;
     }
     dataClients.set(name, data);
   }
@@ -309,7 +313,9 @@ async function events(task: Extract<Task, { kind: "events" }>): Promise<Reply> {
   if (started < task.subscribers) {
     abort.abort();
     for (const manager of managers) manager.abort();
-    throw new Error(`only ${started} of ${task.subscribers} Watch streams started${firstStreamError ? ` (${streamErrors} failed: ${firstStreamError})` : ""}`);
+    throw new Error(
+      `only ${started} of ${task.subscribers} Watch streams started${firstStreamError ? ` (${streamErrors} failed: ${firstStreamError})` : ""}`,
+    );
   }
   send({ kind: "subscribed", subscribers: task.subscribers, openMs: performance.now() - openedAt });
   for (let i = 0; i < task.writes; i++) {

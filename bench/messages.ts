@@ -39,9 +39,24 @@ export type Task =
   /** Stores PEER_ITEMS items through this client's seed. */
   | { readonly kind: "client-fill"; readonly client: ClientName }
   /** Calls of one `data` method through one client, `inFlight` at a time, for `ms`. */
-  | { readonly kind: "client-cell"; readonly client: ClientName; readonly operation: string; readonly inFlight: number; readonly ms: number; readonly record: boolean }
+  | {
+      readonly kind: "client-cell";
+      readonly client: ClientName;
+      readonly operation: string;
+      readonly inFlight: number;
+      readonly ms: number;
+      readonly record: boolean;
+    }
   /** Calls of one operation, `inFlight` at a time, for `ms`. Warm-up calls are made and not recorded. */
-  | { readonly kind: "cell"; readonly protocol: Protocol; readonly operation: string; readonly inFlight: number; readonly ms: number; readonly record: boolean; readonly stored: number }
+  | {
+      readonly kind: "cell";
+      readonly protocol: Protocol;
+      readonly operation: string;
+      readonly inFlight: number;
+      readonly ms: number;
+      readonly record: boolean;
+      readonly stored: number;
+    }
   /** Stores items `{prefix}{from..to-1}` (with labels) through Seed. */
   | { readonly kind: "fill"; readonly from: number; readonly to: number; readonly prefix: string }
   /** Opens `subscribers` Watch streams, makes `writes` sets, and measures set-start to event arrival. */
@@ -50,11 +65,24 @@ export type Task =
 
 export type Reply =
   | { readonly kind: "ready" }
-  | { readonly kind: "cell"; readonly samples: Float64Array; readonly errors: number; readonly firstError?: string; readonly misses: number; readonly elapsedMs: number }
+  | {
+      readonly kind: "cell";
+      readonly samples: Float64Array;
+      readonly errors: number;
+      readonly firstError?: string;
+      readonly misses: number;
+      readonly elapsedMs: number;
+    }
   | { readonly kind: "fill"; readonly items: number; readonly elapsedMs: number }
   /** The subscribers are open: the runner reads the server's memory now. */
   | { readonly kind: "subscribed"; readonly subscribers: number; readonly openMs: number }
-  | { readonly kind: "events"; readonly samples: Float64Array; readonly expected: number; readonly streamErrors: number; readonly firstStreamError?: string }
+  | {
+      readonly kind: "events";
+      readonly samples: Float64Array;
+      readonly expected: number;
+      readonly streamErrors: number;
+      readonly firstStreamError?: string;
+    }
   | { readonly kind: "error"; readonly message: string };
 
 /** How the stored items are named: shared by the fill and by the operations that read them. */

@@ -50,7 +50,9 @@ interface Measured {
 
 function ask<K extends Reply["kind"]>(worker: ChildProcess, task: Task): Promise<Extract<Reply, { kind: K }>> {
   return new Promise((resolve, reject) => {
-    worker.once("message", (reply: Reply) => (reply.kind === "error" ? reject(new Error(reply.message)) : resolve(reply as Extract<Reply, { kind: K }>)));
+    worker.once("message", (reply: Reply) =>
+      reply.kind === "error" ? reject(new Error(reply.message)) : resolve(reply as Extract<Reply, { kind: K }>),
+    );
     worker.send(task);
   });
 }

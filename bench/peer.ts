@@ -73,7 +73,10 @@ async function dynamo(endpoint: string, target: string, body: unknown): Promise<
 
 async function createPeerTable(endpoint: string): Promise<void> {
   const throughput = { ReadCapacityUnits: 1000, WriteCapacityUnits: 1000 };
-  const attributes = [{ AttributeName: "pk", AttributeType: "S" }, { AttributeName: "sk", AttributeType: "S" }];
+  const attributes = [
+    { AttributeName: "pk", AttributeType: "S" },
+    { AttributeName: "sk", AttributeType: "S" },
+  ];
   const indexes = [];
   for (let label = 1; label <= 5; label++) {
     attributes.push({ AttributeName: `pk${label}`, AttributeType: "S" }, { AttributeName: `sk${label}`, AttributeType: "S" });

@@ -85,7 +85,10 @@ for (const file of positionals) {
   const top = Number(args.top);
   const print = (title: string, entries: Map<string, number>, count: number, filter: (name: string) => boolean = () => true) => {
     console.log(`\n${title}`);
-    for (const [name, ms] of [...entries].filter(([name]) => filter(name)).sort((a, b) => b[1] - a[1]).slice(0, count)) {
+    for (const [name, ms] of [...entries]
+      .filter(([name]) => filter(name))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, count)) {
       console.log(`${pct(ms)} ${ms.toFixed(0).padStart(7)} ms  ${name}`);
     }
   };

@@ -152,24 +152,26 @@ export function markdown(report: Report): string {
       table(
         ["subscribers", "connections", "delivered", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server µs/event", "client µs/event"],
         ["--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:"],
-        [...report.events.map((row) => [
-          row.subscribers,
-          row.connections,
-          `${row.delivered}/${row.expected}`,
-          row.p50,
-          row.p99,
-          row.p999,
-          row.max,
-          row.serverCpuUsPerEvent,
-          row.clientCpuUsPerEvent,
-        ]), ...(report.eventFailures ?? []).map((failure) => [failure, "", "not measured", "", "", "", "", "", ""])],
+        [
+          ...report.events.map((row) => [
+            row.subscribers,
+            row.connections,
+            `${row.delivered}/${row.expected}`,
+            row.p50,
+            row.p99,
+            row.p999,
+            row.max,
+            row.serverCpuUsPerEvent,
+            row.clientCpuUsPerEvent,
+          ]),
+          ...(report.eventFailures ?? []).map((failure) => [failure, "", "not measured", "", "", "", "", "", ""]),
+        ],
       ),
     );
   }
 
   if (report.scale.length > 0) {
-    const cell = (row: ScaleRow, name: "get" | "key query 100" | "label query 10") =>
-      row[name] ? `${row[name]!.p50} / ${row[name]!.p99}` : "";
+    const cell = (row: ScaleRow, name: "get" | "key query 100" | "label query 10") => (row[name] ? `${row[name]!.p50} / ${row[name]!.p99}` : "");
     out.push(
       "",
       "### Scale: one call in flight over gRPC, p50 / p99 ms",
@@ -241,7 +243,7 @@ function peerSection(report: Report): string[] {
     let verdict = "";
     if (row.inFlight === 16 && target && chosen && peer) {
       const ratio = chosen.throughput / peer.throughput;
-      verdict = `≥ ${target}×: ${ratio >= target ? "met" : `not met (${(ratio / target * 100).toFixed(0)}% of it)`}`;
+      verdict = `≥ ${target}×: ${ratio >= target ? "met" : `not met (${((ratio / target) * 100).toFixed(0)}% of it)`}`;
     } else if (row.inFlight === 1 && row.operation === "key query 100" && chosen) {
       verdict = `p99 < 5 ms: ${chosen.p99 < 5 ? "met" : `not met (${chosen.p99} ms)`}`;
     }
@@ -262,7 +264,8 @@ function peerSection(report: Report): string[] {
     "The same `data` calls through each client, in one run, slices of each client alternating so that the machine's drift " +
       "touches all alike: calls/s (ratio to the peer) and client-side p99 ms. The peer is `@ampt/data` over dynalite in a " +
       `process of its own; Larder is the server above. ${larder.length} Larder client${larder.length === 1 ? "" : "s"}; ` +
-      "targets apply to the default client. Other cores: CPU other processes used during the row. " + uptime,
+      "targets apply to the default client. Other cores: CPU other processes used during the row. " +
+      uptime,
     "",
     table(
       ["workload", "in flight", ...clients.map((name) => CLIENT_NAMES[name]), "target (default client)", "other cores"],

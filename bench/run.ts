@@ -3,7 +3,17 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
-import { CLIENT_NAMES, CLIENT_OPERATIONS, ITEMS, MORE_CLIENT_OPERATIONS, REMOVABLE, type ClientName, type Protocol, type Reply, type Task } from "./messages.js";
+import {
+  CLIENT_NAMES,
+  CLIENT_OPERATIONS,
+  ITEMS,
+  MORE_CLIENT_OPERATIONS,
+  REMOVABLE,
+  type ClientName,
+  type Protocol,
+  type Reply,
+  type Task,
+} from "./messages.js";
 import { startPeerServer, type PeerServer } from "./peer.js";
 import { CpuMeter, machineFacts } from "./proc.js";
 import { markdown, type ClientCell, type Report, type OperationRow, type EventRow, type PeerRow, type ScaleRow } from "./report.js";
@@ -74,7 +84,11 @@ Environment: MONGODB_URI runs the MongoDB engine (a fresh database prefix, dropp
 }
 
 const full = args.full;
-const list = (value: string | undefined) => value?.split(",").map((entry) => entry.trim()).filter(Boolean);
+const list = (value: string | undefined) =>
+  value
+    ?.split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
 const settings = {
   mode: full ? "full" : "quick",
   protocols: (list(args.protocols) ?? (full ? ["grpc", "connect-h1", "connect-h2"] : ["grpc", "connect-h1"])) as Protocol[],

@@ -40,12 +40,7 @@ export interface BenchServer {
 export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
   const runs = chooseBuild(options.build ?? "auto");
   const transpiled = runs === "esbuild" ? await transpile() : undefined;
-  const entry =
-    runs === "dist"
-      ? [join(ROOT, "dist/services/main.js")]
-      : transpiled
-        ? [join(transpiled, "services/main.js")]
-        : FROM_SOURCES;
+  const entry = runs === "dist" ? [join(ROOT, "dist/services/main.js")] : transpiled ? [join(transpiled, "services/main.js")] : FROM_SOURCES;
   const profile = options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
   if (options.cpuProfileDir) mkdirSync(options.cpuProfileDir, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "larder-bench-"));

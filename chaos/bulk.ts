@@ -166,7 +166,9 @@ export async function runBulkRounds(options: BulkOptions, log: (line: string) =>
     if (only(next)) landed = "new";
     else if (only(old)) landed = "old";
     if (landed === "neither") {
-      violations.push(`${kind}: found ${JSON.stringify([...found])} (generation: items), neither all of ${JSON.stringify(old)} nor all of ${JSON.stringify(next)}`);
+      violations.push(
+        `${kind}: found ${JSON.stringify([...found])} (generation: items), neither all of ${JSON.stringify(old)} nor all of ${JSON.stringify(next)}`,
+      );
     }
     if (acknowledged && landed !== "new") violations.push(`${kind}: acknowledged before the kill, yet the new generation did not land`);
     const expected: [string, string][] =
@@ -185,7 +187,9 @@ export async function runBulkRounds(options: BulkOptions, log: (line: string) =>
     await server.exited;
     results.push({ round, kind, killedAfterMs, acknowledged, landed, violations });
     for (const violation of violations) log(`bulk round ${round}: ${violation}`);
-    log(`bulk round ${round}/${options.rounds}: ${kind} of ${next.count} items, killed after ${killedAfterMs} ms, ${acknowledged ? "acknowledged" : "not acknowledged"}, ${landed} content found, ${violations.length} violation(s)`);
+    log(
+      `bulk round ${round}/${options.rounds}: ${kind} of ${next.count} items, killed after ${killedAfterMs} ms, ${acknowledged ? "acknowledged" : "not acknowledged"}, ${landed} content found, ${violations.length} violation(s)`,
+    );
   }
   return results;
 }

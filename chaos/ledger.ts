@@ -139,7 +139,11 @@ export function check(
     let pending: { event?: Expected; result: string | undefined } | undefined;
     for (const write of writes) {
       const event: Expected | undefined =
-        write.kind === "set" ? { name: present === undefined ? "created" : "updated", value: write.value } : present === undefined ? undefined : { name: "deleted" };
+        write.kind === "set"
+          ? { name: present === undefined ? "created" : "updated", value: write.value }
+          : present === undefined
+            ? undefined
+            : { name: "deleted" };
       const result = write.kind === "set" ? write.value : undefined;
       if (write.outcome === "acked") {
         if (pending) violations.push(`${key}: a write was acknowledged after an unresolved one (the harness's own bookkeeping is wrong)`);
@@ -213,7 +217,9 @@ export function check(
       groups.set(batch, [...(groups.get(batch) ?? []), event]);
     }
     if (JSON.stringify([...groups.keys()]) !== JSON.stringify(applied)) {
-      violations.push(`batch keys of writer ${writer}: change log has batches ${JSON.stringify([...groups.keys()])}, expected ${JSON.stringify(applied)}`);
+      violations.push(
+        `batch keys of writer ${writer}: change log has batches ${JSON.stringify([...groups.keys()])}, expected ${JSON.stringify(applied)}`,
+      );
     }
     for (const [batch, group] of groups) {
       const consecutive = group.length === BATCH_SIZE && group[BATCH_SIZE - 1].seq - group[0].seq === BATCH_SIZE - 1;
@@ -237,7 +243,13 @@ export function checkDelivered(name: string, delivered: readonly LogEvent[], log
   for (let i = 0; i < delivered.length; i++) {
     const seen = delivered[i];
     const logged = log[i];
-    if (!logged || logged.token !== seen.token || logged.key !== seen.key || logged.name !== seen.name || JSON.stringify(logged.value) !== JSON.stringify(seen.value)) {
+    if (
+      !logged ||
+      logged.token !== seen.token ||
+      logged.key !== seen.key ||
+      logged.name !== seen.name ||
+      JSON.stringify(logged.value) !== JSON.stringify(seen.value)
+    ) {
       return [
         `${name}: event ${i + 1} delivered before the kill (${seen.token} ${seen.name} ${seen.key}) is ` +
           (logged ? `${logged.token} ${logged.name} ${logged.key} in the log after the restart` : "missing from the log after the restart"),

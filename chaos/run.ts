@@ -70,7 +70,9 @@ const LIFETIME_MS: [number, number] = quick ? [300, 1500] : [300, 3000];
 const bulkRounds = Number(args["bulk-rounds"] ?? (selfTest ? 0 : quick ? 3 : 6));
 const dataDir = mkdtempSync(join(tmpdir(), "larder-chaos-"));
 if (!["normal", "full"].includes(durability) || !(rounds >= 1) || !(writerCount >= 1) || !(bulkRounds >= 0)) {
-  console.error("usage: chaos/run.ts [--rounds N | --quick] [--bulk-rounds N] [--durability normal|full] [--writers N] [--seed S] [--budget-seconds S] [--self-test] [--keep]");
+  console.error(
+    "usage: chaos/run.ts [--rounds N | --quick] [--bulk-rounds N] [--durability normal|full] [--writers N] [--seed S] [--budget-seconds S] [--self-test] [--keep]",
+  );
   process.exit(2);
 }
 
@@ -184,7 +186,13 @@ async function writer(id: number, client: DataClient, ledger: RoundLedger, state
         what = viaAdd ? `Add ${key}` : `Set ${key} {n: {$add: 1}}`;
         const acknowledge = ledger.beginAdd(key);
         if (viaAdd) await client.add({ key, attribute: "n", amount: 1 });
-        else await client.set({ key, value: { kind: { case: "structValue", value: { fields: { n: { kind: { case: "structValue", value: { fields: { $add: number(1) } } } } } } } } });
+        else
+          await client.set({
+            key,
+            value: {
+              kind: { case: "structValue", value: { fields: { n: { kind: { case: "structValue", value: { fields: { $add: number(1) } } } } } } },
+            },
+          });
         acknowledge();
       } else {
         what = `BatchSet ${tag}`;
@@ -208,7 +216,14 @@ async function writer(id: number, client: DataClient, ledger: RoundLedger, state
 }
 
 /** A subscriber from `token` that records every event it is given, until the server dies. */
-async function subscribe(client: DataClient, token: string, sink: LogEvent[], state: RunState, problems: string[], name: string): Promise<() => Promise<void>> {
+async function subscribe(
+  client: DataClient,
+  token: string,
+  sink: LogEvent[],
+  state: RunState,
+  problems: string[],
+  name: string,
+): Promise<() => Promise<void>> {
   const stream = client.watch({ resumeToken: token })[Symbol.asyncIterator]();
   const first = await stream.next();
   if (first.value?.kind.case !== "started") throw new Error(`${name}: the first Watch message was not 'started'`);
@@ -247,7 +262,8 @@ async function readLog(client: DataClient, from: string, head: string, timeoutMs
       if (event.seq >= end) break;
     }
   } catch (error) {
-    if (abort.signal.aborted) throw new Error(`reading the change log from ${from} to ${head} timed out after ${events.length} events`, { cause: error });
+    if (abort.signal.aborted)
+      throw new Error(`reading the change log from ${from} to ${head} timed out after ${events.length} events`, { cause: error });
     throw error;
   } finally {
     clearTimeout(timer);
@@ -318,7 +334,9 @@ async function tamper(dataDir: string, ledger: RoundLedger, delivered: readonly 
     db.prepare("UPDATE items SET value = ? WHERE ns = 's' AND part = ?").run(JSON.stringify("tampered"), valueVictim.slice(2));
     targets.push(valueVictim);
   }
-  const eventVictim = delivered.find((event) => event.key.startsWith("s:") && event.key !== valueVictim && settled.some(([key]) => key === event.key));
+  const eventVictim = delivered.find(
+    (event) => event.key.startsWith("s:") && event.key !== valueVictim && settled.some(([key]) => key === event.key),
+  );
   if (eventVictim) {
     db.prepare("DELETE FROM changes WHERE seq = ?").run(eventVictim.seq);
     targets.push(eventVictim.key);
@@ -356,7 +374,8 @@ async function main(): Promise<void> {
       process.exit(1);
     }, budgetSeconds * 1000).unref();
   }
-  if (selfTest) console.log("self-test: the data directory is damaged on purpose between the kill and the restart; the violations reported below are intended");
+  if (selfTest)
+    console.log("self-test: the data directory is damaged on purpose between the kill and the restart; the violations reported below are intended");
   console.log(`chaos: ${rounds} round(s), ${writerCount} writers, ${WATCHERS} subscribers, durability ${durability}, seed ${seed}, data ${dataDir}`);
   let baseline: Baseline = emptyBaseline();
   let firstToken: string | undefined;
@@ -394,7 +413,10 @@ async function main(): Promise<void> {
     const inFlight = ledger.inFlight();
     const recorded = delivered.flatMap((events) => events);
     // Tokens taken before the kill: the last each subscriber saw, and a few at random.
-    const picked = [...delivered.map((events) => events.at(-1)), ...Array.from({ length: 3 }, () => recorded[Math.floor(Math.random() * recorded.length)])];
+    const picked = [
+      ...delivered.map((events) => events.at(-1)),
+      ...Array.from({ length: 3 }, () => recorded[Math.floor(Math.random() * recorded.length)]),
+    ];
     const tokens = [...new Map(picked.filter((event) => event !== undefined).map((event) => [event.token, event])).values()];
 
     if (selfTest) selfTestTargets = await tamper(dataDir, ledger, recorded);
@@ -418,7 +440,8 @@ async function main(): Promise<void> {
       else if (resumed.started !== token.token) violations.push(`resume token ${token.token}: Watch started at ${resumed.started}`);
       else if (expected && resumed.first?.token !== expected.token) {
         violations.push(`resume token ${token.token}: first event ${resumed.first?.token ?? "none"}, expected ${expected.token}`);
-      } else if (!expected && resumed.first) violations.push(`resume token ${token.token} is the last in the log, yet ${resumed.first.token} followed`);
+      } else if (!expected && resumed.first)
+        violations.push(`resume token ${token.token} is the last in the log, yet ${resumed.first.token} followed`);
       else tokensResumed++;
     }
     // The first position of the whole run still resumes, at the first change ever made.
@@ -426,7 +449,9 @@ async function main(): Promise<void> {
     if (firstToken && firstEvent) {
       const resumed = await firstAfter(client, firstToken, 5_000);
       if (resumed.error || resumed.first?.token !== firstEvent.token) {
-        violations.push(`the run's first token ${firstToken} no longer resumes at ${firstEvent.token}: ${resumed.error ?? resumed.first?.token ?? "no event"}`);
+        violations.push(
+          `the run's first token ${firstToken} no longer resumes at ${firstEvent.token}: ${resumed.error ?? resumed.first?.token ?? "no event"}`,
+        );
       } else tokensResumed++;
     }
     baseline = outcome.next;
@@ -454,17 +479,27 @@ async function main(): Promise<void> {
     });
     for (const violation of violations) console.error(`round ${round}: ${violation}`);
     all.push(...violations);
-    console.log(`round ${round}/${rounds}: killed after ${lifetimeMs} ms, ${ledger.acknowledged()} acknowledged, ${inFlight} in flight, ${outcome.eventsChecked} events checked, ${violations.length} violation(s)`);
+    console.log(
+      `round ${round}/${rounds}: killed after ${lifetimeMs} ms, ${ledger.acknowledged()} acknowledged, ${inFlight} in flight, ${outcome.eventsChecked} events checked, ${violations.length} violation(s)`,
+    );
   }
 
-  console.log(`\nchaos: ${rounds} round(s), ${writerCount} writers, durability ${durability}, seed ${seed}, ${Math.round((Date.now() - began) / 1000)} s\n`);
-  console.log("| round | killed after ms | acknowledged writes | unresolved at kill | events delivered before kill | log events checked | tokens resumed | violations |");
+  console.log(
+    `\nchaos: ${rounds} round(s), ${writerCount} writers, durability ${durability}, seed ${seed}, ${Math.round((Date.now() - began) / 1000)} s\n`,
+  );
+  console.log(
+    "| round | killed after ms | acknowledged writes | unresolved at kill | events delivered before kill | log events checked | tokens resumed | violations |",
+  );
   console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const row of rows) {
-    console.log(`| ${row.round} | ${row.lifetimeMs} | ${row.acknowledged} | ${row.inFlight} | ${row.delivered} | ${row.eventsChecked} | ${row.tokensResumed} | ${row.violations} |`);
+    console.log(
+      `| ${row.round} | ${row.lifetimeMs} | ${row.acknowledged} | ${row.inFlight} | ${row.delivered} | ${row.eventsChecked} | ${row.tokensResumed} | ${row.violations} |`,
+    );
   }
   const total = (field: keyof Row) => rows.reduce((sum, row) => sum + row[field], 0);
-  console.log(`| total | | ${total("acknowledged")} | ${total("inFlight")} | ${total("delivered")} | ${total("eventsChecked")} | ${total("tokensResumed")} | ${total("violations")} |`);
+  console.log(
+    `| total | | ${total("acknowledged")} | ${total("inFlight")} | ${total("delivered")} | ${total("eventsChecked")} | ${total("tokensResumed")} | ${total("violations")} |`,
+  );
 
   let bulk: BulkRound[] = [];
   if (bulkRounds > 0) {
@@ -486,7 +521,9 @@ async function main(): Promise<void> {
     );
     for (const round of bulk) all.push(...round.violations);
     const landed = (which: BulkRound["landed"]) => bulk.filter((round) => round.landed === which).length;
-    console.log(`bulk: ${bulk.length} round(s): ${landed("new")} found the new content, ${landed("old")} the old one (killed before the swap), ${landed("neither")} a mix`);
+    console.log(
+      `bulk: ${bulk.length} round(s): ${landed("new")} found the new content, ${landed("old")} the old one (killed before the swap), ${landed("neither")} a mix`,
+    );
   }
   if (!args.keep) rmSync(dataDir, { recursive: true, force: true });
 
@@ -504,7 +541,11 @@ async function main(): Promise<void> {
     console.error("\nFAILED: no write was acknowledged, so nothing was tested");
     process.exit(1);
   }
-  console.log(all.length > 0 ? `\nFAILED: ${all.length} violation(s)` : `\nOK: all ${acknowledged} acknowledged writes and their events survived ${rounds} SIGKILL(s)`);
+  console.log(
+    all.length > 0
+      ? `\nFAILED: ${all.length} violation(s)`
+      : `\nOK: all ${acknowledged} acknowledged writes and their events survived ${rounds} SIGKILL(s)`,
+  );
   process.exit(all.length > 0 ? 1 : 0);
 }
 

@@ -157,10 +157,7 @@ export function toLabelUpdate(name: string, setting: unknown): LabelUpdate["acti
   if (Array.isArray(setting) && setting.length === 1 && typeof setting[0] === "string") {
     return { case: "setIfAbsent", value: keyText(setting[0]) };
   }
-  throw invalidArgument(
-    "INVALID_LABEL",
-    `Invalid '${name}' value: use a string, a one-element array (set only if absent) or null (remove)`,
-  );
+  throw invalidArgument("INVALID_LABEL", `Invalid '${name}' value: use a string, a one-element array (set only if absent) or null (remove)`);
 }
 
 /** The labels present in an options object or a batch item (L2: present means named). */

@@ -218,7 +218,8 @@ export class EventDispatcher {
         } else if (code === 7 /* PERMISSION_DENIED */ || code === 16 /* UNAUTHENTICATED */) {
           const refused = toLarderError(error);
           const again = this.refused !== undefined && oneLine(this.refused) === summary;
-          this.refused = refused instanceof LarderError ? refused : new LarderError(code === 7 ? "PERMISSION_DENIED" : "UNAUTHENTICATED", String(error));
+          this.refused =
+            refused instanceof LarderError ? refused : new LarderError(code === 7 ? "PERMISSION_DENIED" : "UNAUTHENTICATED", String(error));
           // Said once, not at every retry; said again only if the answer changes.
           if (!again) this.log(`the server refuses the event stream: ${summary}; retrying with backoff (data.ready() rejects meanwhile)`);
         } else {
@@ -312,10 +313,7 @@ export class EventDispatcher {
   private async runOnce(registration: Registration, event: DataEvent): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`the handler ran past its timeout of ${registration.timeoutMs} ms`)),
-        registration.timeoutMs,
-      );
+      timer = setTimeout(() => reject(new Error(`the handler ran past its timeout of ${registration.timeoutMs} ms`)), registration.timeoutMs);
     });
     try {
       await Promise.race([Promise.resolve().then(() => registration.handler(event)), timeout]);

@@ -257,11 +257,7 @@ export interface Data {
   get<T>(keys: string, options: true): Promise<GetResponseMeta<T>>;
   get<T>(keys: string, options: GetOptionsMeta): Promise<GetResponseMeta<T>>;
   get<T>(keys: string, options?: GetOptions): Promise<GetResponse<T>>;
-  getByLabel<T>(
-    label: LabelSelector,
-    keys: Query | string[] | string,
-    options?: GetOptions | boolean,
-  ): Promise<GetBatchResponse<T>>;
+  getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options?: GetOptions | boolean): Promise<GetBatchResponse<T>>;
   getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: GetOptionsMeta): Promise<GetBatchResponseMeta<T>>;
   getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: true): Promise<GetBatchResponseMeta<T>>;
   getByLabel<T>(label: LabelSelector, keys: Query | string[] | string, options: false): Promise<GetBatchResponse<T>>;
@@ -286,12 +282,7 @@ export interface Data {
   seed(data: any[] | string, options?: SeedOptions | boolean): Promise<{ items: number }>;
   remove(keys: string | string[], options?: RemoveOptions): Promise<boolean>;
   add<T>(key: string, value: number, opts?: AddOptions | boolean): Promise<AddResponse<T>>;
-  add<T>(
-    key: string,
-    attribute: number | string,
-    value: number | AddOptions | boolean,
-    opts?: AddOptions | boolean,
-  ): Promise<AddResponse<T>>;
+  add<T>(key: string, attribute: number | string, value: number | AddOptions | boolean, opts?: AddOptions | boolean): Promise<AddResponse<T>>;
   on: (name: ListenerPath | ListenerPath[], ...handler: [{ timeout: number }, DataEventHandler] | [DataEventHandler]) => void;
   /** The default of `removeNulls` for every later set (V9); assigning a non-boolean throws. */
   removeNulls: boolean;

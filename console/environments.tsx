@@ -123,7 +123,15 @@ export function Environments({ session }: { readonly session: Session }) {
       >
         <label class="grow">
           New environment
-          <input name="environment" value={newName} onInput={(event) => setNewName(event.currentTarget.value)} placeholder="preview" pattern="[a-z0-9][a-z0-9_\-]{0,63}" spellcheck={false} autoComplete="off" />
+          <input
+            name="environment"
+            value={newName}
+            onInput={(event) => setNewName(event.currentTarget.value)}
+            placeholder="preview"
+            pattern="[a-z0-9][a-z0-9_\-]{0,63}"
+            spellcheck={false}
+            autoComplete="off"
+          />
         </label>
         <button type="submit" class="primary" disabled={busy}>
           Create
@@ -146,39 +154,88 @@ export function Environments({ session }: { readonly session: Session }) {
           <p>Every item, event and subscription of this environment is deleted. This cannot be undone.</p>
         </ConfirmDialog>
       )}
-      {action?.kind === "clone" && <CloneDialog source={action.source} onCancel={() => setAction(undefined)} onClone={(target, skipEvents) => void run(`Cloning ${action.source}`, async () => {
-        const { items } = await session.admin.cloneEnvironment({ source: action.source, target, skipEvents });
-        return `Cloned ${items} items of ${action.source} into ${target}.`;
-      })} />}
-      {action?.kind === "import" && <ImportDialog name={action.name} onCancel={() => setAction(undefined)} onImport={(items, overwrite, skipEvents) => void run(`Importing into ${action.name}`, async () => {
-        const written = await session.admin.importEnvironment({ name: action.name, items, overwrite, skipEvents });
-        return `Imported ${written.items} items into ${action.name}.`;
-      })} />}
+      {action?.kind === "clone" && (
+        <CloneDialog
+          source={action.source}
+          onCancel={() => setAction(undefined)}
+          onClone={(target, skipEvents) =>
+            void run(`Cloning ${action.source}`, async () => {
+              const { items } = await session.admin.cloneEnvironment({ source: action.source, target, skipEvents });
+              return `Cloned ${items} items of ${action.source} into ${target}.`;
+            })
+          }
+        />
+      )}
+      {action?.kind === "import" && (
+        <ImportDialog
+          name={action.name}
+          onCancel={() => setAction(undefined)}
+          onImport={(items, overwrite, skipEvents) =>
+            void run(`Importing into ${action.name}`, async () => {
+              const written = await session.admin.importEnvironment({ name: action.name, items, overwrite, skipEvents });
+              return `Imported ${written.items} items into ${action.name}.`;
+            })
+          }
+        />
+      )}
     </section>
   );
 }
 
-function CloneDialog({ source, onCancel, onClone }: { readonly source: string; readonly onCancel: () => void; readonly onClone: (target: string, skipEvents: boolean) => void }) {
+function CloneDialog({
+  source,
+  onCancel,
+  onClone,
+}: {
+  readonly source: string;
+  readonly onCancel: () => void;
+  readonly onClone: (target: string, skipEvents: boolean) => void;
+}) {
   const [target, setTarget] = useState("");
   const [skipEvents, setSkipEvents] = useState(false);
   return (
-    <ConfirmDialog title={`Clone ${source}`} confirmLabel="Clone" onCancel={onCancel} onConfirm={() => target.trim() !== "" && onClone(target.trim(), skipEvents)}>
+    <ConfirmDialog
+      title={`Clone ${source}`}
+      confirmLabel="Clone"
+      onCancel={onCancel}
+      onConfirm={() => target.trim() !== "" && onClone(target.trim(), skipEvents)}
+    >
       <label>
         Into environment (created if missing, emptied first)
-        <input name="target" value={target} onInput={(event) => setTarget(event.currentTarget.value)} required spellcheck={false} autoComplete="off" />
+        <input
+          name="target"
+          value={target}
+          onInput={(event) => setTarget(event.currentTarget.value)}
+          required
+          spellcheck={false}
+          autoComplete="off"
+        />
       </label>
       <SkipEventsField checked={skipEvents} onChange={setSkipEvents} />
     </ConfirmDialog>
   );
 }
 
-function ImportDialog({ name, onCancel, onImport }: { readonly name: string; readonly onCancel: () => void; readonly onImport: (items: ExportedItem[], overwrite: boolean, skipEvents: boolean) => void }) {
+function ImportDialog({
+  name,
+  onCancel,
+  onImport,
+}: {
+  readonly name: string;
+  readonly onCancel: () => void;
+  readonly onImport: (items: ExportedItem[], overwrite: boolean, skipEvents: boolean) => void;
+}) {
   const [items, setItems] = useState<ExportedItem[]>();
   const [error, setError] = useState<string>();
   const [overwrite, setOverwrite] = useState(false);
   const [skipEvents, setSkipEvents] = useState(false);
   return (
-    <ConfirmDialog title={`Import into ${name}`} confirmLabel={items ? `Import ${items.length} items` : "Import"} onCancel={onCancel} onConfirm={() => items && onImport(items, overwrite, skipEvents)}>
+    <ConfirmDialog
+      title={`Import into ${name}`}
+      confirmLabel={items ? `Import ${items.length} items` : "Import"}
+      onCancel={onCancel}
+      onConfirm={() => items && onImport(items, overwrite, skipEvents)}
+    >
       <label>
         Export file (a JSON array of items: key, value, ttl, label1…label5)
         <input

@@ -185,7 +185,8 @@ export function diffItems(previous: ConsoleItem, item: ConsoleItem): Change[] {
   if (isJsonObject(before) && isJsonObject(after)) {
     for (const attribute of Object.keys(before)) {
       if (!Object.hasOwn(after, attribute)) changes.push({ attribute, kind: "removed", before: before[attribute] });
-      else if (!sameJson(before[attribute], after[attribute])) changes.push({ attribute, kind: "changed", before: before[attribute], after: after[attribute] });
+      else if (!sameJson(before[attribute], after[attribute]))
+        changes.push({ attribute, kind: "changed", before: before[attribute], after: after[attribute] });
     }
     for (const attribute of Object.keys(after)) {
       if (!Object.hasOwn(before, attribute)) changes.push({ attribute, kind: "added", after: after[attribute] });
@@ -201,7 +202,13 @@ export function diffItems(previous: ConsoleItem, item: ConsoleItem): Change[] {
   });
   const wasTtl = previous.ttl?.toISOString();
   const isTtl = item.ttl?.toISOString();
-  if (wasTtl !== isTtl) changes.push({ attribute: "(ttl)", kind: wasTtl === undefined ? "added" : isTtl === undefined ? "removed" : "changed", before: wasTtl, after: isTtl });
+  if (wasTtl !== isTtl)
+    changes.push({
+      attribute: "(ttl)",
+      kind: wasTtl === undefined ? "added" : isTtl === undefined ? "removed" : "changed",
+      before: wasTtl,
+      after: isTtl,
+    });
   return changes;
 }
 

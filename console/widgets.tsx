@@ -169,7 +169,15 @@ export function JsonTree({ value, name, depth = 0 }: { readonly value: JsonValue
   );
 }
 
-function JsonEntries({ entries, array, depth }: { readonly entries: [string | undefined, JsonValue][]; readonly array: boolean; readonly depth: number }) {
+function JsonEntries({
+  entries,
+  array,
+  depth,
+}: {
+  readonly entries: [string | undefined, JsonValue][];
+  readonly array: boolean;
+  readonly depth: number;
+}) {
   const [shown, setShown] = useState(CHILDREN_SHOWN);
   return (
     <div class="json-children">

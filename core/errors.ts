@@ -88,7 +88,5 @@ export const QUOTED_CHARACTERS = 64;
  */
 export function quote(text: string): string {
   const characters = Array.from(text.slice(0, QUOTED_CHARACTERS * 2));
-  return characters.length > QUOTED_CHARACTERS || text.length > QUOTED_CHARACTERS * 2
-    ? `${characters.slice(0, QUOTED_CHARACTERS).join("")}…`
-    : text;
+  return characters.length > QUOTED_CHARACTERS || text.length > QUOTED_CHARACTERS * 2 ? `${characters.slice(0, QUOTED_CHARACTERS).join("")}…` : text;
 }

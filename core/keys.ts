@@ -57,16 +57,10 @@ export function parseWritableKey(raw: string): Key {
   const key = parseKey(raw);
   if (!isSimpleKey(key)) {
     if (hasWildcardOrRange(key.part)) {
-      throw invalidArgument(
-        "INVALID_KEY",
-        "Invalid key: Key names in collections cannot contain the '|' or the '*' characters.",
-      );
+      throw invalidArgument("INVALID_KEY", "Invalid key: Key names in collections cannot contain the '|' or the '*' characters.");
     }
     if (startsWithComparison(key.part)) {
-      throw invalidArgument(
-        "INVALID_KEY",
-        "Invalid key: Key names in collections cannot start with the '>' or '<' characters.",
-      );
+      throw invalidArgument("INVALID_KEY", "Invalid key: Key names in collections cannot start with the '>' or '<' characters.");
     }
   }
   return key;

@@ -14,10 +14,7 @@ import { addAmount, checkItemSize, checkText, itemSize, validateValue, withoutNe
  */
 
 /** How a caller changes one label (L2), before the label value is validated. */
-export type LabelInput =
-  | { readonly set: string }
-  | { readonly setIfAbsent: string }
-  | { readonly remove: true };
+export type LabelInput = { readonly set: string } | { readonly setIfAbsent: string } | { readonly remove: true };
 
 export interface SetInput {
   readonly key: string;
@@ -136,8 +133,7 @@ export function planAdd(
     // A2: `{ $add: { $add: n } }` would otherwise be reported as a whole-value counter of a non-number.
     throw invalidArgument("INVALID_VALUE", "'$add' is a reserved keyword and cannot be the name of a counter");
   }
-  const value: JsonValue =
-    input.attribute === undefined ? { $add: input.amount } : objectOf([[input.attribute, { $add: input.amount }]]);
+  const value: JsonValue = input.attribute === undefined ? { $add: input.amount } : objectOf([[input.attribute, { $add: input.amount }]]);
   return planSet(
     { key: input.key, value, unsetAttributes: [], overwrite: input.overwrite, labels: [], removeNulls: true, ifVersion: input.ifVersion },
     now,
@@ -350,9 +346,7 @@ function withoutRootNulls(value: JsonValue, removeNulls: boolean): JsonValue {
 
 /** V8: the size of what the request itself would write, `$add` amounts counted as numbers. */
 export function requestSize(key: Key, plan: ValuePlan, labels: LabelChanges): number {
-  const written: (Key | undefined)[] = labels.map((change) =>
-    change.op === "set" || change.op === "setIfAbsent" ? change.label : undefined,
-  );
+  const written: (Key | undefined)[] = labels.map((change) => (change.op === "set" || change.op === "setIfAbsent" ? change.label : undefined));
   return itemSize(key, requestedValue(plan), written as unknown as LabelSlots);
 }
 

@@ -1,23 +1,15 @@
 import { invalidArgument } from "./errors.js";
 
 /** How a caller gave the ttl (T1-T4), before it is resolved against now. */
-export type TtlInput =
-  | { readonly seconds: number }
-  | { readonly date: string }
-  | { readonly at: number }
-  | { readonly remove: true };
+export type TtlInput = { readonly seconds: number } | { readonly date: string } | { readonly at: number } | { readonly remove: true };
 
-export type TtlChange =
-  | { readonly op: "keep" }
-  | { readonly op: "set"; readonly expires: number }
-  | { readonly op: "remove" };
+export type TtlChange = { readonly op: "keep" } | { readonly op: "set"; readonly expires: number } | { readonly op: "remove" };
 
 /**
  * T2: ISO 8601 dates and date-times, full or partial. Without an offset the
  * time is UTC (unlike Date.parse, which reads date-times as local time).
  */
-const ISO_8601 =
-  /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?$/i;
+const ISO_8601 = /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?$/i;
 
 function invalidTtl(): Error {
   return invalidArgument("INVALID_OPTION", "Invalid ttl value.");

@@ -95,10 +95,7 @@ export function withoutNegativeZero(value: JsonValue, depth = 0): JsonValue {
 export function addAmount(value: JsonValue, attribute: string): number | undefined {
   if (!isJsonObject(value) || !Object.prototype.hasOwnProperty.call(value, ADD)) return undefined;
   if (Object.keys(value).length !== 1) {
-    throw invalidArgument(
-      "INVALID_VALUE",
-      "'$add' is a reserved keyword and must be in an object with a single key of $add",
-    );
+    throw invalidArgument("INVALID_VALUE", "'$add' is a reserved keyword and must be in an object with a single key of $add");
   }
   const amount = value[ADD];
   if (typeof amount !== "number" || !Number.isFinite(amount)) {
@@ -120,9 +117,5 @@ export function itemSize(key: Key, value: JsonValue, labels: LabelSlots): number
 /** V8: refuses an item over the limit, with INVALID_ARGUMENT for a request and FAILED_PRECONDITION for a merge. */
 export function checkItemSize(size: number, code: Extract<ErrorCodeName, "INVALID_ARGUMENT" | "FAILED_PRECONDITION">): void {
   if (size <= MAX_ITEM_BYTES) return;
-  throw new DomainError(
-    code,
-    "ITEM_TOO_LARGE",
-    `Item size of ${(size / 1024).toFixed(2)} KB is greater than the maximum size of 400 KB.`,
-  );
+  throw new DomainError(code, "ITEM_TOO_LARGE", `Item size of ${(size / 1024).toFixed(2)} KB is greater than the maximum size of 400 KB.`);
 }

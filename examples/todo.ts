@@ -31,7 +31,10 @@ async function main(): Promise<void> {
   await data.set("todos:002", { done: true, doneCount: { $add: 1 } }, { label1: "status:done" });
 
   const open = await data.getByLabel<Todo>("label1", "status:open");
-  console.log("open:", open.items.map((item) => `${item.key} ${item.value.title}`));
+  console.log(
+    "open:",
+    open.items.map((item) => `${item.key} ${item.value.title}`),
+  );
 
   let page = await data.get<Todo>("todos:*", { limit: 2 });
   for (;;) {

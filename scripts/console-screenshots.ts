@@ -25,7 +25,16 @@ const dataDir = mkdtempSync(join(tmpdir(), "larder-screenshots-"));
 const server = await startLarder({ env: { LARDER_DATA_DIR: dataDir, LARDER_LOG_LEVEL: "warn" } });
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
 });
 try {
   const data = createClient(DataService, createGrpcTransport({ baseUrl: server.url }));
@@ -34,11 +43,21 @@ try {
     items: [
       ...Array.from({ length: 24 }, (_, i) => ({
         key: `users:${["ann", "bob", "cho", "dev", "eve", "fay"][i % 6]}${String(i).padStart(2, "0")}@example.com`,
-        value: value({ name: `User ${i}`, plan: i % 3 === 0 ? "pro" : "free", logins: i * 7, tags: ["beta", "emea"].slice(0, i % 3), address: { city: cities[i % 5], zip: `${10_000 + i}` } }),
+        value: value({
+          name: `User ${i}`,
+          plan: i % 3 === 0 ? "pro" : "free",
+          logins: i * 7,
+          tags: ["beta", "emea"].slice(0, i % 3),
+          address: { city: cities[i % 5], zip: `${10_000 + i}` },
+        }),
         label1: `city:${cities[i % 5]}`,
         ttl: i % 4 === 0 ? { kind: { case: "seconds" as const, value: 3600 * (i + 1) } } : undefined,
       })),
-      ...Array.from({ length: 8 }, (_, i) => ({ key: `orders:2025-0${(i % 9) + 1}-1${i}`, value: value({ total: 19.5 * (i + 1), items: i + 1 }), label2: `status:${i % 2 ? "open" : "shipped"}` })),
+      ...Array.from({ length: 8 }, (_, i) => ({
+        key: `orders:2025-0${(i % 9) + 1}-1${i}`,
+        value: value({ total: 19.5 * (i + 1), items: i + 1 }),
+        label2: `status:${i % 2 ? "open" : "shipped"}`,
+      })),
       { key: "counters:visits", value: value(1234) },
       { key: "settings", value: value({ theme: "dark" }) },
     ],
@@ -73,7 +92,9 @@ try {
   await small.screenshot({ path: join(OUT, "explore-390.png") });
   await phone.close();
   const script = bundle.files.find((file) => file.name.endsWith(".js"))!;
-  console.log(`screenshots in ${OUT}; bundle ${script.name}: ${(script.bytes / 1024).toFixed(1)} KB (${(script.gzipBytes / 1024).toFixed(1)} KB gzip)`);
+  console.log(
+    `screenshots in ${OUT}; bundle ${script.name}: ${(script.bytes / 1024).toFixed(1)} KB (${(script.gzipBytes / 1024).toFixed(1)} KB gzip)`,
+  );
 } finally {
   await browser.close();
   server.child.kill("SIGTERM");

@@ -99,7 +99,12 @@ function main(): number {
     return 2;
   }
   const key = generateKey();
-  const entry = { id: values.id, sha256: hashKey(key), ...(values.environment === undefined ? {} : { environment: values.environment }), role: values.role };
+  const entry = {
+    id: values.id,
+    sha256: hashKey(key),
+    ...(values.environment === undefined ? {} : { environment: values.environment }),
+    role: values.role,
+  };
   save([...keys, entry]);
   const scope = values.environment ?? "every environment";
   console.error(`added '${values.id}' (${scope}, ${values.role}) to ${values.file}; the key is shown once:`);

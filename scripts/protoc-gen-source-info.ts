@@ -1,11 +1,6 @@
 import { readFileSync } from "node:fs";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import {
-  CodeGeneratorRequestSchema,
-  CodeGeneratorResponse_Feature,
-  CodeGeneratorResponseSchema,
-  SourceCodeInfoSchema,
-} from "@bufbuild/protobuf/wkt";
+import { CodeGeneratorRequestSchema, CodeGeneratorResponse_Feature, CodeGeneratorResponseSchema, SourceCodeInfoSchema } from "@bufbuild/protobuf/wkt";
 
 /**
  * A protoc/buf plugin run by `npx buf generate` next to protoc-gen-es: it

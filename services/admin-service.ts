@@ -1,11 +1,7 @@
 import { fromJson, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import {
-  AdminService,
-  type ExportedItem,
-  type ExportedItemSchema,
-} from "../gen/larder/admin/v1/admin_pb.js";
+import { AdminService, type ExportedItem, type ExportedItemSchema } from "../gen/larder/admin/v1/admin_pb.js";
 import { isEnvironmentName, type Principal } from "./access/api-keys.js";
 import { principalKey } from "./access/principal.js";
 import { checkManages, mayManage } from "./access/tenancy.js";
@@ -112,7 +108,8 @@ export function createAdminService({ engine, clock = Date.now }: AdminServiceDep
       try {
         const store = await existing(named(context, request.name));
         for await (const chunk of readAll(store, clock)) {
-          for (const message of sizedRuns(chunk, (item) => itemSize(item.key, item.value, item.labels), { bytes: EXPORT_MESSAGE_BYTES })) yield { items: message.map(toExported) };
+          for (const message of sizedRuns(chunk, (item) => itemSize(item.key, item.value, item.labels), { bytes: EXPORT_MESSAGE_BYTES }))
+            yield { items: message.map(toExported) };
         }
       } catch (error) {
         throw toConnectError(error);
@@ -174,7 +171,6 @@ async function* readAll(store: Store, clock: () => number): AsyncGenerator<ItemR
   }
 }
 
-
 function toExported(item: ItemRecord): MessageInitShape<typeof ExportedItemSchema> {
   return {
     key: item.key.full,
@@ -191,9 +187,7 @@ function fromExported(item: ExportedItem): SetInput {
     unsetAttributes: [],
     overwrite: true,
     ttl: item.ttl && { at: timestampToMs(item.ttl) },
-    labels: labelsOf(item).map((label) =>
-      label === undefined ? undefined : { set: label },
-    ),
+    labels: labelsOf(item).map((label) => (label === undefined ? undefined : { set: label })),
     removeNulls: false,
   };
 }

@@ -1,7 +1,6 @@
 import { isLoopback } from "./config.js";
 import type { NodeHandler } from "./http/node-handler.js";
 
-
 /**
  * The headers by which a caller offers to take a compressed response: gRPC and
  * gRPC-Web (`grpc-accept-encoding`), Connect streams (`connect-accept-encoding`)

@@ -63,7 +63,11 @@ export const SETTINGS: readonly Setting[] = [
   { name: "MONGODB_URI", fallback: "", about: "MongoDB connection string (replica set, 6.0+) for LARDER_ENGINE=mongodb." },
   { name: "LARDER_MONGODB_DB_PREFIX", fallback: "larder_", about: "Database name prefix: environment `prod` is database `larder_prod`." },
   { name: "LARDER_LOG_LEVEL", fallback: "info", about: "fatal, error, warn, info, debug (one line per call), trace or silent." },
-  { name: "LARDER_MAX_MESSAGE_BYTES", fallback: String(16 * MIB), about: "Largest request or response message (at least 11 MiB: 25 items of 400 KB)." },
+  {
+    name: "LARDER_MAX_MESSAGE_BYTES",
+    fallback: String(16 * MIB),
+    about: "Largest request or response message (at least 11 MiB: 25 items of 400 KB).",
+  },
   { name: "LARDER_SHUTDOWN_GRACE_MS", fallback: "10000", about: "How long in-flight calls may finish after SIGTERM/SIGINT." },
   { name: "LARDER_KEYS_FILE", fallback: "", about: "API keys file (JSON, hashed keys). Unset: no keys, loopback only, environment `default`." },
   { name: "LARDER_TLS_CERT", fallback: "", about: "PEM certificate file; with LARDER_TLS_KEY the port speaks TLS (h2 and HTTP/1.1 by ALPN)." },
@@ -73,7 +77,11 @@ export const SETTINGS: readonly Setting[] = [
     fallback: "grpc.reflection.v1.ServerReflection,grpc.reflection.v1alpha.ServerReflection,grpc.health.v1.Health",
     about: "Services callable without an API key (comma-separated; empty: none).",
   },
-  { name: "LARDER_CHANGE_RETENTION_MS", fallback: String(24 * 60 * 60 * 1000), about: "How long change events stay resumable (on MongoDB also bounded by the oplog)." },
+  {
+    name: "LARDER_CHANGE_RETENTION_MS",
+    fallback: String(24 * 60 * 60 * 1000),
+    about: "How long change events stay resumable (on MongoDB also bounded by the oplog).",
+  },
   {
     name: "LARDER_IDEMPOTENCY_WINDOW_MS",
     fallback: String(24 * 60 * 60 * 1000),
@@ -85,7 +93,11 @@ export const SETTINGS: readonly Setting[] = [
     about: "Changes a Watch may fall behind the newest before it is ended with SUBSCRIBER_TOO_SLOW (it resumes with its last token).",
   },
   { name: "LARDER_SWEEP_INTERVAL_MS", fallback: "5000", about: "How often expired items are deleted (each with a `deleted` event)." },
-  { name: "LARDER_DURABILITY", fallback: "normal", about: "`normal`: acknowledged writes survive a process crash; `full`: also power loss (slower)." },
+  {
+    name: "LARDER_DURABILITY",
+    fallback: "normal",
+    about: "`normal`: acknowledged writes survive a process crash; `full`: also power loss (slower).",
+  },
   { name: "LARDER_MAX_IN_FLIGHT", fallback: "1024", about: "Unary calls served at once; past it calls get RESOURCE_EXHAUSTED." },
   {
     name: "LARDER_MAX_IN_FLIGHT_PER_CONNECTION",
@@ -215,7 +227,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     compressLoopback: oneOf(read("LARDER_COMPRESS_LOOPBACK"), ["true", "false"] as const, "LARDER_COMPRESS_LOOPBACK") === "true",
     corsOrigins: corsOrigins(read("LARDER_CORS_ORIGINS")),
     maxPublicStreams: integer(read("LARDER_MAX_PUBLIC_STREAMS"), "LARDER_MAX_PUBLIC_STREAMS", 1, 1_000_000),
-    maxPublicStreamsPerConnection: integer(read("LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION"), "LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION", 1, 1_000_000),
+    maxPublicStreamsPerConnection: integer(
+      read("LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION"),
+      "LARDER_MAX_PUBLIC_STREAMS_PER_CONNECTION",
+      1,
+      1_000_000,
+    ),
     http2MaxConcurrentStreams: integer(read("LARDER_HTTP2_MAX_CONCURRENT_STREAMS"), "LARDER_HTTP2_MAX_CONCURRENT_STREAMS", 1, 1_000_000),
   };
 }
@@ -289,12 +306,7 @@ function oneOf<T extends string>(text: string, allowed: readonly T[], name: stri
 
 /** `--help`: every setting with its default. */
 export function helpText(): string {
-  const lines = [
-    "larder: the @ampt/data programming model as a gRPC / Connect service.",
-    "",
-    "Configuration (environment variables):",
-    "",
-  ];
+  const lines = ["larder: the @ampt/data programming model as a gRPC / Connect service.", "", "Configuration (environment variables):", ""];
   for (const setting of SETTINGS) {
     lines.push(`  ${setting.name.padEnd(28)} ${setting.about}`);
     if (setting.fallback) lines.push(`  ${"".padEnd(28)} default: ${setting.fallback}`);

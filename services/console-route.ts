@@ -57,7 +57,6 @@ const HASHED_ASSET = /^[a-z]+-[A-Z0-9]{8}\.(js|css|map)$/;
 /** Only plain names of files at the top of the directory: no path, so nothing outside it can be named. */
 const SERVABLE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*\.[a-z]{2,4}$/;
 
-
 /**
  * Where `npm run build` puts the console: dist/console from the repository
  * root, whether this module runs from the sources (services/) or from the
@@ -78,7 +77,10 @@ export function isConsolePath(url: string | undefined): boolean {
 export async function serveConsole(request: NodeRequest, response: NodeResponse, directory = consoleDirectory()): Promise<void> {
   const method = request.method ?? "GET";
   if (method !== "GET" && method !== "HEAD") {
-    return send(response, method, 405, "text/plain; charset=utf-8", "Method not allowed: the console is read with GET\n", { allow: "GET, HEAD", "cache-control": "no-store" });
+    return send(response, method, 405, "text/plain; charset=utf-8", "Method not allowed: the console is read with GET\n", {
+      allow: "GET, HEAD",
+      "cache-control": "no-store",
+    });
   }
   const path = (request.url ?? "").split("?")[0];
   const name = path === CONSOLE_PATH || path === `${CONSOLE_PATH}/` ? "index.html" : path.slice(CONSOLE_PATH.length + 1);
@@ -88,7 +90,14 @@ export async function serveConsole(request: NodeRequest, response: NodeResponse,
     body = await readFile(join(directory, name));
   } catch {
     if (name === "index.html") {
-      return send(response, method, 404, "text/plain; charset=utf-8", "The console is not built: run `npm run build` (npm start does), then reload.\n", { "cache-control": "no-store" });
+      return send(
+        response,
+        method,
+        404,
+        "text/plain; charset=utf-8",
+        "The console is not built: run `npm run build` (npm start does), then reload.\n",
+        { "cache-control": "no-store" },
+      );
     }
     return notFound(response, method);
   }

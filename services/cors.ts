@@ -2,7 +2,6 @@ import type http from "node:http";
 import { cors as connectCors } from "@connectrpc/connect";
 import type { NodeHandler } from "./http/node-handler.js";
 
-
 /*
  * What gRPC-Web and Connect clients in a browser send and must read: Connect's
  * own lists (`cors` of @connectrpc/connect), plus Larder's: `authorization` for
@@ -33,7 +32,9 @@ export function corsHandler(handler: NodeHandler, origins: readonly string[]): N
           code: "permission_denied",
           message: "This origin may not call Larder from a browser: add it to LARDER_CORS_ORIGINS",
         });
-        (response as http.ServerResponse).writeHead(403, { "content-type": "application/json", "content-length": Buffer.byteLength(body), vary: "origin" }).end(body);
+        (response as http.ServerResponse)
+          .writeHead(403, { "content-type": "application/json", "content-length": Buffer.byteLength(body), vary: "origin" })
+          .end(body);
         return;
       }
       handler(request, response);

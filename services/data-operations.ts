@@ -57,7 +57,10 @@ export class DataOperations {
   }
 
   /** A page of a key's retained changes, newest first, with `lastKey` iff older ones follow (P6). */
-  async history(input: { key: string; limit: number; start: string }, reads: ReadOptions = {}): Promise<{ entries: HistoryEntry[]; lastKey?: string }> {
+  async history(
+    input: { key: string; limit: number; start: string },
+    reads: ReadOptions = {},
+  ): Promise<{ entries: HistoryEntry[]; lastKey?: string }> {
     const key = singleKey(input.key, "History");
     const limit = resolveLimit(input.limit);
     const before = input.start === "" ? undefined : input.start;
@@ -105,11 +108,7 @@ export class DataOperations {
     return outcome.item;
   }
 
-  async batchSet(
-    items: readonly SetInput[],
-    options: { overwrite?: boolean; removeNulls: boolean },
-    idempotencyKey = "",
-  ): Promise<ItemRecord[]> {
+  async batchSet(items: readonly SetInput[], options: { overwrite?: boolean; removeNulls: boolean }, idempotencyKey = ""): Promise<ItemRecord[]> {
     const now = this.clock();
     const plans = planBatchSet(items, options, now);
     const outcomes = await this.store.setMany(plans, now, idempotent(idempotencyKey, "batchSet", [items, options]));
@@ -138,10 +137,7 @@ export class DataOperations {
       rawKeys.map((raw) => {
         const key = parseKey(raw);
         if (looksLikeExpression(key)) {
-          throw invalidArgument(
-            "INVALID_KEY",
-            "You cannot delete items using conditionals. Please remove each item separately.",
-          );
+          throw invalidArgument("INVALID_KEY", "You cannot delete items using conditionals. Please remove each item separately.");
         }
         return key;
       }),
@@ -211,12 +207,11 @@ const MAX_IDEMPOTENCY_KEY_BYTES = 128;
 function idempotent(key: string, operation: string, request: unknown): { idempotency?: IdempotentWrite } {
   if (key === "") return {};
   if (Buffer.byteLength(key, "utf8") > MAX_IDEMPOTENCY_KEY_BYTES || key.trim() !== key) {
-    throw invalidArgument(
-      "INVALID_OPTION",
-      `An idempotency key has 1 to ${MAX_IDEMPOTENCY_KEY_BYTES} bytes and no leading or trailing whitespace`,
-    );
+    throw invalidArgument("INVALID_OPTION", `An idempotency key has 1 to ${MAX_IDEMPOTENCY_KEY_BYTES} bytes and no leading or trailing whitespace`);
   }
-  const fingerprint = createHash("sha256").update(JSON.stringify([operation, request])).digest("base64url");
+  const fingerprint = createHash("sha256")
+    .update(JSON.stringify([operation, request]))
+    .digest("base64url");
   return { idempotency: { key, fingerprint } };
 }
 

@@ -117,20 +117,29 @@ export function createDataService(deps: DataServiceDeps): ServiceImpl<typeof Dat
     },
     async batchSet(request: BatchSetRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof BatchSetResponseSchema>> {
       const operations = await operationsOf(context);
-      const items = await operations.batchSet(request.items.map((item) => toBatchInput(item, request.removeNulls)), {
-        overwrite: request.overwrite,
-        removeNulls: request.removeNulls ?? true,
-      }, request.idempotencyKey);
+      const items = await operations.batchSet(
+        request.items.map((item) => toBatchInput(item, request.removeNulls)),
+        {
+          overwrite: request.overwrite,
+          removeNulls: request.removeNulls ?? true,
+        },
+        request.idempotencyKey,
+      );
       return { items: items.map((item) => toItem(item, form)) };
     },
     async add(request: AddRequest, context: HandlerContext, form: ValueForm): Promise<Init<typeof AddResponseSchema>> {
-      const item = await (await operationsOf(context)).add({
-        key: request.key,
-        attribute: request.attribute,
-        amount: request.amount,
-        overwrite: request.overwrite,
-        ifVersion: versionOf(request.ifVersion),
-      }, request.idempotencyKey);
+      const item = await (
+        await operationsOf(context)
+      ).add(
+        {
+          key: request.key,
+          attribute: request.attribute,
+          amount: request.amount,
+          overwrite: request.overwrite,
+          ifVersion: versionOf(request.ifVersion),
+        },
+        request.idempotencyKey,
+      );
       return { item: toItem(item, form) };
     },
     async remove(request: RemoveRequest, context: HandlerContext): Promise<Init<typeof RemoveResponseSchema>> {
@@ -354,9 +363,7 @@ function toBatchInput(item: BatchSetItem, removeNulls: boolean | undefined): Set
     overwrite: true,
     ttl: toTtlInput(item.ttl),
     defaultValue: jsonOf(item.defaultValue),
-    labels: labelsOf(item).map((label) =>
-      label === undefined ? undefined : { set: label },
-    ),
+    labels: labelsOf(item).map((label) => (label === undefined ? undefined : { set: label })),
     removeNulls: removeNulls ?? true,
   };
 }

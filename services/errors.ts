@@ -31,9 +31,7 @@ export function toConnectError(error: unknown): ConnectError {
 }
 
 export function withReason(message: string, code: Code, reason: Reason): ConnectError {
-  return new ConnectError(message, code, undefined, [
-    { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN } },
-  ]);
+  return new ConnectError(message, code, undefined, [{ desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN } }]);
 }
 
 /** Runs a unary handler body so that whatever it throws leaves as a ConnectError. */

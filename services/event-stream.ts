@@ -11,7 +11,6 @@ import { withReason } from "./errors.js";
 import { answerError } from "./protocol-answers.js";
 import type { NodeRequest, NodeResponse } from "./http/node-handler.js";
 
-
 export const EVENTS_PATH = "/events";
 export const TICKET_PATH = "/events/ticket";
 
@@ -57,7 +56,12 @@ export function eventStreamRoutes({ watch, keys }: EventStreamOptions) {
 
   function issueTicket(request: NodeRequest, response: NodeResponse): void {
     if (request.method !== "POST") {
-      answerError(request, response, withReason(`${TICKET_PATH} is called with POST and 'authorization: Bearer <key>'`, Code.Unimplemented, "HTTP_METHOD_NOT_ALLOWED"), 405);
+      answerError(
+        request,
+        response,
+        withReason(`${TICKET_PATH} is called with POST and 'authorization: Bearer <key>'`, Code.Unimplemented, "HTTP_METHOD_NOT_ALLOWED"),
+        405,
+      );
       return;
     }
     const authorization = String(request.headers.authorization ?? "");
@@ -65,11 +69,29 @@ export function eventStreamRoutes({ watch, keys }: EventStreamOptions) {
       const presented = bearerKey(authorization);
       const principal = presented === undefined ? undefined : authenticate(keys, presented);
       if (!principal) {
-        answerError(request, response, withReason("A ticket needs a valid key: send 'authorization: Bearer <key>'", Code.Unauthenticated, presented === undefined ? "API_KEY_MISSING" : "API_KEY_UNKNOWN"), 401);
+        answerError(
+          request,
+          response,
+          withReason(
+            "A ticket needs a valid key: send 'authorization: Bearer <key>'",
+            Code.Unauthenticated,
+            presented === undefined ? "API_KEY_MISSING" : "API_KEY_UNKNOWN",
+          ),
+          401,
+        );
         return;
       }
       if (!roleAllows(principal.role, DATA_SERVICE, "Watch")) {
-        answerError(request, response, withReason(`The API key '${principal.keyId}' has the role '${principal.role}', which may not watch events`, Code.PermissionDenied, "ROLE_NOT_ALLOWED"), 403);
+        answerError(
+          request,
+          response,
+          withReason(
+            `The API key '${principal.keyId}' has the role '${principal.role}', which may not watch events`,
+            Code.PermissionDenied,
+            "ROLE_NOT_ALLOWED",
+          ),
+          403,
+        );
         return;
       }
     }
@@ -82,12 +104,19 @@ export function eventStreamRoutes({ watch, keys }: EventStreamOptions) {
     tickets.set(ticket, { authorization, expires: now + TICKET_MS });
     const body = JSON.stringify({ ticket, expiresInSeconds: TICKET_MS / 1000 });
     request.resume();
-    (response as http.ServerResponse).writeHead(200, { "content-type": "application/json", "cache-control": "no-store", "content-length": Buffer.byteLength(body) }).end(body);
+    (response as http.ServerResponse)
+      .writeHead(200, { "content-type": "application/json", "cache-control": "no-store", "content-length": Buffer.byteLength(body) })
+      .end(body);
   }
 
   async function stream(request: NodeRequest, response: NodeResponse): Promise<void> {
     if (request.method !== "GET") {
-      answerError(request, response, withReason(`${EVENTS_PATH} is called with GET (curl -N, or a browser's EventSource)`, Code.Unimplemented, "HTTP_METHOD_NOT_ALLOWED"), 405);
+      answerError(
+        request,
+        response,
+        withReason(`${EVENTS_PATH} is called with GET (curl -N, or a browser's EventSource)`, Code.Unimplemented, "HTTP_METHOD_NOT_ALLOWED"),
+        405,
+      );
       return;
     }
     const url = new URL(request.url ?? "/", "http://localhost");
@@ -102,7 +131,12 @@ export function eventStreamRoutes({ watch, keys }: EventStreamOptions) {
       const entry = tickets.get(ticket);
       tickets.delete(ticket);
       if (!entry || entry.expires < Date.now()) {
-        answerError(request, response, withReason(`The ticket is unknown, used or expired: get a new one with POST ${TICKET_PATH}`, Code.Unauthenticated, "API_KEY_UNKNOWN"), 401);
+        answerError(
+          request,
+          response,
+          withReason(`The ticket is unknown, used or expired: get a new one with POST ${TICKET_PATH}`, Code.Unauthenticated, "API_KEY_UNKNOWN"),
+          401,
+        );
         return;
       }
       authorization = entry.authorization;
@@ -147,7 +181,8 @@ export function eventStreamRoutes({ watch, keys }: EventStreamOptions) {
       for await (const { flags, data } of envelopes(answer.body)) {
         const json = JSON.parse(Buffer.from(data).toString("utf8")) as Record<string, unknown>;
         if (flags & END_STREAM) {
-          const error = json.error === undefined ? undefined : errorFromJson(json.error as never, undefined, new ConnectError("stream failed", Code.Unknown));
+          const error =
+            json.error === undefined ? undefined : errorFromJson(json.error as never, undefined, new ConnectError("stream failed", Code.Unknown));
           if (!error) break;
           if (!started) {
             // Before the stream starts: an HTTP error, which EventSource takes as final (no retry loop on a refusal).
@@ -155,7 +190,9 @@ export function eventStreamRoutes({ watch, keys }: EventStreamOptions) {
             return;
           }
           const reason = error.findDetails(ErrorInfoSchema)[0]?.reason;
-          await send(`event: error\ndata: ${JSON.stringify({ code: codeToString(error.code), message: error.rawMessage, ...(reason ? { reason } : {}) })}\n\n`);
+          await send(
+            `event: error\ndata: ${JSON.stringify({ code: codeToString(error.code), message: error.rawMessage, ...(reason ? { reason } : {}) })}\n\n`,
+          );
           break;
         }
         if (json.started) {

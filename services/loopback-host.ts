@@ -4,7 +4,6 @@ import { quote } from "../core/errors.js";
 import { answerError, refusal } from "./protocol-answers.js";
 import type { NodeHandler } from "./http/node-handler.js";
 
-
 /**
  * Without a keys file every caller has every right, which is safe only
  * because the port listens on loopback. A web page from anywhere can still

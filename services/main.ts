@@ -39,7 +39,10 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logLevel);
   const environments = keys ? boundEnvironments(keys) : [LOCAL_PRINCIPAL.environment!];
-  const metrics = config.metricsPort === undefined ? undefined : new LarderMetrics({ engine: config.engine, environments, changeRetentionMs: config.changeRetentionMs });
+  const metrics =
+    config.metricsPort === undefined
+      ? undefined
+      : new LarderMetrics({ engine: config.engine, environments, changeRetentionMs: config.changeRetentionMs });
   const feedHealth = new FeedHealth(log);
   const engine = await openEngine(config, log, metrics?.engineObserver, feedHealth);
   await openEnvironments(engine, environments);
@@ -69,7 +72,11 @@ async function main(): Promise<void> {
       "API keys will cross the network in cleartext: set LARDER_TLS_CERT and LARDER_TLS_KEY, or terminate TLS in front of Larder",
     );
   }
-  const { host, port, metrics: metricsAddress } = await server.listen().catch((error: NodeJS.ErrnoException) => {
+  const {
+    host,
+    port,
+    metrics: metricsAddress,
+  } = await server.listen().catch((error: NodeJS.ErrnoException) => {
     if (error.code === "EADDRINUSE") {
       throw new Error(`${config.host}:${config.port} is already in use; choose another LARDER_PORT (0: any free port)`);
     }

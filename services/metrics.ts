@@ -431,11 +431,7 @@ export class LarderMetrics {
         "Time between the oplog's first and last entries: how far back a change stream can resume, whatever LARDER_CHANGE_RETENTION_MS says.",
         (window) => (window.last - window.first) / 1000,
       );
-      oplog(
-        "larder_mongodb_oplog_oldest_timestamp_seconds",
-        "Time (Unix seconds) of the oplog's first entry.",
-        (window) => window.first / 1000,
-      );
+      oplog("larder_mongodb_oplog_oldest_timestamp_seconds", "Time (Unix seconds) of the oplog's first entry.", (window) => window.first / 1000);
       perEnvironment("larder_mongodb_feed_ring_events", "Changes held in memory for Watch subscribers, by environment.", (f) => f.feedRing?.events);
       perEnvironment(
         "larder_mongodb_feed_ring_capacity",
@@ -457,7 +453,6 @@ export class LarderMetrics {
     }
     return this.figuresRead;
   }
-
 }
 
 /**

@@ -173,7 +173,10 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
       refused++;
       const error =
         publicStreams >= max
-          ? overloaded(`The server is at its limit of ${max} open health and reflection streams; retry with exponential backoff`, "TOO_MANY_PUBLIC_STREAMS")
+          ? overloaded(
+              `The server is at its limit of ${max} open health and reflection streams; retry with exponential backoff`,
+              "TOO_MANY_PUBLIC_STREAMS",
+            )
           : overloaded(
               `This connection is at its limit of ${maxPerConnection} open health and reflection streams; close one, or retry with exponential backoff`,
               "TOO_MANY_PUBLIC_STREAMS_ON_CONNECTION",
@@ -237,7 +240,7 @@ export function admissionGate(handler: NodeHandler, limits: AdmissionLimits): Ad
 
 /** The HTTP/2 session a request came on, or its HTTP/1.1 socket. */
 function connectionOf(request: NodeRequest): object {
-  return "stream" in request && request.stream ? request.stream.session ?? request.socket : request.socket;
+  return "stream" in request && request.stream ? (request.stream.session ?? request.socket) : request.socket;
 }
 
 /** A refused request's body is read and dropped up to this size and this long; past either the stream or socket is closed. */

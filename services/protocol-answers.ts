@@ -8,7 +8,6 @@ import { quote, type Reason } from "../core/errors.js";
 import { withReason } from "./errors.js";
 import type { NodeHandler, NodeRequest, NodeResponse } from "./http/node-handler.js";
 
-
 export type Protocol = "grpc" | "grpc-web" | "connect";
 
 /** The protocol a request's content type names; anything else (curl, a browser, nothing) is answered as Connect, in JSON. */
@@ -78,7 +77,10 @@ export function writeError(
   }
   const status = new Headers();
   setTrailerStatus(status, error);
-  const headers: Record<string, string> = { ...extra, "content-type": protocol === "grpc-web" ? "application/grpc-web+proto" : "application/grpc+proto" };
+  const headers: Record<string, string> = {
+    ...extra,
+    "content-type": protocol === "grpc-web" ? "application/grpc-web+proto" : "application/grpc+proto",
+  };
   status.forEach((value, key) => (headers[key] = value));
   if (protocol === "grpc" && "stream" in request && request.stream) {
     // Trailers-only: one HEADERS frame that ends the stream, where gRPC clients look for the status.
@@ -137,9 +139,14 @@ export function protocolChecks(handler: NodeHandler, routes: ReadonlyMap<string,
       if (!route.supportedContentType(contentType)) {
         const given = contentType === "" ? "No content type" : `The content type '${quote(contentType)}' is not one ${name} takes`;
         const connectTypes =
-          method.methodKind === "unary" ? "'application/json' (Connect JSON, as curl sends) or 'application/proto'" : "'application/connect+json' or 'application/connect+proto'";
+          method.methodKind === "unary"
+            ? "'application/json' (Connect JSON, as curl sends) or 'application/proto'"
+            : "'application/connect+json' or 'application/connect+proto'";
         // Watch is what curl users reach for: its plain-HTTP form is /events.
-        const events = method.methodKind === "server_streaming" && method.name === "Watch" ? "; to follow events with curl or EventSource: GET /events?filter=…" : "";
+        const events =
+          method.methodKind === "server_streaming" && method.name === "Watch"
+            ? "; to follow events with curl or EventSource: GET /events?filter=…"
+            : "";
         const error = refusal(
           `${given}: send content-type ${connectTypes}, 'application/grpc' (gRPC) or 'application/grpc-web' (gRPC-Web)${events}`,
           Code.InvalidArgument,

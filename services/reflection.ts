@@ -1,11 +1,7 @@
 import { clone, fromBinary, toBinary, type DescFile, type DescMessage, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, SourceCodeInfoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
-import {
-  ServerReflection,
-  type ServerReflectionRequest,
-  type ServerReflectionResponseSchema,
-} from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection, type ServerReflectionRequest, type ServerReflectionResponseSchema } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { sourceInfo } from "../gen/source_info.js";
 import { quote } from "../core/errors.js";
@@ -18,11 +14,7 @@ type Response = MessageInitShape<typeof ServerReflectionResponseSchema>;
  * built from: `grpcurl -plaintext HOST:PORT list` and `describe` work with
  * no .proto files at hand.
  */
-export function registerReflection(
-  router: ConnectRouter,
-  services: readonly DescService[],
-  extraFiles: readonly DescFile[] = [],
-): void {
+export function registerReflection(router: ConnectRouter, services: readonly DescService[], extraFiles: readonly DescFile[] = []): void {
   const all = [...services, ServerReflection, ServerReflectionAlpha];
   const answer = reflectionAnswers(all, extraFiles);
   const impl: ServiceImpl<typeof ServerReflection> = {
@@ -134,7 +126,6 @@ function withDependencies(files: readonly DescFile[]): DescFile[] {
   files.forEach(visit);
   return [...seen.values()];
 }
-
 
 /** Every fully-qualified name a client may ask about, with the file that declares it. */
 function symbolTable(files: readonly DescFile[]): Map<string, DescFile> {

@@ -15,7 +15,6 @@ export function requestIdOf(given: string | string[] | undefined): string {
   return typeof given === "string" && ACCEPTED.test(given) ? given : randomUUID();
 }
 
-
 /**
  * Gives every HTTP request an id before anything answers it: the caller's
  * `x-request-id`, or a new one. The answer carries it in every protocol,

@@ -129,9 +129,7 @@ export function createLarderServer({ config, engine: openedEngine, log, keys, in
     services: [...served, ServerReflection, ServerReflectionAlpha],
     exempt: new Set([Health.typeName]),
     publicStreams: { services: publicSurfaces, max: config.maxPublicStreams, maxPerConnection: config.maxPublicStreamsPerConnection },
-    onRefused:
-      metrics &&
-      (({ reason, method, request }) => metrics.refusedCall(reason, method, protocolOf(request.headers["content-type"]))),
+    onRefused: metrics && (({ reason, method, request }) => metrics.refusedCall(reason, method, protocolOf(request.headers["content-type"]))),
   });
   const answered = config.compressLoopback ? gated : loopbackUncompressed(gated);
   // A wrong path, HTTP method or content type is answered in the caller's protocol, saying what to send.

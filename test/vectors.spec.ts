@@ -90,7 +90,9 @@ function match(actual: unknown, expected: unknown, saved: Saved, path: string): 
     return;
   }
   if (isForm(expected, "$length")) {
-    expect(actual, path).to.be.an("array").with.length(expected.$length as number);
+    expect(actual, path)
+      .to.be.an("array")
+      .with.length(expected.$length as number);
     return;
   }
   if (isForm(expected, "$keysItems") || isForm(expected, "$repeat") || isForm(expected, "$concat")) {
@@ -139,7 +141,8 @@ async function runCase(data: LarderData, testCase: Case): Promise<void> {
           break;
         case "collectAll": {
           const items: unknown[] = [];
-          let page = (await (data.get as (...a: unknown[]) => Promise<unknown>)(...args)) as { items: unknown[]; next?: () => Promise<unknown> } | undefined;
+          let page = (await (data.get as (...a: unknown[]) => Promise<unknown>)(...args)) as
+            { items: unknown[]; next?: () => Promise<unknown> } | undefined;
           while (page) {
             items.push(...page.items);
             page = page.next ? ((await page.next()) as typeof page) : undefined;

@@ -34,7 +34,11 @@ export function authInterceptor({ keys, publicServices }: AuthOptions): Intercep
     const presented = bearerKey(header);
     if (presented === undefined) {
       // The header's value is never echoed: it may well be the key itself.
-      throw withReason("The authorization header must be 'Bearer <key>' (the word Bearer, a space, then the key)", Code.Unauthenticated, "API_KEY_MALFORMED");
+      throw withReason(
+        "The authorization header must be 'Bearer <key>' (the word Bearer, a space, then the key)",
+        Code.Unauthenticated,
+        "API_KEY_MALFORMED",
+      );
     }
     const principal = authenticate(keys, presented);
     if (!principal) throw withReason("Unknown API key", Code.Unauthenticated, "API_KEY_UNKNOWN");
@@ -46,8 +50,7 @@ export function authInterceptor({ keys, publicServices }: AuthOptions): Intercep
 
 /** PERMISSION_DENIED for a call the key's role does not allow (also for each operation of a Pipeline). */
 export function roleRefusal(principal: Principal, service: string, method: string): ConnectError {
-  const why =
-    principal.role === OPERATOR ? "; an operator key is bound to no environment, so data calls take a key bound to the environment" : "";
+  const why = principal.role === OPERATOR ? "; an operator key is bound to no environment, so data calls take a key bound to the environment" : "";
   return withReason(
     `The API key '${principal.keyId}' has the role '${principal.role}', which may not call ${service}/${method}${why}`,
     Code.PermissionDenied,

@@ -4,7 +4,6 @@ import { createData } from "../../client/browser.js";
 import { REPO_ROOT, useServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
 
-
 describe("client: the browser entry (client/browser.ts)", function () {
   this.timeout(60_000);
 
@@ -26,7 +25,10 @@ describe("client: the browser entry (client/browser.ts)", function () {
     const imported = Object.values(result.metafile.inputs).flatMap((input) => input.imports.map((entry) => entry.path));
     expect(imported.filter((path) => nodeBuiltins.has(path))).to.deep.equal([]);
     const ownFiles = Object.keys(result.metafile.inputs).filter((path) => !path.startsWith("node_modules/"));
-    expect(ownFiles.every((path) => /^(client|gen|core)\//.test(path)), ownFiles.join(", ")).to.equal(true);
+    expect(
+      ownFiles.every((path) => /^(client|gen|core)\//.test(path)),
+      ownFiles.join(", "),
+    ).to.equal(true);
   });
 
   describe("against a live server, over fetch", () => {
@@ -35,7 +37,10 @@ describe("client: the browser entry (client/browser.ts)", function () {
     for (const transport of ["grpc-web", "connect"] as const) {
       it(`${transport}: reads, writes, pages and events work as in Node`, async () => {
         const data = createData({ url: running.url, transport });
-        await data.set([1, 2, 3].map((n) => ({ key: `${transport}:${n}`, value: n, label1: `l:${transport}` })), { overwrite: true });
+        await data.set(
+          [1, 2, 3].map((n) => ({ key: `${transport}:${n}`, value: n, label1: `l:${transport}` })),
+          { overwrite: true },
+        );
         expect(await data.get(`${transport}:2`)).to.equal(2);
         const first = await data.getByLabel("label1", `l:${transport}`, { limit: 2 });
         expect(first.items.map((item) => item.key)).to.deep.equal([`${transport}:1`, `${transport}:2`]);

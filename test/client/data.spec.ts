@@ -17,7 +17,10 @@ describe("client against a live server", () => {
     it(`the ${transport} transport: set, get, a paged query with next(), add and remove`, async () => {
       const data = createData({ url: running.url, transport });
       await data.seed([], true);
-      await data.set([1, 2, 3, 4, 5].map((n) => ({ key: `t:${n}`, value: { n } })), { overwrite: true });
+      await data.set(
+        [1, 2, 3, 4, 5].map((n) => ({ key: `t:${n}`, value: { n } })),
+        { overwrite: true },
+      );
       expect(await data.get("t:3")).to.deep.equal({ n: 3 });
       const seen: string[] = [];
       let page = await data.get<{ n: number }>("t:*", { limit: 2 });
@@ -46,7 +49,10 @@ describe("client against a live server", () => {
     expect(await data.count("1", "city:*")).to.equal(2);
     expect(await data.count("label2", "city:*")).to.equal(0);
     expect(await data.count("users:*x").catch((error: unknown) => error)).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_EXPRESSION" });
-    expect(await data.count("label9" as "label1", "city:*").catch((error: unknown) => error)).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_LABEL" });
+    expect(await data.count("label9" as "label1", "city:*").catch((error: unknown) => error)).to.include({
+      code: "INVALID_ARGUMENT",
+      reason: "INVALID_LABEL",
+    });
     await data.close();
   });
 
@@ -65,7 +71,10 @@ describe("client against a live server", () => {
     expect(await data.remove("doc:1", { ifVersion: 1 }).catch((error: unknown) => error)).to.include({ reason: "VERSION_MISMATCH" });
     expect(await data.remove("doc:1", { ifVersion: 2 })).to.equal(true);
     expect(await data.get("doc:1")).to.equal(undefined);
-    expect(await data.set("doc:2", 1, { ifVersion: -1 }).catch((error: unknown) => error)).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_OPTION" });
+    expect(await data.set("doc:2", 1, { ifVersion: -1 }).catch((error: unknown) => error)).to.include({
+      code: "INVALID_ARGUMENT",
+      reason: "INVALID_OPTION",
+    });
     const events: unknown[] = [];
     data.on("updated:doc:*", (event) => void events.push([event.item.version, event.previous.version]));
     await data.set("doc:3", 1);
@@ -104,7 +113,10 @@ describe("client against a live server", () => {
     expect(await data.get("hist:1", { asOf: updated, meta: true })).to.deep.include({ key: "hist:1", value: { title: "b" }, version: 2 });
     expect(await data.get("hist:1", { asOf: new Date() })).to.equal(undefined);
     const refused = (promise: Promise<unknown>) => promise.catch((error: unknown) => error);
-    expect(await refused(data.get("hist:1", { asOf: new Date(Date.now() + 60_000) }))).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_OPTION" });
+    expect(await refused(data.get("hist:1", { asOf: new Date(Date.now() + 60_000) }))).to.include({
+      code: "INVALID_ARGUMENT",
+      reason: "INVALID_OPTION",
+    });
     expect(await refused(data.get("hist:1", { asOf: new Date(Number.NaN) }))).to.include({ code: "INVALID_ARGUMENT", reason: "INVALID_OPTION" });
     expect(await refused(data.get("hist:1", { asOf: "yesterday" as unknown as Date }))).to.include({ reason: "INVALID_OPTION" });
     expect(await refused(data.get("hist:*", { asOf: created }))).to.include({ reason: "INVALID_OPTION" });
@@ -129,7 +141,13 @@ describe("client against a live server", () => {
   it("seed reads a JSON file when given a path (SE1)", async () => {
     const data = createData({ url: running.url });
     const file = join(mkdtempSync(join(tmpdir(), "larder-seed-")), "data.json");
-    writeFileSync(file, JSON.stringify([{ key: "s:1", value: 1, label1: "l:1" }, { key: "s:2", value: { a: 2 } }]));
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { key: "s:1", value: 1, label1: "l:1" },
+        { key: "s:2", value: { a: 2 } },
+      ]),
+    );
     expect(await data.seed(file, { overwrite: true })).to.deep.equal({ items: 2 });
     expect(await data.getByLabel("label1", "l:*")).to.deep.equal({ items: [{ key: "s:1", value: 1 }] });
     const missing = await data.seed(join(tmpdir(), "no-such-file.json")).catch((error: unknown) => error);

@@ -86,16 +86,7 @@ describe("client events (data.on)", () => {
     emit("ns:b");
     await tick(100);
     await dispatcher.close();
-    expect(calls).to.deep.equal([
-      "first 1 start",
-      "first 1 end",
-      "second 1",
-      "third 1",
-      "first 2 start",
-      "first 2 end",
-      "second 2",
-      "third 2",
-    ]);
+    expect(calls).to.deep.equal(["first 1 start", "first 1 end", "second 1", "third 1", "first 2 start", "first 2 end", "second 2", "third 2"]);
   });
 
   it("EV8: different namespaces proceed in parallel", async () => {
@@ -165,10 +156,14 @@ describe("client events (data.on)", () => {
     const { clock } = fastClock();
     const dispatcher = new EventDispatcher(source, { clock, initialBackoffMs: 10 });
     let attempts = 0;
-    dispatcher.on("*", async () => {
-      attempts++;
-      if (attempts === 1) await tick(80);
-    }, 20);
+    dispatcher.on(
+      "*",
+      async () => {
+        attempts++;
+        if (attempts === 1) await tick(80);
+      },
+      20,
+    );
     await dispatcher.ready();
     emit("ns:a");
     await tick(200);
@@ -238,7 +233,10 @@ describe("client events (data.on)", () => {
   });
 
   it("ready() rejects while the server refuses the stream for good (PERMISSION_DENIED, UNAUTHENTICATED)", async () => {
-    for (const [code, name] of [[Code.PermissionDenied, "PERMISSION_DENIED"], [Code.Unauthenticated, "UNAUTHENTICATED"]] as const) {
+    for (const [code, name] of [
+      [Code.PermissionDenied, "PERMISSION_DENIED"],
+      [Code.Unauthenticated, "UNAUTHENTICATED"],
+    ] as const) {
       // eslint-disable-next-line require-yield -- a source the server refuses before its first message
       const refusing: WatchSource = async function* () {
         throw new ConnectError("the key's role 'read' may not call Watch", code);
@@ -246,7 +244,10 @@ describe("client events (data.on)", () => {
       const { clock } = fastClock();
       const dispatcher = new EventDispatcher(refusing, { clock, log: () => {} });
       dispatcher.on("*", () => {});
-      const failure = await dispatcher.ready().then(() => undefined, (error: unknown) => error);
+      const failure = await dispatcher.ready().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
       await dispatcher.close();
       expect(failure, name).to.be.instanceOf(LarderError).and.include({ code: name, message: "the key's role 'read' may not call Watch" });
     }
@@ -264,11 +265,7 @@ describe("client events (data.on)", () => {
     await tick();
     await dispatcher.close();
     // The stored position would be refused again: a plain Watch gives the head, and the stream resumes there.
-    expect(script.requests).to.deep.equal([
-      { resumeToken: undefined, subscription: "mailer" },
-      {},
-      { resumeToken: "1.0", subscription: "mailer" },
-    ]);
+    expect(script.requests).to.deep.equal([{ resumeToken: undefined, subscription: "mailer" }, {}, { resumeToken: "1.0", subscription: "mailer" }]);
   });
 
   it("a refused stream is reported in one line (code, reason, message), once, not at every retry", async () => {
@@ -291,7 +288,9 @@ describe("client events (data.on)", () => {
       console.error = original;
     }
     expect(printed).to.deep.equal([
-      ["[larder events] the server refuses the event stream: PERMISSION_DENIED (ROLE_NOT_ALLOWED): the key's role 'read' may not call Watch; retrying with backoff (data.ready() rejects meanwhile)"],
+      [
+        "[larder events] the server refuses the event stream: PERMISSION_DENIED (ROLE_NOT_ALLOWED): the key's role 'read' may not call Watch; retrying with backoff (data.ready() rejects meanwhile)",
+      ],
     ]);
   });
 });

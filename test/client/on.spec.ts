@@ -7,7 +7,6 @@ import { createData, type DataChangeEvent, type LarderData } from "../../client/
 import { startServer, useServer, type RunningServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
 
-
 async function until(condition: () => boolean, what: string, ms = 5_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!condition()) {

@@ -44,7 +44,10 @@ function recordingData(options: { apiKey?: string; pageOf?: (start: string) => {
           return { items: page.keys.map((key) => item(key, key)), lastKey: page.lastKey };
         },
         set: (request, context) => (record("set", request, context.requestHeader), { item: item(request.key, fromValue(request.value)) }),
-        batchSet: (request, context) => (record("batchSet", request, context.requestHeader), { items: request.items.map((i) => item(i.key, fromValue(i.value))) }),
+        batchSet: (request, context) => (
+          record("batchSet", request, context.requestHeader),
+          { items: request.items.map((i) => item(i.key, fromValue(i.value))) }
+        ),
         add: (request, context) => (record("add", request, context.requestHeader), { item: item(request.key, request.amount) }),
         remove: (request, context) => (record("remove", request, context.requestHeader), { removedKeys: [] }),
         scan: (request, context) => {
@@ -108,7 +111,12 @@ describe("client requests: routing by the key's form (Q1, Q6, B1)", () => {
 
   it("an array is a BatchGet returning { items } (B1, B3)", async () => {
     const { data, calls } = recordingData();
-    expect(await data.get(["a", "b:c"])).to.deep.equal({ items: [{ key: "a", value: 1 }, { key: "b:c", value: 1 }] });
+    expect(await data.get(["a", "b:c"])).to.deep.equal({
+      items: [
+        { key: "a", value: 1 },
+        { key: "b:c", value: 1 },
+      ],
+    });
     expect(calls[0]).to.deep.include({ method: "batchGet" });
     expect(calls[0].request.keys).to.deep.equal(["a", "b:c"]);
   });
@@ -307,13 +315,15 @@ describe("client requests: writes (V1, V6, V9, L2, T1-T4, AD1, R1, SC1, SE1)", (
     items[537] = { key: "k:537" };
     items[900] = { key: "", value: 1 };
     const failure = await data.seed(items as never).catch((error: unknown) => error);
-    expect(failure).to.be.instanceOf(LarderError).and.include({
-      code: "INVALID_ARGUMENT",
-      reason: "INVALID_VALUE",
-      message:
-        "Invalid items in seed, nothing was written: item 537: A 'value' must be provided in each item; " +
-        "item 900: A string value of 'key' must be provided in each item",
-    });
+    expect(failure)
+      .to.be.instanceOf(LarderError)
+      .and.include({
+        code: "INVALID_ARGUMENT",
+        reason: "INVALID_VALUE",
+        message:
+          "Invalid items in seed, nothing was written: item 537: A 'value' must be provided in each item; " +
+          "item 900: A string value of 'key' must be provided in each item",
+      });
     expect(calls).to.deep.equal([]);
   });
 

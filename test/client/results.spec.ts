@@ -69,7 +69,10 @@ describe("client results against a live server", () => {
   it("§15.13: the next() loop visits every item exactly once, forwards and in reverse, for every page size", async () => {
     const keys = Array.from({ length: 57 }, (_, i) => `many:${pad(i)}`);
     for (let i = 0; i < keys.length; i += 25) {
-      await data.set(keys.slice(i, i + 25).map((key, j) => ({ key, value: i + j })), { overwrite: true });
+      await data.set(
+        keys.slice(i, i + 25).map((key, j) => ({ key, value: i + j })),
+        { overwrite: true },
+      );
     }
     await data.set("manyother:1", 1);
     for (const limit of [1, 3, 7, 19, 57, 100]) {
@@ -82,7 +85,10 @@ describe("client results against a live server", () => {
   });
 
   it("P4, P5: lastKey of a key query is the full key, usable as start by hand", async () => {
-    await data.set(["a", "b", "c", "d"].map((k) => ({ key: `p:${k}`, value: k })), { overwrite: true });
+    await data.set(
+      ["a", "b", "c", "d"].map((k) => ({ key: `p:${k}`, value: k })),
+      { overwrite: true },
+    );
     const first = await data.get<string>("p:*", { limit: 2 });
     expect(first.lastKey).to.equal("p:b");
     const byHand = await data.get<string>("p:*", { limit: 2, start: first.lastKey });
@@ -109,7 +115,10 @@ describe("client results against a live server", () => {
 
   it("SC1, SC2, SC5: scan pages with next() in a stable order; the segments together hold every item once", async () => {
     const keys = ["a", "a:1", "a:2", "b", "b:x", "c:1", "c:2", "c:3", "zz"];
-    await data.set(keys.map((key) => ({ key, value: key })), { overwrite: true });
+    await data.set(
+      keys.map((key) => ({ key, value: key })),
+      { overwrite: true },
+    );
     const scanned = await everyPage((await data.scan({ limit: 2 })) as Page<string>);
     expect(scanned.keys).to.deep.equal(keys);
     const fromSegments: string[] = [];
@@ -152,7 +161,12 @@ describe("client results against a live server", () => {
     const cases: [() => Promise<unknown>, string, string | undefined, string][] = [
       [() => data.get("ns:"), "INVALID_ARGUMENT", "INVALID_KEY", "Invalid key"],
       [() => data.get("ns:a*b"), "INVALID_ARGUMENT", "INVALID_EXPRESSION", "Wildcards ('*') can only be used at the end of a key expression"],
-      [() => data.getByLabel("label6" as "label1", "x"), "INVALID_ARGUMENT", "INVALID_LABEL", "Labels must be specified as 'label1' through 'label5'."],
+      [
+        () => data.getByLabel("label6" as "label1", "x"),
+        "INVALID_ARGUMENT",
+        "INVALID_LABEL",
+        "Labels must be specified as 'label1' through 'label5'.",
+      ],
       [() => data.set("k", "v", { exists: true }), "NOT_FOUND", "ITEM_NOT_FOUND", "Item does not exist"],
       [() => data.set("k", "v", { ttl: "soon" }), "INVALID_ARGUMENT", "INVALID_OPTION", "Invalid ttl value."],
       [() => data.remove("ns:*"), "INVALID_ARGUMENT", undefined, "You cannot delete items using conditionals."],

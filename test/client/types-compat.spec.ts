@@ -5,7 +5,18 @@ import { expect } from "chai";
 import { REPO_ROOT } from "../support/server.js";
 
 const TSC = join(REPO_ROOT, "node_modules/typescript/bin/tsc");
-const FLAGS = ["--noEmit", "--strict", "--skipLibCheck", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--resolveJsonModule"];
+const FLAGS = [
+  "--noEmit",
+  "--strict",
+  "--skipLibCheck",
+  "--module",
+  "nodenext",
+  "--moduleResolution",
+  "nodenext",
+  "--target",
+  "es2022",
+  "--resolveJsonModule",
+];
 
 function typeCheck(file: string): { status: number | null; output: string } {
   const result = spawnSync(process.execPath, [TSC, ...FLAGS, file], { cwd: REPO_ROOT, encoding: "utf8" });

@@ -7,7 +7,6 @@ import { describeContract, expectFailure, type ContractContext } from "./harness
 import { subscribe } from "./watching.js";
 import { sleep } from "../support/async.js";
 
-
 /** A Watch that should be refused before its `started` message. */
 async function refusedWatch(context: ContractContext, request: { filters?: string[]; subscription?: string }): Promise<unknown> {
   const watch = subscribe(context.client, request);
@@ -61,8 +60,13 @@ describeContract("contract: bounds on what callers name (issue 22)", (context) =
 
   it("a subscription name is 1 to 256 bytes: longer is INVALID_OPTION on Watch and on Ack, and nothing is stored", async () => {
     const token = await headToken(context);
-    const long = "s".repeat(12 * 1024 * 1024 / 16);
-    await expectFailure(context.client.ack({ subscription: long, resumeToken: token }), Code.InvalidArgument, "INVALID_OPTION", "A subscription name is at most 256 bytes of UTF-8");
+    const long = "s".repeat((12 * 1024 * 1024) / 16);
+    await expectFailure(
+      context.client.ack({ subscription: long, resumeToken: token }),
+      Code.InvalidArgument,
+      "INVALID_OPTION",
+      "A subscription name is at most 256 bytes of UTF-8",
+    );
     const watch = await refusedWatch(context, { subscription: "é".repeat(129) });
     await expectFailure(Promise.reject(watch), Code.InvalidArgument, "INVALID_OPTION");
   });

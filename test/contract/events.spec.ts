@@ -236,13 +236,13 @@ describeContract("contract: dropping an environment ends its history", (context)
     for (const token of [seen.resumeToken, before.token!]) {
       const resumed = subscribe(client, { resumeToken: token });
       const failure = await streamFailure(resumed);
-      expect([failure.code, reasonOf(failure)], `resuming from ${token}`).to.deep.equal([
-        Code.OutOfRange,
-        "TOKEN_EXPIRED",
-      ]);
+      expect([failure.code, reasonOf(failure)], `resuming from ${token}`).to.deep.equal([Code.OutOfRange, "TOKEN_EXPIRED"]);
       // The old history's own later events may come first (MongoDB replays its oplog up to the drop), never the new one's.
       const keys = resumed.events.map((event) => event.item?.key);
-      expect(keys.filter((key) => key !== "drop:b"), "events of the new history passed off as following the old one").to.deep.equal([]);
+      expect(
+        keys.filter((key) => key !== "drop:b"),
+        "events of the new history passed off as following the old one",
+      ).to.deep.equal([]);
     }
     const after = subscribe(client);
     await after.started;

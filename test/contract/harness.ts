@@ -34,9 +34,7 @@ export function enginesUnderTest(): EngineUnderTest[] {
     }
     engines.push({
       name: "mongodb",
-      env: uri
-        ? { LARDER_ENGINE: "mongodb", MONGODB_URI: uri, LARDER_MONGODB_DB_PREFIX: `larder_test_${process.pid}_${Date.now()}_` }
-        : {},
+      env: uri ? { LARDER_ENGINE: "mongodb", MONGODB_URI: uri, LARDER_MONGODB_DB_PREFIX: `larder_test_${process.pid}_${Date.now()}_` } : {},
       skipReason: uri ? undefined : "MONGODB_URI is not set: the MongoDB contract run is skipped",
     });
   }
@@ -126,12 +124,7 @@ export function describeContract(
 }
 
 /** Asserts a call fails with this code, reason (§14) and, if given, message text. */
-export async function expectFailure(
-  call: Promise<unknown>,
-  code: Code,
-  reason: string,
-  message?: string,
-): Promise<ConnectError> {
+export async function expectFailure(call: Promise<unknown>, code: Code, reason: string, message?: string): Promise<ConnectError> {
   let failure: ConnectError | undefined;
   try {
     await call;

@@ -47,7 +47,10 @@ describeContract("contract: idempotency keys", ({ client }) => {
     expect((await client.remove({ keys: ["i:gone", "i:never"], idempotencyKey: removeKey })).removedKeys).to.deep.equal(["i:gone"]);
     expect((await client.remove({ keys: ["i:gone", "i:never"], idempotencyKey: removeKey })).removedKeys).to.deep.equal(["i:gone"]);
     const batchKey = key();
-    const items = [{ key: "i:b1", value: json(1) }, { key: "i:b2", value: json(2) }];
+    const items = [
+      { key: "i:b1", value: json(1) },
+      { key: "i:b2", value: json(2) },
+    ];
     const first = await client.batchSet({ items, idempotencyKey: batchKey });
     const again = await client.batchSet({ items, idempotencyKey: batchKey });
     expect(again.items).to.deep.equal(first.items);

@@ -54,7 +54,13 @@ describeContract("contract: negative zero (V1)", (context) => {
     expect(Object.is(added, 0), "add of -0 onto nothing").to.equal(true);
     const attribute = plain((await client.add({ key: "z:counters", attribute: "n", amount: -0 })).item?.value);
     expect(negativeZeros(attribute)).to.deep.equal([]);
-    const batch = await client.batchSet({ items: [{ key: "z:b1", value: json(-0) }, { key: "z:b2", value: json(NESTED) }], overwrite: true });
+    const batch = await client.batchSet({
+      items: [
+        { key: "z:b1", value: json(-0) },
+        { key: "z:b2", value: json(NESTED) },
+      ],
+      overwrite: true,
+    });
     expect(negativeZeros(batch.items.map((item) => plain(item.value))), "batch set's reply").to.deep.equal([]);
     await client.seed({ items: [{ key: "z:s1", value: json(NESTED) }] });
     for (const key of ["z:counter", "z:b1"]) await expectZeroEverywhere(key, 0);

@@ -71,7 +71,12 @@ describeContract("contract: queries", ({ client }) => {
     }
     expect((await collect(`long:${a}|${m}`)).map((key) => key[5])).to.deep.equal(["a", "m"]);
     expect((await collect(`tag:>${a}`, { label: "label4" })).map((key) => key[5])).to.deep.equal(["m", "z"]);
-    await expectFailure(client.query({ expression: `long:${a}|${m}z` }), Code.InvalidArgument, "INVALID_KEY", "Invalid key: Maximum Key size is 256 bytes");
+    await expectFailure(
+      client.query({ expression: `long:${a}|${m}z` }),
+      Code.InvalidArgument,
+      "INVALID_KEY",
+      "Invalid key: Maximum Key size is 256 bytes",
+    );
   });
 
   it("K8: a simple key is not a member of the collection of the same name", async () => {
@@ -109,7 +114,12 @@ describeContract("contract: queries", ({ client }) => {
   });
 
   it("P2: limit outside 1..1000 → INVALID_ARGUMENT INVALID_OPTION; 0 means 100", async () => {
-    await expectFailure(client.query({ expression: "x:*", limit: 1001 }), Code.InvalidArgument, "INVALID_OPTION", "'limit' must be between 1 and 1000");
+    await expectFailure(
+      client.query({ expression: "x:*", limit: 1001 }),
+      Code.InvalidArgument,
+      "INVALID_OPTION",
+      "'limit' must be between 1 and 1000",
+    );
     await seed(Array.from({ length: 120 }, (_, i) => `d:${String(i).padStart(3, "0")}`));
     const page = await client.query({ expression: "d:*", limit: 0 });
     expect(page.items).to.have.length(100);
@@ -144,7 +154,13 @@ describeContract("contract: queries", ({ client }) => {
 
   describe("labels", () => {
     it("L3/L5: label queries order by label value, ties by item key, and reverse both", async () => {
-      const labelled: [string, string][] = [["l:c", "t:1"], ["l:a", "t:2"], ["l:b", "t:1"], ["solo", "t:1"], ["l:d", "other"]];
+      const labelled: [string, string][] = [
+        ["l:c", "t:1"],
+        ["l:a", "t:2"],
+        ["l:b", "t:1"],
+        ["solo", "t:1"],
+        ["l:d", "other"],
+      ];
       for (const [key, label] of labelled) {
         await client.set({ key, value: json(key), label2: { action: { case: "set", value: label } } });
       }
@@ -170,9 +186,7 @@ describeContract("contract: queries", ({ client }) => {
       for (const [i, label] of labels.entries()) {
         await client.set({ key: `lp:${i}`, value: json(i), label3: { action: { case: "set", value: `tag:${label}` } } });
       }
-      const byPosition = labels
-        .map((label, i) => ({ label, key: `lp:${i}` }))
-        .sort((x, y) => utf8Order(x.label, y.label) || utf8Order(x.key, y.key));
+      const byPosition = labels.map((label, i) => ({ label, key: `lp:${i}` })).sort((x, y) => utf8Order(x.label, y.label) || utf8Order(x.key, y.key));
       const positions: string[] = [];
       for (let start = "", i = 0; i < labels.length; i++) {
         const page = await client.query({ expression: "tag:*", label: "label3", limit: 1, start });
@@ -203,7 +217,10 @@ describeContract("contract: queries", ({ client }) => {
             const expected = order.filter((x) => matches(x.label) && beyond(x)).map((x) => x.key);
             const page = await client.query({ expression, label: "label3", reverse, start, limit: 100 });
             const where = `${expression}${reverse ? " reverse" : ""} after ${after.label} / ${after.key}`;
-            expect(page.items.map((item) => item.key), where).to.deep.equal(expected);
+            expect(
+              page.items.map((item) => item.key),
+              where,
+            ).to.deep.equal(expected);
           }
         }
       }

@@ -5,7 +5,6 @@ import { json } from "./values.js";
 import { subscribe } from "./watching.js";
 import { sleep } from "../support/async.js";
 
-
 /**
  * The change history is bounded (24 h by default); these servers keep it for
  * a second and sweep often, so the edges can be tested in real time.

@@ -35,7 +35,12 @@ describeContract("contract: ttl", (context) => {
   });
 
   it("T7: writes treat an expired item as absent: exists, merge, add and created start fresh", async () => {
-    await client.set({ key: "t:w", value: json({ old: true }), ttl: { kind: { case: "seconds", value: 1 } }, label2: { action: { case: "set", value: "old" } } });
+    await client.set({
+      key: "t:w",
+      value: json({ old: true }),
+      ttl: { kind: { case: "seconds", value: 1 } },
+      label2: { action: { case: "set", value: "old" } },
+    });
     await sleep(1100);
     const fresh = (await client.set({ key: "t:w", value: json({ new: true }), exists: false })).item!;
     expect(plain(fresh.value)).to.deep.equal({ new: true });

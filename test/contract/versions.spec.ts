@@ -18,14 +18,27 @@ describeContract("contract: versions and ifVersion", ({ client }) => {
     expect((await client.add({ key: "v:c", amount: 1 })).item!.version).to.equal(1n);
     expect((await client.add({ key: "v:c", amount: 1 })).item!.version).to.equal(2n);
     const page = await client.query({ expression: "v:*" });
-    expect(page.items.map((item) => [item.key, item.version])).to.deep.equal([["v:a", 5n], ["v:c", 2n]]);
+    expect(page.items.map((item) => [item.key, item.version])).to.deep.equal([
+      ["v:a", 5n],
+      ["v:c", 2n],
+    ]);
   });
 
   it("a batch set and a seed write versions too; an item made again after a remove or an expiry starts at 1", async () => {
     await client.set({ key: "v:b", value: json(1) });
-    const batch = await client.batchSet({ items: [{ key: "v:b", value: json(2) }, { key: "v:new", value: json(3) }] });
+    const batch = await client.batchSet({
+      items: [
+        { key: "v:b", value: json(2) },
+        { key: "v:new", value: json(3) },
+      ],
+    });
     expect(batch.items.map((item) => item.version)).to.deep.equal([2n, 1n]);
-    await client.seed({ items: [{ key: "v:b", value: json(4) }, { key: "v:b", value: json(5) }] });
+    await client.seed({
+      items: [
+        { key: "v:b", value: json(4) },
+        { key: "v:b", value: json(5) },
+      ],
+    });
     expect(await versionOf("v:b")).to.equal(4n);
     await client.remove({ keys: ["v:b"] });
     expect((await client.set({ key: "v:b", value: json(6) })).item!.version).to.equal(1n);
@@ -40,13 +53,29 @@ describeContract("contract: versions and ifVersion", ({ client }) => {
     expect([plain(updated.item!.value), updated.item!.version]).to.deep.equal([{ n: 2 }, 2n]);
     const watch = subscribe(client, { filters: ["*:v:*"] });
     await watch.started;
-    await expectFailure(client.set({ key: "v:s", value: json({ n: 3 }), ifVersion: 1n }), Code.FailedPrecondition, "VERSION_MISMATCH",
-      "The version check failed: expected version 1, but the item is at version 2");
-    await expectFailure(client.set({ key: "v:s", value: json({ n: 3 }), ifVersion: 3n, overwrite: true }), Code.FailedPrecondition, "VERSION_MISMATCH");
-    await expectFailure(client.set({ key: "v:s", value: json({ n: 3 }), ifVersion: 0n }), Code.FailedPrecondition, "VERSION_MISMATCH",
-      "The version check failed: expected no item, but the item exists at version 2");
-    await expectFailure(client.set({ key: "v:none", value: json(1), ifVersion: 1n }), Code.FailedPrecondition, "VERSION_MISMATCH",
-      "The version check failed: expected version 1, but there is no live item");
+    await expectFailure(
+      client.set({ key: "v:s", value: json({ n: 3 }), ifVersion: 1n }),
+      Code.FailedPrecondition,
+      "VERSION_MISMATCH",
+      "The version check failed: expected version 1, but the item is at version 2",
+    );
+    await expectFailure(
+      client.set({ key: "v:s", value: json({ n: 3 }), ifVersion: 3n, overwrite: true }),
+      Code.FailedPrecondition,
+      "VERSION_MISMATCH",
+    );
+    await expectFailure(
+      client.set({ key: "v:s", value: json({ n: 3 }), ifVersion: 0n }),
+      Code.FailedPrecondition,
+      "VERSION_MISMATCH",
+      "The version check failed: expected no item, but the item exists at version 2",
+    );
+    await expectFailure(
+      client.set({ key: "v:none", value: json(1), ifVersion: 1n }),
+      Code.FailedPrecondition,
+      "VERSION_MISMATCH",
+      "The version check failed: expected version 1, but there is no live item",
+    );
     const stored = (await client.get({ key: "v:s" })).item!;
     expect([plain(stored.value), stored.version, stored.label1]).to.deep.equal([{ n: 2 }, 2n, "l:one"]);
     expect((await client.get({ key: "v:none" })).item).to.equal(undefined);
@@ -73,7 +102,7 @@ describeContract("contract: versions and ifVersion", ({ client }) => {
     await client.set({ key: "v:rmw", value: json({ n: 0 }) });
     await Promise.all(
       Array.from({ length: 6 }, async () => {
-        for (let done = 0; done < 5; ) {
+        for (let done = 0; done < 5;) {
           const item = (await client.get({ key: "v:rmw" })).item!;
           const n = (plain(item.value) as { n: number }).n;
           try {
@@ -109,8 +138,12 @@ describeContract("contract: versions and ifVersion", ({ client }) => {
     await expectFailure(client.remove({ keys: ["v:r"], ifVersion: 1n }), Code.FailedPrecondition, "VERSION_MISMATCH");
     expect(await versionOf("v:r")).to.equal(2n);
     expect((await client.remove({ keys: ["v:r"], ifVersion: 2n })).removedKeys).to.deep.equal(["v:r"]);
-    await expectFailure(client.remove({ keys: ["v:r"], ifVersion: 2n }), Code.FailedPrecondition, "VERSION_MISMATCH",
-      "The version check failed: expected version 2, but there is no live item");
+    await expectFailure(
+      client.remove({ keys: ["v:r"], ifVersion: 2n }),
+      Code.FailedPrecondition,
+      "VERSION_MISMATCH",
+      "The version check failed: expected version 2, but there is no live item",
+    );
     // Duplicates name one item (R3).
     await client.set({ key: "v:d", value: json(1) });
     expect((await client.remove({ keys: ["v:d", " v:d"], ifVersion: 1n })).removedKeys).to.deep.equal(["v:d"]);

@@ -50,4 +50,3 @@ export function subscribe(client: Client<typeof DataService>, request: { filters
     },
   };
 }
-

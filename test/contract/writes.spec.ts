@@ -46,9 +46,7 @@ describeContract("contract: writes", (context) => {
   });
 
   it("E1: of 20 concurrent exists:false sets of one key, exactly one succeeds", async () => {
-    const results = await Promise.allSettled(
-      Array.from({ length: 20 }, (_, i) => client.set({ key: "w:race", value: json(i), exists: false })),
-    );
+    const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => client.set({ key: "w:race", value: json(i), exists: false })));
     const won = results.filter((r) => r.status === "fulfilled");
     expect(won).to.have.length(1);
     for (const lost of results.filter((r) => r.status === "rejected")) {
@@ -60,11 +58,7 @@ describeContract("contract: writes", (context) => {
   it("AD6/S4: 50 concurrent adds of 1 end at exactly 50, and $add in set never loses an update", async () => {
     await Promise.all(Array.from({ length: 50 }, () => client.add({ key: "w:counter", amount: 1 })));
     expect(await valueOf("w:counter")).to.equal(50);
-    await Promise.all(
-      Array.from({ length: 30 }, (_, i) =>
-        client.set({ key: "w:obj", value: json({ n: { $add: 2 }, [`k${i}`]: i }) }),
-      ),
-    );
+    await Promise.all(Array.from({ length: 30 }, (_, i) => client.set({ key: "w:obj", value: json({ n: { $add: 2 }, [`k${i}`]: i }) })));
     const stored = (await valueOf("w:obj")) as Record<string, number>;
     expect(stored.n).to.equal(60);
     expect(Object.keys(stored)).to.have.length(31);
@@ -141,11 +135,7 @@ describeContract("contract: writes", (context) => {
       await expectFailure(client.set({ key: "w:deep", value: json(deep) }), Code.InvalidArgument, "INVALID_VALUE");
     });
     it("V8: a request over 400 KB → INVALID_ARGUMENT ITEM_TOO_LARGE", async () => {
-      const failure = await expectFailure(
-        client.set({ key: "w:big", value: json("x".repeat(409_600)) }),
-        Code.InvalidArgument,
-        "ITEM_TOO_LARGE",
-      );
+      const failure = await expectFailure(client.set({ key: "w:big", value: json("x".repeat(409_600)) }), Code.InvalidArgument, "ITEM_TOO_LARGE");
       expect(failure.rawMessage).to.match(/^Item size of \d+\.\d\d KB is greater than the maximum size of 400 KB\.$/);
     });
     it("V8: a merge whose result is over 400 KB → FAILED_PRECONDITION ITEM_TOO_LARGE", async () => {
@@ -182,11 +172,7 @@ describeContract("contract: writes", (context) => {
       );
     });
     it("A4: $add onto a non-number → FAILED_PRECONDITION NOT_A_NUMBER", async () => {
-      await expectFailure(
-        client.set({ key: "w:keep", value: json({ kept: { $add: 1 } }) }),
-        Code.FailedPrecondition,
-        "NOT_A_NUMBER",
-      );
+      await expectFailure(client.set({ key: "w:keep", value: json({ kept: { $add: 1 } }) }), Code.FailedPrecondition, "NOT_A_NUMBER");
       await expectFailure(client.add({ key: "w:keep", attribute: "kept", amount: 1 }), Code.FailedPrecondition, "NOT_A_NUMBER");
     });
     it("AD4/A2: a non-finite amount, or a counter named '$add' → INVALID_ARGUMENT INVALID_VALUE", async () => {
@@ -214,12 +200,7 @@ describeContract("contract: writes", (context) => {
       expect([after.created, after.modified]).to.deep.equal([before.created, before.modified]);
     });
     it("E2: exists:true on a missing item → NOT_FOUND ITEM_NOT_FOUND", async () => {
-      await expectFailure(
-        client.set({ key: "w:missing", value: json(1), exists: true }),
-        Code.NotFound,
-        "ITEM_NOT_FOUND",
-        "Item does not exist",
-      );
+      await expectFailure(client.set({ key: "w:missing", value: json(1), exists: true }), Code.NotFound, "ITEM_NOT_FOUND", "Item does not exist");
     });
     it("C1: a created mismatch → FAILED_PRECONDITION CREATED_MISMATCH, with and without overwrite", async () => {
       for (const overwrite of [false, true]) {
@@ -292,25 +273,31 @@ describeContract("contract: writes", (context) => {
     });
     it("BS3: one bad item fails the whole batch", async () => {
       await expectFailure(
-        client.batchSet({ items: [{ key: "w:ok", value: json(1) }, { key: "w:", value: json(2) }] }),
+        client.batchSet({
+          items: [
+            { key: "w:ok", value: json(1) },
+            { key: "w:", value: json(2) },
+          ],
+        }),
         Code.InvalidArgument,
         "INVALID_KEY",
       );
     });
     it("BS3: two items with the same key → INVALID_ARGUMENT", async () => {
       const failure = await expectFailure(
-        client.batchSet({ items: [{ key: "w:d", value: json(1) }, { key: " w:d ", value: json(2) }] }),
+        client.batchSet({
+          items: [
+            { key: "w:d", value: json(1) },
+            { key: " w:d ", value: json(2) },
+          ],
+        }),
         Code.InvalidArgument,
         "INVALID_KEY",
       );
       expect(failure.rawMessage).to.contain("w:d");
     });
     it("BS2: overwrite:false → INVALID_ARGUMENT", async () => {
-      await expectFailure(
-        client.batchSet({ items: [{ key: "w:o", value: json(1) }], overwrite: false }),
-        Code.InvalidArgument,
-        "INVALID_OPTION",
-      );
+      await expectFailure(client.batchSet({ items: [{ key: "w:o", value: json(1) }], overwrite: false }), Code.InvalidArgument, "INVALID_OPTION");
     });
     it("R2/R3: remove with an expression or over 25 keys → INVALID_ARGUMENT; nothing is removed", async () => {
       await expectFailure(
@@ -328,7 +315,13 @@ describeContract("contract: writes", (context) => {
     });
     it("SE3: one bad seed item → INVALID_ARGUMENT naming its index; nothing removed or written", async () => {
       const failure = await expectFailure(
-        client.seed({ items: [{ key: "w:s1", value: json(1) }, { key: "", value: json(2) }], overwrite: true }),
+        client.seed({
+          items: [
+            { key: "w:s1", value: json(1) },
+            { key: "", value: json(2) },
+          ],
+          overwrite: true,
+        }),
         Code.InvalidArgument,
         "INVALID_KEY",
       );

@@ -89,7 +89,10 @@ const FOREIGN: Record<string, unknown[]> = {
   DropEnvironment: [{ name: "stage" }],
   ExportEnvironment: [{ name: "stage" }],
   ImportEnvironment: [{ name: "stage", items: [{ key: "planted:1", value: text("x") }] }],
-  CloneEnvironment: [{ source: "prod", target: "stage" }, { source: "stage", target: "prod" }],
+  CloneEnvironment: [
+    { source: "prod", target: "stage" },
+    { source: "stage", target: "prod" },
+  ],
 };
 const NAMES_NO_ENVIRONMENT = ["ListEnvironments"];
 
@@ -167,7 +170,10 @@ describe("e2e: the access matrix — every RPC × role × protocol, Pipeline ope
     const served = SERVICES.flatMap((service) => service.methods.map((method) => `${service.typeName}/${method.name}`));
     expect(Object.keys(POLICY).sort()).to.deep.equal(served.sort());
     expect(Object.keys(FOREIGN).sort()).to.deep.equal(
-      AdminService.methods.map((method) => method.name).filter((name) => !NAMES_NO_ENVIRONMENT.includes(name)).sort(),
+      AdminService.methods
+        .map((method) => method.name)
+        .filter((name) => !NAMES_NO_ENVIRONMENT.includes(name))
+        .sort(),
     );
   });
 
@@ -226,7 +232,11 @@ describe("e2e: the access matrix — every RPC × role × protocol, Pipeline ope
 
   it("AdminService: a key bound to prod acts on no other environment, on any protocol, and changes nothing there", async () => {
     const stage = clientOf(AdminService, KEYS.stageAdmin);
-    await (stage.importEnvironment as (request: unknown) => Promise<unknown>)({ name: "stage", items: [{ key: "stage:1", value: text("kept") }], overwrite: true });
+    await (stage.importEnvironment as (request: unknown) => Promise<unknown>)({
+      name: "stage",
+      items: [{ key: "stage:1", value: text("kept") }],
+      overwrite: true,
+    });
     for (const protocol of Object.keys(PROTOCOLS)) {
       for (const [methodName, requests] of Object.entries(FOREIGN)) {
         const method = AdminService.methods.find((candidate) => candidate.name === methodName)!;
@@ -239,7 +249,9 @@ describe("e2e: the access matrix — every RPC × role × protocol, Pipeline ope
       expect(listed.environments.map((environment) => environment.name)).not.to.include("stage");
     }
     const exported: string[] = [];
-    for await (const chunk of clientOf(AdminService, KEYS.stageAdmin).exportEnvironment({ name: "stage" }) as AsyncIterable<{ items: { key: string }[] }>) {
+    for await (const chunk of clientOf(AdminService, KEYS.stageAdmin).exportEnvironment({ name: "stage" }) as AsyncIterable<{
+      items: { key: string }[];
+    }>) {
       exported.push(...chunk.items.map((item) => item.key));
     }
     expect(exported).to.deep.equal(["stage:1"]);

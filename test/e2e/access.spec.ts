@@ -31,7 +31,9 @@ const value = (text: string) => ({ kind: { case: "stringValue" as const, value: 
 
 describe("e2e: API keys, roles and environments (issue 7)", () => {
   // debug: every call is logged, so the last test can show that no key or hash ever reaches the log.
-  const running = useServer({ env: { LARDER_KEYS_FILE: keysFile(Object.entries(KEYS).map(([id, key]) => ({ id, ...key }))), LARDER_LOG_LEVEL: "debug" } });
+  const running = useServer({
+    env: { LARDER_KEYS_FILE: keysFile(Object.entries(KEYS).map(([id, key]) => ({ id, ...key }))), LARDER_LOG_LEVEL: "debug" },
+  });
   type MakeTransport = (options: { baseUrl: string; interceptors: Interceptor[] }) => Transport;
   const transport = (key?: string, make: MakeTransport = createGrpcTransport): Transport =>
     make({ baseUrl: running.url, interceptors: key ? [bearer(key)] : [] });
@@ -44,7 +46,10 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     await stage.set({ key: "users:jane", value: value("stage"), label1: { action: { case: "set", value: "team:a" } } });
     expect((await prod.get({ key: "users:jane" })).item?.value?.kind).to.deep.equal(value("prod").kind);
     expect((await stage.get({ key: "users:jane" })).item?.value?.kind).to.deep.equal(value("stage").kind);
-    for (const [client, expected] of [[prod, "prod"], [stage, "stage"]] as const) {
+    for (const [client, expected] of [
+      [prod, "prod"],
+      [stage, "stage"],
+    ] as const) {
       const byKey = await client.query({ expression: "users:*" });
       expect(byKey.items.map((item) => item.value?.kind)).to.deep.equal([value(expected).kind]);
       const byLabel = await client.query({ expression: "team:a", label: "label1" });
@@ -174,10 +179,18 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     });
 
     it("a malformed authorization header → UNAUTHENTICATED", async () => {
-      const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url, interceptors: [(next) => (request) => {
-        request.header.set("authorization", "Basic dXNlcjpwYXNz");
-        return next(request);
-      }] }));
+      const client = createClient(
+        DataService,
+        createGrpcTransport({
+          baseUrl: running.url,
+          interceptors: [
+            (next) => (request) => {
+              request.header.set("authorization", "Basic dXNlcjpwYXNz");
+              return next(request);
+            },
+          ],
+        }),
+      );
       expect((await failureOf(client.get({ key: "a" }))).code).to.equal(Code.Unauthenticated);
     });
   });
@@ -211,7 +224,12 @@ describe("e2e: API keys, roles and environments (issue 7)", () => {
     const admin = createClient(AdminService, transport(KEYS.operator.key));
     const prod = data(KEYS.prodWrite.key);
     await prod.seed({ items: [], overwrite: true });
-    await prod.set({ key: "x:1", value: { kind: { case: "structValue", value: { fields: { a: { kind: { case: "numberValue", value: 1 } } } } } }, label2: { action: { case: "set", value: "l:1" } }, ttl: { kind: { case: "date", value: "2100-01-01" } } });
+    await prod.set({
+      key: "x:1",
+      value: { kind: { case: "structValue", value: { fields: { a: { kind: { case: "numberValue", value: 1 } } } } } },
+      label2: { action: { case: "set", value: "l:1" } },
+      ttl: { kind: { case: "date", value: "2100-01-01" } },
+    });
     await prod.set({ key: "simple", value: value("s") });
     const exported = [];
     for await (const chunk of admin.exportEnvironment({ name: "prod" })) exported.push(...chunk.items);
@@ -331,7 +349,10 @@ describe("e2e: LARDER_PUBLIC_SERVICES", () => {
   });
 
   it("a service that reads data cannot be made public (exit 2)", async () => {
-    const { code, output } = await runServerToExit({ LARDER_KEYS_FILE: path, LARDER_PUBLIC_SERVICES: "grpc.health.v1.Health,larder.data.v1.DataService" });
+    const { code, output } = await runServerToExit({
+      LARDER_KEYS_FILE: path,
+      LARDER_PUBLIC_SERVICES: "grpc.health.v1.Health,larder.data.v1.DataService",
+    });
     expect(code, output).to.equal(2);
     expect(output).to.contain("LARDER_PUBLIC_SERVICES may list only");
     expect(output).to.contain("not 'larder.data.v1.DataService'");

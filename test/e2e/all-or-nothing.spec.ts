@@ -108,7 +108,12 @@ describe("e2e: bulk writes are all or nothing when the store fails part-way (iss
     ],
     [
       "ImportEnvironment with overwrite",
-      () => admin.importEnvironment({ name: "default", items: Array.from({ length: 1_000 }, (_, i) => ({ key: `new:${i}`, value: text(`new ${i}`) })), overwrite: true }),
+      () =>
+        admin.importEnvironment({
+          name: "default",
+          items: Array.from({ length: 1_000 }, (_, i) => ({ key: `new:${i}`, value: text(`new ${i}`) })),
+          overwrite: true,
+        }),
     ],
     ["CloneEnvironment", () => admin.cloneEnvironment({ source: "source", target: "default" })],
   ];

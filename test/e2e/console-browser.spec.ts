@@ -173,7 +173,11 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
 
   it("pages with next/previous, label queries from the URL, and a batch delete of a selection larger than one Remove", async () => {
     await client().seed({
-      items: Array.from({ length: 30 }, (_, i) => ({ key: `batch:${String(i).padStart(3, "0")}`, value: json({ i }), label2: `team:${i % 2 === 0 ? "even" : "odd"}` })),
+      items: Array.from({ length: 30 }, (_, i) => ({
+        key: `batch:${String(i).padStart(3, "0")}`,
+        value: json({ i }),
+        label2: `team:${i % 2 === 0 ? "even" : "odd"}`,
+      })),
     });
     const { page, context, problems } = await openPage(chromium.browser, server.url, "#/query?expression=batch:*&limit=12");
     try {
@@ -320,16 +324,24 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
     const { page, context, problems } = await openPage(chromium.browser, server.url, "#/events");
     try {
       await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
-      await client().set({ key: "xss:a<script>window.__pwned='key'</script>", value: json({ ...hostile, more: "<iframe src=javascript:alert(1)>" }) });
+      await client().set({
+        key: "xss:a<script>window.__pwned='key'</script>",
+        value: json({ ...hostile, more: "<iframe src=javascript:alert(1)>" }),
+      });
       await page.locator("li.event").first().locator("summary").first().click();
       await page.locator("table.changes").waitFor();
-      const views = ["#/query", "#/query?expression=xss:*", "#/query?expression=javascript:*&label=label1", `#/item/${encodeURIComponent("xss:a<script>window.__pwned='key'</script>")}`];
+      const views = [
+        "#/query",
+        "#/query?expression=xss:*",
+        "#/query?expression=javascript:*&label=label1",
+        `#/item/${encodeURIComponent("xss:a<script>window.__pwned='key'</script>")}`,
+      ];
       for (const hash of views) {
         await page.goto(`${server.url}/console${hash}`);
         await page.locator("main").getByText("xss:a<script>window.__pwned='key'</script>").first().waitFor();
       }
       // The item view shows the nested attribute as text.
-      await page.getByText("\"</details><img src=x onerror=\\\"window.__pwned='nested'\\\">\": ").first().waitFor();
+      await page.getByText('"</details><img src=x onerror=\\"window.__pwned=\'nested\'\\">": ').first().waitFor();
       await page.goto(`${server.url}/console#/query`);
       await page.getByText("<img src=x onerror=\"window.__pwned='simple'\">").first().waitFor();
 
@@ -346,7 +358,12 @@ describe("e2e: the console in Chromium, loopback without keys", function () {
 
   it("a 1,000-item page and a large value stay usable: every row, select all, a long list shown in steps", async () => {
     for (let chunk = 0; chunk < 4; chunk++) {
-      await client().seed({ items: Array.from({ length: 250 }, (_, i) => ({ key: `big:${String(chunk * 250 + i).padStart(4, "0")}`, value: json({ i, text: "x".repeat(200) }) })) });
+      await client().seed({
+        items: Array.from({ length: 250 }, (_, i) => ({
+          key: `big:${String(chunk * 250 + i).padStart(4, "0")}`,
+          value: json({ i, text: "x".repeat(200) }),
+        })),
+      });
     }
     const huge = Array.from({ length: 5000 }, (_, i) => ({ id: i, name: `entry ${i}`, tags: ["a", "b"] }));
     await client().set({ key: "huge:one", value: json(huge) });
@@ -521,7 +538,13 @@ describe("e2e: the console in Chromium, with API keys", function () {
   });
 
   it("an operator key manages environments only: create, clone, and drop with the name typed to confirm", async () => {
-    await admin().seed({ items: [{ key: "users:x", value: json(1) }, { key: "users:y", value: json(2) }], overwrite: true });
+    await admin().seed({
+      items: [
+        { key: "users:x", value: json(1) },
+        { key: "users:y", value: json(2) },
+      ],
+      overwrite: true,
+    });
     const { page, context, problems } = await openPage(chromium.browser, server.url);
     try {
       await signIn(page, keys.operator, "Environments");

@@ -20,7 +20,10 @@ describe("e2e: the console's files at /console", function () {
   async function assets(): Promise<{ script: string; style: string }> {
     const url = running.url;
     const page = await (await fetch(`${url}/console`)).text();
-    return { script: /<script defer src="(\/console\/console-[A-Z0-9]{8}\.js)"><\/script>/.exec(page)![1], style: /href="(\/console\/console-[A-Z0-9]{8}\.css)"/.exec(page)![1] };
+    return {
+      script: /<script defer src="(\/console\/console-[A-Z0-9]{8}\.js)"><\/script>/.exec(page)![1],
+      style: /href="(\/console\/console-[A-Z0-9]{8}\.css)"/.exec(page)![1],
+    };
   }
 
   it("serves the page at /console and /console/ as HTML with the strict CSP and the other security headers", async () => {
@@ -31,7 +34,16 @@ describe("e2e: the console's files at /console", function () {
       expect(response.headers.get("content-type")).to.equal("text/html; charset=utf-8");
       const csp = response.headers.get("content-security-policy")!;
       expect(csp).to.equal(CONSOLE_CSP);
-      for (const directive of ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'", "base-uri 'none'", "object-src 'none'", "require-trusted-types-for 'script'"]) {
+      for (const directive of [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+        "require-trusted-types-for 'script'",
+      ]) {
         expect(csp.split("; ")).to.include(directive);
       }
       expect(csp).not.to.contain("unsafe");
@@ -91,7 +103,15 @@ describe("e2e: the console's files at /console", function () {
 
   it("404 for anything that is not a file of the console, never a file outside it; 405 for other methods", async () => {
     const url = running.url;
-    for (const path of ["/console/nope.js", "/console/console.js", "/console/a/b.js", "/console/..%2Fpackage.json", "/console/.env", "/console/index.html/x", "/consolex"]) {
+    for (const path of [
+      "/console/nope.js",
+      "/console/console.js",
+      "/console/a/b.js",
+      "/console/..%2Fpackage.json",
+      "/console/.env",
+      "/console/index.html/x",
+      "/consolex",
+    ]) {
       const response = await fetch(`${url}${path}`);
       if (path === "/consolex") {
         // Not the console's path: the RPC router's answer, not a file.
@@ -124,7 +144,11 @@ describe("e2e: the console's files at /console", function () {
 
   it("the RPCs on the same port are untouched", async () => {
     const url = running.url;
-    const response = await fetch(`${url}/larder.data.v1.DataService/Ping`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const response = await fetch(`${url}/larder.data.v1.DataService/Ping`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     expect(response.status).to.equal(200);
     expect(response.headers.get("content-security-policy")).to.equal(null);
   });
@@ -141,7 +165,27 @@ describe("e2e: the console over TLS, on the service's port", function () {
     const cert = join(directory, "cert.pem");
     const key = join(directory, "key.pem");
     try {
-      execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" });
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "rsa:2048",
+          "-nodes",
+          "-keyout",
+          key,
+          "-out",
+          cert,
+          "-days",
+          "1",
+          "-subj",
+          "/CN=127.0.0.1",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+        ],
+        { stdio: "ignore" },
+      );
     } catch {
       this.skip(); // no openssl here to make a certificate: reported as pending
     }

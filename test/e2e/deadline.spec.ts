@@ -13,7 +13,10 @@ describe("e2e: deadlines cancel the work, not just the wait", function () {
   it("a seed whose deadline passes gets DEADLINE_EXCEEDED and stops writing; the server keeps serving", async () => {
     const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url }));
     const total = 50_000;
-    const items = Array.from({ length: total }, (_, i) => ({ key: `dl:${String(i).padStart(5, "0")}`, value: { kind: { case: "numberValue" as const, value: i } } }));
+    const items = Array.from({ length: total }, (_, i) => ({
+      key: `dl:${String(i).padStart(5, "0")}`,
+      value: { kind: { case: "numberValue" as const, value: i } },
+    }));
     const failure = await failureOf(client.seed({ items }, { timeoutMs: 400 }));
     expect(failure.code).to.equal(Code.DeadlineExceeded);
     // Let anything still running finish, then count: the server stopped well short of the whole seed.

@@ -19,7 +19,10 @@ class SseReader {
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly decoder = new TextDecoder();
 
-  constructor(readonly response: Response, private readonly abort: AbortController) {
+  constructor(
+    readonly response: Response,
+    private readonly abort: AbortController,
+  ) {
     this.reader = response.body!.getReader();
   }
 
@@ -167,7 +170,10 @@ describe("e2e: change events as server-sent events (GET /events)", function () {
 
     it("no key: 401 API_KEY_MISSING; a read key: 403 ROLE_NOT_ALLOWED", async () => {
       expect(await refusalOf(running.url, "filter=*")).to.deep.include({ status: 401, reason: "API_KEY_MISSING" });
-      expect(await refusalOf(running.url, "filter=*", { authorization: `Bearer ${readKey}` })).to.deep.include({ status: 403, reason: "ROLE_NOT_ALLOWED" });
+      expect(await refusalOf(running.url, "filter=*", { authorization: `Bearer ${readKey}` })).to.deep.include({
+        status: 403,
+        reason: "ROLE_NOT_ALLOWED",
+      });
     });
 
     it("a Bearer key sees its own environment's events only", async () => {

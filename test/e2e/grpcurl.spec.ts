@@ -56,7 +56,12 @@ describe(`e2e: grpcurl -plaintext drives the server through reflection${unavaila
 
   it("unary calls with -d: Set, Get, Query with JSON values", async () => {
     const set = JSON.parse(
-      await call("-d", '{"key":"users:jane","value":{"name":"Jane","age":41},"label1":{"set":"city:oslo"}}', target(), "larder.data.v1.DataService/Set"),
+      await call(
+        "-d",
+        '{"key":"users:jane","value":{"name":"Jane","age":41},"label1":{"set":"city:oslo"}}',
+        target(),
+        "larder.data.v1.DataService/Set",
+      ),
     );
     expect(set.item.value).to.deep.equal({ name: "Jane", age: 41 });
     expect(set.item.label1).to.equal("city:oslo");
@@ -80,7 +85,15 @@ describe(`e2e: grpcurl -plaintext drives the server through reflection${unavaila
   });
 
   it("a server-streaming Watch delivers the started message and then events", async () => {
-    const watch = spawn(grpcurl!, ["-plaintext", "-max-time", "5", "-d", '{"filters":["created:w:*"]}', target(), "larder.data.v1.DataService/Watch"]);
+    const watch = spawn(grpcurl!, [
+      "-plaintext",
+      "-max-time",
+      "5",
+      "-d",
+      '{"filters":["created:w:*"]}',
+      target(),
+      "larder.data.v1.DataService/Watch",
+    ]);
     let output = "";
     watch.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     const deadline = Date.now() + 5_000;
@@ -122,9 +135,9 @@ describe(`e2e: grpcurl with API keys (the README's example)${unavailable}`, func
     expect(await call(target(), "list")).to.contain("larder.data.v1.DataService");
     expect(await call(target(), "describe", "larder.data.v1.DataService")).to.contain("rpc Get (");
     expect(await failureText("-d", '{"key":"a"}', target(), "larder.data.v1.DataService/Get")).to.contain("Code: Unauthenticated");
-    expect(await failureText("-H", `authorization: Bearer ${generateKey()}`, "-d", '{"key":"a"}', target(), "larder.data.v1.DataService/Get")).to.contain(
-      "Code: Unauthenticated",
-    );
+    expect(
+      await failureText("-H", `authorization: Bearer ${generateKey()}`, "-d", '{"key":"a"}', target(), "larder.data.v1.DataService/Get"),
+    ).to.contain("Code: Unauthenticated");
     const auth = ["-H", `authorization: Bearer ${key}`];
     await call(...auth, "-d", '{"key":"a","value":"keyed"}', target(), "larder.data.v1.DataService/Set");
     expect(JSON.parse(await call(...auth, "-d", '{"key":"a"}', target(), "larder.data.v1.DataService/Get")).item.value).to.equal("keyed");

@@ -146,7 +146,13 @@ describe("e2e: start, configuration and graceful shutdown", () => {
     try {
       const health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
       expect((await health.check({})).status).to.equal(Status.SERVING);
-      for (const service of ["larder.data.v1.DataService", "larder.admin.v1.AdminService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]) {
+      for (const service of [
+        "larder.data.v1.DataService",
+        "larder.admin.v1.AdminService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+      ]) {
         expect((await health.check({ service })).status, service).to.equal(Status.SERVING);
       }
       const failure = await failureOf(health.check({ service: "nope.Service" }));
@@ -175,7 +181,11 @@ describe("e2e: start, configuration and graceful shutdown", () => {
     try {
       const server = await startServer({ dataDir, env: { LARDER_KEYS_FILE: keysFile } });
       try {
-        expect(readdirSync(dataDir).filter((file) => file.endsWith(".sqlite")).sort()).to.deep.equal(["prod.sqlite", "staging.sqlite"]);
+        expect(
+          readdirSync(dataDir)
+            .filter((file) => file.endsWith(".sqlite"))
+            .sort(),
+        ).to.deep.equal(["prod.sqlite", "staging.sqlite"]);
       } finally {
         await server.stop();
       }
@@ -203,11 +213,23 @@ describe("e2e: start, configuration and graceful shutdown", () => {
       ["a port that is not a number", { LARDER_PORT: "http" }, /LARDER_PORT must be a whole number from 0 to 65535, not 'http'/],
       ["an unknown engine", { LARDER_ENGINE: "redis" }, /LARDER_ENGINE must be one of embedded, mongodb, not 'redis'/],
       ["mongodb without MONGODB_URI", { LARDER_ENGINE: "mongodb", MONGODB_URI: "" }, /LARDER_ENGINE=mongodb needs MONGODB_URI/],
-      ["a message limit too small for a batch of 25 items of 400 KB", { LARDER_MAX_MESSAGE_BYTES: "1000" }, /LARDER_MAX_MESSAGE_BYTES must be a whole number/],
+      [
+        "a message limit too small for a batch of 25 items of 400 KB",
+        { LARDER_MAX_MESSAGE_BYTES: "1000" },
+        /LARDER_MAX_MESSAGE_BYTES must be a whole number/,
+      ],
       ["a non-loopback address without API keys", { LARDER_HOST: "0.0.0.0" }, /Refusing to listen on 0\.0\.0\.0 without API keys.*LARDER_KEYS_FILE/],
       ["a keys file that does not exist", { LARDER_KEYS_FILE: "/nonexistent/keys.json" }, /cannot read the keys file \/nonexistent\/keys.json/],
-      ["a per-connection call bound of 0", { LARDER_MAX_IN_FLIGHT_PER_CONNECTION: "0" }, /LARDER_MAX_IN_FLIGHT_PER_CONNECTION must be a whole number from 1/],
-      ["a misspelt public service", { LARDER_PUBLIC_SERVICES: "grpc.health.v1.Healt" }, /LARDER_PUBLIC_SERVICES may list only .* not 'grpc\.health\.v1\.Healt'/],
+      [
+        "a per-connection call bound of 0",
+        { LARDER_MAX_IN_FLIGHT_PER_CONNECTION: "0" },
+        /LARDER_MAX_IN_FLIGHT_PER_CONNECTION must be a whole number from 1/,
+      ],
+      [
+        "a misspelt public service",
+        { LARDER_PUBLIC_SERVICES: "grpc.health.v1.Healt" },
+        /LARDER_PUBLIC_SERVICES may list only .* not 'grpc\.health\.v1\.Healt'/,
+      ],
       ["only half of the TLS settings", { LARDER_TLS_CERT: "/tmp/cert.pem" }, /LARDER_TLS_CERT and LARDER_TLS_KEY go together/],
     ];
     for (const [what, env, message] of cases) {
@@ -225,9 +247,15 @@ describe("e2e: start, configuration and graceful shutdown", () => {
       writeFileSync(keysFile, JSON.stringify({ keys: [{ id: "k1", sha256: "0".repeat(64), environment, role: "admin" }] }));
       try {
         // Port 1 has no MongoDB: the check must come first, so the message names the environment, not the connection.
-        const { code, output } = await runServerToExit({ LARDER_ENGINE: "mongodb", MONGODB_URI: "mongodb://127.0.0.1:1/?replicaSet=rs0", LARDER_KEYS_FILE: keysFile });
+        const { code, output } = await runServerToExit({
+          LARDER_ENGINE: "mongodb",
+          MONGODB_URI: "mongodb://127.0.0.1:1/?replicaSet=rs0",
+          LARDER_KEYS_FILE: keysFile,
+        });
         expect(code, output).to.equal(2);
-        expect(output).to.contain(`The environment '${environment}' would be the MongoDB database 'larder_${environment}', longer than MongoDB's 63 bytes`);
+        expect(output).to.contain(
+          `The environment '${environment}' would be the MongoDB database 'larder_${environment}', longer than MongoDB's 63 bytes`,
+        );
       } finally {
         rmSync(directory, { recursive: true, force: true });
       }

@@ -6,7 +6,6 @@ import { WatchRequestSchema } from "../../gen/larder/data/v1/data_pb.js";
 import { startServer, type RunningServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
 
-
 function framed(bytes: Uint8Array): Buffer {
   const frame = Buffer.alloc(5 + bytes.length);
   frame.writeUInt32BE(bytes.length, 1);
@@ -79,7 +78,10 @@ describe("e2e: a client going away is not a server error", function () {
       expect(lines, server.output()).to.have.length(1);
       expect(lines[0]).to.include({ level: 20, msg: "call", code: "Canceled" });
       expect(lines[0]).not.to.have.property("err");
-      expect(logLines(server).filter((line) => line.level >= 40), server.output()).to.deep.equal([]);
+      expect(
+        logLines(server).filter((line) => line.level >= 40),
+        server.output(),
+      ).to.deep.equal([]);
     });
   }
 });

@@ -37,7 +37,13 @@ function connectCall(port: number, host: string, method: string, message: unknow
 async function grpcPing(url: string, authority: string): Promise<http2.IncomingHttpHeaders> {
   const session = http2.connect(url);
   try {
-    const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Ping", ":authority": authority, "content-type": "application/grpc", te: "trailers" });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/larder.data.v1.DataService/Ping",
+      ":authority": authority,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     stream.end(Buffer.from([0, 0, 0, 0, 0]));
     const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
       stream.once("response", resolve);
@@ -59,10 +65,27 @@ describe("e2e: without a keys file only loopback hosts are served (DNS rebinding
 
   describe("hosts", () => {
     it("loopback names: localhost and its subdomains, 127.0.0.0/8, ::1, with or without a port", () => {
-      for (const authority of ["localhost", "LOCALHOST:4150", "app.localhost:80", "127.0.0.1:4150", "127.9.8.7", "[::1]:4150", "[::1]", "localhost."]) {
+      for (const authority of [
+        "localhost",
+        "LOCALHOST:4150",
+        "app.localhost:80",
+        "127.0.0.1:4150",
+        "127.9.8.7",
+        "[::1]:4150",
+        "[::1]",
+        "localhost.",
+      ]) {
         expect(isLoopbackName(hostOf(authority)), authority).to.equal(true);
       }
-      for (const authority of ["evil.example", "evil.example:4150", "localhost.evil.example", "127.0.0.1.evil.example", "10.0.0.1:4150", "[::2]:4150", "0.0.0.0"]) {
+      for (const authority of [
+        "evil.example",
+        "evil.example:4150",
+        "localhost.evil.example",
+        "127.0.0.1.evil.example",
+        "10.0.0.1:4150",
+        "[::2]:4150",
+        "0.0.0.0",
+      ]) {
         expect(isLoopbackName(hostOf(authority)), authority).to.equal(false);
       }
     });

@@ -109,7 +109,9 @@ describe("metrics: /metrics on its own port counts what an operator pages on", f
     const event = (await stream.next()).value!;
     expect(event.kind.case).to.equal("event");
     await sleep(50);
-    expect((await server.scrape()).get(lag)).to.be.greaterThan(0).and.lessThan(600);
+    expect((await server.scrape()).get(lag))
+      .to.be.greaterThan(0)
+      .and.lessThan(600);
     await data.ack({ subscription: "metrics-sub", resumeToken: event.kind.case === "event" ? event.kind.value.resumeToken : "" });
     expect((await server.scrape()).get(lag)).to.equal(0);
     expect((await server.scrape()).get("larder_change_log_retention_seconds")).to.equal(24 * 60 * 60);
@@ -177,7 +179,9 @@ describe("metrics: admission refusals, by reason", function () {
       const scraped = await server.scrape();
       expect(scraped.get(series("larder_admission_refused_total", { reason: "in_flight" }))).to.equal(3);
       for (const protocol of ["grpc", "grpc-web", "connect"]) {
-        expect(scraped.get(series("larder_calls_total", { service: DATA, method: "Get", protocol, code: "ResourceExhausted" })), protocol).to.equal(1);
+        expect(scraped.get(series("larder_calls_total", { service: DATA, method: "Get", protocol, code: "ResourceExhausted" })), protocol).to.equal(
+          1,
+        );
       }
     } finally {
       held.destroy();

@@ -58,7 +58,9 @@ describe("e2e: a Pipeline's answer is bounded as a whole", function () {
     const firstUnrun = kinds.findIndex((kind) => Array.isArray(kind));
     expect(firstUnrun).to.be.greaterThan(1);
     // Answered reads hold at most the bound (a read that would cross it is dropped, unanswered).
-    const answered = response.results.slice(1, firstUnrun).reduce((sum, result) => sum + (result.kind.case === "query" ? result.kind.value.items.length : 0), 0);
+    const answered = response.results
+      .slice(1, firstUnrun)
+      .reduce((sum, result) => sum + (result.kind.case === "query" ? result.kind.value.items.length : 0), 0);
     expect(answered * big.length).to.be.at.most(MAX_PIPELINE_ANSWER_BYTES);
     for (const kind of kinds.slice(1, firstUnrun)) expect(kind).to.equal("query");
     for (const kind of kinds.slice(firstUnrun)) expect(kind).to.deep.equal([Code.ResourceExhausted, "PIPELINE_ANSWER_FULL"]);
@@ -69,7 +71,10 @@ describe("e2e: a Pipeline's answer is bounded as a whole", function () {
   it("a pipeline of slow operations (100 counts of 100,000 items) lets a call made meanwhile be answered before it ends", async () => {
     const client = raw();
     for (let batch = 0; batch < 4; batch++) {
-      const items = Array.from({ length: 25_000 }, (_, i) => ({ key: `counted:${batch}${String(i).padStart(5, "0")}`, value: fromJson(ValueSchema, i) }));
+      const items = Array.from({ length: 25_000 }, (_, i) => ({
+        key: `counted:${batch}${String(i).padStart(5, "0")}`,
+        value: fromJson(ValueSchema, i),
+      }));
       await client.seed({ items });
     }
     const finished: string[] = [];

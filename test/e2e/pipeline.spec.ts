@@ -64,7 +64,12 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
       { key: "p:02", value: { i: 2 } },
     ]);
     expect(page.lastKey).to.equal("p:02");
-    expect(batch).to.deep.equal({ items: [{ key: "p:01", value: { i: 1 } }, { key: "p:02", value: { i: 2 } }] });
+    expect(batch).to.deep.equal({
+      items: [
+        { key: "p:01", value: { i: 1 } },
+        { key: "p:02", value: { i: 2 } },
+      ],
+    });
     expect(missing).to.equal(undefined);
     expect(Object.fromEntries(counts)).to.deep.equal({ Pipeline: 1 });
   });
@@ -116,15 +121,16 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
     const seen: string[] = [];
     data.on("*:events:*", ({ name, item }) => void seen.push(`${name} ${item.key} ${JSON.stringify(item.value)}`));
     await data.ready();
-    await Promise.all([data.set("events:a", 1), data.set("events:b", { x: [1, "two"] }), data.set("events:*", 0).catch(() => undefined), data.set("events:a", 2), data.remove("events:b")]);
+    await Promise.all([
+      data.set("events:a", 1),
+      data.set("events:b", { x: [1, "two"] }),
+      data.set("events:*", 0).catch(() => undefined),
+      data.set("events:a", 2),
+      data.remove("events:b"),
+    ]);
     const deadline = Date.now() + 20_000;
     while (seen.length < 4 && Date.now() < deadline) await sleep(20);
-    expect(seen).to.deep.equal([
-      'created events:a 1',
-      'created events:b {"x":[1,"two"]}',
-      'updated events:a 2',
-      'deleted events:b {"x":[1,"two"]}',
-    ]);
+    expect(seen).to.deep.equal(["created events:a 1", 'created events:b {"x":[1,"two"]}', "updated events:a 2", 'deleted events:b {"x":[1,"two"]}']);
   });
 
   it("calls made right after on(), while writes wait for the stream's start, keep the order they were made in", async () => {
@@ -200,7 +206,13 @@ describe("e2e: automatic pipelining (Pipeline RPC)", () => {
       });
       async function itemJson() {
         const { item } = await json.get({ key: "cj:a" });
-        return { key: "cj:a", value: { a: [1, "b"] }, created: toIso(item!.created!), modified: toIso(item!.modified!), version: String(item!.version) };
+        return {
+          key: "cj:a",
+          value: { a: [1, "b"] },
+          created: toIso(item!.created!),
+          modified: toIso(item!.modified!),
+          version: String(item!.version),
+        };
       }
     });
 
@@ -269,16 +281,14 @@ describe(`e2e: Pipeline from grpcurl${grpcurl ? "" : " (skipped: no grpcurl)"}`,
 
   it("the README example: a set and two gets in one call, one of them failing alone", async () => {
     const request = JSON.stringify({
-      operations: [
-        { set: { key: "users:jane", value: { name: "Jane" } } },
-        { get: { key: "users:jane" } },
-        { get: { key: "users:*" } },
-      ],
+      operations: [{ set: { key: "users:jane", value: { name: "Jane" } } }, { get: { key: "users:jane" } }, { get: { key: "users:*" } }],
     });
     const { stdout } = await run(grpcurl!, ["-plaintext", "-d", request, `127.0.0.1:${running.server.port}`, "larder.data.v1.DataService/Pipeline"], {
       timeout: 15_000,
     });
-    const { results } = JSON.parse(stdout) as { results: Record<string, { item?: { value?: unknown }; code?: number; errorInfo?: { reason: string } }>[] };
+    const { results } = JSON.parse(stdout) as {
+      results: Record<string, { item?: { value?: unknown }; code?: number; errorInfo?: { reason: string } }>[];
+    };
     expect(results).to.have.length(3);
     expect(results[0].set.item?.value).to.deep.equal({ name: "Jane" });
     expect(results[1].get.item?.value).to.deep.equal({ name: "Jane" });

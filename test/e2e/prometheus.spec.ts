@@ -160,7 +160,12 @@ describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
     const deadline = Date.now() + 45_000;
     try {
       for (;;) {
-        const [rates, latency, lag, watches] = await Promise.all([query(rateByMethod), query(p99), query(eventLag), query("larder_watch_streams_open")]);
+        const [rates, latency, lag, watches] = await Promise.all([
+          query(rateByMethod),
+          query(p99),
+          query(eventLag),
+          query("larder_watch_streams_open"),
+        ]);
         const methods = new Set(rates.map((sample) => sample.metric.method));
         const finite = (samples: Sample[]) => samples.length === 1 && Number.isFinite(Number(samples[0].value[1]));
         // Rates need two scrapes inside the window; quantiles need the buckets to have grown between them.
@@ -170,7 +175,9 @@ describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
         }
         if (loadFailure || watchFailure) break;
         if (Date.now() > deadline) {
-          throw new Error(`Prometheus gave no full answers in time (${calls} calls, ${events} events): ${JSON.stringify({ rates, latency, lag })}\n${prometheusLog}`);
+          throw new Error(
+            `Prometheus gave no full answers in time (${calls} calls, ${events} events): ${JSON.stringify({ rates, latency, lag })}\n${prometheusLog}`,
+          );
         }
         await sleep(1_000);
       }
@@ -202,7 +209,10 @@ describe(`e2e: a real Prometheus scrapes Larder${unavailable}`, function () {
     const metrics = new LarderMetrics({ engine: "mongodb", environments: ["prod"], changeRetentionMs: 86_400_000 });
     metrics.sample({
       callsInFlight: () => 0,
-      figures: async () => ({ environments: [{ environment: "prod", feedRing: { events: 5, capacity: 10_000 } }], oplog: { first: 1_700_000_000_000, last: 1_700_003_600_000 } }),
+      figures: async () => ({
+        environments: [{ environment: "prod", feedRing: { events: 5, capacity: 10_000 } }],
+        oplog: { first: 1_700_000_000_000, last: 1_700_003_600_000 },
+      }),
     });
     metrics.engineObserver.changeStreamLag("prod", 0.012);
     metrics.engineObserver.connectionPool.created();

@@ -53,7 +53,11 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
     });
 
     it("an unknown service: the message lists the services and the path form", async () => {
-      const { status, body } = await connectCall(running.url, "/nothing/here", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      const { status, body } = await connectCall(running.url, "/nothing/here", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
       expect(status).to.equal(404);
       expect(body.message).to.contain("/larder.data.v1.DataService/Get").and.contain("larder.admin.v1.AdminService");
     });
@@ -80,7 +84,10 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
 
   describe("a missing or unsupported content type", () => {
     it("none at all: 415 with a JSON error that names the content types to send", async () => {
-      const { status, body } = await connectCall(running.url, "/larder.data.v1.DataService/Get", { method: "POST", body: new TextEncoder().encode('{"key":"a"}') });
+      const { status, body } = await connectCall(running.url, "/larder.data.v1.DataService/Get", {
+        method: "POST",
+        body: new TextEncoder().encode('{"key":"a"}'),
+      });
       expect(status).to.equal(415);
       expect(body.code).to.equal("invalid_argument");
       expect(body.message).to.contain("No content type").and.contain("application/json");
@@ -119,7 +126,11 @@ describe("e2e: every answer speaks the caller's protocol and says what to do", f
     it("what works still works: Connect GET and POST", async () => {
       const get = await fetch(`${running.url}/larder.data.v1.DataService/Get?encoding=json&message=${encodeURIComponent('{"key":"a"}')}`);
       expect(get.status).to.equal(200);
-      const post = await fetch(`${running.url}/larder.data.v1.DataService/Get`, { method: "POST", headers: { "content-type": "application/json; charset=utf-8" }, body: '{"key":"a"}' });
+      const post = await fetch(`${running.url}/larder.data.v1.DataService/Get`, {
+        method: "POST",
+        headers: { "content-type": "application/json; charset=utf-8" },
+        body: '{"key":"a"}',
+      });
       expect(post.status).to.equal(200);
     });
   });

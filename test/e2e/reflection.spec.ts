@@ -11,7 +11,10 @@ import { useServer } from "../support/server.js";
 describe("e2e: gRPC server reflection v1 and v1alpha", () => {
   const running = useServer();
 
-  for (const [version, service] of [["v1", ServerReflection], ["v1alpha", ServerReflectionAlpha]] as const) {
+  for (const [version, service] of [
+    ["v1", ServerReflection],
+    ["v1alpha", ServerReflectionAlpha],
+  ] as const) {
     describe(version, () => {
       async function ask(requests: object[]) {
         const client = createClient(service as typeof ServerReflection, createGrpcTransport({ baseUrl: running.url }));
@@ -27,7 +30,12 @@ describe("e2e: gRPC server reflection v1 and v1alpha", () => {
         const [answer] = await ask([{ messageRequest: { case: "listServices", value: "" } }]);
         expect(answer.messageResponse.case).to.equal("listServicesResponse");
         const names = (answer.messageResponse.value as { service: { name: string }[] }).service.map((s) => s.name);
-        expect(names).to.include.members(["larder.data.v1.DataService", "larder.admin.v1.AdminService", "grpc.health.v1.Health", `grpc.reflection.${version}.ServerReflection`]);
+        expect(names).to.include.members([
+          "larder.data.v1.DataService",
+          "larder.admin.v1.AdminService",
+          "grpc.health.v1.Health",
+          `grpc.reflection.${version}.ServerReflection`,
+        ]);
       });
 
       it("file_containing_symbol answers the file first, then its dependencies (well-known types)", async () => {

@@ -15,7 +15,7 @@ describe("request ids (x-request-id)", function () {
   it("keeps a caller's id when it is short and plain; makes one otherwise", () => {
     expect(requestIdOf("7f3c9a2e-1b4d-4e8f-9a0b-2c3d4e5f6a7b")).to.equal("7f3c9a2e-1b4d-4e8f-9a0b-2c3d4e5f6a7b");
     expect(requestIdOf("trace:00-4bf92f3577b34da6a3ce929d0e0e4736/1+x=")).to.equal("trace:00-4bf92f3577b34da6a3ce929d0e0e4736/1+x=");
-    for (const bad of [undefined, "", "a b", "line\nbreak", "{\"json\":1}", "é", "x".repeat(129), ["one", "two"]]) {
+    for (const bad of [undefined, "", "a b", "line\nbreak", '{"json":1}', "é", "x".repeat(129), ["one", "two"]]) {
       expect(requestIdOf(bad), JSON.stringify(bad)).to.match(UUID);
     }
     expect(requestIdOf(undefined)).to.not.equal(requestIdOf(undefined));
@@ -44,9 +44,9 @@ describe("request ids (x-request-id)", function () {
         let answered: string | null = null;
         await data.ping({}, { headers: { "x-request-id": id }, onHeader: (headers) => (answered = headers.get("x-request-id")) });
         expect(answered).to.equal(id);
-        expect(server.logs.some((line) => line.msg === "call" && line.requestId === id && line.method === "larder.data.v1.DataService/Ping")).to.equal(
-          true,
-        );
+        expect(
+          server.logs.some((line) => line.msg === "call" && line.requestId === id && line.method === "larder.data.v1.DataService/Ping"),
+        ).to.equal(true);
 
         let made: string | null = null;
         await data.ping({}, { headers: { "x-request-id": "not an id; drop table" }, onHeader: (headers) => (made = headers.get("x-request-id")) });

@@ -36,7 +36,12 @@ describe("storage faults: a full or read-only disk gives a clear status, health 
           return body(...args);
         });
       } as typeof transaction;
-      engine = new EmbeddedEngine({ dataDir: mkdtempSync(join(tmpdir(), "larder-faults-")), durability: "normal", sweepIntervalMs: 60_000, changeRetentionMs: 60_000 });
+      engine = new EmbeddedEngine({
+        dataDir: mkdtempSync(join(tmpdir(), "larder-faults-")),
+        durability: "normal",
+        sweepIntervalMs: 60_000,
+        changeRetentionMs: 60_000,
+      });
       const status = new HealthStatus(new Set([DataService.typeName]));
       status.setServing(true);
       const transport = createRouterTransport(
@@ -64,11 +69,7 @@ describe("storage faults: a full or read-only disk gives a clear status, health 
         await data.set({ key: "before", value: text("kept") });
         failWith = code;
         const failure = await failureOf(data.set({ key: "k", value: text("v") }));
-        expect([failure.code, failure.rawMessage, reasonOf(failure)]).to.deep.equal([
-          status,
-          message,
-          "STORE_UNAVAILABLE",
-        ]);
+        expect([failure.code, failure.rawMessage, reasonOf(failure)]).to.deep.equal([status, message, "STORE_UNAVAILABLE"]);
         expect((await health.check({})).status).to.equal(Status.NOT_SERVING);
         failWith = undefined;
         await data.set({ key: "k", value: text("v") });

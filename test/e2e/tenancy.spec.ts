@@ -96,7 +96,8 @@ const ROWS: Row[] = [
   },
   {
     rpc: "ImportEnvironment",
-    call: (admin, target) => admin.importEnvironment({ name: nameOf(target), items: [{ key: "planted:1", value: text("planted") }], overwrite: true }),
+    call: (admin, target) =>
+      admin.importEnvironment({ name: nameOf(target), items: [{ key: "planted:1", value: text("planted") }], overwrite: true }),
     admin: (target) => ({ then: planted(nameOf(target)) }),
     operator: (target) => ({ then: planted(nameOf(target)) }),
   },
@@ -180,7 +181,10 @@ describe("e2e: tenancy — every AdminService RPC × role × own/foreign environ
     const operator = operatorClient();
     for (const name of [OWN, FOREIGN]) expect(await exported(operator, name), `${name} is unchanged`).to.deep.equal(baseline(name));
     const names = (await operator.listEnvironments({})).environments.map((env) => env.name);
-    expect(names.filter((name) => ![OWN, FOREIGN].includes(name)), "no environment was created").to.deep.equal([]);
+    expect(
+      names.filter((name) => ![OWN, FOREIGN].includes(name)),
+      "no environment was created",
+    ).to.deep.equal([]);
   }
 
   for (const [protocol, transport] of transports) {

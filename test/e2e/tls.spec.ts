@@ -18,7 +18,23 @@ function certificate(): { cert: string; key: string } | undefined {
   try {
     execFileSync(
       "openssl",
-      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
       { stdio: "ignore" },
     );
     return { cert, key };
@@ -84,7 +100,10 @@ describe("e2e: TLS (LARDER_TLS_CERT / LARDER_TLS_KEY): h2 and HTTP/1.1 on one po
       [{ LARDER_TLS_CERT: join(directory, "nope.pem"), LARDER_TLS_KEY: files!.key }, "LARDER_TLS_CERT: cannot read"],
       [{ LARDER_TLS_CERT: files!.cert, LARDER_TLS_KEY: join(directory, "nope.pem") }, "LARDER_TLS_KEY: cannot read"],
       [{ LARDER_TLS_CERT: empty, LARDER_TLS_KEY: empty }, "LARDER_TLS_CERT and LARDER_TLS_KEY are not a usable PEM certificate and its key"],
-      [{ LARDER_TLS_CERT: files!.cert, LARDER_TLS_KEY: other.key }, "LARDER_TLS_CERT and LARDER_TLS_KEY are not a usable PEM certificate and its key"],
+      [
+        { LARDER_TLS_CERT: files!.cert, LARDER_TLS_KEY: other.key },
+        "LARDER_TLS_CERT and LARDER_TLS_KEY are not a usable PEM certificate and its key",
+      ],
     ];
     for (const [env, message] of cases) {
       const { code, output } = await runServerToExit(env);

@@ -4,11 +4,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import * as grpc from "@grpc/grpc-js";
 import { expect } from "chai";
 import * as http from "node:http";
-import {
-  DataService,
-  GetRequestSchema,
-  GetResponseSchema,
-} from "../../gen/larder/data/v1/data_pb.js";
+import { DataService, GetRequestSchema, GetResponseSchema } from "../../gen/larder/data/v1/data_pb.js";
 import { useServer } from "../support/server.js";
 
 function varint(value: number): number[] {
@@ -104,10 +100,7 @@ describe("e2e: one port serves gRPC, gRPC-Web and Connect over h2c and HTTP/1.1"
 
   it("a request larger than the message limit → RESOURCE_EXHAUSTED, and the server keeps serving", async () => {
     // The client's own HTTP/2 session would refuse to buffer 17 MB (ENHANCE_YOUR_CALM) before the server could answer.
-    const client = createClient(
-      DataService,
-      createGrpcTransport({ baseUrl: running.url, nodeOptions: { maxSessionMemory: 64 } }),
-    );
+    const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url, nodeOptions: { maxSessionMemory: 64 } }));
     const huge = "x".repeat(17 * 1024 * 1024);
     let code: number | undefined;
     try {
@@ -124,11 +117,15 @@ describe("e2e: one port serves gRPC, gRPC-Web and Connect over h2c and HTTP/1.1"
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const post = (path: string, chunks: Buffer[]) =>
       new Promise<{ status: number; connection?: string; body: string }>((resolve, reject) => {
-        const request = http.request(`${running.url}${path}`, { method: "POST", agent, headers: { "content-type": "application/proto" } }, (response) => {
-          let body = "";
-          response.on("data", (chunk) => (body += chunk));
-          response.on("end", () => resolve({ status: response.statusCode!, connection: response.headers.connection, body }));
-        });
+        const request = http.request(
+          `${running.url}${path}`,
+          { method: "POST", agent, headers: { "content-type": "application/proto" } },
+          (response) => {
+            let body = "";
+            response.on("data", (chunk) => (body += chunk));
+            response.on("end", () => resolve({ status: response.statusCode!, connection: response.headers.connection, body }));
+          },
+        );
         request.on("error", reject);
         for (const chunk of chunks) request.write(chunk);
         request.end();

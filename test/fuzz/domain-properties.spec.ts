@@ -66,14 +66,18 @@ const wildValue: fc.Arbitrary<JsonValue> = fc.oneof(
   }),
   fc.record({ $add: fc.oneof(fc.double(), fc.string(), json) }) as fc.Arbitrary<JsonValue>,
 );
-const labelInput = fc.option(
-  fc.oneof(fc.record({ set: anyText }), fc.record({ setIfAbsent: anyText }), fc.constant({ remove: true as const })),
-  { nil: undefined },
-);
+const labelInput = fc.option(fc.oneof(fc.record({ set: anyText }), fc.record({ setIfAbsent: anyText }), fc.constant({ remove: true as const })), {
+  nil: undefined,
+});
 const ttlInput = fc.option(
   fc.oneof(
     fc.record({ seconds: fc.double() }),
-    fc.record({ date: fc.oneof(anyText, fc.date({ noInvalidDate: true }).map((date) => date.toISOString())) }),
+    fc.record({
+      date: fc.oneof(
+        anyText,
+        fc.date({ noInvalidDate: true }).map((date) => date.toISOString()),
+      ),
+    }),
     fc.record({ at: fc.double() }),
     fc.constant({ remove: true as const }),
   ),
@@ -197,19 +201,40 @@ describe("fuzz: any input to the domain is a result or a DomainError, never a cr
     return value;
   }
 
-  (OBJECT_ROOT_NESTS_33 ? it.skip : it)("V1: a value nested 32 levels is accepted and 33 refused, whether its root is an object or an array, as a value or a default", () => {
-    const now = Date.now();
-    for (const root of ["object", "array"] as const) {
-      for (const [depth, accepted] of [[32, true], [33, false]] as const) {
-        for (const overwrite of [true, false]) {
-          const asValue = expectInvalidOr(() => planSet({ key: "deep:v", value: nested(depth, root), unsetAttributes: [], overwrite, labels: [], removeNulls: true }, now));
-          expect(asValue !== undefined, `${root} value, ${depth} levels, overwrite ${overwrite}`).to.equal(accepted);
+  (OBJECT_ROOT_NESTS_33 ? it.skip : it)(
+    "V1: a value nested 32 levels is accepted and 33 refused, whether its root is an object or an array, as a value or a default",
+    () => {
+      const now = Date.now();
+      for (const root of ["object", "array"] as const) {
+        for (const [depth, accepted] of [
+          [32, true],
+          [33, false],
+        ] as const) {
+          for (const overwrite of [true, false]) {
+            const asValue = expectInvalidOr(() =>
+              planSet({ key: "deep:v", value: nested(depth, root), unsetAttributes: [], overwrite, labels: [], removeNulls: true }, now),
+            );
+            expect(asValue !== undefined, `${root} value, ${depth} levels, overwrite ${overwrite}`).to.equal(accepted);
+          }
+          const asDefault = expectInvalidOr(() =>
+            planSet(
+              {
+                key: "deep:d",
+                value: undefined,
+                defaultValue: nested(depth, root),
+                unsetAttributes: [],
+                overwrite: false,
+                labels: [],
+                removeNulls: true,
+              },
+              now,
+            ),
+          );
+          expect(asDefault !== undefined, `${root} default, ${depth} levels`).to.equal(accepted);
         }
-        const asDefault = expectInvalidOr(() => planSet({ key: "deep:d", value: undefined, defaultValue: nested(depth, root), unsetAttributes: [], overwrite: false, labels: [], removeNulls: true }, now));
-        expect(asDefault !== undefined, `${root} default, ${depth} levels`).to.equal(accepted);
       }
-    }
-  });
+    },
+  );
 
   it("valid input works: any storable JSON set as an overwrite under a valid key is stored exactly (-0 as 0, V1)", () => {
     fc.assert(
@@ -274,7 +299,11 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
   const epochSeconds = fc.oneof(fc.noBias(fc.integer({ min: -1e15, max: 1e15 })), fc.integer({ min: LAST_SECOND - 5, max: LAST_SECOND + 5 }));
   const FIRST_MS = -62_135_596_800_000;
   const LAST_MS = LAST_SECOND * 1000 + 999;
-  const instantMs = fc.oneof(fc.integer({ min: -1e12, max: 1e13 }), fc.integer({ min: LAST_MS - 5, max: LAST_MS + 5 }), fc.integer({ min: FIRST_MS - 5, max: FIRST_MS + 5 }));
+  const instantMs = fc.oneof(
+    fc.integer({ min: -1e12, max: 1e13 }),
+    fc.integer({ min: LAST_MS - 5, max: LAST_MS + 5 }),
+    fc.integer({ min: FIRST_MS - 5, max: FIRST_MS + 5 }),
+  );
   const ttl = fc.option(
     fc.oneof(
       fc.record({ kind: fc.record({ case: fc.constant("seconds" as const), value: fc.oneof(fc.double(), epochSeconds) }) }),
@@ -286,7 +315,15 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
   );
   const batchItem = fc.record({ key: anyText, value: fc.option(value, { nil: undefined }), label1: fc.option(anyText, { nil: undefined }) });
   /** google.protobuf.Value as the wire can carry it (NaN and ±Infinity included, unlike fromJson). */
-  type ValueInit = { kind: { case: "numberValue"; value: number } | { case: "stringValue"; value: string } | { case: "boolValue"; value: boolean } | { case: "nullValue"; value: 0 } | { case: "listValue"; value: { values: ValueInit[] } } | { case: "structValue"; value: { fields: Record<string, ValueInit> } } };
+  type ValueInit = {
+    kind:
+      | { case: "numberValue"; value: number }
+      | { case: "stringValue"; value: string }
+      | { case: "boolValue"; value: boolean }
+      | { case: "nullValue"; value: 0 }
+      | { case: "listValue"; value: { values: ValueInit[] } }
+      | { case: "structValue"; value: { fields: Record<string, ValueInit> } };
+  };
   function wire(json: JsonValue): ValueInit {
     if (json === null) return { kind: { case: "nullValue", value: 0 } };
     if (typeof json === "number") return { kind: { case: "numberValue", value: json } };
@@ -336,7 +373,9 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
           expect(clientCodes, `Set: ${Code[failure.code]}: ${failure.rawMessage}`).to.include(failure.code);
           return;
         }
-        const read = await overJson.get({ key }).catch((error: unknown) => expect.fail(`Get over Connect JSON of ${key}: ${ConnectError.from(error).message}`));
+        const read = await overJson
+          .get({ key })
+          .catch((error: unknown) => expect.fail(`Get over Connect JSON of ${key}: ${ConnectError.from(error).message}`));
         if (read.item) expect(read.item.key).to.equal(key);
       }),
       { numRuns: 300 },
@@ -363,25 +402,37 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
     expect(tooDeep.code === Code.InvalidArgument || decoderRefusal(tooDeep, true), tooDeep.message).to.equal(true);
   });
 
-  (NON_JSON_VALUE_IS_INTERNAL ? it.skip : it)("a google.protobuf.Value that JSON cannot hold (NaN, ±Infinity, no kind), as a value, an attribute, a default or a batch item, gets INVALID_ARGUMENT", async () => {
-    const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url }));
-    const num = (amount: number) => ({ kind: { case: "numberValue" as const, value: amount } });
-    const cases: [string, () => Promise<unknown>][] = [
-      ["NaN", () => client.set({ key: "bad:1", value: num(NaN) })],
-      ["Infinity", () => client.set({ key: "bad:1", value: num(Infinity) })],
-      ["an attribute of -Infinity", () => client.set({ key: "bad:1", value: { kind: { case: "structValue", value: { fields: { x: num(-Infinity) } } } } })],
-      ["$add of -Infinity", () => client.set({ key: "bad:1", value: { kind: { case: "structValue", value: { fields: { $add: num(-Infinity) } } } } })],
-      ["a list holding Infinity", () => client.set({ key: "bad:1", value: { kind: { case: "listValue", value: { values: [num(Infinity)] } } } })],
-      ["a Value with no kind", () => client.set({ key: "bad:1", value: {} })],
-      ["a default of Infinity", () => client.set({ key: "bad:1", value: num(1), defaultValue: num(Infinity) })],
-      ["a batch item of NaN", () => client.batchSet({ items: [{ key: "bad:2", value: num(NaN) }] })],
-      ["a seed item of NaN", () => client.seed({ items: [{ key: "bad:3", value: num(NaN) }] })],
-    ];
-    for (const [what, call] of cases) {
-      const failure = await call().then(() => undefined, (error: unknown) => ConnectError.from(error));
-      expect(failure?.code, `${what}: ${failure?.rawMessage}`).to.equal(Code.InvalidArgument);
-    }
-  });
+  (NON_JSON_VALUE_IS_INTERNAL ? it.skip : it)(
+    "a google.protobuf.Value that JSON cannot hold (NaN, ±Infinity, no kind), as a value, an attribute, a default or a batch item, gets INVALID_ARGUMENT",
+    async () => {
+      const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url }));
+      const num = (amount: number) => ({ kind: { case: "numberValue" as const, value: amount } });
+      const cases: [string, () => Promise<unknown>][] = [
+        ["NaN", () => client.set({ key: "bad:1", value: num(NaN) })],
+        ["Infinity", () => client.set({ key: "bad:1", value: num(Infinity) })],
+        [
+          "an attribute of -Infinity",
+          () => client.set({ key: "bad:1", value: { kind: { case: "structValue", value: { fields: { x: num(-Infinity) } } } } }),
+        ],
+        [
+          "$add of -Infinity",
+          () => client.set({ key: "bad:1", value: { kind: { case: "structValue", value: { fields: { $add: num(-Infinity) } } } } }),
+        ],
+        ["a list holding Infinity", () => client.set({ key: "bad:1", value: { kind: { case: "listValue", value: { values: [num(Infinity)] } } } })],
+        ["a Value with no kind", () => client.set({ key: "bad:1", value: {} })],
+        ["a default of Infinity", () => client.set({ key: "bad:1", value: num(1), defaultValue: num(Infinity) })],
+        ["a batch item of NaN", () => client.batchSet({ items: [{ key: "bad:2", value: num(NaN) }] })],
+        ["a seed item of NaN", () => client.seed({ items: [{ key: "bad:3", value: num(NaN) }] })],
+      ];
+      for (const [what, call] of cases) {
+        const failure = await call().then(
+          () => undefined,
+          (error: unknown) => ConnectError.from(error),
+        );
+        expect(failure?.code, `${what}: ${failure?.rawMessage}`).to.equal(Code.InvalidArgument);
+      }
+    },
+  );
 
   it("400 random calls of every kind (Set, Get, BatchGet, Query, Add, Remove, BatchSet, Scan, Seed, Watch); reads over Connect JSON too", async () => {
     const client = createClient(DataService, createGrpcTransport({ baseUrl: running.url }));
@@ -402,7 +453,13 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
           unsetAttributes: fc.array(anyText, { maxLength: 3 }),
         }),
         fc.array(anyText, { maxLength: 30 }),
-        fc.record({ expression: anyText, label: fc.oneof(fc.constant(""), anyText, fc.constantFrom("label1", "3", "label6")), limit: fc.nat(1500), reverse: fc.boolean(), start: anyText }),
+        fc.record({
+          expression: anyText,
+          label: fc.oneof(fc.constant(""), anyText, fc.constantFrom("label1", "3", "label6")),
+          limit: fc.nat(1500),
+          reverse: fc.boolean(),
+          start: anyText,
+        }),
         fc.record({ attribute: fc.option(anyText, { nil: undefined }), amount: fc.double(), overwrite: fc.boolean() }),
         fc.array(batchItem, { maxLength: 30 }),
         fc.record({
@@ -414,7 +471,14 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
           totalSegments: fc.option(fc.nat(1200), { nil: undefined }),
           count: fc.boolean(),
         }),
-        fc.record({ filters: fc.array(anyText, { maxLength: 3 }), resumeToken: fc.oneof(fc.constant(""), anyText, fc.nat().map((n) => `1.${n}`)) }),
+        fc.record({
+          filters: fc.array(anyText, { maxLength: 3 }),
+          resumeToken: fc.oneof(
+            fc.constant(""),
+            anyText,
+            fc.nat().map((n) => `1.${n}`),
+          ),
+        }),
         async (set, keys, query, add, items, scan, watch) => {
           const setRequest = {
             ...set,
@@ -450,7 +514,10 @@ describe("fuzz: random calls over gRPC, and reads over Connect JSON, get OK or a
       { numRuns: 400 },
     );
     // The server never logged a failure of its own (the call log logs INTERNAL and UNKNOWN at level error).
-    const errors = running.server.output().split("\n").filter((line) => /"level":(50|60)/.test(line));
+    const errors = running.server
+      .output()
+      .split("\n")
+      .filter((line) => /"level":(50|60)/.test(line));
     expect(errors, errors.slice(0, 3).join("\n")).to.deep.equal([]);
   });
 });

@@ -74,7 +74,7 @@ function frame(type: number, flags: number, stream: number, payload: Buffer): Bu
 
 /** Whether the bytes hold an HTTP/2 GOAWAY frame (type 7): the server ending the connection. */
 function hasGoaway(reply: Buffer): boolean {
-  for (let at = 0; at + 9 <= reply.length; ) {
+  for (let at = 0; at + 9 <= reply.length;) {
     const length = reply.readUIntBE(at, 3);
     if (reply[at + 3] === 7) return true;
     at += 9 + length;
@@ -188,7 +188,10 @@ describe("fuzz: garbage on the port gets a clean error or a closed connection, a
     [
       "an HTTP/1.1 request with a body larger than the limit",
       () => http1("/larder.data.v1.DataService/Set", "application/json", "x".repeat(13 * 1024 * 1024)),
-      (reply) => expect(reply).to.match(/^HTTP\/1\.1 429[\s\S]*"code":"resource_exhausted","message":"message size \d+ is larger than configured readMaxBytes/),
+      (reply) =>
+        expect(reply).to.match(
+          /^HTTP\/1\.1 429[\s\S]*"code":"resource_exhausted","message":"message size \d+ is larger than configured readMaxBytes/,
+        ),
     ],
     [
       "a gRPC-Web message whose length prefix claims more than is sent",
@@ -326,8 +329,12 @@ describe("fuzz: garbage on the port gets a clean error or a closed connection, a
       }
       // A chunked upload (no length to refuse up front) that is past the limit: read part-way, then answered.
       const chunked = Buffer.concat([
-        Buffer.from("POST /larder.data.v1.DataService/Set HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"),
-        ...Array.from({ length: 13 }, () => Buffer.concat([Buffer.from(`${(1024 * 1024).toString(16)}\r\n`), Buffer.alloc(1024 * 1024, 0x78), Buffer.from("\r\n")])),
+        Buffer.from(
+          "POST /larder.data.v1.DataService/Set HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+        ...Array.from({ length: 13 }, () =>
+          Buffer.concat([Buffer.from(`${(1024 * 1024).toString(16)}\r\n`), Buffer.alloc(1024 * 1024, 0x78), Buffer.from("\r\n")]),
+        ),
         Buffer.from("0\r\n\r\n"),
       ]);
       const { head } = await uploadThenRead(port(), chunked);
@@ -343,9 +350,7 @@ describe("fuzz: garbage on the port gets a clean error or a closed connection, a
     const before = rssKiB();
     for (let batch = 0; batch < 20; batch++) {
       await Promise.all(
-        Array.from({ length: 50 }, (_, i) =>
-          exchange(port(), i % 2 ? randomBytes(1024) : Buffer.concat([PREFACE, randomBytes(256)]), 300),
-        ),
+        Array.from({ length: 50 }, (_, i) => exchange(port(), i % 2 ? randomBytes(1024) : Buffer.concat([PREFACE, randomBytes(256)]), 300)),
       );
     }
     await stillHealthy();

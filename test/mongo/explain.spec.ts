@@ -45,7 +45,14 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
         if (i % 3 === 0) labels[0] = parseKey(`team:t${String(i % 50).padStart(2, "0")}`);
         // 500 items share one label value: a continuation must not re-read the ties before it.
         if (ns === "users") labels[1] = parseKey("status:open");
-        const item = { key: parseKey(`${ns}:k${String(i).padStart(4, "0")}`), value: { i }, created: 1, modified: 1, labels: labels as unknown as LabelSlots, version: 1 };
+        const item = {
+          key: parseKey(`${ns}:k${String(i).padStart(4, "0")}`),
+          value: { i },
+          created: 1,
+          modified: 1,
+          labels: labels as unknown as LabelSlots,
+          version: 1,
+        };
         documents.push(encodeItem(item, { writeId: "seed", created: true }));
       }
     }
@@ -108,7 +115,10 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
   ];
   for (const [expression, reverse, start] of keyCases) {
     it(`key query ${expression}${reverse ? " reverse" : ""}${start ? ` after ${start}` : ""}: IXSCAN on ${KEY_INDEX}, no SORT, ≤ limit + 1 keys`, async () => {
-      const plan = keyQueryPlan({ range: parseKeyExpression(expression), reverse, limit: LIMIT + 1, after: start ? parseKey(start) : undefined }, Date.now());
+      const plan = keyQueryPlan(
+        { range: parseKeyExpression(expression), reverse, limit: LIMIT + 1, after: start ? parseKey(start) : undefined },
+        Date.now(),
+      );
       expect(plan).to.have.length(1);
       const { returned, keysExamined } = await explainPlan(plan, KEY_INDEX);
       expect(returned).to.be.greaterThan(0);
@@ -137,7 +147,11 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
 
   it("exact gets and batch gets read the key index (no collection scan), one namespace's batch in one IXSCAN", async () => {
     const now = Date.now();
-    const batch = (...keys: string[]) => batchGetFilter(keys.map((key) => parseKey(key)), now);
+    const batch = (...keys: string[]) =>
+      batchGetFilter(
+        keys.map((key) => parseKey(key)),
+        now,
+      );
     for (const [filter, scans] of [
       [{ ...keyFilter(parseKey("users:k0007")), ...liveFilter(now) }, 1],
       [batch("users:k0002", "users:k0400", "users:k0100", "users:nope"), 1],
@@ -146,7 +160,10 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
       const explained = (await items.find(filter).explain("executionStats")) as Document;
       const winning = explained.queryPlanner.winningPlan as Document;
       const nodes = stages(winning);
-      expect(nodes.map((node) => node.stage), JSON.stringify(winning)).not.to.include("COLLSCAN");
+      expect(
+        nodes.map((node) => node.stage),
+        JSON.stringify(winning),
+      ).not.to.include("COLLSCAN");
       const scanned = nodes.filter((node) => node.stage === "IXSCAN").map((node) => node.indexName);
       expect(scanned, JSON.stringify(winning)).to.deep.equal(Array(scans).fill(KEY_INDEX));
       const stats = explained.executionStats as { totalKeysExamined: number; nReturned: number };
@@ -167,7 +184,12 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
   it("a namespace step is one IXSCAN on the key index that skips the previous namespace's entries", async () => {
     for (const after of [undefined, "a", "users"]) {
       const step = namespaceStep(after, Date.now());
-      const explained = (await items.find(step.filter, { projection: step.projection }).sort(step.sort).hint(step.hint).limit(1).explain("executionStats")) as Document;
+      const explained = (await items
+        .find(step.filter, { projection: step.projection })
+        .sort(step.sort)
+        .hint(step.hint)
+        .limit(1)
+        .explain("executionStats")) as Document;
       const names = stages(explained.queryPlanner?.winningPlan as Document).map((stage) => stage.stage as string);
       expect(names).to.include("IXSCAN");
       expect(names).not.to.include("SORT");
@@ -188,9 +210,14 @@ describe(mongoTitle("MongoDB: reads are index range scans without in-memory sort
     ] as const) {
       const shape = countRangeShape({ range: parseKeyExpression(expression), label }, Date.now())!;
       expect(await items.countDocuments(shape.filter, { hint: shape.hint })).to.equal(expected);
-      const explained = (await items.aggregate([{ $match: shape.filter }, { $count: "n" }], { hint: shape.hint }).explain("executionStats")) as Document;
+      const explained = (await items
+        .aggregate([{ $match: shape.filter }, { $count: "n" }], { hint: shape.hint })
+        .explain("executionStats")) as Document;
       const nodes = stages((explained.queryPlanner ?? explained.stages?.[0]?.$cursor?.queryPlanner)?.winningPlan as Document);
-      expect(nodes.filter((node) => node.stage === "IXSCAN").map((node) => node.indexName), expression).to.deep.equal([index]);
+      expect(
+        nodes.filter((node) => node.stage === "IXSCAN").map((node) => node.indexName),
+        expression,
+      ).to.deep.equal([index]);
       expect(nodes.map((node) => node.stage)).not.to.include("COLLSCAN");
     }
   });

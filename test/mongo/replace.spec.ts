@@ -24,7 +24,13 @@ describe(mongoTitle("MongoDB store: replaceAll is all or nothing"), function () 
     const uri = mongoUri();
     if (!uri) return skipWithoutMongo(this);
     client = await MongoClient.connect(uri);
-    store = await MongoStore.open({ client, db: client.db(database), environment: "replace-test", changeRetentionMs: 3_600_000, log: pino({ level: "silent" }) });
+    store = await MongoStore.open({
+      client,
+      db: client.db(database),
+      environment: "replace-test",
+      changeRetentionMs: 3_600_000,
+      log: pino({ level: "silent" }),
+    });
   });
   after(async () => {
     await store?.close();
@@ -34,7 +40,10 @@ describe(mongoTitle("MongoDB store: replaceAll is all or nothing"), function () 
 
   const now = () => Date.now();
   const plans = (prefix: string, count: number) =>
-    planSeed(Array.from({ length: count }, (_, i) => setInput(`${prefix}:${String(i).padStart(3, "0")}`, { i }, { overwrite: true })), now());
+    planSeed(
+      Array.from({ length: count }, (_, i) => setInput(`${prefix}:${String(i).padStart(3, "0")}`, { i }, { overwrite: true })),
+      now(),
+    );
   async function* chunks(all: SetPlan[], failAfter?: number) {
     let given = 0;
     for (const chunk of bulkChunks(all)) {

@@ -34,7 +34,11 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
     const now = Date.now();
     return store.set(planSet(input(key, value, options), now), now);
   };
-  const raw = (key: string) => client.db(database).collection<ItemDocument>(COLLECTIONS.items).findOne({ ns: parseKey(key).ns, part: parseKey(key).part });
+  const raw = (key: string) =>
+    client
+      .db(database)
+      .collection<ItemDocument>(COLLECTIONS.items)
+      .findOne({ ns: parseKey(key).ns, part: parseKey(key).part });
 
   async function events(token: string, count: number, timeoutMs = 10_000): Promise<FeedEvent[]> {
     const abort = new AbortController();
@@ -203,7 +207,9 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
   it("writes without events (WriteOptions.events === false) emit none; later normal changes to those items do", async () => {
     const head = await store.feed.head();
     const now = Date.now();
-    await store.setMany([planSet(input("q:1", 1, { overwrite: true }), now), planSet(input("q:2", 2, { overwrite: true }), now)], now, { events: false });
+    await store.setMany([planSet(input("q:1", 1, { overwrite: true }), now), planSet(input("q:2", 2, { overwrite: true }), now)], now, {
+      events: false,
+    });
     await set("q:3", 3);
     expect(await store.remove([parseKey("q:1")], Date.now())).to.deep.equal([parseKey("q:1")]);
     await store.clear(Date.now(), { events: false });
@@ -313,10 +319,12 @@ describe(mongoTitle("MongoDB store against a real server"), function () {
     });
 
     it("an index of Larder's name with another definition is refused with the index to drop", async () => {
-      const refused = await prepared((db) => db.collection(COLLECTIONS.items).createIndex({ expires: 1 }, { name: TTL_INDEX, expireAfterSeconds: 3600 })).catch(
-        (error: Error) => error,
-      );
-      expect((refused as Error).message).to.contain("another definition").and.contain("dropIndex");
+      const refused = await prepared((db) =>
+        db.collection(COLLECTIONS.items).createIndex({ expires: 1 }, { name: TTL_INDEX, expireAfterSeconds: 3600 }),
+      ).catch((error: Error) => error);
+      expect((refused as Error).message)
+        .to.contain("another definition")
+        .and.contain("dropIndex");
     });
 
     it("one with a collation is refused (K7 needs binary string order)", async () => {

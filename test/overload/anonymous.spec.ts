@@ -103,22 +103,30 @@ describe("anonymous surfaces have their own small bounds (issue 22)", function (
       // One connection: the per-connection bound.
       const health = createClient(Health, createGrpcTransport({ baseUrl: running.url }));
       const oneConnection = await Promise.all(
-        Array.from({ length: 6 }, () =>
-          new Promise<"open" | ConnectError>((resolve) => {
-            void (async () => {
-              try {
-                for await (const _ of health.watch({}, { signal: abort.signal })) resolve("open");
-              } catch (error) {
-                resolve(ConnectError.from(error));
-              }
-            })();
-          }),
+        Array.from(
+          { length: 6 },
+          () =>
+            new Promise<"open" | ConnectError>((resolve) => {
+              void (async () => {
+                try {
+                  for await (const _ of health.watch({}, { signal: abort.signal })) resolve("open");
+                } catch (error) {
+                  resolve(ConnectError.from(error));
+                }
+              })();
+            }),
         ),
       );
-      expect(reasons(oneConnection)).to.deep.equal({ open: PER_CONNECTION, "ResourceExhausted TOO_MANY_PUBLIC_STREAMS_ON_CONNECTION": 6 - PER_CONNECTION });
+      expect(reasons(oneConnection)).to.deep.equal({
+        open: PER_CONNECTION,
+        "ResourceExhausted TOO_MANY_PUBLIC_STREAMS_ON_CONNECTION": 6 - PER_CONNECTION,
+      });
       // Many connections: the overall bound.
       const many = await Promise.all(Array.from({ length: 15 }, () => openHealthWatch(running.url, abort.signal)));
-      expect(reasons(many)).to.deep.equal({ open: MAX_PUBLIC - PER_CONNECTION, "ResourceExhausted TOO_MANY_PUBLIC_STREAMS": 15 - (MAX_PUBLIC - PER_CONNECTION) });
+      expect(reasons(many)).to.deep.equal({
+        open: MAX_PUBLIC - PER_CONNECTION,
+        "ResourceExhausted TOO_MANY_PUBLIC_STREAMS": 15 - (MAX_PUBLIC - PER_CONNECTION),
+      });
       // Keyed callers keep every one of LARDER_MAX_STREAMS.
       const data = createClient(DataService, createGrpcTransport({ baseUrl: running.url }));
       const watches = await Promise.all(
@@ -152,7 +160,9 @@ describe("anonymous surfaces have their own small bounds (issue 22)", function (
       );
       const counted = reasons(outcomes.flat());
       expect(counted.open).to.equal(MAX_PUBLIC);
-      expect((counted["ResourceExhausted TOO_MANY_PUBLIC_STREAMS"] ?? 0) + (counted["ResourceExhausted TOO_MANY_PUBLIC_STREAMS_ON_CONNECTION"] ?? 0)).to.equal(32 - MAX_PUBLIC);
+      expect(
+        (counted["ResourceExhausted TOO_MANY_PUBLIC_STREAMS"] ?? 0) + (counted["ResourceExhausted TOO_MANY_PUBLIC_STREAMS_ON_CONNECTION"] ?? 0),
+      ).to.equal(32 - MAX_PUBLIC);
       const data = createClient(DataService, createGrpcTransport({ baseUrl: running.url }));
       for await (const message of data.watch({}, { signal: abort.signal })) if (message.kind.case === "started") break;
     } finally {
@@ -181,17 +191,24 @@ describe("anonymous surfaces have their own small bounds (issue 22)", function (
         sessions.map(async (session) => {
           session.on("error", () => undefined);
           await Promise.all(
-            Array.from({ length: 100 }, () =>
-              new Promise<void>((resolve) => {
-                const stream = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
-                stream.on("error", () => resolve());
-                stream.on("response", () => {
-                  answered++;
-                  resolve();
-                });
-                stream.on("close", () => resolve());
-                stream.end(frame);
-              }),
+            Array.from(
+              { length: 100 },
+              () =>
+                new Promise<void>((resolve) => {
+                  const stream = session.request({
+                    ":method": "POST",
+                    ":path": "/grpc.health.v1.Health/Watch",
+                    "content-type": "application/grpc",
+                    te: "trailers",
+                  });
+                  stream.on("error", () => resolve());
+                  stream.on("response", () => {
+                    answered++;
+                    resolve();
+                  });
+                  stream.on("close", () => resolve());
+                  stream.end(frame);
+                }),
             ),
           );
         }),
@@ -216,7 +233,6 @@ describe("anonymous surfaces have their own small bounds (issue 22)", function (
     });
     expect(closedAfter, "closed by the server (ms)").to.be.a("number").and.below(HEAD_CLOSED_WITHIN_MS);
   });
-
 });
 
 // Its own server: a 1 s body timeout would also cut honest calls on a machine busy with the flood above.
@@ -229,6 +245,8 @@ describe("anonymous surfaces: request bodies are timed, health's too (issue 22)"
       socket.write("POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n");
       trickle(socket, " ".repeat(100), 300);
     });
-    expect(closedAfter, "closed by the server (ms)").to.be.a("number").and.below(BODY_TIMEOUT_MS + 4_000);
+    expect(closedAfter, "closed by the server (ms)")
+      .to.be.a("number")
+      .and.below(BODY_TIMEOUT_MS + 4_000);
   });
 });

@@ -21,7 +21,10 @@ describe("overload: bounded work in flight, health answers through a flood, reco
   async function flood(calls: number): Promise<FloodResult> {
     const clients = Array.from({ length: 4 }, () => createClient(DataService, createGrpcTransport({ baseUrl: running.url })));
     const health = createClient(Health, createGrpcTransport({ baseUrl: running.url }));
-    const items = Array.from({ length: 25 }, (_, i) => ({ key: `flood:${i}`, value: { kind: { case: "stringValue" as const, value: "x".repeat(2000) } } }));
+    const items = Array.from({ length: 25 }, (_, i) => ({
+      key: `flood:${i}`,
+      value: { kind: { case: "stringValue" as const, value: "x".repeat(2000) } },
+    }));
     const codes = new Map<string, number>();
     const count = (code: string) => codes.set(code, (codes.get(code) ?? 0) + 1);
     let healthAnswers = 0;

@@ -142,7 +142,9 @@ describe("bounded by design: hostile but legal input (issue 22)", function () {
         }
         const remaining = left();
         const events = (
-          database.prepare("SELECT count(*) AS n FROM changes WHERE json_extract(body, '$.name') = 'deleted' AND json_extract(body, '$.expired') = 1").get() as { n: number }
+          database
+            .prepare("SELECT count(*) AS n FROM changes WHERE json_extract(body, '$.name') = 'deleted' AND json_extract(body, '$.expired') = 1")
+            .get() as { n: number }
         ).n;
         database.close();
         await expectBounded(server, watch);

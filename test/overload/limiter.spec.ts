@@ -21,8 +21,7 @@ import { failureOf, reasonOf } from "../support/errors.js";
 
 /** The in-flight bound, driven with calls that really wait (the embedded engine's never do). */
 describe("overload guard (unit)", () => {
-  const request = (service: string, methodKind = "unary") =>
-    ({ service: { typeName: service }, method: { methodKind } }) as unknown as UnaryRequest;
+  const request = (service: string, methodKind = "unary") => ({ service: { typeName: service }, method: { methodKind } }) as unknown as UnaryRequest;
 
   function gatedNext() {
     let release!: () => void;
@@ -132,7 +131,13 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
         router.service(Health, { check: async () => ({ status: 1 }) });
       },
     });
-    const gate = admissionGate(handler, { bodyMs: 60_000, ...limits, services: [DataService, Health], exempt: new Set([Health.typeName]), publicStreams: { services: [Health], max: 100, maxPerConnection: 100 } });
+    const gate = admissionGate(handler, {
+      bodyMs: 60_000,
+      ...limits,
+      services: [DataService, Health],
+      exempt: new Set([Health.typeName]),
+      publicStreams: { services: [Health], max: 100, maxPerConnection: 100 },
+    });
     // As the real server: room for a few maximal (16 MiB) messages per session (see http2Options in services/http/listener.ts).
     const h2 = http2.createServer({ maxSessionMemory: 80 }, gate);
     const h1 = http.createServer(gate);
@@ -171,7 +176,9 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
   function closedAfterStalledBody(h1url: string): Promise<number> {
     return new Promise<number>((resolve) => {
       const socket = net.connect(Number(new URL(h1url).port), "127.0.0.1", () =>
-        socket.write("POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"key\""),
+        socket.write(
+          'POST /larder.data.v1.DataService/Get HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"key"',
+        ),
       );
       const opened = Date.now();
       socket.on("error", () => undefined);
@@ -258,11 +265,18 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     const connectGet = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1", useHttpGet: true }));
     expect(refusal(await failureOf(connectGet.get({ key: "x" }))), "Connect GET").to.deep.equal(expected);
 
-    const raw = await fetch(`${r.h1url}/larder.data.v1.DataService/Get`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"key":"x"}' });
+    const raw = await fetch(`${r.h1url}/larder.data.v1.DataService/Get`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"key":"x"}',
+    });
     expect(raw.status).to.equal(429);
     expect(raw.headers.get("retry-after")).to.equal("1");
     const body = (await raw.json()) as { code: string; message: string; details: { type: string }[] };
-    expect([body.code, body.message]).to.deep.equal(["resource_exhausted", "The server is at its limit of 1 calls in flight; retry with exponential backoff"]);
+    expect([body.code, body.message]).to.deep.equal([
+      "resource_exhausted",
+      "The server is at its limit of 1 calls in flight; retry with exponential backoff",
+    ]);
     expect(body.details.map((detail) => detail.type)).to.deep.equal(["google.rpc.ErrorInfo"]);
 
     const grpcJs = new grpc.Client(r.h2url.replace("http://", ""), grpc.credentials.createInsecure());
@@ -288,7 +302,10 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 100 }));
     const held = open(r.h2url).get({ key: "wait" });
     await until(() => r.waiting() === 1, "one call waits");
-    const items = Array.from({ length: 25 }, (_, i) => ({ key: `big:${i}`, value: { kind: { case: "stringValue" as const, value: "x".repeat(200_000) } } }));
+    const items = Array.from({ length: 25 }, (_, i) => ({
+      key: `big:${i}`,
+      value: { kind: { case: "stringValue" as const, value: "x".repeat(200_000) } },
+    }));
     const grpcClient = open(r.h2url);
     for (let i = 0; i < 3; i++) expect((await failureOf(grpcClient.batchSet({ items }))).code).to.equal(Code.ResourceExhausted);
     const connectH1 = createClient(DataService, createConnectTransport({ baseUrl: r.h1url, httpVersion: "1.1" }));
@@ -309,7 +326,12 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
     const held = open(r.h2url).get({ key: "wait" });
     await until(() => r.waiting() === 1, "one call waits");
     const session = http2.connect(r.h2url);
-    const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Get", "content-type": "application/grpc", te: "trailers" });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/larder.data.v1.DataService/Get",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     stream.write(Buffer.from([0, 0, 0, 0, 100, 0x0a])); // a message that claims 100 bytes, and the body never ends
     stream.on("error", () => undefined);
     const started = Date.now();
@@ -336,7 +358,12 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
   it("an admitted call whose body stops half-way is cut after LARDER_BODY_TIMEOUT_MS and frees its slot (HTTP/2: RST_STREAM CANCEL, the connection serves on; HTTP/1.1: the socket is closed)", async () => {
     const r = (current = await rig({ maxInFlight: 1, maxPerConnection: 100, bodyMs: 300 }));
     const session = http2.connect(r.h2url);
-    const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Get", "content-type": "application/grpc", te: "trailers" });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/larder.data.v1.DataService/Get",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     stream.write(Buffer.from([0, 0, 0, 0, 100, 0x0a])); // a message that claims 100 bytes, and the body never ends
     stream.on("error", () => undefined);
     await until(() => r.gate.load().inFlight === 1, "the call is admitted while its body arrives");
@@ -359,7 +386,12 @@ describe("admission gate (in-process HTTP/2 and HTTP/1.1 servers)", function () 
   it("a call whose body takes less than LARDER_BODY_TIMEOUT_MS, or whose handler takes longer (gRPC, Connect GET), is not cut", async () => {
     const r = (current = await rig({ maxInFlight: 10, maxPerConnection: 100, bodyMs: 400 }));
     const session = http2.connect(r.h2url);
-    const stream = session.request({ ":method": "POST", ":path": "/larder.data.v1.DataService/Get", "content-type": "application/grpc", te: "trailers" });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/larder.data.v1.DataService/Get",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
     const message = Buffer.from([0x0a, 4, ...Buffer.from("slow")]);
     stream.write(Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message.subarray(0, 2)]));
     setTimeout(() => stream.end(message.subarray(2)), 200);

@@ -99,7 +99,9 @@ export function findGrpcurl(): { path?: string; why: string } {
     .map((directory) => join(directory, "grpcurl"))
     .find((candidate) => existsSync(candidate));
   if (onPath) return { path: onPath, why: "" };
-  const shared = ["../shared/tools/grpcurl", "../../shared/tools/grpcurl"].map((relative) => resolve(REPO_ROOT, relative)).find((candidate) => existsSync(candidate));
+  const shared = ["../shared/tools/grpcurl", "../../shared/tools/grpcurl"]
+    .map((relative) => resolve(REPO_ROOT, relative))
+    .find((candidate) => existsSync(candidate));
   if (shared) return { path: shared, why: "" };
   return { why: "no grpcurl: set GRPCURL, put grpcurl on PATH, or install it in ../shared/tools" };
 }

@@ -53,7 +53,9 @@ describe("API keys and roles", () => {
       .to.throw(DomainError, /bound to the environment 'prod'/)
       .that.includes({ code: "PERMISSION_DENIED", reason: "ENVIRONMENT_NOT_ALLOWED" });
     expect(mayManage(LOCAL_PRINCIPAL, "stage"), "the keyless local caller owns every environment").to.equal(true);
-    expect(() => dataEnvironment(ops)).to.throw(DomainError).that.includes({ reason: "ROLE_NOT_ALLOWED" });
+    expect(() => dataEnvironment(ops))
+      .to.throw(DomainError)
+      .that.includes({ reason: "ROLE_NOT_ALLOWED" });
     expect(dataEnvironment(prodAdmin)).to.equal("prod");
   });
 
@@ -72,15 +74,13 @@ describe("API keys and roles", () => {
 
   it("refuses a malformed keys file with a message naming the entry", () => {
     expect(() => loadKeysFile(keysFile({ nope: [] }))).to.throw(/must hold \{"keys": \[\.\.\.\]\}/);
-    expect(() => loadKeysFile(keysFile({ keys: [{ id: "x", sha256: "abc", environment: "prod", role: "read" }] }))).to.throw(
-      /entry 0: "sha256"/,
+    expect(() => loadKeysFile(keysFile({ keys: [{ id: "x", sha256: "abc", environment: "prod", role: "read" }] }))).to.throw(/entry 0: "sha256"/);
+    expect(() => loadKeysFile(keysFile({ keys: [{ id: "x", sha256: hashKey("k"), environment: "Prod!", role: "read" }] }))).to.throw(
+      /entry 0: "environment"/,
     );
-    expect(() =>
-      loadKeysFile(keysFile({ keys: [{ id: "x", sha256: hashKey("k"), environment: "Prod!", role: "read" }] })),
-    ).to.throw(/entry 0: "environment"/);
-    expect(() =>
-      loadKeysFile(keysFile({ keys: [{ id: "x", sha256: hashKey("k"), environment: "prod", role: "root" }] })),
-    ).to.throw(/entry 0: "role"/);
+    expect(() => loadKeysFile(keysFile({ keys: [{ id: "x", sha256: hashKey("k"), environment: "prod", role: "root" }] }))).to.throw(
+      /entry 0: "role"/,
+    );
     expect(() => loadKeysFile(join(dir, "missing.json"))).to.throw(/cannot read the keys file/);
   });
 
@@ -96,7 +96,8 @@ describe("API keys and roles", () => {
     expect(roleAllows("watch", data, "Remove")).to.equal(false);
     expect(roleAllows("admin", data, "Seed")).to.equal(true);
     // app: what an @ampt/data app needs (read, write, data.on()), and no AdminService.
-    for (const method of ["Get", "Query", "Set", "Add", "Remove", "Seed", "Watch", "Ack"]) expect(roleAllows("app", data, method), method).to.equal(true);
+    for (const method of ["Get", "Query", "Set", "Add", "Remove", "Seed", "Watch", "Ack"])
+      expect(roleAllows("app", data, method), method).to.equal(true);
     expect(roleAllows("app", "larder.admin.v1.AdminService", "ListEnvironments")).to.equal(false);
     expect(roleAllows("write", admin, "ListEnvironments")).to.equal(false);
     expect(roleAllows("admin", admin, "DropEnvironment")).to.equal(true);

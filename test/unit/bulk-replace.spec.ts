@@ -60,7 +60,8 @@ describe("embedded engine: replaceAll is all or nothing (issue 16)", function ()
     await store.set(planSet(setInput("old:gone", 3, { ttl: { at: T + 10 } }), T), T);
     await store.set(planSet(setInput("simple", "s"), T), T);
   }
-  const keysOf = async (store: EmbeddedStore, now = T + 100) => (await store.scan({ limit: 100_000, maxBytes: Number.MAX_SAFE_INTEGER }, now)).items.map((item) => item.key.full);
+  const keysOf = async (store: EmbeddedStore, now = T + 100) =>
+    (await store.scan({ limit: 100_000, maxBytes: Number.MAX_SAFE_INTEGER }, now)).items.map((item) => item.key.full);
   const changesOf = (store: EmbeddedStore, after = 0) =>
     store.readChanges(after, 1_000_000).map(({ name, item, previous, expired }) => ({ name, item, previous, expired }));
 
@@ -87,7 +88,14 @@ describe("embedded engine: replaceAll is all or nothing (issue 16)", function ()
       ["old:gone", true],
       ["simple", false],
     ]);
-    expect((await bulk.queryLabel({ label: 1, range: { ns: "tag", lower: { value: "", inclusive: true }, exact: false }, reverse: false, limit: 1000 }, now)).items.length).to.equal(350);
+    expect(
+      (
+        await bulk.queryLabel(
+          { label: 1, range: { ns: "tag", lower: { value: "", inclusive: true }, exact: false }, reverse: false, limit: 1000 },
+          now,
+        )
+      ).items.length,
+    ).to.equal(350);
   });
 
   it("without events it writes none, and an empty replace empties the environment", async () => {
@@ -155,7 +163,9 @@ describe("embedded engine: replaceAll is all or nothing (issue 16)", function ()
       expect(seen, "old content (3 live items) and the racing write, nothing new").to.deep.equal([4]);
       expect(ticks, "timers ran while the replace staged its chunks").to.be.above(3);
       expect(await keysOf(store)).to.have.length(1_000);
-      const deleted = changesOf(store, head).filter((change) => change.name === "deleted").map((change) => change.item.key.full);
+      const deleted = changesOf(store, head)
+        .filter((change) => change.name === "deleted")
+        .map((change) => change.item.key.full);
       expect(deleted).to.include("racer:1");
     } finally {
       clearInterval(ticker);

@@ -37,12 +37,15 @@ describe("console: links, drafts and diffs (pure parts, no browser)", () => {
   });
 
   it("a draft is checked by the service's own rules before it is sent", () => {
-    const fresh = (change: Partial<ReturnType<typeof draftOf>>) => checkDraft({ ...draftOf(undefined, "users:jane"), valueText: "{}", ...change }, undefined);
+    const fresh = (change: Partial<ReturnType<typeof draftOf>>) =>
+      checkDraft({ ...draftOf(undefined, "users:jane"), valueText: "{}", ...change }, undefined);
     expect(fresh({ valueText: "{ nope" }).error).to.match(/^The value is not JSON/);
     expect(fresh({ key: "users:a*" }).error).to.equal("Invalid key: Key names in collections cannot contain the '|' or the '*' characters.");
     expect(fresh({ key: ":x" }).error).to.equal("Invalid key");
     expect(fresh({ valueText: "null" }).error).to.equal("Value can not be undefined without setting a 'default'");
-    expect(fresh({ valueText: JSON.stringify("x".repeat(410_000)) }).error).to.match(/^Item size of [\d.]+ KB is greater than the maximum size of 400 KB\.$/);
+    expect(fresh({ valueText: JSON.stringify("x".repeat(410_000)) }).error).to.match(
+      /^Item size of [\d.]+ KB is greater than the maximum size of 400 KB\.$/,
+    );
     expect(fresh({ labels: ["city:*", "", "", "", ""] }).error).to.match(/^Invalid key/);
     expect(fresh({ ttl: "not a date" }).error).to.equal("Invalid ttl value.");
     const good = fresh({ valueText: '{"name":"Jane"}', labels: ["city:oslo", "", "", "", ""], ttl: "3600" });
@@ -99,10 +102,15 @@ describe("console: links, drafts and diffs (pure parts, no browser)", () => {
 describe("domain: UTF-8 lengths counted without Node's Buffer (for the console) match Buffer's", () => {
   it("on any string, lone surrogates included", () => {
     fc.assert(
-      fc.property(fc.string({ unit: "binary" }), fc.string({ unit: fc.integer({ min: 0xd7f0, max: 0xe010 }).map((code) => String.fromCharCode(code)) }), (text, surrogates) => {
-        for (const sample of [text, surrogates, text + surrogates]) expect(countUtf8Bytes(sample)).to.equal(Buffer.byteLength(sample, "utf8"));
-      }),
+      fc.property(
+        fc.string({ unit: "binary" }),
+        fc.string({ unit: fc.integer({ min: 0xd7f0, max: 0xe010 }).map((code) => String.fromCharCode(code)) }),
+        (text, surrogates) => {
+          for (const sample of [text, surrogates, text + surrogates]) expect(countUtf8Bytes(sample)).to.equal(Buffer.byteLength(sample, "utf8"));
+        },
+      ),
     );
-    for (const sample of ["", "a", "é", "～", "😀", "\ud800", "\udc00", "\ud800\ud800\udc00", "a\udbff"]) expect(countUtf8Bytes(sample), JSON.stringify(sample)).to.equal(Buffer.byteLength(sample, "utf8"));
+    for (const sample of ["", "a", "é", "～", "😀", "\ud800", "\udc00", "\ud800\ud800\udc00", "a\udbff"])
+      expect(countUtf8Bytes(sample), JSON.stringify(sample)).to.equal(Buffer.byteLength(sample, "utf8"));
   });
 });

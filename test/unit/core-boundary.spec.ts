@@ -54,7 +54,10 @@ describe("core: the shared rules stand alone", () => {
 
   it("the client reaches core/ and gen/, never services/", () => {
     const files = reachable(join(REPO_ROOT, "client/index.ts")).concat(reachable(join(REPO_ROOT, "client/browser.ts")));
-    expect(files.some((file) => file.startsWith("core/")), "the client shares core/").to.equal(true);
+    expect(
+      files.some((file) => file.startsWith("core/")),
+      "the client shares core/",
+    ).to.equal(true);
     expect(files.filter((file) => !/^(client|core|gen)\//.test(file))).to.deep.equal([]);
   });
 
@@ -79,10 +82,13 @@ describe("core: the shared rules stand alone", () => {
       return hash;
     };
     fc.assert(
-      fc.property(fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }).filter((s) => !s.includes(":") && s.trim() !== ""), (part) => {
-        const key = parseKey(`ns:${part}`);
-        expect(segmentHash(key)).to.equal(fnv(key.full));
-      }),
+      fc.property(
+        fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }).filter((s) => !s.includes(":") && s.trim() !== ""),
+        (part) => {
+          const key = parseKey(`ns:${part}`);
+          expect(segmentHash(key)).to.equal(fnv(key.full));
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -93,7 +99,7 @@ describe("core: the shared rules stand alone", () => {
     expect(cursor).to.match(/^[A-Za-z0-9_-]+$/);
     expect(Buffer.from(cursor, "base64url").toString("utf8")).to.equal(JSON.stringify([1, "city:zürich😀", "users:jane"]));
     expect(decodeLabelCursor(cursor)).to.deep.equal(position);
-    for (const garbage of ["", "%%%", "bm90IGpzb24", Buffer.from("[2,\"a\",\"b\"]").toString("base64url")]) {
+    for (const garbage of ["", "%%%", "bm90IGpzb24", Buffer.from('[2,"a","b"]').toString("base64url")]) {
       expect(() => decodeLabelCursor(garbage)).to.throw(/lastKey of a previous label query/);
     }
   });

@@ -61,7 +61,13 @@ describe("dropping an environment while it is in use", () => {
 });
 
 describe("embedded resume tokens name their database", () => {
-  const options = (dataDir: string) => ({ dataDir, environment: "prod", durability: "normal" as const, sweepIntervalMs: 60_000, changeRetentionMs: 60_000 });
+  const options = (dataDir: string) => ({
+    dataDir,
+    environment: "prod",
+    durability: "normal" as const,
+    sweepIntervalMs: 60_000,
+    changeRetentionMs: 60_000,
+  });
   const refusal = (follow: () => unknown) => {
     try {
       follow();

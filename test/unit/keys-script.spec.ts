@@ -57,7 +57,12 @@ describe("scripts/keys.ts (npm run keys)", function () {
     expect([bound.code, bound.stderr.trim()]).to.deep.equal([2, "an operator key manages every environment: leave out --environment"]);
     const added = await keys("add", "--file", file, "--id", "ops", "--role", "operator");
     expect(added.code, added.stderr).to.equal(0);
-    expect(authenticate(loadKeysFile(file), added.stdout.trim())).to.deep.equal({ keyId: "ops", environment: undefined, role: "operator", manages: "every" });
+    expect(authenticate(loadKeysFile(file), added.stdout.trim())).to.deep.equal({
+      keyId: "ops",
+      environment: undefined,
+      role: "operator",
+      manages: "every",
+    });
     expect((await keys("list", "--file", file)).stdout).to.equal("ops\t(every environment)\toperator\n");
     const unbound = await keys("add", "--file", file, "--id", "web", "--role", "write");
     expect([unbound.code, unbound.stderr.trim()]).to.deep.equal([2, "--environment must be an environment name (a-z, 0-9, - and _)"]);

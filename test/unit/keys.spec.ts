@@ -38,9 +38,7 @@ describe("keys", () => {
     expect(parseKey("é".repeat(128)).full).to.have.length(128);
     expect(failure(() => parseKey("é".repeat(129))).message).to.equal("Invalid key: Maximum Key size is 256 bytes");
     expect(parseKey(`${"a".repeat(256)}:${"b".repeat(256)}`).part).to.have.length(256);
-    expect(failure(() => parseKey(`${"a".repeat(257)}:b`)).message).to.equal(
-      "Invalid key: Maximum collection name size is 256 bytes",
-    );
+    expect(failure(() => parseKey(`${"a".repeat(257)}:b`)).message).to.equal("Invalid key: Maximum collection name size is 256 bytes");
     expect(failure(() => parseKey(`a:${"😀".repeat(65)}`)).message).to.equal("Invalid key: Maximum Key size is 256 bytes");
   });
 

@@ -38,7 +38,7 @@ describe("MongoDB engine: value codec (V2)", () => {
   });
 
   it("keeps root numbers native (so $add increments them in place) and everything else as JSON text", () => {
-    expect(encodeValue({ c: 1, s: "x", o: { "$in": [1] } })).to.deep.equal({
+    expect(encodeValue({ c: 1, s: "x", o: { $in: [1] } })).to.deep.equal({
       vt: "o",
       vo: [
         { k: "c", n: 1 },
@@ -132,7 +132,7 @@ describe("MongoDB codec: value sizes measured without decoding", () => {
       }),
       { numRuns: 500 },
     );
-    for (const value of [{}, [], -0, "é\n\"", { 'a"b\\': [1, { "\u0000": null }], $add: 1, "__proto__": "x" }, 1e21, 400_000]) {
+    for (const value of [{}, [], -0, 'é\n"', { 'a"b\\': [1, { "\u0000": null }], $add: 1, __proto__: "x" }, 1e21, 400_000]) {
       expect(valueJsonBytes(encodeValue(value as JsonValue)), JSON.stringify(value)).to.equal(Buffer.byteLength(JSON.stringify(value), "utf8"));
     }
   });

@@ -1,11 +1,6 @@
 import { expect } from "chai";
 import { DomainError } from "../../core/errors.js";
-import {
-  checkFeatureCompatibility,
-  checkTopology,
-  checkVersion,
-  CLIENT_OPTIONS,
-} from "../../services/stores/mongodb/mongo-engine.js";
+import { checkFeatureCompatibility, checkTopology, checkVersion, CLIENT_OPTIONS } from "../../services/stores/mongodb/mongo-engine.js";
 import { databaseName, MAX_DATABASE_NAME_BYTES } from "../../services/stores/mongodb/database-name.js";
 
 /** The start-up checks of the MongoDB engine; the real deployment is checked by `npm run test:mongo`. */

@@ -1,6 +1,13 @@
 import { Code } from "@connectrpc/connect";
 import { expect } from "chai";
-import { MongoNetworkError, MongoNotConnectedError, MongoServerError, MongoServerSelectionError, MongoTopologyClosedError, MongoWriteConcernError } from "mongodb";
+import {
+  MongoNetworkError,
+  MongoNotConnectedError,
+  MongoServerError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+  MongoWriteConcernError,
+} from "mongodb";
 import { DomainError } from "../../core/errors.js";
 import { toConnectError } from "../../services/errors.js";
 import { fromMongoError, isDuplicateKey } from "../../services/stores/mongodb/errors.js";
@@ -32,12 +39,20 @@ describe("MongoDB engine: driver faults become clear statuses", () => {
     expect((fromMongoError(conflict) as DomainError).code).to.equal("UNAVAILABLE");
     for (const code of [91, 189, 11600, 11602, 13435, 13436]) {
       const mapped = fromMongoError(new MongoServerError({ message: "election", code })) as DomainError;
-      expect([mapped.code, mapped.message], `code ${code}`).to.deep.equal(["UNAVAILABLE", "MongoDB has no primary right now (an election is under way); retry"]);
+      expect([mapped.code, mapped.message], `code ${code}`).to.deep.equal([
+        "UNAVAILABLE",
+        "MongoDB has no primary right now (an election is under way); retry",
+      ]);
     }
   });
 
   it("a transaction too large for the cache, or past its lifetime, is a clear status, never INTERNAL (issue 16)", () => {
-    const tooLarge = new MongoServerError({ message: "transaction too large", code: 10334, codeName: "TransactionTooLargeForCache", errorLabels: ["TransientTransactionError"] });
+    const tooLarge = new MongoServerError({
+      message: "transaction too large",
+      code: 10334,
+      codeName: "TransactionTooLargeForCache",
+      errorLabels: ["TransientTransactionError"],
+    });
     const large = toConnectError(fromMongoError(tooLarge));
     expect([large.code, large.rawMessage]).to.deep.equal([
       Code.ResourceExhausted,

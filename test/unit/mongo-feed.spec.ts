@@ -45,7 +45,14 @@ function stored(key: string, value: JsonValue, options: { expires?: number; fres
 type Change = ChangeStreamDocument<Document>;
 const ns = (coll: string) => ({ db: "larder_test", coll });
 const insert = (post: ItemDocument, time = T0): Change =>
-  ({ _id: nextId(), operationType: "insert", ns: ns("items"), documentKey: { _id: 1 }, fullDocument: post, wallTime: new Date(time) }) as unknown as Change;
+  ({
+    _id: nextId(),
+    operationType: "insert",
+    ns: ns("items"),
+    documentKey: { _id: 1 },
+    fullDocument: post,
+    wallTime: new Date(time),
+  }) as unknown as Change;
 const update = (pre: ItemDocument | undefined, post: ItemDocument, time = T0): Change =>
   ({
     _id: nextId(),
@@ -58,9 +65,23 @@ const update = (pre: ItemDocument | undefined, post: ItemDocument, time = T0): C
     wallTime: new Date(time),
   }) as unknown as Change;
 const remove = (pre: ItemDocument, time = T0): Change =>
-  ({ _id: nextId(), operationType: "delete", ns: ns("items"), documentKey: { _id: 1 }, fullDocumentBeforeChange: pre, wallTime: new Date(time) }) as unknown as Change;
+  ({
+    _id: nextId(),
+    operationType: "delete",
+    ns: ns("items"),
+    documentKey: { _id: 1 },
+    fullDocumentBeforeChange: pre,
+    wallTime: new Date(time),
+  }) as unknown as Change;
 const marker = (n: number): Change =>
-  ({ _id: nextId(), operationType: "update", ns: ns("heads"), documentKey: { _id: "head" }, updateDescription: { updatedFields: { n } }, wallTime: new Date(T0) }) as unknown as Change;
+  ({
+    _id: nextId(),
+    operationType: "update",
+    ns: ns("heads"),
+    documentKey: { _id: "head" },
+    updateDescription: { updatedFields: { n } },
+    wallTime: new Date(T0),
+  }) as unknown as Change;
 
 /** The change stream as an ordered list; cursors resume after a token, as MongoDB's do. */
 class ScriptedStream implements ChangeSource {
@@ -208,9 +229,9 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const created = entriesOf(insert(stored("ev:a", 1)), undefined);
       expect(created.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.item.value])).to.deep.equal([["created", 1]]);
       const updated = entriesOf(update(stored("ev:a", 1), stored("ev:a", 2, { fresh: false })), undefined);
-      expect(updated.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.item.value, entry.event.previous?.value])).to.deep.equal([
-        ["updated", 2, 1],
-      ]);
+      expect(updated.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.item.value, entry.event.previous?.value])).to.deep.equal(
+        [["updated", 2, 1]],
+      );
       const deleted = entriesOf(remove(stored("ev:a", 2)), undefined);
       expect(deleted.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.item.value, entry.event.expired])).to.deep.equal([
         ["deleted", 2, false],
@@ -221,7 +242,9 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const before = nextId();
       const change = update(stored("x:b", 1, { expires: T0 - 1 }), stored("x:b", 2, { fresh: true }));
       const entries = entriesOf(change, before);
-      expect(entries.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.expired ?? false, entry.event.item.value])).to.deep.equal([
+      expect(
+        entries.map((entry) => entry.kind === "event" && [entry.event.name, entry.event.expired ?? false, entry.event.item.value]),
+      ).to.deep.equal([
         ["deleted", true, 1],
         ["created", false, 2],
       ]);
@@ -259,7 +282,10 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       expect(() => entriesOf(noPost, undefined)).to.throw(MissingImageError, "no post-image");
       const noPre = { ...remove(stored("img:a", 1)), fullDocumentBeforeChange: null } as unknown as Change;
       expect(() => entriesOf(noPre, undefined)).to.throw(MissingImageError, "no pre-image");
-      expect(entriesOf(update(undefined, stored("img:q", 1, { quiet: "w" })), undefined).map((entry) => entry.kind), "a quiet write needs no pre-image").to.deep.equal(["skip"]);
+      expect(
+        entriesOf(update(undefined, stored("img:q", 1, { quiet: "w" })), undefined).map((entry) => entry.kind),
+        "a quiet write needs no pre-image",
+      ).to.deep.equal(["skip"]);
     });
 
     it("writes without events are passed over; a delete of an item written quietly is not", () => {
@@ -305,7 +331,9 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
     let feed: FeedHub;
     let changeLog: MongoChangeLog | undefined;
     let clock: number;
-    const open = async (options: Partial<MongoChangeLogOptions> & { ringEntries?: number; onHealth?: (failure: string | undefined) => void } = {}) => {
+    const open = async (
+      options: Partial<MongoChangeLogOptions> & { ringEntries?: number; onHealth?: (failure: string | undefined) => void } = {},
+    ) => {
       stream = new ScriptedStream();
       clock = T0;
       ({ feed, changeLog } = await feedOver(stream, { clock: () => clock, ...options }));
@@ -339,7 +367,10 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const [expiry] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
       expect([expiry.name, expiry.expired]).to.deep.equal(["deleted", true]);
       const fromRing = await take(feed.follow(expiry.token, new AbortController().signal)[Symbol.asyncIterator](), 2);
-      expect(fromRing.map((event) => [event.name, event.item.key.full])).to.deep.equal([["created", "x:b"], ["created", "x:c"]]);
+      expect(fromRing.map((event) => [event.name, event.item.key.full])).to.deep.equal([
+        ["created", "x:b"],
+        ["created", "x:c"],
+      ]);
       // Push the pair out of memory: the token then resumes from the oplog and skips the expiry.
       for (let i = 0; i < 5; i++) stream.append(insert(stored(`x:f${i}`, i)));
       await settle();
@@ -370,7 +401,9 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       stream.append(insert(stored("old:a", 1), T0), insert(stored("old:b", 2), T0 + 2_500));
       const [a] = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 1);
       clock = T0 + 4_000;
-      expect(() => feed.follow(a.token, new AbortController().signal)).to.throw(DomainError).with.property("reason", "TOKEN_EXPIRED");
+      expect(() => feed.follow(a.token, new AbortController().signal))
+        .to.throw(DomainError)
+        .with.property("reason", "TOKEN_EXPIRED");
       clock = T0 + 3_000;
       expect(() => feed.follow(a.token, new AbortController().signal)).not.to.throw();
     });
@@ -421,7 +454,13 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       await settle();
       expect(feed["ring"].seqAfter(a.id)).to.equal(undefined);
       // The token of i:a is out of the ring: its catch-up reads the oplog, where a change has lost its pre-image.
-      stream.changes.splice(stream.changes.indexOf(stream.changes.find((change) => change.operationType === "insert" && (change.fullDocument as ItemDocument).part === "b")!), 1, update(undefined, stored("i:b", 2, { fresh: false })));
+      stream.changes.splice(
+        stream.changes.indexOf(
+          stream.changes.find((change) => change.operationType === "insert" && (change.fullDocument as ItemDocument).part === "b")!,
+        ),
+        1,
+        update(undefined, stored("i:b", 2, { fresh: false })),
+      );
       const catchUp = await feedFailure(feed.follow(a.token, new AbortController().signal)[Symbol.asyncIterator]());
       expect([catchUp.code, catchUp.reason]).to.deep.equal(["OUT_OF_RANGE", "TOKEN_EXPIRED"]);
       expect(catchUp.message).to.contain("preAndPostImages.expireAfterSeconds");
@@ -449,10 +488,15 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       const all = await take(feed.follow(head, new AbortController().signal)[Symbol.asyncIterator](), 40);
       // Ten Watches resume after a restart from tokens long out of the ring.
       const resumed = await Promise.all(
-        [0, 3, 7, 11, 15, 19, 23, 27, 30, 33].map((from) => take(feed.follow(all[from].token, new AbortController().signal)[Symbol.asyncIterator](), 39 - from)),
+        [0, 3, 7, 11, 15, 19, 23, 27, 30, 33].map((from) =>
+          take(feed.follow(all[from].token, new AbortController().signal)[Symbol.asyncIterator](), 39 - from),
+        ),
       );
       resumed.forEach((events, index) =>
-        expect(events.map((event) => event.id), `watch ${index}`).to.deep.equal(all.slice([0, 3, 7, 11, 15, 19, 23, 27, 30, 33][index] + 1).map((event) => event.id)),
+        expect(
+          events.map((event) => event.id),
+          `watch ${index}`,
+        ).to.deep.equal(all.slice([0, 3, 7, 11, 15, 19, 23, 27, 30, 33][index] + 1).map((event) => event.id)),
       );
       expect(stream.mostOpen, "the consumer's stream and one catch-up at most").to.equal(2);
     });
@@ -468,7 +512,11 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       await settle();
       await settle();
       expect(told, "a failure that the next read mends").to.deep.equal([]);
-      stream.failNext = new MongoServerError({ message: "not authorized on larder_test to execute command { aggregate: 1 }", code: 13, codeName: "Unauthorized" });
+      stream.failNext = new MongoServerError({
+        message: "not authorized on larder_test to execute command { aggregate: 1 }",
+        code: 13,
+        codeName: "Unauthorized",
+      });
       await until(1);
       expect(told[0]).to.contain("not authorized");
       // The stream reads again: health is told it recovered.
@@ -498,7 +546,8 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
 
     it("failures that retrying cannot mend: rights, authentication, a deployment without change streams; not elections or networks", () => {
       const server = (code: number, codeName?: string) => new MongoServerError({ message: "failed", code, codeName });
-      for (const error of [server(13, "Unauthorized"), server(8000), server(18), server(40573)]) expect(isPersistentFeedError(error), String(error.code)).to.equal(true);
+      for (const error of [server(13, "Unauthorized"), server(8000), server(18), server(40573)])
+        expect(isPersistentFeedError(error), String(error.code)).to.equal(true);
       for (const error of [server(286), server(91), server(189), server(6), new Error("connection reset"), new MongoCursorExhaustedError()]) {
         expect(isPersistentFeedError(error), String((error as { code?: number }).code ?? error.message)).to.equal(false);
       }
@@ -564,7 +613,10 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       await feed.acknowledge("mailer", head);
       expect(await feed.acknowledged("mailer")).to.equal(head);
       expect(await feed.acknowledged("nobody")).to.equal(undefined);
-      for (const [name, token] of [["", head], ["mailer", "1.5"]]) {
+      for (const [name, token] of [
+        ["", head],
+        ["mailer", "1.5"],
+      ]) {
         await feed.acknowledge(name, token).then(
           () => expect.fail("should be refused"),
           (error: DomainError) => expect([error.code, error.reason]).to.deep.equal(["INVALID_ARGUMENT", "INVALID_OPTION"]),
@@ -606,7 +658,11 @@ describe("MongoDB engine: change events (EV4-EV7)", () => {
       let release!: () => void;
       stream.gate = new Promise((resolve) => (release = resolve));
       const expired = stored("hk:a", 1, { expires: T0 + 5 });
-      stream.append(insert(expired, T0 + 1), update(expired, { ...stored("hk:a", 2), _n: true } as ItemDocument, T0 + 10), remove(stored("hk:a", 2), T0 + 20));
+      stream.append(
+        insert(expired, T0 + 1),
+        update(expired, { ...stored("hk:a", 2), _n: true } as ItemDocument, T0 + 10),
+        remove(stored("hk:a", 2), T0 + 20),
+      );
       let synced: number | undefined;
       const syncing = feed.historySynced().then((since) => (synced = since));
       await settle();

@@ -36,7 +36,10 @@ describe("MongoDB engine: key history (history.ts)", () => {
     const order = "8266A1B2C3000000012B022C0100296E5A1004";
     const documents = historyDocuments(
       order,
-      [event({ name: "deleted", item: item(1, 1, { expires: T0 + 2 }), expired: true }), event({ name: "created", item: { ...item(2, 1), labels: NO_LABELS } })],
+      [
+        event({ name: "deleted", item: item(1, 1, { expires: T0 + 2 }), expired: true }),
+        event({ name: "created", item: { ...item(2, 1), labels: NO_LABELS } }),
+      ],
       3_600_000,
     );
     expect(documents.map(({ c: _c, ...rest }) => rest)).to.deep.equal([
@@ -45,7 +48,12 @@ describe("MongoDB engine: key history (history.ts)", () => {
     ]);
     const [expiry, created] = documents.map(decodeHistoryDocument);
     expect(expiry).to.deep.equal({ position: `${order}.0`, name: "deleted", expired: true, time: T0 + 7, item: item(1, 1, { expires: T0 + 2 }) });
-    expect([created.name, created.expired, created.item.value, created.item.labels]).to.deep.equal(["created", false, { n: 2, "$odd.name": true }, NO_LABELS]);
+    expect([created.name, created.expired, created.item.value, created.item.labels]).to.deep.equal([
+      "created",
+      false,
+      { n: 2, "$odd.name": true },
+      NO_LABELS,
+    ]);
     const updated = decodeHistoryDocument(historyDocuments(order, [event({ name: "updated", item: item(3, 2), previous: item(2, 1) })], 1)[0]);
     expect([updated.item.version, updated.previous?.version]).to.deep.equal([2, 1]);
   });
@@ -56,7 +64,10 @@ describe("MongoDB engine: key history (history.ts)", () => {
       {
         updateOne: {
           filter: { _id: "82AA.0" },
-          update: { $setOnInsert: { k: "users:ada", o: "82AA", i: 0, at: new Date(T0 + 7), c: document.c }, $max: { expireAt: new Date(T0 + 7 + 1_000) } },
+          update: {
+            $setOnInsert: { k: "users:ada", o: "82AA", i: 0, at: new Date(T0 + 7), c: document.c },
+            $max: { expireAt: new Date(T0 + 7 + 1_000) },
+          },
           upsert: true,
         },
       },
@@ -102,7 +113,9 @@ describe("MongoDB engine: key history (history.ts)", () => {
   it("a start that is not a position this engine made is INVALID_ARGUMENT", () => {
     expect(decodeHistoryPosition("82ab01.3")).to.deep.equal({ o: "82ab01", i: 3 });
     for (const bad of ["", "12", "82AB.", "82AB.-1", "82AB.01", "zz.1", "82AB.1.2", '{"$gt":1}.0']) {
-      expect(() => decodeHistoryPosition(bad), bad).to.throw().with.property("reason", "INVALID_OPTION");
+      expect(() => decodeHistoryPosition(bad), bad)
+        .to.throw()
+        .with.property("reason", "INVALID_OPTION");
     }
   });
 });

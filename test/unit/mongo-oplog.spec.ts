@@ -27,7 +27,10 @@ describe("MongoDB oplog window (metrics)", () => {
   it("exports the window and its oldest entry; nothing when the oplog may not be read", async () => {
     const metrics = new LarderMetrics({ engine: "mongodb", environments: ["prod"], changeRetentionMs: 86_400_000 });
     let oplog: { first: number; last: number } | undefined = { first: 1_700_000_000_000, last: 1_700_007_200_000 };
-    metrics.sample({ callsInFlight: () => 0, figures: async () => ({ environments: [{ environment: "prod", feedRing: { events: 3, capacity: 10_000 } }], oplog }) });
+    metrics.sample({
+      callsInFlight: () => 0,
+      figures: async () => ({ environments: [{ environment: "prod", feedRing: { events: 3, capacity: 10_000 } }], oplog }),
+    });
     let scraped = parseExposition(await metrics.text());
     expect(scraped.get("larder_mongodb_oplog_window_seconds")).to.equal(7_200);
     expect(scraped.get("larder_mongodb_oplog_oldest_timestamp_seconds")).to.equal(1_700_000_000);

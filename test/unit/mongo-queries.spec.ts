@@ -259,7 +259,12 @@ describe("MongoDB engine: reads are hinted index ranges (K7, Q1-Q5, P3, P4, L3, 
       const found: Entry[] = [];
       for (const shape of plan) {
         if (found.length >= limit) break;
-        found.push(...entries.filter((entry) => matches(entry, shape.filter)).sort(ordered(shape.sort)).slice(0, limit - found.length));
+        found.push(
+          ...entries
+            .filter((entry) => matches(entry, shape.filter))
+            .sort(ordered(shape.sort))
+            .slice(0, limit - found.length),
+        );
       }
       return found;
     };
@@ -269,62 +274,84 @@ describe("MongoDB engine: reads are hinted index ranges (K7, Q1-Q5, P3, P4, L3, 
 
     it("label queries, forward and reverse, from any cursor", () => {
       fc.assert(
-        fc.property(keys, fc.array(fc.tuple(namespaceText, text), { minLength: 30, maxLength: 30 }), fc.constantFrom("t:*", "t:a*", "t:a|b", "t:>a", "t:<=ab", "t"), fc.boolean(), fc.integer({ min: 1, max: 8 }), fc.nat(40), (itemKeys, labels, expression, reverse, limit, cursor) => {
-          const range = parseKeyExpression(expression);
-          const entries: Entry[] = itemKeys.map(([ns, part], i) => ({
-            ns,
-            part,
-            l4ns: labels[i][0] === "a" ? undefined : "t",
-            l4part: labels[i][1],
-          }));
-          const order = ordered({ l4ns: reverse ? -1 : 1, l4part: reverse ? -1 : 1, ns: reverse ? -1 : 1, part: reverse ? -1 : 1 });
-          const inRange = entries
-            .filter((entry) => entry.l4ns === "t" && rangeIncludes(range, keyFromParts("t", entry.l4part!)) && (range.ns === "t"))
-            .sort(order);
-          const start = inRange[cursor % (inRange.length + 1)] as Entry | undefined;
-          const after = start && { label: keyFromParts("t", start.l4part!), item: keyFromParts(start.ns!, start.part!) };
-          const plan = labelQueryPlan({ label: 4, range, reverse, limit, after }, NOW);
-          const expected = (start ? inRange.slice(inRange.indexOf(start) + 1) : inRange).slice(0, limit);
-          expect(run(plan, entries, limit)).to.deep.equal(expected);
-        }),
+        fc.property(
+          keys,
+          fc.array(fc.tuple(namespaceText, text), { minLength: 30, maxLength: 30 }),
+          fc.constantFrom("t:*", "t:a*", "t:a|b", "t:>a", "t:<=ab", "t"),
+          fc.boolean(),
+          fc.integer({ min: 1, max: 8 }),
+          fc.nat(40),
+          (itemKeys, labels, expression, reverse, limit, cursor) => {
+            const range = parseKeyExpression(expression);
+            const entries: Entry[] = itemKeys.map(([ns, part], i) => ({
+              ns,
+              part,
+              l4ns: labels[i][0] === "a" ? undefined : "t",
+              l4part: labels[i][1],
+            }));
+            const order = ordered({ l4ns: reverse ? -1 : 1, l4part: reverse ? -1 : 1, ns: reverse ? -1 : 1, part: reverse ? -1 : 1 });
+            const inRange = entries
+              .filter((entry) => entry.l4ns === "t" && rangeIncludes(range, keyFromParts("t", entry.l4part!)) && range.ns === "t")
+              .sort(order);
+            const start = inRange[cursor % (inRange.length + 1)] as Entry | undefined;
+            const after = start && { label: keyFromParts("t", start.l4part!), item: keyFromParts(start.ns!, start.part!) };
+            const plan = labelQueryPlan({ label: 4, range, reverse, limit, after }, NOW);
+            const expected = (start ? inRange.slice(inRange.indexOf(start) + 1) : inRange).slice(0, limit);
+            expect(run(plan, entries, limit)).to.deep.equal(expected);
+          },
+        ),
       );
     });
 
     it("scans in key order and in label order, from any cursor", () => {
       fc.assert(
-        fc.property(keys, fc.array(fc.tuple(namespaceText, text), { minLength: 30, maxLength: 30 }), fc.boolean(), fc.integer({ min: 1, max: 8 }), fc.nat(40), (itemKeys, labels, byLabel, limit, cursor) => {
-          const entries: Entry[] = itemKeys.map(([ns, part], i) => ({
-            ns,
-            part,
-            ...(labels[i][1] === "b" ? {} : { l1ns: labels[i][0], l1part: labels[i][1] }),
-          }));
-          const sort: ReadShape["sort"] = byLabel ? { l1ns: 1, l1part: 1, ns: 1, part: 1 } : { ns: 1, part: 1 };
-          const all = entries.filter((entry) => !byLabel || entry.l1ns !== undefined).sort(ordered(sort));
-          const start = all[cursor % (all.length + 1)] as Entry | undefined;
-          const item = start && keyFromParts(start.ns!, start.part!);
-          const after: Key | { label: Key; item: Key } | undefined =
-            start && (byLabel ? { label: keyFromParts(start.l1ns!, start.l1part!), item: item! } : item);
-          const plan = scanPlan({ label: byLabel ? 1 : undefined, after }, NOW);
-          const expected = (start ? all.slice(all.indexOf(start) + 1) : all).slice(0, limit);
-          expect(run(plan, entries, limit)).to.deep.equal(expected);
-        }),
+        fc.property(
+          keys,
+          fc.array(fc.tuple(namespaceText, text), { minLength: 30, maxLength: 30 }),
+          fc.boolean(),
+          fc.integer({ min: 1, max: 8 }),
+          fc.nat(40),
+          (itemKeys, labels, byLabel, limit, cursor) => {
+            const entries: Entry[] = itemKeys.map(([ns, part], i) => ({
+              ns,
+              part,
+              ...(labels[i][1] === "b" ? {} : { l1ns: labels[i][0], l1part: labels[i][1] }),
+            }));
+            const sort: ReadShape["sort"] = byLabel ? { l1ns: 1, l1part: 1, ns: 1, part: 1 } : { ns: 1, part: 1 };
+            const all = entries.filter((entry) => !byLabel || entry.l1ns !== undefined).sort(ordered(sort));
+            const start = all[cursor % (all.length + 1)] as Entry | undefined;
+            const item = start && keyFromParts(start.ns!, start.part!);
+            const after: Key | { label: Key; item: Key } | undefined =
+              start && (byLabel ? { label: keyFromParts(start.l1ns!, start.l1part!), item: item! } : item);
+            const plan = scanPlan({ label: byLabel ? 1 : undefined, after }, NOW);
+            const expected = (start ? all.slice(all.indexOf(start) + 1) : all).slice(0, limit);
+            expect(run(plan, entries, limit)).to.deep.equal(expected);
+          },
+        ),
       );
     });
 
     it("key queries with a start, forward and reverse", () => {
       fc.assert(
-        fc.property(keys, fc.constantFrom("a:*", "a:a*", "a:a|b", "a:>a", "a:<ab", "a"), fc.boolean(), fc.integer({ min: 1, max: 8 }), text, (itemKeys, expression, reverse, limit, startPart) => {
-          const range: KeyRange = parseKeyExpression(expression);
-          const entries: Entry[] = itemKeys.map(([ns, part]) => ({ ns, part }));
-          const after = keyFromParts("a", startPart);
-          const d = reverse ? -1 : 1;
-          const expected = entries
-            .filter((entry) => rangeIncludes(range, keyFromParts(entry.ns!, entry.part!)))
-            .filter((entry) => compareUtf8(entry.part!, startPart) * d > 0)
-            .sort(ordered({ ns: d, part: d }))
-            .slice(0, limit);
-          expect(run(keyQueryPlan({ range, reverse, limit, after }, NOW), entries, limit)).to.deep.equal(expected);
-        }),
+        fc.property(
+          keys,
+          fc.constantFrom("a:*", "a:a*", "a:a|b", "a:>a", "a:<ab", "a"),
+          fc.boolean(),
+          fc.integer({ min: 1, max: 8 }),
+          text,
+          (itemKeys, expression, reverse, limit, startPart) => {
+            const range: KeyRange = parseKeyExpression(expression);
+            const entries: Entry[] = itemKeys.map(([ns, part]) => ({ ns, part }));
+            const after = keyFromParts("a", startPart);
+            const d = reverse ? -1 : 1;
+            const expected = entries
+              .filter((entry) => rangeIncludes(range, keyFromParts(entry.ns!, entry.part!)))
+              .filter((entry) => compareUtf8(entry.part!, startPart) * d > 0)
+              .sort(ordered({ ns: d, part: d }))
+              .slice(0, limit);
+            expect(run(keyQueryPlan({ range, reverse, limit, after }, NOW), entries, limit)).to.deep.equal(expected);
+          },
+        ),
       );
     });
   });

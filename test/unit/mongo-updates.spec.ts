@@ -106,7 +106,11 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
     it("ifVersion 0 wants no live item, as exists:false does; with exists:true or created nothing can match", () => {
       const none = update(input("k", 1, { ifVersion: 0 }));
       expect([none.filter, none.upsert]).to.deep.equal([{ ns: "k", part: "", expires: { $lte: AT } }, true]);
-      for (const both of [{ ifVersion: 0, exists: true }, { ifVersion: 0, created: 1688097108 }, { ifVersion: 2, exists: false }]) {
+      for (const both of [
+        { ifVersion: 0, exists: true },
+        { ifVersion: 0, created: 1688097108 },
+        { ifVersion: 2, exists: false },
+      ]) {
         const { filter, upsert } = update(input("k", 1, both));
         expect([filter.expires, upsert], JSON.stringify(both)).to.deep.equal([{ $in: [] }, false]);
       }
@@ -122,10 +126,14 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
   describe("the pipeline", () => {
     it("user data reaches the pipeline only inside $literal (a '$x' name, value, key or label is never a field path)", () => {
       const { filter, pipeline } = update(
-        input("$userNs:$userKey", { $userName: "$userValue", a: { $add: 1 }, $userGone: null }, {
-          defaultValue: { $userDefault: "$userFill" },
-          labels: [{ set: "$userLabel:$userPart" }, { setIfAbsent: "$userOther" }],
-        }),
+        input(
+          "$userNs:$userKey",
+          { $userName: "$userValue", a: { $add: 1 }, $userGone: null },
+          {
+            defaultValue: { $userDefault: "$userFill" },
+            labels: [{ set: "$userLabel:$userPart" }, { setIfAbsent: "$userOther" }],
+          },
+        ),
       );
       const unsafe: string[] = [];
       const visit = (node: unknown, inLiteral: boolean): void => {
@@ -167,10 +175,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
 
     it("T7: liveness is computed from the stored document: present and not expired at now", () => {
       expect(stage(update(input("k", "x")).pipeline, 0)._live).to.deep.equal({
-        $and: [
-          { $ne: [{ $type: "$created" }, "missing"] },
-          { $or: [{ $eq: [{ $type: "$expires" }, "missing"] }, { $gt: ["$expires", AT] }] },
-        ],
+        $and: [{ $ne: [{ $type: "$created" }, "missing"] }, { $or: [{ $eq: [{ $type: "$expires" }, "missing"] }, { $gt: ["$expires", AT] }] }],
       });
     });
 
@@ -208,10 +213,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
     });
 
     it("V4/V6/A1/D2: a merge keeps stored attributes minus removed ones, replaces and increments in place, appends the rest", () => {
-      const value = stage(
-        update(input("k", { s: "x", c: { $add: 1 }, gone: null }, { defaultValue: { f: 1, s: "y" } })).pipeline,
-        1,
-      );
+      const value = stage(update(input("k", { s: "x", c: { $add: 1 }, gone: null }, { defaultValue: { f: 1, s: "y" } })).pipeline, 1);
       const text = JSON.stringify(value);
       expect(value.vt).to.equal("o");
       expect(value.vs).to.equal("$$REMOVE");
@@ -226,9 +228,9 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
       expect(value._fail.$switch.branches.map((branch: Document) => branch.then)).to.deep.equal(["A4", "A6"]);
       // A6: each counter's sum, the same expression as the one written, must stay a finite double.
       const counted = JSON.stringify({ $add: [{ $toDouble: "$$e.n" }, "$$g.n"] });
-      expect(JSON.stringify(value._fail.$switch.branches[1].case)).to.contain(
-        `{"$not":[{"$lte":[{"$abs":{"$let":{"vars":{"g":`,
-      ).and.contain(`"in":${counted}}}},${Number.MAX_VALUE}]}]}`);
+      expect(JSON.stringify(value._fail.$switch.branches[1].case))
+        .to.contain(`{"$not":[{"$lte":[{"$abs":{"$let":{"vars":{"g":`)
+        .and.contain(`"in":${counted}}}},${Number.MAX_VALUE}]}]}`);
     });
 
     it("a merge of defaults only (D5) needs no $switch, and without counters cannot fail A4", () => {
@@ -246,10 +248,7 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
     });
 
     it("L2/M2: labels keep (on a live merge), set, set if absent, remove; an overwrite drops labels not given", () => {
-      const merged = stage(
-        update(input("k", 1, { labels: [undefined, { set: 'team:"x"' }, { setIfAbsent: "t:y" }, { remove: true }] })).pipeline,
-        2,
-      );
+      const merged = stage(update(input("k", 1, { labels: [undefined, { set: 'team:"x"' }, { setIfAbsent: "t:y" }, { remove: true }] })).pipeline, 2);
       expect([merged.l1ns, merged.l1part, merged.l1e]).to.deep.equal([
         { $cond: ["$_live", "$l1ns", "$$REMOVE"] },
         { $cond: ["$_live", "$l1part", "$$REMOVE"] },
@@ -312,7 +311,11 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
       expect(expression.$add[0]).to.equal(Buffer.byteLength('{"key":"users:jane","value":}'));
       expect(expression.$add).to.have.length(1 + 1 + 5);
       expect(JSON.stringify(expression)).to.contain(`${MAX_NUMBER_TEXT}`).and.contain('"$toLong"');
-      expect(MAX_NUMBER_TEXT).to.be.at.least(Math.max(...[-1.2345678901234567e-123, -0.0000012345678901234567, -1.7976931348623157e308, -123456789012345.67].map((n) => JSON.stringify(n).length)));
+      expect(MAX_NUMBER_TEXT).to.be.at.least(
+        Math.max(
+          ...[-1.2345678901234567e-123, -0.0000012345678901234567, -1.7976931348623157e308, -123456789012345.67].map((n) => JSON.stringify(n).length),
+        ),
+      );
     });
 
     it("V8 is checked after every change that can grow a live item, and refuses only a live one", () => {
@@ -451,7 +454,10 @@ describe("MongoDB engine: each set is one atomic update (S4)", () => {
     });
 
     it("the encoded item a transaction writes marks what the pipeline would (write id, created)", () => {
-      const document = encodeItem({ key: parseKey("k"), value: 1, created: 1, modified: 2, labels: NO_LABELS, version: 1 }, { writeId: "w9", created: false });
+      const document = encodeItem(
+        { key: parseKey("k"), value: 1, created: 1, modified: 2, labels: NO_LABELS, version: 1 },
+        { writeId: "w9", created: false },
+      );
       expect([document._w, document._n, document._q]).to.deep.equal(["w9", false, undefined]);
     });
   });

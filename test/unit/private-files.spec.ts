@@ -48,7 +48,11 @@ describe("private files", () => {
     this.timeout(60_000);
     const file = join(root, "keys.json");
     const keys = (...args: string[]) =>
-      execFileSync(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args, "--file", file], { cwd: REPO_ROOT, encoding: "utf8", stdio: "pipe" });
+      execFileSync(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args, "--file", file], {
+        cwd: REPO_ROOT,
+        encoding: "utf8",
+        stdio: "pipe",
+      });
     keys("add", "--id", "one", "--environment", "prod", "--role", "read");
     expect(mode(file).toString(8)).to.equal("600");
     chmodSync(file, 0o644);

@@ -13,10 +13,12 @@ import type { ReadOptions, Store } from "../../services/stores/store.js";
  */
 describe("reads carry the call's deadline to the store", () => {
   const seen: { method: string; options?: ReadOptions }[] = [];
-  const recording = (method: string, result: unknown) => async (...args: unknown[]) => {
-    seen.push({ method, options: args[2] as ReadOptions | undefined });
-    return result;
-  };
+  const recording =
+    (method: string, result: unknown) =>
+    async (...args: unknown[]) => {
+      seen.push({ method, options: args[2] as ReadOptions | undefined });
+      return result;
+    };
   const store = {
     get: recording("get", undefined),
     getMany: recording("getMany", []),

@@ -56,8 +56,12 @@ function citationPattern(ids: readonly string[]): RegExp {
     widest.set(family!, Math.max(widest.get(family!) ?? 0, number!.length));
   }
   const alternatives = (width: number) =>
-    [...widest].filter(([, digits]) => digits === width).map(([family]) => family).sort((a, b) => b.length - a.length);
-  const oneDigit = alternatives(1), twoDigits = alternatives(2);
+    [...widest]
+      .filter(([, digits]) => digits === width)
+      .map(([family]) => family)
+      .sort((a, b) => b.length - a.length);
+  const oneDigit = alternatives(1),
+    twoDigits = alternatives(2);
   const forms = [
     ...(twoDigits.length ? [`(?:${twoDigits.join("|")})[1-9]\\d?`] : []),
     ...(oneDigit.length ? [`(?:${oneDigit.join("|")})[1-9]`] : []),
@@ -148,7 +152,10 @@ describe(`${RULES_PAGE}: the rule ids the code cites`, function () {
     expect(recorded, "the recorded set names each id once").to.have.lengthOf(new Set(recorded).size);
     expect(recorded).to.have.lengthOf(Number(count));
     expect(new Set(recorded.map((id) => id.replace(/\d+$/, ""))).size).to.equal(Number(families));
-    expect(defined.filter((id, index) => defined.indexOf(id) !== index), "defined twice").to.deep.equal([]);
+    expect(
+      defined.filter((id, index) => defined.indexOf(id) !== index),
+      "defined twice",
+    ).to.deep.equal([]);
     expect([...defined].sort()).to.deep.equal([...recorded].sort());
   });
 
@@ -162,7 +169,10 @@ describe(`${RULES_PAGE}: the rule ids the code cites`, function () {
   it("every rule id cited in services/, client/ and test/ is defined there", () => {
     const citations = citationsInTrees(ruleId);
     for (const tree of SCANNED_TREES) {
-      expect(citations.some(({ at }) => at.startsWith(`${tree}/`)), `citations found in ${tree}/`).to.equal(true);
+      expect(
+        citations.some(({ at }) => at.startsWith(`${tree}/`)),
+        `citations found in ${tree}/`,
+      ).to.equal(true);
     }
     expect(unknown(citations, known), `not rules of ${RULES_PAGE}; cite a defined rule, or add it there`).to.deep.equal([]);
   });

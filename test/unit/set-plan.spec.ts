@@ -13,7 +13,6 @@ import { setInput as input } from "../support/set-input.js";
 
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0, 123);
 
-
 /** Runs set calls one after another on one item, as the store would. */
 function run(...inputs: SetInput[]): ItemRecord | undefined {
   let live: ItemRecord | undefined;
@@ -108,11 +107,7 @@ describe("set planning (domain)", () => {
     it("D3 a single-value default is written only when there is no item", () => {
       const first = run(input("k", undefined, { defaultValue: "d" }));
       expect(first!.value).to.equal("d");
-      const kept = applySet(
-        { ...first!, value: "real" },
-        planSet(input("k", null, { defaultValue: "other" }), NOW),
-        NOW,
-      );
+      const kept = applySet({ ...first!, value: "real" }, planSet(input("k", null, { defaultValue: "other" }), NOW), NOW);
       expect(kept.item.value).to.equal("real");
     });
     it("D3 an object default onto a single value replaces it, onto an object fills it (D5)", () => {
@@ -147,22 +142,14 @@ describe("set planning (domain)", () => {
       expect(failure(() => planSet(input("k", { c: { $add: 1, x: 2 } }), NOW)).message).to.equal(
         "'$add' is a reserved keyword and must be in an object with a single key of $add",
       );
-      expect(failure(() => planSet(input("k", { c: { $add: "1" } }), NOW)).message).to.equal(
-        "'c' must be a number when using $add",
-      );
-      expect(failure(() => planSet(input("k", { $add: "x" }), NOW)).message).to.equal(
-        "'value' must be a number when using $add",
-      );
+      expect(failure(() => planSet(input("k", { c: { $add: "1" } }), NOW)).message).to.equal("'c' must be a number when using $add");
+      expect(failure(() => planSet(input("k", { $add: "x" }), NOW)).message).to.equal("'value' must be a number when using $add");
       expect(failure(() => planSet(input("k", { a: { b: { $add: 1 } } }), NOW)).reason).to.equal("INVALID_VALUE");
     });
     it("A4 adding onto a non-number is FAILED_PRECONDITION naming the attribute", () => {
       const stored = run(input("k", { c: "text" }));
       const error = failure(() => applySet(stored, planSet(input("k", { c: { $add: 1 } }), NOW), NOW));
-      expect([error.code, error.reason, error.message]).to.deep.equal([
-        "FAILED_PRECONDITION",
-        "NOT_A_NUMBER",
-        "'c' is not a number",
-      ]);
+      expect([error.code, error.reason, error.message]).to.deep.equal(["FAILED_PRECONDITION", "NOT_A_NUMBER", "'c' is not a number"]);
     });
     it("A6 a sum past the largest double is OUT_OF_RANGE NUMBER_OVERFLOW, for the value and for attributes", () => {
       const max = Number.MAX_VALUE;
@@ -195,9 +182,7 @@ describe("set planning (domain)", () => {
         "'$add' is a reserved keyword and cannot be the name of a counter",
       );
       const object = run(input("o", { a: 1 }));
-      expect(failure(() => applySet(object, planAdd({ key: "o", amount: 1, overwrite: false }, NOW), NOW)).reason).to.equal(
-        "NOT_A_SIMPLE_VALUE",
-      );
+      expect(failure(() => applySet(object, planAdd({ key: "o", amount: 1, overwrite: false }, NOW), NOW)).reason).to.equal("NOT_A_SIMPLE_VALUE");
     });
     it("A6 N adds of random amounts equal their double sum", () => {
       fc.assert(
@@ -258,7 +243,11 @@ describe("set planning (domain)", () => {
     });
     it("L2 labels: set, set only if absent, remove, keep; K6 applies to label values", () => {
       const first = run(input("k", 1, { labels: [{ set: "a" }, { setIfAbsent: "b" }] }));
-      const second = applySet(first, planSet(input("k", 1, { labels: [{ remove: true }, { setIfAbsent: "c" }, { setIfAbsent: "d" }] }), NOW), NOW).item;
+      const second = applySet(
+        first,
+        planSet(input("k", 1, { labels: [{ remove: true }, { setIfAbsent: "c" }, { setIfAbsent: "d" }] }), NOW),
+        NOW,
+      ).item;
       expect(second.labels.map((label) => label?.full)).to.deep.equal([undefined, "b", "d", undefined, undefined]);
       expect(failure(() => planSet(input("k", 1, { labels: [{ set: "ns:a*" }] }), NOW)).reason).to.equal("INVALID_KEY");
     });
@@ -338,7 +327,14 @@ describe("set planning (domain)", () => {
       expect(resolveTtl({ at: last }, NOW)).to.deep.equal({ op: "set", expires: last });
       expect(resolveTtl({ at: first }, NOW)).to.deep.equal({ op: "set", expires: first });
       expect(resolveTtl({ seconds: 253402300799 }, NOW)).to.deep.equal({ op: "set", expires: 253402300799000 });
-      for (const bad of [{ seconds: 253402300800 }, { seconds: 1e13 }, { seconds: -1e13 }, { at: last + 1 }, { at: first - 1 }, { at: Number.POSITIVE_INFINITY }]) {
+      for (const bad of [
+        { seconds: 253402300800 },
+        { seconds: 1e13 },
+        { seconds: -1e13 },
+        { at: last + 1 },
+        { at: first - 1 },
+        { at: Number.POSITIVE_INFINITY },
+      ]) {
         const error = failure(() => resolveTtl(bad, NOW));
         expect([error.reason, error.message], JSON.stringify(bad)).to.deep.equal(["INVALID_OPTION", "Invalid ttl value."]);
       }

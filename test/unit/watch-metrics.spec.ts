@@ -27,7 +27,14 @@ const event = (time: number): FeedEvent => ({
   token: `t${time}`,
   time,
   name: "created",
-  item: { key: keyFromParts("a", String(time)), value: 1, created: time, modified: time, version: 1, labels: [undefined, undefined, undefined, undefined, undefined] },
+  item: {
+    key: keyFromParts("a", String(time)),
+    value: 1,
+    created: time,
+    modified: time,
+    version: 1,
+    labels: [undefined, undefined, undefined, undefined, undefined],
+  },
 });
 
 describe("Watch metrics", () => {
@@ -68,7 +75,13 @@ describe("Watch metrics", () => {
     await (async () => {
       for await (const _ of failing);
     })().catch(() => undefined);
-    const left = watchChanges(feedOf([event(Date.now())]), create(WatchRequestSchema, {}), new AbortController().signal, new AbortController().signal, metrics.watchOpened("staging"));
+    const left = watchChanges(
+      feedOf([event(Date.now())]),
+      create(WatchRequestSchema, {}),
+      new AbortController().signal,
+      new AbortController().signal,
+      metrics.watchOpened("staging"),
+    );
     await left.next();
     await left.return(undefined);
     const scraped = parseExposition(await metrics.text());

@@ -74,8 +74,7 @@ export interface ItemDocument extends LabelDocumentFields {
 export const COLLECTIONS = { items: "items", subscriptions: "subscriptions", heads: "heads", idempotency: "idempotency" } as const;
 
 /** Field names of one label slot. */
-export const labelFields = (label: LabelNumber) =>
-  ({ ns: `l${label}ns`, part: `l${label}part`, escape: `l${label}e` }) as const;
+export const labelFields = (label: LabelNumber) => ({ ns: `l${label}ns`, part: `l${label}part`, escape: `l${label}e` }) as const;
 
 /** Bytes that JSON.stringify adds to a string beyond its UTF-8 bytes and the two quotes. */
 export function jsonEscapeOverhead(text: string): number {

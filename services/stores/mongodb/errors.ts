@@ -71,9 +71,7 @@ export function fromMongoError(error: unknown): unknown {
   if (error instanceof DomainError) return error;
   if (error instanceof MongoWriteConcernError) {
     // The primary applied the write but could not confirm replication in time: it may survive or not.
-    return unavailable(
-      "MongoDB did not confirm the write on enough replicas in time; it may or may not have been applied; read before retrying",
-    );
+    return unavailable("MongoDB did not confirm the write on enough replicas in time; it may or may not have been applied; read before retrying");
   }
   if (error instanceof MongoError && error.hasErrorLabel("UnknownTransactionCommitResult")) {
     // Whatever the cause (a timeout, a lost primary), the commit may have happened.

@@ -77,7 +77,8 @@ export function decodePosition(text: string): FeedPosition {
   const { k, r, c, s } = body as Record<string, unknown>;
   if (typeof k !== "string" || k === "") throw invalidToken();
   // MongoDB's tokens (4.2+) are {_data: "<hex>"}: anything else is not one of its positions.
-  if (r !== undefined && !(typeof r === "object" && r !== null && /^[0-9A-Fa-f]+$/.test(String((r as { _data?: unknown })._data)))) throw invalidToken();
+  if (r !== undefined && !(typeof r === "object" && r !== null && /^[0-9A-Fa-f]+$/.test(String((r as { _data?: unknown })._data))))
+    throw invalidToken();
   if (c === undefined) return { key: k, resume: r as ResumeToken | undefined };
   if (typeof c !== "string" || typeof s !== "number" || !Number.isInteger(s) || s < 1) throw invalidToken();
   return { key: k, resume: r as ResumeToken | undefined, change: c, skip: s };
@@ -170,7 +171,11 @@ export function changesOf(change: ChangeStreamDocument<ItemDocument>, time: numb
       if (!pre) throw new MissingImageError(change.operationType, "pre");
       const item = decodeItem(post);
       const previous = decodeItem(pre);
-      if (post._n === true) return [{ name: "deleted", item: previous, expired: true }, { name: "created", item }];
+      if (post._n === true)
+        return [
+          { name: "deleted", item: previous, expired: true },
+          { name: "created", item },
+        ];
       return [{ name: "updated", item, previous }];
     }
     case "delete": {

@@ -103,7 +103,12 @@ export function historyPage(key: Key, horizon: number, limit: number, before?: s
 
 /** The last change of a key at or before `at`, among those the history holds in full (from `horizon`). */
 export function lastChangeAtOrBefore(key: Key, at: number, horizon: number): HistoryRead {
-  return { filter: { k: key.full, at: { $gte: new Date(horizon), $lte: new Date(at) } }, sort: NEWEST_FIRST, limit: 1, hint: HISTORY_INDEXES[0].name };
+  return {
+    filter: { k: key.full, at: { $gte: new Date(horizon), $lte: new Date(at) } },
+    sort: NEWEST_FIRST,
+    limit: 1,
+    hint: HISTORY_INDEXES[0].name,
+  };
 }
 
 /** The first change of a key after `at`. */

@@ -158,8 +158,7 @@ class MongoEngine implements Engine {
       {
         intervalMs: options.sweepIntervalMs,
         observer: options.observer,
-        failed: (error) =>
-          this.log.warn({ err: error }, "expired items could not be deleted now; reads hide them, and the TTL index deletes them"),
+        failed: (error) => this.log.warn({ err: error }, "expired items could not be deleted now; reads hide them, and the TTL index deletes them"),
       },
     );
   }
@@ -197,10 +196,7 @@ class MongoEngine implements Engine {
 
   async list(): Promise<string[]> {
     // authorizedDatabases: a user limited to some databases (Atlas roles) still gets a list.
-    const { databases } = await this.client
-      .db("admin")
-      .admin()
-      .listDatabases({ nameOnly: true, authorizedDatabases: true });
+    const { databases } = await this.client.db("admin").admin().listDatabases({ nameOnly: true, authorizedDatabases: true });
     return databases
       .map((database) => database.name)
       .filter((name) => name.startsWith(this.options.dbPrefix) && name.length > this.options.dbPrefix.length)

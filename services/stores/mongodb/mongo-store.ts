@@ -257,7 +257,13 @@ export class MongoStore implements Store {
       const read = historyPage(query.key, horizon, query.limit + 1, query.before);
       // Documents one at a time, each measured by its change's JSON text before it is decoded (PageBudget).
       const budget = new PageBudget(query.limit, query.maxBytes);
-      const cursor = this.historyLog.find(read.filter, { sort: read.sort, limit: read.limit, hint: read.hint, batchSize: 16, ...readTimeLimit(options) });
+      const cursor = this.historyLog.find(read.filter, {
+        sort: read.sort,
+        limit: read.limit,
+        hint: read.hint,
+        batchSize: 16,
+        ...readTimeLimit(options),
+      });
       const documents: HistoryDocument[] = [];
       let more = false;
       try {
@@ -415,26 +421,27 @@ export class MongoStore implements Store {
   async remove(keys: readonly Key[], now: number, options: RemoveOptions = {}): Promise<Key[]> {
     if (keys.length === 0) return [];
     return guard(() =>
-      this.transaction(async (session) => {
-        const filter = { $or: keys.map(keyFilter) };
-        const found = await this.items
-          .find(filter, { session, projection: { ns: 1, part: 1, expires: 1, ver: 1 } })
-          .toArray();
-        if (options.ifVersion !== undefined) {
-          // Read in the transaction that deletes: a write between the check and the delete aborts it.
-          const stored = found.find((document) => document.ns === keys[0].ns && document.part === keys[0].part);
-          const live = stored && !(stored.expires instanceof Date && stored.expires.getTime() <= now);
-          const version = live ? storedVersion(stored.ver) : 0;
-          if (version !== options.ifVersion) throw versionMismatch(options.ifVersion, version);
-        }
-        if (found.length > 0) await this.items.deleteMany(filter, { session });
-        const live = new Set(
-          found
-            .filter((document) => !(document.expires instanceof Date) || document.expires.getTime() > now)
-            .map((document) => keyFromParts(document.ns, document.part).full),
-        );
-        return keys.filter((key) => live.has(key.full));
-      }, options.idempotency && { write: options.idempotency, codec: REMOVED_KEYS }),
+      this.transaction(
+        async (session) => {
+          const filter = { $or: keys.map(keyFilter) };
+          const found = await this.items.find(filter, { session, projection: { ns: 1, part: 1, expires: 1, ver: 1 } }).toArray();
+          if (options.ifVersion !== undefined) {
+            // Read in the transaction that deletes: a write between the check and the delete aborts it.
+            const stored = found.find((document) => document.ns === keys[0].ns && document.part === keys[0].part);
+            const live = stored && !(stored.expires instanceof Date && stored.expires.getTime() <= now);
+            const version = live ? storedVersion(stored.ver) : 0;
+            if (version !== options.ifVersion) throw versionMismatch(options.ifVersion, version);
+          }
+          if (found.length > 0) await this.items.deleteMany(filter, { session });
+          const live = new Set(
+            found
+              .filter((document) => !(document.expires instanceof Date) || document.expires.getTime() > now)
+              .map((document) => keyFromParts(document.ns, document.part).full),
+          );
+          return keys.filter((key) => live.has(key.full));
+        },
+        options.idempotency && { write: options.idempotency, codec: REMOVED_KEYS },
+      ),
     );
   }
 
@@ -695,11 +702,7 @@ export class MongoStore implements Store {
         // follows are then in one order, and the same tokens resume the consumer and catch-ups.
         db.watch(STREAM_PIPELINE, { ...STREAM_OPTIONS, ...(resumeAfter ? { resumeAfter } : {}) }) as unknown as ChangeCursor,
       markHead: async () => {
-        const marked = await heads.findOneAndUpdate(
-          { _id: "head" },
-          { $inc: { n: 1 } },
-          { upsert: true, returnDocument: "after" },
-        );
+        const marked = await heads.findOneAndUpdate({ _id: "head" }, { $inc: { n: 1 } }, { upsert: true, returnDocument: "after" });
         return marked!.n;
       },
       // The field keeps its name `token`: it holds the position of one (services/feed/token.ts).

@@ -54,10 +54,7 @@ const staysFinite = (sum: unknown) => ({ $lte: [{ $abs: sum }, Number.MAX_VALUE]
 /** T7: a stored document is the live item only if it has not expired at `now`. */
 export function liveExpression(now: Date): Document {
   return {
-    $and: [
-      { $ne: [{ $type: "$created" }, "missing"] },
-      { $or: [{ $eq: [{ $type: "$expires" }, "missing"] }, { $gt: ["$expires", now] }] },
-    ],
+    $and: [{ $ne: [{ $type: "$created" }, "missing"] }, { $or: [{ $eq: [{ $type: "$expires" }, "missing"] }, { $gt: ["$expires", now] }] }],
   };
 }
 
@@ -86,9 +83,7 @@ const nextVersion = { $cond: ["$_live", { $add: [{ $ifNull: ["$ver", 1] }, 1] },
 export function createdCondition(check: CreatedCheck): Document {
   const base = check.unit === "seconds" ? check.value * 1000 : check.value;
   if (!Number.isInteger(check.value) || Math.abs(base) > 8.64e15 - 1000) return { created: { $in: [] } };
-  return check.unit === "millis"
-    ? { created: new Date(base) }
-    : { created: { $gte: new Date(base), $lt: new Date(base + 1000) } };
+  return check.unit === "millis" ? { created: new Date(base) } : { created: { $gte: new Date(base), $lt: new Date(base + 1000) } };
 }
 
 /**
@@ -261,10 +256,7 @@ function mergeStage(plan: Extract<ValuePlan, { kind: "merge" }>): Document {
   const setNames = literal(sets.map((cell) => cell.k));
   const addNames = literal(adds.map((cell) => cell.k));
   const stored = { $cond: [isObjectStored, { $ifNull: ["$vo", []] }, []] };
-  const kept =
-    plan.unset.length === 0
-      ? stored
-      : { $filter: { input: stored, as: "e", cond: { $not: [{ $in: ["$$e.k", literal(plan.unset)] }] } } };
+  const kept = plan.unset.length === 0 ? stored : { $filter: { input: stored, as: "e", cond: { $not: [{ $in: ["$$e.k", literal(plan.unset)] }] } } };
   const given = (cells: unknown[]) => cellNamed(literal(cells), "$$e.k");
   const counted = { $let: { vars: { g: given(adds) }, in: plus("$$e.n", "$$g.n") } };
   const branches: Document[] = [];
@@ -272,8 +264,7 @@ function mergeStage(plan: Extract<ValuePlan, { kind: "merge" }>): Document {
   if (adds.length > 0) {
     branches.push({ case: { $in: ["$$e.k", addNames] }, then: { $mergeObjects: ["$$e", { n: counted }] } });
   }
-  const updated =
-    branches.length === 0 ? "$$kept" : { $map: { input: "$$kept", as: "e", in: { $switch: { branches, default: "$$e" } } } };
+  const updated = branches.length === 0 ? "$$kept" : { $map: { input: "$$kept", as: "e", in: { $switch: { branches, default: "$$e" } } } };
   const absent = (cells: unknown[]) => ({
     $filter: { input: literal(cells), as: "x", cond: { $not: [{ $in: ["$$x.k", "$$keptKeys"] }] } },
   });
