@@ -37,11 +37,10 @@ export function labelsOf<T>(message: { readonly [Name in LabelName]?: T }): PerL
 
 /** `label1`..`label5` fields (as protobuf messages name them), each made from its slot's entry of `slots`. */
 export function namedLabels<T, F>(slots: readonly T[], field: (entry: T) => F): { [Name in LabelName]: F } {
-  const fields = {} as { [Name in LabelName]: F };
-  LABEL_NUMBERS.forEach((label, slot) => {
-    fields[labelName(label)] = field(slots[slot]);
-  });
-  return fields;
+  // A literal, not a loop over LABEL_NAMES: every item on the wire goes through here, and V8 builds
+  // this shape in one step (a loop of keyed stores cost ~0.4 µs an item: 10% of a key query of 100).
+  // The return type still derives from LabelNumber: a sixth slot would not compile until added here.
+  return { label1: field(slots[0]), label2: field(slots[1]), label3: field(slots[2]), label4: field(slots[3]), label5: field(slots[4]) };
 }
 
 /** A position in a label index: the label value, then the item key as tie-breaker (L5). */
