@@ -5,9 +5,9 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { chromium } from "playwright-core";
 import { DataService } from "../gen/larder/data/v1/data_pb.js";
 import { buildConsole } from "./build-console.js";
+import { CHROMIUM, launchChromium } from "./chromium.js";
 import { REPO_ROOT, startLarder } from "./larder-process.js";
 
 /**
@@ -16,26 +16,14 @@ import { REPO_ROOT, startLarder } from "./larder-process.js";
  * photographs the main views. `npm run console:screenshots`.
  */
 
-const CHROMIUM = process.env.LARDER_CHROMIUM ?? "/usr/bin/chromium";
 const OUT = join(REPO_ROOT, "docs", "console");
 const value = (json: unknown) => fromJson(ValueSchema, json as JsonValue);
 
 const bundle = await buildConsole();
 const dataDir = mkdtempSync(join(tmpdir(), "larder-screenshots-"));
 const server = await startLarder({ env: { LARDER_DATA_DIR: dataDir, LARDER_LOG_LEVEL: "warn" } });
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
+if (!browser) throw new Error(`No Chromium at ${CHROMIUM}: apt-get install chromium, or set LARDER_CHROMIUM`);
 try {
   const data = createClient(DataService, createGrpcTransport({ baseUrl: server.url }));
   const cities = ["oslo", "lima", "kyoto", "accra", "quito"];

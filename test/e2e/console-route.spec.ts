@@ -1,12 +1,10 @@
-import { execFileSync } from "node:child_process";
 import http2 from "node:http2";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { expect } from "chai";
 import { CONSOLE_CSP } from "../../services/console-route.js";
 import { consoleBuilt } from "../support/console.js";
 import { startServer, useServer, type RunningServer } from "../support/server.js";
+import { selfSignedCertificate } from "../support/tls.js";
 
 /** The static /console route: content types, the CSP and other headers, caching, 404s, methods. */
 describe("e2e: the console's files at /console", function () {
@@ -161,34 +159,9 @@ describe("e2e: the console over TLS, on the service's port", function () {
 
   before(async function () {
     this.timeout(120_000);
-    const directory = mkdtempSync(join(tmpdir(), "larder-console-tls-"));
-    const cert = join(directory, "cert.pem");
-    const key = join(directory, "key.pem");
-    try {
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "rsa:2048",
-          "-nodes",
-          "-keyout",
-          key,
-          "-out",
-          cert,
-          "-days",
-          "1",
-          "-subj",
-          "/CN=127.0.0.1",
-          "-addext",
-          "subjectAltName=IP:127.0.0.1",
-        ],
-        { stdio: "ignore" },
-      );
-    } catch {
-      this.skip(); // no openssl here to make a certificate: reported as pending
-    }
+    const files = selfSignedCertificate();
+    if (!files) this.skip(); // no openssl here to make a certificate: reported as pending
+    const { cert, key } = files;
     ca = readFileSync(cert);
     await consoleBuilt();
     server = await startServer({ env: { LARDER_TLS_CERT: cert, LARDER_TLS_KEY: key } });

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,43 +8,11 @@ import { expect } from "chai";
 import { DataService } from "../../gen/larder/data/v1/data_pb.js";
 import { runServerToExit, startServer, type RunningServer } from "../support/server.js";
 import { sleep } from "../support/async.js";
-
-/** A self-signed certificate for 127.0.0.1, made with openssl where it is installed. */
-function certificate(): { cert: string; key: string } | undefined {
-  const directory = mkdtempSync(join(tmpdir(), "larder-tls-"));
-  const cert = join(directory, "cert.pem");
-  const key = join(directory, "key.pem");
-  try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-      ],
-      { stdio: "ignore" },
-    );
-    return { cert, key };
-  } catch {
-    return undefined;
-  }
-}
+import { selfSignedCertificate } from "../support/tls.js";
 
 describe("e2e: TLS (LARDER_TLS_CERT / LARDER_TLS_KEY): h2 and HTTP/1.1 on one port by ALPN", function () {
   this.timeout(60_000);
-  const files = certificate();
+  const files = selfSignedCertificate();
   let server: RunningServer | undefined;
 
   before(async function () {
@@ -95,7 +62,7 @@ describe("e2e: TLS (LARDER_TLS_CERT / LARDER_TLS_KEY): h2 and HTTP/1.1 on one po
     const directory = mkdtempSync(join(tmpdir(), "larder-tls-bad-"));
     const empty = join(directory, "empty.pem");
     writeFileSync(empty, "");
-    const other = certificate()!;
+    const other = selfSignedCertificate()!;
     const cases: [Record<string, string>, string][] = [
       [{ LARDER_TLS_CERT: join(directory, "nope.pem"), LARDER_TLS_KEY: files!.key }, "LARDER_TLS_CERT: cannot read"],
       [{ LARDER_TLS_CERT: files!.cert, LARDER_TLS_KEY: join(directory, "nope.pem") }, "LARDER_TLS_KEY: cannot read"],
