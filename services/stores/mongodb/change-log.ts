@@ -6,7 +6,7 @@ import type { FeedSink, FeedSource, SourceEntry } from "../../feed/feed-source.j
 import { tokenExpired } from "../../feed/token.js";
 import type { Logger } from "../../log.js";
 import { fromMongoError, isUnauthorized } from "./errors.js";
-import { changeKey, decodePosition, entriesOf, HISTORY, MissingImageError, timeOf, type FeedEntry } from "./feed-events.js";
+import { changeKey, decodePosition, encodePosition, entriesOf, HISTORY, MissingImageError, timeOf, type FeedEntry } from "./feed-events.js";
 import { historyDocuments, isQuietItemChange, type HistoryDocument } from "./history.js";
 
 /** A change stream as the feed reads it (the driver's ChangeStream, or a scripted one in unit tests). */
@@ -384,7 +384,7 @@ export class MongoChangeLog implements FeedSource {
       this.options.log.error({ err: error }, "a change without its images cannot be told as events; subscribers before it must start again");
       const key = changeKey(change._id);
       const gap = fromChangeStreamError(error) as DomainError;
-      this.sink?.publish([{ position: encodePlace(key, change._id), place: key, gap: gap.message, bytes: 64 }]);
+      this.sink?.publish([{ position: encodePosition({ key, resume: change._id }), place: key, gap: gap.message, bytes: 64 }]);
       this.historySince = time + 1;
       return;
     }
@@ -455,10 +455,6 @@ export class MongoChangeLog implements FeedSource {
 function sourceEntry(entry: Exclude<FeedEntry, { kind: "skip" }>): SourceEntry {
   if (entry.kind === "marker") return { position: entry.position, place: entry.key, bytes: 64 };
   return { position: entry.position, place: entry.key, change: entry.event, bytes: entry.bytes };
-}
-
-function encodePlace(key: string, resume: ResumeToken): string {
-  return Buffer.from(JSON.stringify({ k: key, r: resume }), "utf8").toString("base64url");
 }
 
 function unavailable(message: string): DomainError {
